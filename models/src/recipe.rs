@@ -1,0 +1,294 @@
+//! The recipes that make the model folders: split the corpus by family, build the
+//! features, train the heads, tune the gate on the held-out families, measure, and
+//! write the folder atomically. The `train` binary is a thin shell around these.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+
+use crate::classifier::{EncoderKind, Gate, COMPACT_WEIGHTS, TOKENIZER, TRANSFORMER_HEADS};
+use crate::compact::CompactEncoder;
+use crate::corpus::{split_by_family, Corpus, Example};
+use crate::encoder::SentenceEncoder;
+use crate::error::{ModelError, Result};
+use crate::heads::Heads;
+use crate::manifest::{write_atomically, Distillation, Manifest, TrainingRecord, FORMAT_VERSION};
+use crate::metrics::{tune_gate, Report, Scored};
+use crate::rng::SplitMix64;
+use crate::train::{compact_features, train_heads, train_joint, Features, HeadConfig, JointConfig};
+use crate::Classifier;
+
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub heads: HeadConfig,
+    pub held_out_percent: u64,
+    /// Token-dropout copies per training line (compact only).
+    pub token_dropout_copies: usize,
+    pub token_dropout: f32,
+    /// The gate's floor for a best-label `emergency`, below the tuned threshold.
+    pub emergency_threshold: f32,
+    /// When set, the compact table is fine-tuned with the heads at this rate.
+    pub embedding_learning_rate: Option<f64>,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            heads: HeadConfig::default(),
+            held_out_percent: 15,
+            token_dropout_copies: 2,
+            token_dropout: 0.25,
+            emergency_threshold: 0.25,
+            embedding_learning_rate: None,
+        }
+    }
+}
+
+/// Heads, gate and held-out figures from one training run.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub heads: Heads,
+    pub gate: Gate,
+    pub held_out: Report,
+    pub record: TrainingRecord,
+    /// The fine-tuned static table (f16), when the recipe tunes it.
+    pub embeddings: Option<Tensor>,
+}
+
+/// Tunes the gate on the held-out families and measures them.
+fn finish(
+    encoder: &dyn SentenceEncoder,
+    heads: Heads,
+    held_out: &[Example],
+    recipe: &Recipe,
+    record: TrainingRecord,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Trained> {
+    let texts: Vec<&str> = held_out.iter().map(|e| e.text.as_str()).collect();
+    let probabilities = batch_probabilities(encoder, &heads, &texts)?;
+    let gold: Vec<_> = held_out.iter().map(|e| e.intent).collect();
+    let gate = tune_gate(&probabilities, &gold, recipe.emergency_threshold);
+    progress(&format!("gate tuned on the held-out families: {gate:?}"));
+    let scored: Vec<Scored> = held_out
+        .iter()
+        .zip(&probabilities)
+        .map(|(e, (i, s))| Scored {
+            gold_intent: e.intent,
+            gold_sentiment: e.sentiment,
+            prediction: gate.decide(i, s),
+            latency_us: f64::NAN,
+        })
+        .collect();
+    Ok(Trained {
+        heads,
+        gate,
+        held_out: Report::compute(&scored),
+        record,
+        embeddings: None,
+    })
+}
+
+fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant) -> TrainingRecord {
+    TrainingRecord {
+        seed: recipe.heads.seed,
+        hidden: recipe.heads.hidden,
+        epochs: recipe.heads.epochs,
+        batch_size: recipe.heads.batch_size,
+        learning_rate: recipe.heads.learning_rate,
+        weight_decay: recipe.heads.weight_decay,
+        dropout: recipe.heads.dropout,
+        token_dropout_copies: recipe.token_dropout_copies,
+        held_out_percent: recipe.held_out_percent,
+        train_examples: train,
+        held_out_examples: held_out,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Embeds `texts` in batches (shortest first, to pad little) and runs the heads.
+pub fn batch_probabilities(
+    encoder: &dyn SentenceEncoder,
+    heads: &Heads,
+    texts: &[&str],
+) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let embeddings = embed_all(encoder, texts, &mut |_| {})?;
+    let (intent, sentiment) = heads.batch_probabilities(&embeddings)?;
+    Ok(intent.into_iter().zip(sentiment).collect())
+}
+
+/// Embeds `texts` into `(n, dim)`, batching by length; rows keep the input order.
+pub fn embed_all(encoder: &dyn SentenceEncoder, texts: &[&str], progress: &mut dyn FnMut(&str)) -> Result<Tensor> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| (texts[i].len(), i));
+    let mut rows: Vec<Option<Tensor>> = vec![None; texts.len()];
+    for (n, chunk) in order.chunks(64).enumerate() {
+        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+        let embedded = encoder.embed_batch(&batch)?;
+        for (j, &i) in chunk.iter().enumerate() {
+            rows[i] = Some(embedded.get(j)?);
+        }
+        if n % 20 == 0 {
+            progress(&format!("embedded {}/{}", (n * 64 + chunk.len()).min(texts.len()), texts.len()));
+        }
+    }
+    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every row embedded")).collect();
+    Ok(Tensor::stack(&rows, 0)?)
+}
+
+/// Trains the compact model. With `recipe.embedding_learning_rate` set, the
+/// static table is fine-tuned with the heads and the result carries the new table
+/// (f16, as shipped); otherwise the heads learn on the frozen table with
+/// token-dropout copies.
+pub fn train_compact(
+    encoder: &CompactEncoder,
+    corpus: &Corpus,
+    recipe: &Recipe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Trained> {
+    let started = Instant::now();
+    let (train, held_out) = split_by_family(&corpus.examples, recipe.held_out_percent);
+    progress(&format!("{} training lines, {} held out by family", train.len(), held_out.len()));
+    let Some(embedding_learning_rate) = recipe.embedding_learning_rate else {
+        let mut rng = SplitMix64::new(recipe.heads.seed ^ 0xa11a);
+        let features = compact_features(encoder, &train, recipe.token_dropout_copies, recipe.token_dropout, &mut rng)?;
+        let heads = train_heads(&features, &recipe.heads, progress)?;
+        let record = record(recipe, train.len(), held_out.len(), started);
+        return finish(encoder, heads, &held_out, recipe, record, progress);
+    };
+    let token_ids = train.iter().map(|e| encoder.token_ids(&e.text)).collect::<Result<Vec<_>>>()?;
+    let intents: Vec<u32> = train.iter().map(|e| e.intent.index() as u32).collect();
+    let sentiments: Vec<u32> = train.iter().map(|e| e.sentiment.index() as u32).collect();
+    let config = JointConfig {
+        heads: recipe.heads.clone(),
+        embedding_learning_rate,
+        token_dropout: recipe.token_dropout,
+    };
+    let (table, heads) = train_joint(encoder.embeddings(), &token_ids, &intents, &sentiments, &config, progress)?;
+    let table = table.to_dtype(DType::F16)?;
+    let tuned = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
+    let record = record(recipe, train.len(), held_out.len(), started);
+    let mut trained = finish(&tuned, heads, &held_out, recipe, record, progress)?;
+    trained.embeddings = Some(table);
+    Ok(trained)
+}
+
+/// Trains heads on any encoder's pooled embeddings (the transformer's), no
+/// augmentation: re-encoding dropped-token copies would cost a forward pass each.
+pub fn train_pooled(
+    encoder: &dyn SentenceEncoder,
+    corpus: &Corpus,
+    recipe: &Recipe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Trained> {
+    let started = Instant::now();
+    let (train, held_out) = split_by_family(&corpus.examples, recipe.held_out_percent);
+    progress(&format!("{} training lines, {} held out by family", train.len(), held_out.len()));
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let features = Features {
+        x: embed_all(encoder, &texts, progress)?,
+        intents: train.iter().map(|e| e.intent.index() as u32).collect(),
+        sentiments: train.iter().map(|e| e.sentiment.index() as u32).collect(),
+    };
+    let heads = train_heads(&features, &recipe.heads, progress)?;
+    let record = record(recipe, train.len(), held_out.len(), started);
+    finish(encoder, heads, &held_out, recipe, record, progress)
+}
+
+fn metrics_map(trained: &Trained, extra: &[(String, f64)]) -> std::collections::BTreeMap<String, f64> {
+    let mut metrics: std::collections::BTreeMap<String, f64> = trained
+        .held_out
+        .headline()
+        .into_iter()
+        .filter(|(k, v)| !k.starts_with("latency") && v.is_finite())
+        .map(|(k, v)| (format!("held_out.{k}"), v))
+        .collect();
+    metrics.extend(extra.iter().cloned());
+    metrics
+}
+
+/// Writes a compact model folder: `model.safetensors` (embeddings + heads),
+/// `tokenizer.json`, `labels.json`, `manifest.json`. Each file goes through a
+/// temporary name and a rename; the manifest, which vouches for the rest, is last.
+pub fn write_compact(
+    dir: &Path,
+    embeddings: &Tensor,
+    tokenizer_json: &Path,
+    trained: &Trained,
+    corpus_sha256: &str,
+    distillation: Option<Distillation>,
+    extra_metrics: &[(String, f64)],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut tensors: HashMap<String, Tensor> = trained.heads.to_map();
+    tensors.insert("embeddings".into(), embeddings.clone());
+    save_safetensors(&tensors, &dir.join(COMPACT_WEIGHTS))?;
+    if tokenizer_json != dir.join(TOKENIZER) {
+        let bytes = std::fs::read(tokenizer_json).map_err(|e| ModelError::io(tokenizer_json, e))?;
+        write_atomically(&dir.join(TOKENIZER), &bytes)?;
+    }
+    Manifest {
+        format_version: FORMAT_VERSION,
+        encoder: EncoderKind::Compact,
+        dim: embeddings.dims()[1],
+        gate: trained.gate,
+        files: Default::default(),
+        encoder_sha256: None,
+        corpus_sha256: corpus_sha256.to_string(),
+        distillation,
+        training: trained.record.clone(),
+        metrics: metrics_map(trained, extra_metrics),
+    }
+    .write(dir, &[COMPACT_WEIGHTS, TOKENIZER])
+}
+
+/// Writes a transformer heads folder: `heads.safetensors`, `labels.json`,
+/// `manifest.json` (which pins the encoder's weights by hash).
+pub fn write_transformer_heads(
+    dir: &Path,
+    dim: usize,
+    trained: &Trained,
+    encoder_sha256: &str,
+    corpus_sha256: &str,
+    extra_metrics: &[(String, f64)],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    save_safetensors(&trained.heads.to_map(), &dir.join(TRANSFORMER_HEADS))?;
+    Manifest {
+        format_version: FORMAT_VERSION,
+        encoder: EncoderKind::Transformer,
+        dim,
+        gate: trained.gate,
+        files: Default::default(),
+        encoder_sha256: Some(encoder_sha256.to_string()),
+        corpus_sha256: corpus_sha256.to_string(),
+        distillation: None,
+        training: trained.record.clone(),
+        metrics: metrics_map(trained, extra_metrics),
+    }
+    .write(dir, &[TRANSFORMER_HEADS])
+}
+
+fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    candle_core::safetensors::save(tensors, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Classifies every example one at a time (the product's way), timing each.
+pub fn evaluate(classifier: &Classifier, examples: &[Example]) -> Result<Vec<Scored>> {
+    examples
+        .iter()
+        .map(|e| {
+            let started = Instant::now();
+            let prediction = classifier.classify(&e.text)?;
+            Ok(Scored {
+                gold_intent: e.intent,
+                gold_sentiment: e.sentiment,
+                prediction,
+                latency_us: started.elapsed().as_secs_f64() * 1e6,
+            })
+        })
+        .collect()
+}

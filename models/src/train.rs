@@ -1,0 +1,390 @@
+//! Training the heads: deterministic mini-batch AdamW on pooled sentence embeddings,
+//! with class-balanced weights, hidden-layer dropout and (for the compact encoder)
+//! token-dropout augmentation. Every random draw comes from one seeded
+//! [`SplitMix64`], so the same corpus and seed give the same weights.
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+
+use crate::compact::CompactEncoder;
+use crate::corpus::Example;
+use crate::error::Result;
+use crate::heads::{Heads, MlpHead};
+use crate::labels::{Intent, Sentiment};
+use crate::rng::SplitMix64;
+
+#[derive(Debug, Clone)]
+pub struct HeadConfig {
+    pub hidden: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Dropout on the hidden layer during training.
+    pub dropout: f32,
+    pub seed: u64,
+    /// Extra weight on `emergency` examples, on top of class balancing: a missed
+    /// emergency costs far more than a false alarm.
+    pub emergency_weight: f32,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            hidden: 256,
+            epochs: 30,
+            batch_size: 32,
+            learning_rate: 2e-3,
+            weight_decay: 1e-4,
+            dropout: 0.3,
+            seed: 20_261_124,
+            emergency_weight: 2.0,
+        }
+    }
+}
+
+/// A training matrix: one pooled embedding per row with its labels.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub x: Tensor,
+    pub intents: Vec<u32>,
+    pub sentiments: Vec<u32>,
+}
+
+impl Features {
+    pub fn from_rows(rows: Vec<Tensor>, examples: &[&Example]) -> Result<Features> {
+        Ok(Features {
+            x: Tensor::stack(&rows, 0)?,
+            intents: examples.iter().map(|e| e.intent.index() as u32).collect(),
+            sentiments: examples.iter().map(|e| e.sentiment.index() as u32).collect(),
+        })
+    }
+}
+
+/// Pooled compact embeddings of `examples`, plus `copies` augmented copies of each in
+/// which every token is dropped with probability `token_dropout` (one always stays):
+/// the heads learn not to lean on any single word the recogniser may mangle.
+pub fn compact_features(
+    encoder: &CompactEncoder,
+    examples: &[Example],
+    copies: usize,
+    token_dropout: f32,
+    rng: &mut SplitMix64,
+) -> Result<Features> {
+    let mut rows = Vec::with_capacity(examples.len() * (1 + copies));
+    let mut labels = Vec::with_capacity(rows.capacity());
+    for example in examples {
+        let ids = encoder.token_ids(&example.text)?;
+        rows.push(encoder.pool_ids(&ids)?);
+        labels.push(example);
+        for _ in 0..copies {
+            if ids.len() < 2 {
+                break;
+            }
+            let mut kept: Vec<u32> = ids.iter().copied().filter(|_| rng.next_f32() >= token_dropout).collect();
+            if kept.is_empty() {
+                kept.push(ids[rng.below(ids.len())]);
+            }
+            rows.push(encoder.pool_ids(&kept)?);
+            labels.push(example);
+        }
+    }
+    Features::from_rows(rows, &labels)
+}
+
+/// Per-class weights `sqrt(n / (classes * count))`: minority classes count more,
+/// without letting a class of a hundred lines dominate.
+pub fn balanced_weights(labels: &[u32], classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; classes];
+    for &l in labels {
+        counts[l as usize] += 1;
+    }
+    counts
+        .iter()
+        .map(|&c| if c == 0 { 0.0 } else { (labels.len() as f32 / (classes * c) as f32).sqrt() })
+        .collect()
+}
+
+/// Trains both heads on `features`.
+pub fn train_heads(features: &Features, config: &HeadConfig, progress: &mut dyn FnMut(&str)) -> Result<Heads> {
+    let mut intent_weights = balanced_weights(&features.intents, Intent::COUNT);
+    intent_weights[Intent::Emergency.index()] *= config.emergency_weight;
+    let sentiment_weights = balanced_weights(&features.sentiments, Sentiment::COUNT);
+    let intent = train_head(&features.x, &features.intents, &intent_weights, config, config.seed, &mut |e, l| {
+        progress(&format!("intent head: epoch {e}/{} loss {l:.4}", config.epochs))
+    })?;
+    let sentiment = train_head(
+        &features.x,
+        &features.sentiments,
+        &sentiment_weights,
+        config,
+        config.seed ^ 0x5e47,
+        &mut |e, l| progress(&format!("sentiment head: epoch {e}/{} loss {l:.4}", config.epochs)),
+    )?;
+    Ok(Heads { intent, sentiment })
+}
+
+fn uniform(rng: &mut SplitMix64, shape: (usize, usize), bound: f32) -> Result<Tensor> {
+    let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect();
+    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+}
+
+/// Trains one head with class weights `class_weights`. Deterministic for a seed.
+pub fn train_head(
+    x: &Tensor,
+    labels: &[u32],
+    class_weights: &[f32],
+    config: &HeadConfig,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, f32),
+) -> Result<MlpHead> {
+    let (n, dim) = x.dims2()?;
+    let classes = class_weights.len();
+    let mut rng = SplitMix64::new(seed);
+    let w1 = Var::from_tensor(&uniform(&mut rng, (config.hidden, dim), (6.0 / dim as f32).sqrt())?)?;
+    let b1 = Var::zeros(config.hidden, DType::F32, &Device::Cpu)?;
+    let w2 = Var::from_tensor(&uniform(&mut rng, (classes, config.hidden), (1.0 / config.hidden as f32).sqrt())?)?;
+    let b2 = Var::zeros(classes, DType::F32, &Device::Cpu)?;
+    let mut optimizer = AdamW::new(
+        vec![w1.clone(), b1.clone(), w2.clone(), b2.clone()],
+        ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: config.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let class_weights_t = Tensor::new(class_weights, &Device::Cpu)?;
+    let labels_t = Tensor::new(labels, &Device::Cpu)?;
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let keep = 1.0 - config.dropout;
+    for epoch in 1..=config.epochs {
+        rng.shuffle(&mut order);
+        let mut total = 0.0f32;
+        let mut batches = 0usize;
+        for chunk in order.chunks(config.batch_size) {
+            let index = Tensor::new(chunk, &Device::Cpu)?;
+            let xb = x.index_select(&index, 0)?;
+            let yb = labels_t.index_select(&index, 0)?;
+            let wb = class_weights_t.index_select(&yb, 0)?;
+            let mask: Vec<f32> = (0..chunk.len() * config.hidden)
+                .map(|_| if rng.next_f32() < keep { 1.0 / keep } else { 0.0 })
+                .collect();
+            let mask = Tensor::from_vec(mask, (chunk.len(), config.hidden), &Device::Cpu)?;
+            let hidden = xb.matmul(&w1.t()?)?.broadcast_add(&b1)?.relu()?.mul(&mask)?;
+            let logits = hidden.matmul(&w2.t()?)?.broadcast_add(&b2)?;
+            let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let picked = log_probs.gather(&yb.unsqueeze(1)?, 1)?.squeeze(1)?;
+            let loss = (picked.mul(&wb)?.sum_all()?.neg()? / wb.sum_all()?.to_scalar::<f32>()? as f64)?;
+            optimizer.backward_step(&loss)?;
+            total += loss.to_scalar::<f32>()?;
+            batches += 1;
+        }
+        progress(epoch, total / batches.max(1) as f32);
+    }
+    Ok(MlpHead {
+        w1: w1.as_tensor().detach(),
+        b1: b1.as_tensor().detach(),
+        w2: w2.as_tensor().detach(),
+        b2: b2.as_tensor().detach(),
+    })
+}
+
+/// Settings for fine-tuning the static table together with the heads.
+#[derive(Debug, Clone)]
+pub struct JointConfig {
+    pub heads: HeadConfig,
+    /// Learning rate of the embedding table (no weight decay: rows the corpus never
+    /// touches must keep their distilled values and scale).
+    pub embedding_learning_rate: f64,
+    /// Probability of dropping each token of a training line, drawn afresh per epoch.
+    pub token_dropout: f32,
+}
+
+/// Trains both heads and fine-tunes the compact embedding table with them
+/// (Model2Vec's classifier fine-tuning): the pooled mean is computed inside the
+/// graph, so the rows of the words the corpus uses move towards what separates the
+/// labels, while unseen rows stay as distilled. Returns the new table (f32) and heads.
+pub fn train_joint(
+    embeddings: &Tensor,
+    token_ids: &[Vec<u32>],
+    intents: &[u32],
+    sentiments: &[u32],
+    config: &JointConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Tensor, Heads)> {
+    let hc = &config.heads;
+    let (_, dim) = embeddings.dims2()?;
+    let mut rng = SplitMix64::new(hc.seed);
+    // The table lives in plain memory and is updated sparsely (lazy Adam): only the
+    // rows a batch touched change, which keeps a step cheap however big the table.
+    let mut table = SparseAdamTable::new(embeddings, config.embedding_learning_rate)?;
+    let mut make_head = |classes: usize| -> Result<[Var; 4]> {
+        Ok([
+            Var::from_tensor(&uniform(&mut rng, (hc.hidden, dim), (6.0 / dim as f32).sqrt())?)?,
+            Var::zeros(hc.hidden, DType::F32, &Device::Cpu)?,
+            Var::from_tensor(&uniform(&mut rng, (classes, hc.hidden), (1.0 / hc.hidden as f32).sqrt())?)?,
+            Var::zeros(classes, DType::F32, &Device::Cpu)?,
+        ])
+    };
+    let intent_head = make_head(Intent::COUNT)?;
+    let sentiment_head = make_head(Sentiment::COUNT)?;
+    let mut head_optimizer = AdamW::new(
+        intent_head.iter().chain(sentiment_head.iter()).cloned().collect(),
+        ParamsAdamW { lr: hc.learning_rate, weight_decay: hc.weight_decay, ..Default::default() },
+    )?;
+    let mut intent_weights = balanced_weights(intents, Intent::COUNT);
+    intent_weights[Intent::Emergency.index()] *= hc.emergency_weight;
+    let intent_weights = Tensor::new(intent_weights.as_slice(), &Device::Cpu)?;
+    let sentiment_weights = Tensor::new(balanced_weights(sentiments, Sentiment::COUNT).as_slice(), &Device::Cpu)?;
+    let intents_t = Tensor::new(intents, &Device::Cpu)?;
+    let sentiments_t = Tensor::new(sentiments, &Device::Cpu)?;
+    let keep = 1.0 - hc.dropout;
+    let mut order: Vec<u32> = (0..token_ids.len() as u32).collect();
+
+    let weighted_ce = |logits: &Tensor, labels: &Tensor, weights: &Tensor| -> Result<Tensor> {
+        let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let w = weights.index_select(labels, 0)?;
+        Ok((picked.mul(&w)?.sum_all()?.neg()? / w.sum_all()?.to_scalar::<f32>()? as f64)?)
+    };
+
+    for epoch in 1..=hc.epochs {
+        rng.shuffle(&mut order);
+        let (mut total, mut batches) = (0.0f32, 0usize);
+        for chunk in order.chunks(hc.batch_size) {
+            // The batch's tokens, each line thinned by token dropout, and the
+            // averaging matrix that turns their rows into one mean per line.
+            let mut flat: Vec<u32> = Vec::new();
+            let mut spans = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                let ids = &token_ids[i as usize];
+                let start = flat.len();
+                flat.extend(ids.iter().copied().filter(|_| ids.len() < 2 || rng.next_f32() >= config.token_dropout));
+                if flat.len() == start && !ids.is_empty() {
+                    flat.push(ids[rng.below(ids.len())]);
+                }
+                spans.push((start, flat.len()));
+            }
+            let mut average = vec![0f32; chunk.len() * flat.len().max(1)];
+            for (row, &(start, end)) in spans.iter().enumerate() {
+                for col in start..end {
+                    average[row * flat.len() + col] = 1.0 / (end - start) as f32;
+                }
+            }
+            if flat.is_empty() {
+                continue;
+            }
+            let average = Tensor::from_vec(average, (chunk.len(), flat.len()), &Device::Cpu)?;
+            let rows = Var::from_tensor(&table.rows(&flat)?)?;
+            let pooled = crate::encoder::l2_normalise(&average.matmul(&rows)?)?;
+            let index = Tensor::new(chunk, &Device::Cpu)?;
+            let mut loss = None;
+            for (head, labels, weights) in [
+                (&intent_head, &intents_t, &intent_weights),
+                (&sentiment_head, &sentiments_t, &sentiment_weights),
+            ] {
+                let mask: Vec<f32> = (0..chunk.len() * hc.hidden)
+                    .map(|_| if rng.next_f32() < keep { 1.0 / keep } else { 0.0 })
+                    .collect();
+                let mask = Tensor::from_vec(mask, (chunk.len(), hc.hidden), &Device::Cpu)?;
+                let hidden = pooled.matmul(&head[0].t()?)?.broadcast_add(&head[1])?.relu()?.mul(&mask)?;
+                let logits = hidden.matmul(&head[2].t()?)?.broadcast_add(&head[3])?;
+                let l = weighted_ce(&logits, &labels.index_select(&index, 0)?, weights)?;
+                loss = Some(match loss {
+                    None => l,
+                    Some(prev) => (prev + l)?,
+                });
+            }
+            let loss = loss.expect("two heads");
+            let grads = loss.backward()?;
+            head_optimizer.step(&grads)?;
+            if let Some(g) = grads.get(rows.as_tensor()) {
+                table.step(&flat, &g.to_vec2::<f32>()?);
+            }
+            total += loss.to_scalar::<f32>()?;
+            batches += 1;
+        }
+        progress(&format!("joint: epoch {epoch}/{} loss {:.4}", hc.epochs, total / batches.max(1) as f32));
+    }
+    let head = |h: &[Var; 4]| MlpHead {
+        w1: h[0].as_tensor().detach(),
+        b1: h[1].as_tensor().detach(),
+        w2: h[2].as_tensor().detach(),
+        b2: h[3].as_tensor().detach(),
+    };
+    Ok((
+        table.into_tensor()?,
+        Heads {
+            intent: head(&intent_head),
+            sentiment: head(&sentiment_head),
+        },
+    ))
+}
+
+/// An embedding table trained with lazy Adam: moments are kept for every row, but a
+/// step reads and writes only the rows its batch used.
+struct SparseAdamTable {
+    values: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    dim: usize,
+    vocab: usize,
+    lr: f32,
+    step: i32,
+}
+
+impl SparseAdamTable {
+    const BETA1: f32 = 0.9;
+    const BETA2: f32 = 0.999;
+    const EPS: f32 = 1e-8;
+
+    fn new(embeddings: &Tensor, lr: f64) -> Result<Self> {
+        let (vocab, dim) = embeddings.dims2()?;
+        let values = embeddings.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(SparseAdamTable {
+            m: vec![0.0; values.len()],
+            v: vec![0.0; values.len()],
+            values,
+            dim,
+            vocab,
+            lr: lr as f32,
+            step: 0,
+        })
+    }
+
+    /// The rows of `ids`, in order, as a `(ids.len(), dim)` tensor.
+    fn rows(&self, ids: &[u32]) -> Result<Tensor> {
+        let mut data = Vec::with_capacity(ids.len() * self.dim);
+        for &id in ids {
+            let start = id as usize * self.dim;
+            data.extend_from_slice(&self.values[start..start + self.dim]);
+        }
+        Ok(Tensor::from_vec(data, (ids.len(), self.dim), &Device::Cpu)?)
+    }
+
+    /// One Adam step on the rows of `ids`, whose gradients are `grads` (one per
+    /// occurrence; repeated ids are summed first).
+    fn step(&mut self, ids: &[u32], grads: &[Vec<f32>]) {
+        self.step += 1;
+        let mut summed: std::collections::BTreeMap<u32, Vec<f32>> = std::collections::BTreeMap::new();
+        for (&id, g) in ids.iter().zip(grads) {
+            let acc = summed.entry(id).or_insert_with(|| vec![0.0; self.dim]);
+            acc.iter_mut().zip(g).for_each(|(a, x)| *a += x);
+        }
+        let c1 = 1.0 - Self::BETA1.powi(self.step);
+        let c2 = 1.0 - Self::BETA2.powi(self.step);
+        for (id, g) in summed {
+            let start = id as usize * self.dim;
+            for (k, gk) in g.into_iter().enumerate() {
+                let i = start + k;
+                self.m[i] = Self::BETA1 * self.m[i] + (1.0 - Self::BETA1) * gk;
+                self.v[i] = Self::BETA2 * self.v[i] + (1.0 - Self::BETA2) * gk * gk;
+                self.values[i] -= self.lr * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + Self::EPS);
+            }
+        }
+    }
+
+    fn into_tensor(self) -> Result<Tensor> {
+        Ok(Tensor::from_vec(self.values, (self.vocab, self.dim), &Device::Cpu)?)
+    }
+}
