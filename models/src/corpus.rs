@@ -185,9 +185,13 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// sha256 of a file, streamed (model files are hashed at every load, and reading
+/// them whole would double the peak memory of a start-up).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    Ok(hex(&Sha256::digest(&bytes)))
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| ModelError::io(path, e))?;
+    Ok(hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -69,7 +69,11 @@ fn finish(
     let texts: Vec<&str> = held_out.iter().map(|e| e.text.as_str()).collect();
     let probabilities = batch_probabilities(encoder, &heads, &texts)?;
     let gold: Vec<_> = held_out.iter().map(|e| e.intent).collect();
-    let gate = tune_gate(&probabilities, &gold, recipe.emergency_threshold);
+    let gate = if held_out.is_empty() {
+        Gate::default()
+    } else {
+        tune_gate(&probabilities, &gold, recipe.emergency_threshold)
+    };
     progress(&format!("gate tuned on the held-out families: {gate:?}"));
     let scored: Vec<Scored> = held_out
         .iter()
@@ -120,6 +124,9 @@ pub fn batch_probabilities(
 
 /// Embeds `texts` into `(n, dim)`, batching by length; rows keep the input order.
 pub fn embed_all(encoder: &dyn SentenceEncoder, texts: &[&str], progress: &mut dyn FnMut(&str)) -> Result<Tensor> {
+    if texts.is_empty() {
+        return Ok(Tensor::zeros((0, encoder.dim()), DType::F32, &candle_core::Device::Cpu)?);
+    }
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| (texts[i].len(), i));
     let mut rows: Vec<Option<Tensor>> = vec![None; texts.len()];

@@ -88,6 +88,12 @@ impl TransformerEncoder {
         })
     }
 
+    /// The encoder's hidden states for already-tokenised, possibly padded input
+    /// `(n, len)` with its attention mask (benchmarks and profiling).
+    pub fn forward_raw(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        Ok(self.model.forward(ids, &ids.zeros_like()?, Some(mask))?)
+    }
+
     /// Mean-pools `hidden` `(n, len, dim)` over `mask` `(n, len)`.
     fn pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;

@@ -1,0 +1,117 @@
+//! The loader refuses a corrupt or mismatched model folder with an error that says
+//! what is wrong, and never half-loads one.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use models::Classifier;
+
+fn load_error(dir: &Path) -> String {
+    match Classifier::load_compact(dir) {
+        Ok(_) => panic!("{} loaded but should have been refused", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(path, serde_json::to_vec(&value).unwrap()).unwrap();
+}
+
+#[test]
+fn a_good_folder_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_model_folder(tmp.path());
+    assert!(Classifier::load_compact(&dir).is_ok());
+}
+
+#[test]
+fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tiny_model_folder(tmp.path());
+    let case = |name: &str, spoil: &dyn Fn(&Path)| -> String {
+        let dir = tmp.path().join(name);
+        copy_folder(&good, &dir);
+        spoil(&dir);
+        load_error(&dir)
+    };
+
+    let err = case("flipped-byte", &|d| {
+        let path = d.join("model.safetensors");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    });
+    assert!(err.contains("model.safetensors is corrupt"), "{err}");
+
+    let err = case("truncated", &|d| {
+        let path = d.join("model.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    assert!(err.contains("corrupt"), "{err}");
+
+    let err = case("no-manifest", &|d| std::fs::remove_file(d.join("manifest.json")).unwrap());
+    assert!(err.contains("manifest.json cannot be read"), "{err}");
+
+    let err = case("garbled-manifest", &|d| std::fs::write(d.join("manifest.json"), b"{not json").unwrap());
+    assert!(err.contains("manifest.json is corrupt"), "{err}");
+
+    let err = case("future-format", &|d| edit_json(&d.join("manifest.json"), |m| m["format_version"] = 99.into()));
+    assert!(err.contains("format version 99 is not supported"), "{err}");
+
+    let err = case("missing-label", &|d| {
+        edit_json(&d.join("labels.json"), |l| {
+            l["intents"].as_array_mut().unwrap().pop();
+        })
+    });
+    assert!(err.contains("29 intent labels") && err.contains("contract"), "{err}");
+
+    let err = case("renamed-label", &|d| {
+        edit_json(&d.join("labels.json"), |l| l["intents"][3] = "tyre_pressure".into())
+    });
+    assert!(err.contains("tyre_pressure"), "{err}");
+
+    let err = case("missing-tokenizer", &|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    assert!(err.contains("tokenizer.json"), "{err}");
+
+    let err = case("wrong-kind", &|d| edit_json(&d.join("manifest.json"), |m| m["encoder"] = "transformer".into()));
+    assert!(err.contains("not a compact model"), "{err}");
+
+    // Heads that do not fit the table: the manifest vouches for the file, but the
+    // shapes do not match the embedding width.
+    let err = case("wrong-width", &|d| {
+        let path = d.join("model.safetensors");
+        let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+        let wide = candle_core::Tensor::zeros((WORDS.len(), 12), candle_core::DType::F16, &candle_core::Device::Cpu).unwrap();
+        tensors.insert("embeddings".into(), wide);
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let sha = models::corpus::sha256_file(&path).unwrap();
+        edit_json(&d.join("manifest.json"), |m| {
+            m["files"]["model.safetensors"] = sha.into();
+            m["dim"] = 12.into();
+        });
+    });
+    assert!(err.contains("intent.w1") && err.contains("retrain"), "{err}");
+}
+
+#[test]
+fn transformer_heads_refuse_an_encoder_they_were_not_trained_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tiny_model_folder(tmp.path());
+    let heads = tmp.path().join("heads");
+    copy_folder(&good, &heads);
+    edit_json(&heads.join("manifest.json"), |m| {
+        m["encoder"] = "transformer".into();
+        m["encoder_sha256"] = "0".repeat(64).into();
+    });
+    let encoder = tmp.path().join("encoder");
+    std::fs::create_dir_all(&encoder).unwrap();
+    std::fs::write(encoder.join("model.safetensors"), b"not the weights").unwrap();
+    let err = Classifier::load_transformer(&heads, &encoder).err().expect("must be refused").to_string();
+    assert!(err.contains("were trained on") && err.contains("retrain"), "{err}");
+}
