@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, Write};
 
-use models::{Classifier, Intent, Prediction, Route, Sentiment};
+use models::{Classifier, Prediction};
 use serde::{Deserialize, Serialize};
 
 /// The longest input line read, in bytes; longer lines are skipped to their end and
@@ -18,32 +18,13 @@ struct Request {
     text: String,
 }
 
-/// One output line for a classified utterance.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+/// One output line for a classified utterance: the text, then the prediction's
+/// fields, flattened.
+#[derive(Debug, Serialize)]
 pub struct Classified {
     pub text: String,
-    pub intent: Intent,
-    pub intent_confidence: f32,
-    pub top_intent: Intent,
-    pub top_confidence: f32,
-    pub sentiment: Sentiment,
-    pub sentiment_score: f32,
-    pub route: Route,
-}
-
-impl Classified {
-    fn new(text: String, p: Prediction) -> Self {
-        Classified {
-            text,
-            intent: p.intent,
-            intent_confidence: p.intent_confidence,
-            top_intent: p.top_intent,
-            top_confidence: p.top_confidence,
-            sentiment: p.sentiment,
-            sentiment_score: p.sentiment_score,
-            route: p.route,
-        }
-    }
+    #[serde(flatten)]
+    pub prediction: Prediction,
 }
 
 #[derive(Serialize)]
@@ -127,7 +108,7 @@ fn classify_line(classifier: &Classifier, bytes: &[u8]) -> Result<Classified, St
     let request: Request =
         serde_json::from_str(text).map_err(|e| format!("expected a JSON object {{\"text\": string}}: {e}"))?;
     let prediction = classifier.classify(&request.text).map_err(|e| e.to_string())?;
-    Ok(Classified::new(request.text, prediction))
+    Ok(Classified { text: request.text, prediction })
 }
 
 #[cfg(test)]

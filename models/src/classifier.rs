@@ -48,8 +48,10 @@ impl std::fmt::Display for EncoderKind {
 ///
 /// The best in-scope label is reported as the intent only when its probability is
 /// at least `threshold` and above that of the `out_of_scope` class; otherwise the
-/// intent is `out_of_scope`. An `emergency` that is the best in-scope label with at
-/// least `emergency_threshold` (lower than `threshold`) is never gated.
+/// intent is `out_of_scope`. Emergencies come first: whenever `emergency` has at least
+/// `emergency_threshold` (lower than `threshold`), the intent is `emergency`, even if
+/// another label scored higher: a false alarm costs a question, a missed emergency
+/// costs far more.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
     pub threshold: f32,
@@ -96,9 +98,11 @@ impl Gate {
         let top_intent = Intent::from_index(top_index).expect("head output within the label set");
         let p_oos = intent_probs.get(oos).copied().unwrap_or(0.0);
 
-        let confident_emergency = top_intent == Intent::Emergency && top_confidence >= self.emergency_threshold;
+        let p_emergency = intent_probs.get(Intent::Emergency.index()).copied().unwrap_or(0.0);
         let passes = top_confidence >= self.threshold && top_confidence > p_oos;
-        let (intent, intent_confidence) = if confident_emergency || passes {
+        let (intent, intent_confidence) = if p_emergency >= self.emergency_threshold {
+            (Intent::Emergency, p_emergency)
+        } else if passes {
             (top_intent, top_confidence)
         } else {
             (Intent::OutOfScope, p_oos.max(1.0 - top_confidence))
@@ -324,6 +328,10 @@ mod tests {
         let gate = Gate { threshold: 0.6, emergency_threshold: 0.25 };
         let p = gate.decide(&probs_with(&[(Intent::Emergency, 0.3), (Intent::OutOfScope, 0.29)]), &NEUTRAL);
         assert_eq!((p.intent, p.route), (Intent::Emergency, Route::Urgent));
+        // Emergency outranks a more probable label once it reaches its floor.
+        let p = gate.decide(&probs_with(&[(Intent::RoadsideAssistance, 0.6), (Intent::Emergency, 0.3)]), &NEUTRAL);
+        assert_eq!((p.intent, p.top_intent), (Intent::Emergency, Intent::RoadsideAssistance));
+        assert!((p.intent_confidence - 0.3).abs() < 1e-6);
         // An emergency below its own floor is still gated like anything else.
         let p = gate.decide(&probs_with(&[(Intent::Emergency, 0.2), (Intent::OutOfScope, 0.5)]), &NEUTRAL);
         assert_eq!(p.intent, Intent::OutOfScope);

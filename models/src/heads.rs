@@ -70,6 +70,9 @@ impl MlpHead {
     }
 }
 
+/// Per-utterance (intent, sentiment) probability rows of a batch.
+pub type BatchProbabilities = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// The intent head (30 outputs, in [`Intent::ALL`] order) and the sentiment head
 /// (3 outputs, in [`Sentiment::ALL`] order).
 #[derive(Debug, Clone)]
@@ -103,8 +106,8 @@ impl Heads {
         Ok((intent.squeeze(0)?.to_vec1()?, sentiment.squeeze(0)?.to_vec1()?))
     }
 
-    /// Probabilities for a batch `(n, dim)`.
-    pub fn batch_probabilities(&self, x: &Tensor) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    /// Probabilities for a batch `(n, dim)`: one row per utterance for each head.
+    pub fn batch_probabilities(&self, x: &Tensor) -> Result<BatchProbabilities> {
         let intent = candle_nn::ops::softmax_last_dim(&self.intent.logits(x)?)?;
         let sentiment = candle_nn::ops::softmax_last_dim(&self.sentiment.logits(x)?)?;
         Ok((intent.to_vec2()?, sentiment.to_vec2()?))

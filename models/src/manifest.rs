@@ -66,7 +66,15 @@ pub struct TrainingRecord {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub dropout: f32,
+    /// Frozen table: augmented copies per line. Fine-tuned table: unused (0).
     pub token_dropout_copies: usize,
+    /// Probability of dropping each token of a training line.
+    #[serde(default)]
+    pub token_dropout: f32,
+    /// Learning rate of the fine-tuned static table; `None` when it stayed frozen
+    /// (and always for transformer heads).
+    #[serde(default)]
+    pub embedding_learning_rate: Option<f64>,
     pub held_out_percent: u64,
     pub train_examples: usize,
     pub held_out_examples: usize,

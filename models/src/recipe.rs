@@ -41,7 +41,7 @@ impl Default for Recipe {
             token_dropout_copies: 2,
             token_dropout: 0.25,
             emergency_threshold: 0.25,
-            embedding_learning_rate: None,
+            embedding_learning_rate: Some(1e-3),
         }
     }
 }
@@ -55,6 +55,13 @@ pub struct Trained {
     pub record: TrainingRecord,
     /// The fine-tuned static table (f16), when the recipe tunes it.
     pub embeddings: Option<Tensor>,
+}
+
+/// The training lines and the held-out families.
+fn split(corpus: &Corpus, recipe: &Recipe, progress: &mut dyn FnMut(&str)) -> (Vec<Example>, Vec<Example>) {
+    let (train, held_out) = split_by_family(&corpus.examples, recipe.held_out_percent);
+    progress(&format!("{} training lines, {} held out by family", train.len(), held_out.len()));
+    (train, held_out)
 }
 
 /// Tunes the gate on the held-out families and measures them.
@@ -94,7 +101,7 @@ fn finish(
     })
 }
 
-fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant) -> TrainingRecord {
+fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tuned_table: bool) -> TrainingRecord {
     TrainingRecord {
         seed: recipe.heads.seed,
         hidden: recipe.heads.hidden,
@@ -103,12 +110,18 @@ fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant) -> T
         learning_rate: recipe.heads.learning_rate,
         weight_decay: recipe.heads.weight_decay,
         dropout: recipe.heads.dropout,
-        token_dropout_copies: recipe.token_dropout_copies,
+        token_dropout_copies: if tuned_table { 0 } else { recipe.token_dropout_copies },
+        token_dropout: recipe.token_dropout,
+        embedding_learning_rate: if tuned_table { recipe.embedding_learning_rate } else { None },
         held_out_percent: recipe.held_out_percent,
         train_examples: train,
         held_out_examples: held_out,
         seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
 }
 
 /// Embeds `texts` in batches (shortest first, to pad little) and runs the heads.
@@ -155,13 +168,12 @@ pub fn train_compact(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Trained> {
     let started = Instant::now();
-    let (train, held_out) = split_by_family(&corpus.examples, recipe.held_out_percent);
-    progress(&format!("{} training lines, {} held out by family", train.len(), held_out.len()));
+    let (train, held_out) = split(corpus, recipe, progress);
     let Some(embedding_learning_rate) = recipe.embedding_learning_rate else {
         let mut rng = SplitMix64::new(recipe.heads.seed ^ 0xa11a);
         let features = compact_features(encoder, &train, recipe.token_dropout_copies, recipe.token_dropout, &mut rng)?;
         let heads = train_heads(&features, &recipe.heads, progress)?;
-        let record = record(recipe, train.len(), held_out.len(), started);
+        let record = record(recipe, train.len(), held_out.len(), started, false);
         return finish(encoder, heads, &held_out, recipe, record, progress);
     };
     let token_ids = train.iter().map(|e| encoder.token_ids(&e.text)).collect::<Result<Vec<_>>>()?;
@@ -173,9 +185,18 @@ pub fn train_compact(
         token_dropout: recipe.token_dropout,
     };
     let (table, heads) = train_joint(encoder.embeddings(), &token_ids, &intents, &sentiments, &config, progress)?;
+    let f32_table = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
+    let texts: Vec<&str> = held_out.iter().map(|e| e.text.as_str()).collect();
+    let f32_argmax: Vec<usize> = batch_probabilities(&f32_table, &heads, &texts)?.iter().map(|(p, _)| argmax(p)).collect();
     let table = table.to_dtype(DType::F16)?;
     let tuned = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
-    let record = record(recipe, train.len(), held_out.len(), started);
+    let f16_argmax: Vec<usize> = batch_probabilities(&tuned, &heads, &texts)?.iter().map(|(p, _)| argmax(p)).collect();
+    let agree = f32_argmax.iter().zip(&f16_argmax).filter(|(a, b)| a == b).count();
+    progress(&format!(
+        "storing the table as f16: {agree}/{} held-out argmax labels unchanged from f32",
+        texts.len()
+    ));
+    let record = record(recipe, train.len(), held_out.len(), started, true);
     let mut trained = finish(&tuned, heads, &held_out, recipe, record, progress)?;
     trained.embeddings = Some(table);
     Ok(trained)
@@ -190,8 +211,7 @@ pub fn train_pooled(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Trained> {
     let started = Instant::now();
-    let (train, held_out) = split_by_family(&corpus.examples, recipe.held_out_percent);
-    progress(&format!("{} training lines, {} held out by family", train.len(), held_out.len()));
+    let (train, held_out) = split(corpus, recipe, progress);
     let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
     let features = Features {
         x: embed_all(encoder, &texts, progress)?,
@@ -199,7 +219,7 @@ pub fn train_pooled(
         sentiments: train.iter().map(|e| e.sentiment.index() as u32).collect(),
     };
     let heads = train_heads(&features, &recipe.heads, progress)?;
-    let record = record(recipe, train.len(), held_out.len(), started);
+    let record = record(recipe, train.len(), held_out.len(), started, false);
     finish(encoder, heads, &held_out, recipe, record, progress)
 }
 

@@ -26,19 +26,23 @@ pub struct HeadConfig {
     /// Extra weight on `emergency` examples, on top of class balancing: a missed
     /// emergency costs far more than a false alarm.
     pub emergency_weight: f32,
+    /// Class-balance the sentiment loss. Off by default: most of what drivers say is
+    /// neutral, and balancing made neutral requests read as upset.
+    pub balance_sentiment: bool,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
         HeadConfig {
             hidden: 256,
-            epochs: 30,
+            epochs: 20,
             batch_size: 32,
             learning_rate: 2e-3,
             weight_decay: 1e-4,
             dropout: 0.3,
             seed: 20_261_124,
-            emergency_weight: 2.0,
+            emergency_weight: 3.0,
+            balance_sentiment: false,
         }
     }
 }
@@ -105,11 +109,19 @@ pub fn balanced_weights(labels: &[u32], classes: usize) -> Vec<f32> {
         .collect()
 }
 
+fn sentiment_class_weights(labels: &[u32], config: &HeadConfig) -> Vec<f32> {
+    if config.balance_sentiment {
+        balanced_weights(labels, Sentiment::COUNT)
+    } else {
+        vec![1.0; Sentiment::COUNT]
+    }
+}
+
 /// Trains both heads on `features`.
 pub fn train_heads(features: &Features, config: &HeadConfig, progress: &mut dyn FnMut(&str)) -> Result<Heads> {
     let mut intent_weights = balanced_weights(&features.intents, Intent::COUNT);
     intent_weights[Intent::Emergency.index()] *= config.emergency_weight;
-    let sentiment_weights = balanced_weights(&features.sentiments, Sentiment::COUNT);
+    let sentiment_weights = sentiment_class_weights(&features.sentiments, config);
     let intent = train_head(&features.x, &features.intents, &intent_weights, config, config.seed, &mut |e, l| {
         progress(&format!("intent head: epoch {e}/{} loss {l:.4}", config.epochs))
     })?;
@@ -235,7 +247,7 @@ pub fn train_joint(
     let mut intent_weights = balanced_weights(intents, Intent::COUNT);
     intent_weights[Intent::Emergency.index()] *= hc.emergency_weight;
     let intent_weights = Tensor::new(intent_weights.as_slice(), &Device::Cpu)?;
-    let sentiment_weights = Tensor::new(balanced_weights(sentiments, Sentiment::COUNT).as_slice(), &Device::Cpu)?;
+    let sentiment_weights = Tensor::new(sentiment_class_weights(sentiments, hc).as_slice(), &Device::Cpu)?;
     let intents_t = Tensor::new(intents, &Device::Cpu)?;
     let sentiments_t = Tensor::new(sentiments, &Device::Cpu)?;
     let keep = 1.0 - hc.dropout;

@@ -68,3 +68,23 @@ fn a_trained_folder_loads_and_classifies_what_it_learned() {
     assert_eq!(classifier.classify("navigate to the airport").unwrap().intent, Intent::Directions);
     assert_eq!(classifier.classify("how much gas left").unwrap().intent, Intent::FuelLevel);
 }
+
+#[test]
+fn joint_training_moves_only_the_rows_the_corpus_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer_path = dir.path().join("tokenizer.json");
+    write_tokenizer(&tokenizer_path);
+    let table = random_table(8, 5);
+    let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), table.clone()).unwrap();
+    let trained = train_compact(&encoder, &tiny_corpus(), &tiny_recipe(true), &mut |_| {}).unwrap();
+    let tuned = trained.embeddings.expect("the table is tuned").to_dtype(candle_core::DType::F32).unwrap();
+    let before = table.to_vec2::<f32>().unwrap();
+    let after = tuned.to_vec2::<f32>().unwrap();
+    let moved = |word: &str| {
+        let i = WORDS.iter().position(|w| *w == word).unwrap();
+        before[i].iter().zip(&after[i]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+    };
+    assert!(moved("ambulance") > 1e-2, "a training word's row must move");
+    // "hello" is only in the tiny corpus's greeting lines... and "[UNK]" in none.
+    assert!(moved("[UNK]") < 1e-3, "an unused row must stay as distilled (f16 rounding aside)");
+}

@@ -22,8 +22,12 @@ from seeds_vehicle import SEEDS as VEHICLE  # noqa: E402
 from seeds_service import SEEDS as SERVICE  # noqa: E402
 from seeds_oos import OOS_SEEDS, OOS_SLOTS  # noqa: E402
 from seeds_more import MORE  # noqa: E402
+from seeds_extra import EXTRA, OOS_EXTRA  # noqa: E402
+from seeds_round3 import ROUND3, OOS_ROUND3  # noqa: E402
+from seeds_round4 import ROUND4, OOS_ROUND4, SLOTS4  # noqa: E402
+from seeds_round5 import ROUND5, OOS_ROUND5, SLOTS5  # noqa: E402
 
-ALL_SLOTS = {**SLOTS, **OOS_SLOTS}
+ALL_SLOTS = {**SLOTS, **OOS_SLOTS, **SLOTS4, **SLOTS5}
 SENT = {"n": "neutral", "-": "negative", "+": "positive"}
 DIALOGUE = {"greeting", "goodbye", "affirm", "deny", "cancel", "repeat"}
 
@@ -153,8 +157,9 @@ def main():
     rng = random.Random(20261124)
     root = Path(__file__).resolve().parent.parent
     seeds = {**VEHICLE, **SERVICE, "out_of_scope": OOS_SEEDS}
-    for intent, extra in MORE.items():
+    for intent, extra in list(MORE.items()) + list(EXTRA.items()) + list(ROUND3.items()) + list(ROUND4.items()) + list(ROUND5.items()):
         seeds[intent] = seeds[intent] + extra
+    seeds["out_of_scope"] = seeds["out_of_scope"] + OOS_EXTRA + OOS_ROUND3 + OOS_ROUND4 + OOS_ROUND5
     seen = set()
     for intent in sorted(seeds):
         rows = []

@@ -49,3 +49,16 @@ SLOTS = {
                "customer service", "an operator", "a live agent", "support", "somebody real", "a human being"],
     "dtc": ["p0420", "p0300", "p0171", "u0100", "c1201", "p0442", "b1000"],
 }
+
+# Emergencies: who is hurt, what happened to them, what the car hit.
+SLOTS.update({
+    "who": ["my husband", "my wife", "my son", "my daughter", "my passenger", "my friend", "my mum", "my dad",
+            "the driver", "the other driver", "a child", "my baby", "an old man", "a woman", "my colleague"],
+    "medical": ["collapsed", "is unconscious", "fainted", "is having a seizure", "is not breathing", "is choking",
+                "is bleeding heavily", "is having a heart attack", "had a stroke", "passed out",
+                "is turning blue", "went into labour", "is badly hurt", "hit their head and isn't responding",
+                "can't breathe", "is having an asthma attack"],
+    "crash_verb": ["collided with", "crashed into", "slammed into", "smashed into", "hit", "rear-ended", "ran into", "went into"],
+    "obstacle": ["a truck", "a lorry", "a wall", "a tree", "a barrier", "another car", "a bus", "a motorcyclist",
+                 "a lamp post", "the car in front", "a van", "a pedestrian", "the central reservation"],
+})

@@ -35,6 +35,9 @@ struct Args {
     held_out: bool,
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))]
     corpus: PathBuf,
+    /// Override the model's gate threshold (to see the in-scope / out-of-scope trade).
+    #[arg(long)]
+    gate: Option<f32>,
     /// Also print every misclassified line.
     #[arg(long)]
     errors: bool,
@@ -44,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let load_started = Instant::now();
-    let classifier = match args.encoder {
+    let mut classifier = match args.encoder {
         EncoderKind::Compact => Classifier::load_compact(&args.model.clone().unwrap_or(root.join("compact")))?,
         EncoderKind::Transformer => Classifier::load_transformer(
             &args.model.clone().unwrap_or(root.join("transformer")),
@@ -52,6 +55,9 @@ fn main() -> anyhow::Result<()> {
         )?,
     };
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
+    if let Some(threshold) = args.gate {
+        classifier.set_gate(models::Gate { threshold, ..classifier.gate() });
+    }
     let corpus = Corpus::load(&args.corpus)?;
     let held_out_percent = classifier.manifest().training.held_out_percent;
     let (train, held_out) = split_by_family(&corpus.examples, held_out_percent);

@@ -41,8 +41,8 @@ struct Args {
     /// Reuse the static embeddings already in --compact-out instead of distilling.
     #[arg(long)]
     reuse_embeddings: bool,
-    /// PCA components kept in the compact table.
-    #[arg(long, default_value_t = 256)]
+    /// PCA components kept in the compact table (240 x 30522 x f16 fits 16 MB).
+    #[arg(long, default_value_t = 240)]
     pca_dim: usize,
     /// Token-position output instead of the three-position mean when distilling.
     #[arg(long)]
@@ -54,11 +54,20 @@ struct Args {
     #[arg(long)]
     hidden: Option<usize>,
     /// Fine-tune the compact table with the heads at this learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    tune_embeddings: f64,
+    /// Keep the compact table frozen (train the heads only, on token-dropout copies).
     #[arg(long)]
-    tune_embeddings: Option<f64>,
-    /// A dev set (JSONL) to measure and record in the manifest.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev.jsonl"))]
-    dev: PathBuf,
+    frozen: bool,
+    /// Epochs for the transformer heads (the compact default is --epochs).
+    #[arg(long, default_value_t = 30)]
+    transformer_epochs: usize,
+    /// Dev sets (JSONL) to measure and record in the manifest, under their file stem.
+    #[arg(long, num_args = 1.., default_values = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev.jsonl"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev2.jsonl"),
+    ])]
+    dev: Vec<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,8 +84,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(h) = args.hidden {
         recipe.heads.hidden = h;
     }
-    recipe.embedding_learning_rate = args.tune_embeddings;
-    let dev = if args.dev.is_file() { Some(load_jsonl(&args.dev)?) } else { None };
+    recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
+    let mut dev = Vec::new();
+    for path in &args.dev {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
+        dev.push((stem, load_jsonl(path)?));
+    }
     let encoder_dir = args.encoder_dir.clone().unwrap_or_else(default_encoder_dir);
     let needs_transformer = args.only != Some(EncoderKind::Compact) || !args.reuse_embeddings;
     let (transformer, encoder_sha) = if needs_transformer {
@@ -109,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&staging);
         let table = trained.embeddings.clone().unwrap_or(embeddings);
         write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation.clone(), &[])?;
-        let extra = dev_metrics(&Classifier::load_compact(&staging)?, dev.as_deref(), "compact")?;
+        let extra = dev_metrics(&Classifier::load_compact(&staging)?, &dev, "compact")?;
         write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation, &extra)?;
         swap_in(&staging, &args.compact_out)?;
         progress(&format!("wrote {}", args.compact_out.display()));
@@ -118,12 +131,14 @@ fn main() -> anyhow::Result<()> {
     if args.only != Some(EncoderKind::Compact) {
         let t = transformer.expect("loaded above");
         let dim = models::encoder::SentenceEncoder::dim(&t);
+        let mut recipe = recipe.clone();
+        recipe.heads.epochs = args.transformer_epochs;
         let trained = train_pooled(&t, &corpus, &recipe, &mut progress)?;
         print_held_out("transformer", &trained.held_out);
         let staging = args.transformer_out.with_extension("staging");
         let _ = std::fs::remove_dir_all(&staging);
         write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &[])?;
-        let extra = dev_metrics(&Classifier::load_transformer(&staging, &encoder_dir)?, dev.as_deref(), "transformer")?;
+        let extra = dev_metrics(&Classifier::load_transformer(&staging, &encoder_dir)?, &dev, "transformer")?;
         write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &extra)?;
         swap_in(&staging, &args.transformer_out)?;
         progress(&format!("wrote {}", args.transformer_out.display()));
@@ -140,15 +155,20 @@ fn print_held_out(name: &str, report: &Report) {
     }
 }
 
-fn dev_metrics(classifier: &Classifier, dev: Option<&[models::corpus::Example]>, name: &str) -> anyhow::Result<Vec<(String, f64)>> {
-    let Some(dev) = dev else { return Ok(vec![]) };
-    let report = Report::compute(&evaluate(classifier, dev)?);
-    eprintln!("{name}: dev set ({} lines):", dev.len());
+fn dev_metrics(
+    classifier: &Classifier,
+    sets: &[(String, Vec<models::corpus::Example>)],
+    name: &str,
+) -> anyhow::Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
-    for (k, v) in report.headline() {
-        if !k.starts_with("latency") {
-            eprintln!("  {k:<28} {v:.4}");
-            out.push((format!("dev.{k}"), v));
+    for (stem, examples) in sets {
+        let report = Report::compute(&evaluate(classifier, examples)?);
+        eprintln!("{name}: {stem} ({} lines):", examples.len());
+        for (k, v) in report.headline() {
+            if !k.starts_with("latency") {
+                eprintln!("  {k:<28} {v:.4}");
+                out.push((format!("{stem}.{k}"), v));
+            }
         }
     }
     Ok(out)
