@@ -1,7 +1,8 @@
 //! Where the shipped model is found, so that the built binary works with no flags.
 //!
-//! Order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR`; then the installed location
-//! (`/usr/share/edge-agent/models/<encoder>`, where the packages put it); then the
+//! Order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR` (both used as given); then the
+//! installed location (`/usr/share/edge-agent/models/<encoder>`, where the packages
+//! put it); then the
 //! `models/<encoder>` folder of the checkout the binary was built from (found by
 //! walking up from the executable, then from the crate's source path).
 
@@ -26,17 +27,11 @@ fn folder_name(kind: EncoderKind) -> &'static str {
     }
 }
 
-/// Every place looked at, in order, for the model folder of `kind`.
-pub fn candidates(kind: EncoderKind, explicit: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(dir) = explicit {
-        return vec![dir.to_path_buf()];
-    }
+/// Every place looked at, in order, for the model folder of `kind` when neither
+/// `--model` nor `$EDGE_AGENT_MODEL_DIR` names one.
+pub fn candidates(kind: EncoderKind) -> Vec<PathBuf> {
     let name = folder_name(kind);
-    let mut out = Vec::new();
-    if let Some(dir) = std::env::var_os(MODEL_DIR_ENV) {
-        out.push(PathBuf::from(dir));
-    }
-    out.push(Path::new(INSTALLED_MODELS).join(name));
+    let mut out = vec![Path::new(INSTALLED_MODELS).join(name)];
     if let Ok(exe) = std::env::current_exe() {
         out.extend(exe.ancestors().skip(1).map(|dir| dir.join("models").join(name)));
     }
@@ -44,12 +39,17 @@ pub fn candidates(kind: EncoderKind, explicit: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// The first candidate that holds a manifest.
+/// The model folder to load: the one named by `--model` or `$EDGE_AGENT_MODEL_DIR`
+/// (used as given, so a wrong path fails loudly instead of falling back), else the
+/// first candidate that holds a manifest.
 pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let candidates = candidates(kind, explicit);
     if let Some(dir) = explicit {
         return Ok(dir.to_path_buf());
     }
+    if let Some(dir) = std::env::var_os(MODEL_DIR_ENV) {
+        return Ok(PathBuf::from(dir));
+    }
+    let candidates = candidates(kind);
     match candidates.iter().find(|dir| dir.join(models::manifest::MANIFEST_FILE).is_file()) {
         Some(dir) => Ok(dir.clone()),
         None => bail!(

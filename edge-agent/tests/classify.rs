@@ -135,3 +135,20 @@ fn the_transformer_encoder_is_selectable() {
     assert_eq!(lines[0]["intent"], "directions");
     assert!(lines[1]["error"].is_string());
 }
+
+#[test]
+fn the_model_dir_environment_variable_is_used_as_given() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("classify")
+        .env("EDGE_AGENT_MODEL_DIR", "/nonexistent/from-env")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("/nonexistent/from-env"), "{stderr}");
+}

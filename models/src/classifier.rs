@@ -216,16 +216,6 @@ impl Classifier {
         })
     }
 
-    /// Builds a classifier from parts (training and tests).
-    pub fn from_parts(encoder: Box<dyn SentenceEncoder>, heads: Heads, manifest: Manifest) -> Classifier {
-        Classifier {
-            encoder,
-            heads,
-            manifest,
-            dir: PathBuf::new(),
-        }
-    }
-
     /// Classifies one utterance.
     pub fn classify(&self, text: &str) -> Result<Prediction> {
         let (intent, sentiment) = self.probabilities(text)?;
