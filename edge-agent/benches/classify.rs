@@ -35,8 +35,14 @@ fn main() {
         .collect();
     let rss: Vec<i64> = kinds.iter().map(|&k| peak_rss_of_classify(k, &texts)).collect();
 
-    println!("{} utterances x {ROUNDS} rounds, single thread, unbatched, no truncation", texts.len());
-    println!("{:<12} {:>10} {:>10} {:>10} {:>12} {:>14}", "encoder", "load ms", "p50 ms", "p99 ms", "mean ms", "classify RSS");
+    println!(
+        "{} utterances x {ROUNDS} rounds, single thread, unbatched, no truncation",
+        texts.len()
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>12} {:>14}",
+        "encoder", "load ms", "p50 ms", "p99 ms", "mean ms", "classify RSS"
+    );
     if !has_encoder {
         println!("{:<12} skipped: run models/fetch-encoder.sh", "transformer");
     }
@@ -91,7 +97,10 @@ fn peak_rss_of_classify(kind: EncoderKind, texts: &[&str]) -> i64 {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("edge-agent runs");
-    let input: String = texts.iter().map(|t| format!("{}\n", serde_json::json!({ "text": t }))).collect();
+    let input: String = texts
+        .iter()
+        .map(|t| format!("{}\n", serde_json::json!({ "text": t })))
+        .collect();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child.
@@ -134,12 +143,21 @@ fn profile_transformer(encoder_dir: &Path, texts: &[&str]) {
         .take(60)
         .map(|t| {
             let enc = tokenizer.encode(*t, true).unwrap();
-            let ids = candle_core::Tensor::new(enc.get_ids(), &candle_core::Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            let mask = candle_core::Tensor::new(enc.get_attention_mask(), &candle_core::Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            let ids = candle_core::Tensor::new(enc.get_ids(), &candle_core::Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let mask = candle_core::Tensor::new(enc.get_attention_mask(), &candle_core::Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
             let started = Instant::now();
             std::hint::black_box(encoder.forward_raw(&ids, &mask).unwrap());
             started.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    println!("  profile: the same forward padded to 128 tokens p50 {:.3} ms (what a plain stock setup measures)", percentile(&padded, 0.5));
+    println!(
+        "  profile: the same forward padded to 128 tokens p50 {:.3} ms (what a plain stock setup measures)",
+        percentile(&padded, 0.5)
+    );
 }

@@ -50,7 +50,13 @@ fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Opt
     loop {
         let chunk = input.fill_buf()?;
         if chunk.is_empty() {
-            return Ok(if total == 0 { None } else if oversize { Some(Err(total)) } else { Some(Ok(())) });
+            return Ok(if total == 0 {
+                None
+            } else if oversize {
+                Some(Err(total))
+            } else {
+                Some(Ok(()))
+            });
         }
         let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -108,7 +114,10 @@ fn classify_line(classifier: &Classifier, bytes: &[u8]) -> Result<Classified, St
     let request: Request =
         serde_json::from_str(text).map_err(|e| format!("expected a JSON object {{\"text\": string}}: {e}"))?;
     let prediction = classifier.classify(&request.text).map_err(|e| e.to_string())?;
-    Ok(Classified { text: request.text, prediction })
+    Ok(Classified {
+        text: request.text,
+        prediction,
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +139,11 @@ mod tests {
         let got = lines(b"first line\nsecond\nlast no newline");
         assert_eq!(
             got,
-            vec![Ok(b"first line".to_vec()), Ok(b"second".to_vec()), Ok(b"last no newline".to_vec())]
+            vec![
+                Ok(b"first line".to_vec()),
+                Ok(b"second".to_vec()),
+                Ok(b"last no newline".to_vec())
+            ]
         );
     }
 

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use models::EncoderKind;
 
 #[derive(Debug, Parser)]
-#[command(name = "edge-agent", version, about = "In-vehicle assistant: local understanding and answers")]
+#[command(
+    name = "edge-agent",
+    version,
+    about = "In-vehicle assistant: local understanding and answers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -17,8 +17,7 @@ use cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Classify(args) => {
-            let classifier = locate::load_classifier(&args.model)
-                .context("cannot load the intent model")?;
+            let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
             let summary = classify::run(&classifier, stdin, stdout)?;

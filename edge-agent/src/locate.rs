@@ -2,9 +2,8 @@
 //!
 //! Order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR` (both used as given); then the
 //! installed location (`/usr/share/edge-agent/models/<encoder>`, where the packages
-//! put it); then the
-//! `models/<encoder>` folder of the checkout the binary was built from (found by
-//! walking up from the executable, then from the crate's source path).
+//! put it); then the `models/<encoder>` folder of the checkout the binary was built
+//! from (found by walking up from the executable, then from the crate's source path).
 
 use std::path::{Path, PathBuf};
 
@@ -50,12 +49,19 @@ pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> anyhow::Res
         return Ok(PathBuf::from(dir));
     }
     let candidates = candidates(kind);
-    match candidates.iter().find(|dir| dir.join(models::manifest::MANIFEST_FILE).is_file()) {
+    match candidates
+        .iter()
+        .find(|dir| dir.join(models::manifest::MANIFEST_FILE).is_file())
+    {
         Some(dir) => Ok(dir.clone()),
         None => bail!(
             "no {} model found; looked in: {}. Pass --model DIR or set {MODEL_DIR_ENV}",
             folder_name(kind),
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

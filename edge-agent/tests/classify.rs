@@ -36,8 +36,16 @@ fn json_lines(output: &Output) -> Vec<Value> {
         .collect()
 }
 
-const FIELDS: [&str; 8] =
-    ["text", "intent", "intent_confidence", "top_intent", "top_confidence", "sentiment", "sentiment_score", "route"];
+const FIELDS: [&str; 8] = [
+    "text",
+    "intent",
+    "intent_confidence",
+    "top_intent",
+    "top_confidence",
+    "sentiment",
+    "sentiment_score",
+    "route",
+];
 
 #[test]
 fn every_line_gets_an_answer_in_order_and_bad_lines_get_errors_in_place() {
@@ -54,7 +62,11 @@ fn every_line_gets_an_answer_in_order_and_bad_lines_get_errors_in_place() {
     input.extend_from_slice(format!("{{\"text\": \"{}\"}}\n", "tyre ".repeat(1000)).as_bytes());
     input.extend_from_slice(b"{\"text\": \"play some jazz\", \"extra\": true}");
     let output = classify(&[], &input);
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 11, "one output line per input line");
 
@@ -65,7 +77,9 @@ fn every_line_gets_an_answer_in_order_and_bad_lines_get_errors_in_place() {
                 assert!(line.get(field).is_some(), "line {i} lacks {field}: {line}");
             }
         } else {
-            let error = line["error"].as_str().unwrap_or_else(|| panic!("line {i} should be an error: {line}"));
+            let error = line["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("line {i} should be an error: {line}"));
             assert!(!error.is_empty());
             assert_eq!(line["line"], i + 1, "error names its input line");
         }
@@ -80,7 +94,10 @@ fn every_line_gets_an_answer_in_order_and_bad_lines_get_errors_in_place() {
     assert_eq!(lines[10]["intent"], "out_of_scope");
     assert!(lines[4]["error"].as_str().unwrap().contains("UTF-8"));
     assert!(lines[8]["error"].as_str().unwrap().contains("limit"));
-    assert!(lines[9]["error"].as_str().unwrap().contains("limit"), "an utterance over 2 KiB is refused");
+    assert!(
+        lines[9]["error"].as_str().unwrap().contains("limit"),
+        "an utterance over 2 KiB is refused"
+    );
     for line in &lines {
         if let Some(c) = line["intent_confidence"].as_f64() {
             assert!((0.0..=1.0).contains(&c));
@@ -114,22 +131,35 @@ fn a_missing_model_folder_fails_with_a_clear_message_and_no_stdout() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/model") && stderr.contains("manifest.json"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/model") && stderr.contains("manifest.json"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn the_transformer_encoder_is_selectable() {
     let encoder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/encoder/all-MiniLM-L6-v2");
     if !encoder.join("model.safetensors").is_file() {
-        let message = format!("transformer encoder not found at {}: run models/fetch-encoder.sh", encoder.display());
+        let message = format!(
+            "transformer encoder not found at {}: run models/fetch-encoder.sh",
+            encoder.display()
+        );
         if std::env::var("EDGE_REQUIRE_EXTERNALS").is_ok_and(|v| v == "1") {
             panic!("EDGE_REQUIRE_EXTERNALS=1 but {message}");
         }
         eprintln!("SKIP: {message}");
         return;
     }
-    let output = classify(&["--encoder", "transformer"], b"{\"text\": \"take me to the airport\"}\nnope not json\n");
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let output = classify(
+        &["--encoder", "transformer"],
+        b"{\"text\": \"take me to the airport\"}\nnope not json\n",
+    );
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = json_lines(&output);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["intent"], "directions");

@@ -36,7 +36,10 @@ impl Tfidf {
         let mut names: Vec<(String, usize)> = df.into_iter().collect();
         names.sort();
         let n = texts.len() as f32;
-        let idf = names.iter().map(|(_, d)| ((1.0 + n) / (1.0 + *d as f32)).ln() + 1.0).collect();
+        let idf = names
+            .iter()
+            .map(|(_, d)| ((1.0 + n) / (1.0 + *d as f32)).ln() + 1.0)
+            .collect();
         let vocab = names.into_iter().enumerate().map(|(i, (t, _))| (t, i)).collect();
         Tfidf { vocab, idf }
     }
@@ -49,8 +52,10 @@ impl Tfidf {
                 *counts.entry(i).or_insert(0.0) += 1.0;
             }
         }
-        let mut features: Vec<(usize, f32)> =
-            counts.into_iter().map(|(i, c)| (i, (1.0 + c.ln()) * self.idf[i])).collect();
+        let mut features: Vec<(usize, f32)> = counts
+            .into_iter()
+            .map(|(i, c)| (i, (1.0 + c.ln()) * self.idf[i]))
+            .collect();
         features.sort_by_key(|f| f.0);
         let norm = features.iter().map(|f| f.1 * f.1).sum::<f32>().sqrt().max(1e-12);
         features.iter_mut().for_each(|f| f.1 /= norm);

@@ -147,7 +147,10 @@ impl Classifier {
         if manifest.encoder != EncoderKind::Compact {
             return Err(ModelError::invalid(
                 dir,
-                format!("holds {} heads, not a compact model: use --encoder {}", manifest.encoder, manifest.encoder),
+                format!(
+                    "holds {} heads, not a compact model: use --encoder {}",
+                    manifest.encoder, manifest.encoder
+                ),
             ));
         }
         let weights = dir.join(COMPACT_WEIGHTS);
@@ -168,7 +171,8 @@ impl Classifier {
         }
         let heads = Heads::from_map(&tensors, dim, dir)?;
         let tokenizer = load_tokenizer(&dir.join(TOKENIZER), None)?;
-        let encoder = CompactEncoder::new(tokenizer, embeddings).map_err(|e| ModelError::invalid(dir, e.to_string()))?;
+        let encoder =
+            CompactEncoder::new(tokenizer, embeddings).map_err(|e| ModelError::invalid(dir, e.to_string()))?;
         Ok(Classifier {
             encoder: Box::new(encoder),
             heads,
@@ -189,9 +193,8 @@ impl Classifier {
         }
         let weights = encoder_dir.join("model.safetensors");
         if let Some(want) = &manifest.encoder_sha256 {
-            let got = sha256_file(&weights).map_err(|e| {
-                ModelError::invalid(encoder_dir, format!("{e}; fetch it with models/fetch-encoder.sh"))
-            })?;
+            let got = sha256_file(&weights)
+                .map_err(|e| ModelError::invalid(encoder_dir, format!("{e}; fetch it with models/fetch-encoder.sh")))?;
             if &got != want {
                 return Err(ModelError::invalid(
                     encoder_dir,
@@ -205,8 +208,9 @@ impl Classifier {
         }
         let encoder = TransformerEncoder::load(encoder_dir)?;
         let path = heads_dir.join(TRANSFORMER_HEADS);
-        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-            .map_err(|e| ModelError::invalid(heads_dir, format!("{TRANSFORMER_HEADS} is unreadable or corrupt: {e}")))?;
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+            ModelError::invalid(heads_dir, format!("{TRANSFORMER_HEADS} is unreadable or corrupt: {e}"))
+        })?;
         let heads = Heads::from_map(&tensors, encoder.dim(), heads_dir)?;
         Ok(Classifier {
             encoder: Box::new(encoder),
@@ -287,16 +291,28 @@ mod tests {
 
     #[test]
     fn confident_in_scope_label_passes_the_gate() {
-        let gate = Gate { threshold: 0.5, emergency_threshold: 0.25 };
+        let gate = Gate {
+            threshold: 0.5,
+            emergency_threshold: 0.25,
+        };
         let p = gate.decide(&probs_with(&[(Intent::FuelLevel, 0.9)]), &NEUTRAL);
-        assert_eq!((p.intent, p.top_intent, p.route), (Intent::FuelLevel, Intent::FuelLevel, Route::Local));
+        assert_eq!(
+            (p.intent, p.top_intent, p.route),
+            (Intent::FuelLevel, Intent::FuelLevel, Route::Local)
+        );
         assert!((p.intent_confidence - 0.9).abs() < 1e-6);
     }
 
     #[test]
     fn below_the_gate_reports_out_of_scope_but_keeps_the_top_label() {
-        let gate = Gate { threshold: 0.5, emergency_threshold: 0.25 };
-        let p = gate.decide(&probs_with(&[(Intent::Traffic, 0.4), (Intent::Directions, 0.3)]), &NEUTRAL);
+        let gate = Gate {
+            threshold: 0.5,
+            emergency_threshold: 0.25,
+        };
+        let p = gate.decide(
+            &probs_with(&[(Intent::Traffic, 0.4), (Intent::Directions, 0.3)]),
+            &NEUTRAL,
+        );
         assert_eq!(p.intent, Intent::OutOfScope);
         assert_eq!(p.top_intent, Intent::Traffic);
         assert!((p.top_confidence - 0.4).abs() < 1e-6);
@@ -306,8 +322,14 @@ mod tests {
 
     #[test]
     fn the_out_of_scope_class_wins_over_a_weaker_in_scope_label() {
-        let gate = Gate { threshold: 0.3, emergency_threshold: 0.25 };
-        let p = gate.decide(&probs_with(&[(Intent::OutOfScope, 0.6), (Intent::Greeting, 0.35)]), &NEUTRAL);
+        let gate = Gate {
+            threshold: 0.3,
+            emergency_threshold: 0.25,
+        };
+        let p = gate.decide(
+            &probs_with(&[(Intent::OutOfScope, 0.6), (Intent::Greeting, 0.35)]),
+            &NEUTRAL,
+        );
         assert_eq!(p.intent, Intent::OutOfScope);
         assert_eq!(p.top_intent, Intent::Greeting);
         assert!((p.intent_confidence - 0.65).abs() < 1e-6);
@@ -315,15 +337,30 @@ mod tests {
 
     #[test]
     fn a_confident_emergency_is_never_gated() {
-        let gate = Gate { threshold: 0.6, emergency_threshold: 0.25 };
-        let p = gate.decide(&probs_with(&[(Intent::Emergency, 0.3), (Intent::OutOfScope, 0.29)]), &NEUTRAL);
+        let gate = Gate {
+            threshold: 0.6,
+            emergency_threshold: 0.25,
+        };
+        let p = gate.decide(
+            &probs_with(&[(Intent::Emergency, 0.3), (Intent::OutOfScope, 0.29)]),
+            &NEUTRAL,
+        );
         assert_eq!((p.intent, p.route), (Intent::Emergency, Route::Urgent));
         // Emergency outranks a more probable label once it reaches its floor.
-        let p = gate.decide(&probs_with(&[(Intent::RoadsideAssistance, 0.6), (Intent::Emergency, 0.3)]), &NEUTRAL);
-        assert_eq!((p.intent, p.top_intent), (Intent::Emergency, Intent::RoadsideAssistance));
+        let p = gate.decide(
+            &probs_with(&[(Intent::RoadsideAssistance, 0.6), (Intent::Emergency, 0.3)]),
+            &NEUTRAL,
+        );
+        assert_eq!(
+            (p.intent, p.top_intent),
+            (Intent::Emergency, Intent::RoadsideAssistance)
+        );
         assert!((p.intent_confidence - 0.3).abs() < 1e-6);
         // An emergency below its own floor is still gated like anything else.
-        let p = gate.decide(&probs_with(&[(Intent::Emergency, 0.2), (Intent::OutOfScope, 0.5)]), &NEUTRAL);
+        let p = gate.decide(
+            &probs_with(&[(Intent::Emergency, 0.2), (Intent::OutOfScope, 0.5)]),
+            &NEUTRAL,
+        );
         assert_eq!(p.intent, Intent::OutOfScope);
         assert_eq!(p.top_intent, Intent::Emergency);
     }

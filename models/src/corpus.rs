@@ -205,7 +205,9 @@ mod tests {
         let err = parse_tsv(path, text, Intent::FuelLevel).unwrap_err().to_string();
         assert!(err.starts_with("corpus/fuel_level.tsv:3:"), "{err}");
         assert!(err.contains("angry"), "{err}");
-        let err = parse_tsv(path, "no tabs here\n", Intent::FuelLevel).unwrap_err().to_string();
+        let err = parse_tsv(path, "no tabs here\n", Intent::FuelLevel)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":1:") && err.contains("3 tab-separated"), "{err}");
     }
 
@@ -235,7 +237,10 @@ mod tests {
             sentiment: Sentiment::Neutral,
             family: "f".into(),
         };
-        assert_eq!(count_near_duplicates(&[mk("How much gas?")], &[mk("how much gas"), mk("how much fuel")]), 1);
+        assert_eq!(
+            count_near_duplicates(&[mk("How much gas?")], &[mk("how much gas"), mk("how much fuel")]),
+            1
+        );
     }
 
     #[test]

@@ -50,12 +50,19 @@ pub fn distill(
     for (i, chunk) in ids.chunks(config.batch).enumerate() {
         chunks.push(encoder.embed_lone_tokens(chunk, config.pooling)?);
         if i % 10 == 0 || (i + 1) * config.batch >= vocab {
-            progress(&format!("distill: embedded {}/{vocab} tokens", ((i + 1) * config.batch).min(vocab)));
+            progress(&format!(
+                "distill: embedded {}/{vocab} tokens",
+                ((i + 1) * config.batch).min(vocab)
+            ));
         }
     }
     let table = Tensor::cat(&chunks, 0)?;
     let (reduced, explained) = pca(&table, config.pca_dim)?;
-    progress(&format!("distill: PCA to {} dims keeps {:.1}% of the variance", config.pca_dim, explained * 100.0));
+    progress(&format!(
+        "distill: PCA to {} dims keeps {:.1}% of the variance",
+        config.pca_dim,
+        explained * 100.0
+    ));
     let weights = sif_weights(vocab, config.sif_coefficient);
     let weighted = reduced.broadcast_mul(&Tensor::from_vec(weights, (vocab, 1), reduced.device())?)?;
     let record = Distillation {
@@ -98,7 +105,11 @@ pub fn pca(table: &Tensor, k: usize) -> Result<(Tensor, f64)> {
     let mut proj = vec![0f32; d * k];
     for (col, &i) in order[..k.min(d)].iter().enumerate() {
         let v = eigen.eigenvectors.column(i);
-        let sign = if v.iter().fold(0f64, |m, &x| if x.abs() > m.abs() { x } else { m }) < 0.0 { -1.0 } else { 1.0 };
+        let sign = if v.iter().fold(0f64, |m, &x| if x.abs() > m.abs() { x } else { m }) < 0.0 {
+            -1.0
+        } else {
+            1.0
+        };
         for row in 0..d {
             proj[row * k + col] = (v[row] * sign) as f32;
         }

@@ -19,11 +19,7 @@ pub enum ModelError {
 
     /// A corpus or evaluation file has a bad line.
     #[error("{path}:{line}: {reason}")]
-    BadLine {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    BadLine { path: PathBuf, line: usize, reason: String },
 
     #[error("tokenizer: {0}")]
     Tokenizer(String),

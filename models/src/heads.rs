@@ -136,14 +136,18 @@ mod tests {
     #[test]
     fn zero_heads_have_the_contract_shapes_and_give_uniform_probabilities() {
         let heads = zero_heads(240, 16);
-        let (intent, sentiment) = heads.probabilities(&Tensor::ones(240, DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let (intent, sentiment) = heads
+            .probabilities(&Tensor::ones(240, DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
         assert_eq!((intent.len(), sentiment.len()), (Intent::COUNT, Sentiment::COUNT));
         assert!(intent.iter().all(|p| (p - 1.0 / Intent::COUNT as f32).abs() < 1e-6));
         let map = heads.to_map();
         let back = Heads::from_map(&map, 240, std::path::Path::new("mem")).unwrap();
         assert_eq!(back.intent.input_dim(), 240);
         assert_eq!(back.sentiment.classes(), Sentiment::COUNT);
-        let err = Heads::from_map(&map, 256, std::path::Path::new("mem")).unwrap_err().to_string();
+        let err = Heads::from_map(&map, 256, std::path::Path::new("mem"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("intent.w1") && err.contains("[16, 240]"), "{err}");
     }
 }

@@ -141,11 +141,11 @@ impl Intent {
         use Intent::*;
         match self {
             Emergency => Route::Urgent,
-            BookService | RoadsideAssistance | TalkToAgent | Complaint | RecallWarranty | Directions
-            | Distance | Traffic | FindPlace | OutOfScope => Route::Cloud,
-            FuelLevel | FuelType | FuelEconomy | TirePressure | WarningLight | VehicleHealth
-            | OilChangeWhen | OilChangeHow | TireChange | JumpStart | LastService | FeatureHowto
-            | CurrentLocation | Greeting | Goodbye | Affirm | Deny | Cancel | Repeat => Route::Local,
+            BookService | RoadsideAssistance | TalkToAgent | Complaint | RecallWarranty | Directions | Distance
+            | Traffic | FindPlace | OutOfScope => Route::Cloud,
+            FuelLevel | FuelType | FuelEconomy | TirePressure | WarningLight | VehicleHealth | OilChangeWhen
+            | OilChangeHow | TireChange | JumpStart | LastService | FeatureHowto | CurrentLocation | Greeting
+            | Goodbye | Affirm | Deny | Cancel | Repeat => Route::Local,
         }
     }
 

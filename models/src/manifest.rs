@@ -102,7 +102,10 @@ impl Manifest {
     pub fn load_checked(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            ModelError::invalid(dir, format!("{MANIFEST_FILE} cannot be read ({e}); is this a model folder?"))
+            ModelError::invalid(
+                dir,
+                format!("{MANIFEST_FILE} cannot be read ({e}); is this a model folder?"),
+            )
         })?;
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| ModelError::invalid(dir, format!("{MANIFEST_FILE} is corrupt: {e}")))?;
@@ -129,13 +132,21 @@ impl Manifest {
                      retrain or update the contract",
                     labels.intents.len(),
                     contract.intents.len(),
-                    labels.intents.iter().zip(&contract.intents).find(|(a, b)| a != b).map(|(a, _)| a)
+                    labels
+                        .intents
+                        .iter()
+                        .zip(&contract.intents)
+                        .find(|(a, b)| a != b)
+                        .map(|(a, _)| a)
                         .or(labels.intents.get(contract.intents.len()))
                 ),
             ));
         }
         if labels.sentiments != contract.sentiments {
-            return Err(ModelError::invalid(dir, "sentiment labels differ from the contract: retrain"));
+            return Err(ModelError::invalid(
+                dir,
+                "sentiment labels differ from the contract: retrain",
+            ));
         }
         for (name, want) in &manifest.files {
             let got = sha256_file(&dir.join(name))

@@ -91,8 +91,11 @@ impl Report {
             }
         }
         let macro_f1 = per_intent_f1.values().sum::<f64>() / per_intent_f1.len().max(1) as f64;
-        let mut worst_confusions: Vec<(Intent, Intent, usize)> =
-            confusion.iter().filter(|((g, p), _)| g != p).map(|(&(g, p), &n)| (g, p, n)).collect();
+        let mut worst_confusions: Vec<(Intent, Intent, usize)> = confusion
+            .iter()
+            .filter(|((g, p), _)| g != p)
+            .map(|(&(g, p), &n)| (g, p, n))
+            .collect();
         worst_confusions.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
         worst_confusions.truncate(10);
 
@@ -118,7 +121,9 @@ impl Report {
                 count(&|s| s.gold_intent == Intent::Emergency && s.prediction.intent == Intent::Emergency),
                 emergencies,
             ),
-            emergencies_routed_local: count(&|s| s.gold_intent == Intent::Emergency && s.prediction.route == Route::Local),
+            emergencies_routed_local: count(&|s| {
+                s.gold_intent == Intent::Emergency && s.prediction.route == Route::Local
+            }),
             sentiment_accuracy: ratio(count(&|s| s.gold_sentiment == s.prediction.sentiment), scored.len()),
             sentiment_macro_f1: sentiment_f1.iter().sum::<f64>() / sentiment_f1.len().max(1) as f64,
             negative_recall: ratio(
@@ -150,7 +155,10 @@ impl Report {
 
 /// Prints reports side by side: headline figures, per-intent F1, worst confusions.
 pub fn print_comparison(title: &str, reports: &[(&str, &Report)]) {
-    println!("== {title} ({} utterances)", reports.first().map_or(0, |r| r.1.examples));
+    println!(
+        "== {title} ({} utterances)",
+        reports.first().map_or(0, |r| r.1.examples)
+    );
     print!("{:<28}", "metric");
     for (name, _) in reports {
         print!("{name:>14}");

@@ -60,7 +60,11 @@ pub struct Trained {
 /// The training lines and the held-out families.
 fn split(corpus: &Corpus, recipe: &Recipe, progress: &mut dyn FnMut(&str)) -> (Vec<Example>, Vec<Example>) {
     let (train, held_out) = split_by_family(&corpus.examples, recipe.held_out_percent);
-    progress(&format!("{} training lines, {} held out by family", train.len(), held_out.len()));
+    progress(&format!(
+        "{} training lines, {} held out by family",
+        train.len(),
+        held_out.len()
+    ));
     (train, held_out)
 }
 
@@ -112,7 +116,11 @@ fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tune
         dropout: recipe.heads.dropout,
         token_dropout_copies: if tuned_table { 0 } else { recipe.token_dropout_copies },
         token_dropout: recipe.token_dropout,
-        embedding_learning_rate: if tuned_table { recipe.embedding_learning_rate } else { None },
+        embedding_learning_rate: if tuned_table {
+            recipe.embedding_learning_rate
+        } else {
+            None
+        },
         held_out_percent: recipe.held_out_percent,
         train_examples: train,
         held_out_examples: held_out,
@@ -121,7 +129,10 @@ fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tune
 }
 
 fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+    p.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+        .0
 }
 
 /// Embeds `texts` in batches (shortest first, to pad little) and runs the heads.
@@ -138,7 +149,11 @@ pub fn batch_probabilities(
 /// Embeds `texts` into `(n, dim)`, batching by length; rows keep the input order.
 pub fn embed_all(encoder: &dyn SentenceEncoder, texts: &[&str], progress: &mut dyn FnMut(&str)) -> Result<Tensor> {
     if texts.is_empty() {
-        return Ok(Tensor::zeros((0, encoder.dim()), DType::F32, &candle_core::Device::Cpu)?);
+        return Ok(Tensor::zeros(
+            (0, encoder.dim()),
+            DType::F32,
+            &candle_core::Device::Cpu,
+        )?);
     }
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| (texts[i].len(), i));
@@ -150,7 +165,11 @@ pub fn embed_all(encoder: &dyn SentenceEncoder, texts: &[&str], progress: &mut d
             rows[i] = Some(embedded.get(j)?);
         }
         if n % 20 == 0 {
-            progress(&format!("embedded {}/{}", (n * 64 + chunk.len()).min(texts.len()), texts.len()));
+            progress(&format!(
+                "embedded {}/{}",
+                (n * 64 + chunk.len()).min(texts.len()),
+                texts.len()
+            ));
         }
     }
     let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every row embedded")).collect();
@@ -171,12 +190,21 @@ pub fn train_compact(
     let (train, held_out) = split(corpus, recipe, progress);
     let Some(embedding_learning_rate) = recipe.embedding_learning_rate else {
         let mut rng = SplitMix64::new(recipe.heads.seed ^ 0xa11a);
-        let features = compact_features(encoder, &train, recipe.token_dropout_copies, recipe.token_dropout, &mut rng)?;
+        let features = compact_features(
+            encoder,
+            &train,
+            recipe.token_dropout_copies,
+            recipe.token_dropout,
+            &mut rng,
+        )?;
         let heads = train_heads(&features, &recipe.heads, progress)?;
         let record = record(recipe, train.len(), held_out.len(), started, false);
         return finish(encoder, heads, &held_out, recipe, record, progress);
     };
-    let token_ids = train.iter().map(|e| encoder.token_ids(&e.text)).collect::<Result<Vec<_>>>()?;
+    let token_ids = train
+        .iter()
+        .map(|e| encoder.token_ids(&e.text))
+        .collect::<Result<Vec<_>>>()?;
     let intents: Vec<u32> = train.iter().map(|e| e.intent.index() as u32).collect();
     let sentiments: Vec<u32> = train.iter().map(|e| e.sentiment.index() as u32).collect();
     let config = JointConfig {
@@ -184,13 +212,26 @@ pub fn train_compact(
         embedding_learning_rate,
         token_dropout: recipe.token_dropout,
     };
-    let (table, heads) = train_joint(encoder.embeddings(), &token_ids, &intents, &sentiments, &config, progress)?;
+    let (table, heads) = train_joint(
+        encoder.embeddings(),
+        &token_ids,
+        &intents,
+        &sentiments,
+        &config,
+        progress,
+    )?;
     let f32_table = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
     let texts: Vec<&str> = held_out.iter().map(|e| e.text.as_str()).collect();
-    let f32_argmax: Vec<usize> = batch_probabilities(&f32_table, &heads, &texts)?.iter().map(|(p, _)| argmax(p)).collect();
+    let f32_argmax: Vec<usize> = batch_probabilities(&f32_table, &heads, &texts)?
+        .iter()
+        .map(|(p, _)| argmax(p))
+        .collect();
     let table = table.to_dtype(DType::F16)?;
     let tuned = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
-    let f16_argmax: Vec<usize> = batch_probabilities(&tuned, &heads, &texts)?.iter().map(|(p, _)| argmax(p)).collect();
+    let f16_argmax: Vec<usize> = batch_probabilities(&tuned, &heads, &texts)?
+        .iter()
+        .map(|(p, _)| argmax(p))
+        .collect();
     let agree = f32_argmax.iter().zip(&f16_argmax).filter(|(a, b)| a == b).count();
     progress(&format!(
         "storing the table as f16: {agree}/{} held-out argmax labels unchanged from f32",

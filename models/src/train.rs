@@ -85,7 +85,11 @@ pub fn compact_features(
             if ids.len() < 2 {
                 break;
             }
-            let mut kept: Vec<u32> = ids.iter().copied().filter(|_| rng.next_f32() >= token_dropout).collect();
+            let mut kept: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|_| rng.next_f32() >= token_dropout)
+                .collect();
             if kept.is_empty() {
                 kept.push(ids[rng.below(ids.len())]);
             }
@@ -105,7 +109,13 @@ pub fn balanced_weights(labels: &[u32], classes: usize) -> Vec<f32> {
     }
     counts
         .iter()
-        .map(|&c| if c == 0 { 0.0 } else { (labels.len() as f32 / (classes * c) as f32).sqrt() })
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                (labels.len() as f32 / (classes * c) as f32).sqrt()
+            }
+        })
         .collect()
 }
 
@@ -122,9 +132,14 @@ pub fn train_heads(features: &Features, config: &HeadConfig, progress: &mut dyn 
     let mut intent_weights = balanced_weights(&features.intents, Intent::COUNT);
     intent_weights[Intent::Emergency.index()] *= config.emergency_weight;
     let sentiment_weights = sentiment_class_weights(&features.sentiments, config);
-    let intent = train_head(&features.x, &features.intents, &intent_weights, config, config.seed, &mut |e, l| {
-        progress(&format!("intent head: epoch {e}/{} loss {l:.4}", config.epochs))
-    })?;
+    let intent = train_head(
+        &features.x,
+        &features.intents,
+        &intent_weights,
+        config,
+        config.seed,
+        &mut |e, l| progress(&format!("intent head: epoch {e}/{} loss {l:.4}", config.epochs)),
+    )?;
     let sentiment = train_head(
         &features.x,
         &features.sentiments,
@@ -137,7 +152,9 @@ pub fn train_heads(features: &Features, config: &HeadConfig, progress: &mut dyn 
 }
 
 fn uniform(rng: &mut SplitMix64, shape: (usize, usize), bound: f32) -> Result<Tensor> {
-    let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect();
+    let data: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * bound)
+        .collect();
     Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
 }
 
@@ -155,7 +172,11 @@ pub fn train_head(
     let mut rng = SplitMix64::new(seed);
     let w1 = Var::from_tensor(&uniform(&mut rng, (config.hidden, dim), (6.0 / dim as f32).sqrt())?)?;
     let b1 = Var::zeros(config.hidden, DType::F32, &Device::Cpu)?;
-    let w2 = Var::from_tensor(&uniform(&mut rng, (classes, config.hidden), (1.0 / config.hidden as f32).sqrt())?)?;
+    let w2 = Var::from_tensor(&uniform(
+        &mut rng,
+        (classes, config.hidden),
+        (1.0 / config.hidden as f32).sqrt(),
+    )?)?;
     let b2 = Var::zeros(classes, DType::F32, &Device::Cpu)?;
     let mut optimizer = AdamW::new(
         vec![w1.clone(), b1.clone(), w2.clone(), b2.clone()],
@@ -234,7 +255,11 @@ pub fn train_joint(
         Ok([
             Var::from_tensor(&uniform(&mut rng, (hc.hidden, dim), (6.0 / dim as f32).sqrt())?)?,
             Var::zeros(hc.hidden, DType::F32, &Device::Cpu)?,
-            Var::from_tensor(&uniform(&mut rng, (classes, hc.hidden), (1.0 / hc.hidden as f32).sqrt())?)?,
+            Var::from_tensor(&uniform(
+                &mut rng,
+                (classes, hc.hidden),
+                (1.0 / hc.hidden as f32).sqrt(),
+            )?)?,
             Var::zeros(classes, DType::F32, &Device::Cpu)?,
         ])
     };
@@ -242,7 +267,11 @@ pub fn train_joint(
     let sentiment_head = make_head(Sentiment::COUNT)?;
     let mut head_optimizer = AdamW::new(
         intent_head.iter().chain(sentiment_head.iter()).cloned().collect(),
-        ParamsAdamW { lr: hc.learning_rate, weight_decay: hc.weight_decay, ..Default::default() },
+        ParamsAdamW {
+            lr: hc.learning_rate,
+            weight_decay: hc.weight_decay,
+            ..Default::default()
+        },
     )?;
     let mut intent_weights = balanced_weights(intents, Intent::COUNT);
     intent_weights[Intent::Emergency.index()] *= hc.emergency_weight;
@@ -271,7 +300,11 @@ pub fn train_joint(
             for &i in chunk {
                 let ids = &token_ids[i as usize];
                 let start = flat.len();
-                flat.extend(ids.iter().copied().filter(|_| ids.len() < 2 || rng.next_f32() >= config.token_dropout));
+                flat.extend(
+                    ids.iter()
+                        .copied()
+                        .filter(|_| ids.len() < 2 || rng.next_f32() >= config.token_dropout),
+                );
                 if flat.len() == start && !ids.is_empty() {
                     flat.push(ids[rng.below(ids.len())]);
                 }
@@ -299,7 +332,11 @@ pub fn train_joint(
                     .map(|_| if rng.next_f32() < keep { 1.0 / keep } else { 0.0 })
                     .collect();
                 let mask = Tensor::from_vec(mask, (chunk.len(), hc.hidden), &Device::Cpu)?;
-                let hidden = pooled.matmul(&head[0].t()?)?.broadcast_add(&head[1])?.relu()?.mul(&mask)?;
+                let hidden = pooled
+                    .matmul(&head[0].t()?)?
+                    .broadcast_add(&head[1])?
+                    .relu()?
+                    .mul(&mask)?;
                 let logits = hidden.matmul(&head[2].t()?)?.broadcast_add(&head[3])?;
                 let l = weighted_ce(&logits, &labels.index_select(&index, 0)?, weights)?;
                 loss = Some(match loss {
@@ -316,7 +353,11 @@ pub fn train_joint(
             total += loss.to_scalar::<f32>()?;
             batches += 1;
         }
-        progress(&format!("joint: epoch {epoch}/{} loss {:.4}", hc.epochs, total / batches.max(1) as f32));
+        progress(&format!(
+            "joint: epoch {epoch}/{} loss {:.4}",
+            hc.epochs,
+            total / batches.max(1) as f32
+        ));
     }
     let head = |h: &[Var; 4]| MlpHead {
         w1: h[0].as_tensor().detach(),

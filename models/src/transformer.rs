@@ -40,7 +40,10 @@ impl TransformerEncoder {
             if !dir.join(name).is_file() {
                 return Err(ModelError::invalid(
                     dir,
-                    format!("{name} is missing; a transformer encoder folder holds {}", ENCODER_FILES.join(", ")),
+                    format!(
+                        "{name} is missing; a transformer encoder folder holds {}",
+                        ENCODER_FILES.join(", ")
+                    ),
                 ));
             }
         }
@@ -53,9 +56,8 @@ impl TransformerEncoder {
         let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .map_err(|e| ModelError::invalid(dir, format!("model.safetensors is unreadable or corrupt: {e}")))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        let model = BertModel::load(vb, &config).map_err(|e| {
-            ModelError::invalid(dir, format!("model.safetensors does not match config.json: {e}"))
-        })?;
+        let model = BertModel::load(vb, &config)
+            .map_err(|e| ModelError::invalid(dir, format!("model.safetensors does not match config.json: {e}")))?;
         Ok(TransformerEncoder {
             model,
             tokenizer,

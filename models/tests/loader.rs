@@ -55,13 +55,19 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
     });
     assert!(err.contains("corrupt"), "{err}");
 
-    let err = case("no-manifest", &|d| std::fs::remove_file(d.join("manifest.json")).unwrap());
+    let err = case("no-manifest", &|d| {
+        std::fs::remove_file(d.join("manifest.json")).unwrap()
+    });
     assert!(err.contains("manifest.json cannot be read"), "{err}");
 
-    let err = case("garbled-manifest", &|d| std::fs::write(d.join("manifest.json"), b"{not json").unwrap());
+    let err = case("garbled-manifest", &|d| {
+        std::fs::write(d.join("manifest.json"), b"{not json").unwrap()
+    });
     assert!(err.contains("manifest.json is corrupt"), "{err}");
 
-    let err = case("future-format", &|d| edit_json(&d.join("manifest.json"), |m| m["format_version"] = 99.into()));
+    let err = case("future-format", &|d| {
+        edit_json(&d.join("manifest.json"), |m| m["format_version"] = 99.into())
+    });
     assert!(err.contains("format version 99 is not supported"), "{err}");
 
     let err = case("missing-label", &|d| {
@@ -76,10 +82,14 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
     });
     assert!(err.contains("tyre_pressure"), "{err}");
 
-    let err = case("missing-tokenizer", &|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    let err = case("missing-tokenizer", &|d| {
+        std::fs::remove_file(d.join("tokenizer.json")).unwrap()
+    });
     assert!(err.contains("tokenizer.json"), "{err}");
 
-    let err = case("wrong-kind", &|d| edit_json(&d.join("manifest.json"), |m| m["encoder"] = "transformer".into()));
+    let err = case("wrong-kind", &|d| {
+        edit_json(&d.join("manifest.json"), |m| m["encoder"] = "transformer".into())
+    });
     assert!(err.contains("not a compact model"), "{err}");
 
     // Heads that do not fit the table: the manifest vouches for the file, but the
@@ -87,7 +97,8 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
     let err = case("wrong-width", &|d| {
         let path = d.join("model.safetensors");
         let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
-        let wide = candle_core::Tensor::zeros((WORDS.len(), 12), candle_core::DType::F16, &candle_core::Device::Cpu).unwrap();
+        let wide =
+            candle_core::Tensor::zeros((WORDS.len(), 12), candle_core::DType::F16, &candle_core::Device::Cpu).unwrap();
         tensors.insert("embeddings".into(), wide);
         candle_core::safetensors::save(&tensors, &path).unwrap();
         let sha = models::corpus::sha256_file(&path).unwrap();
@@ -112,6 +123,9 @@ fn transformer_heads_refuse_an_encoder_they_were_not_trained_on() {
     let encoder = tmp.path().join("encoder");
     std::fs::create_dir_all(&encoder).unwrap();
     std::fs::write(encoder.join("model.safetensors"), b"not the weights").unwrap();
-    let err = Classifier::load_transformer(&heads, &encoder).err().expect("must be refused").to_string();
+    let err = Classifier::load_transformer(&heads, &encoder)
+        .err()
+        .expect("must be refused")
+        .to_string();
     assert!(err.contains("were trained on") && err.contains("retrain"), "{err}");
 }

@@ -11,7 +11,13 @@ use models::{Classifier, Intent};
 
 fn tiny_recipe(tune_embeddings: bool) -> Recipe {
     Recipe {
-        heads: HeadConfig { hidden: 16, epochs: 40, batch_size: 4, learning_rate: 1e-2, ..Default::default() },
+        heads: HeadConfig {
+            hidden: 16,
+            epochs: 40,
+            batch_size: 4,
+            learning_rate: 1e-2,
+            ..Default::default()
+        },
         held_out_percent: 20,
         embedding_learning_rate: tune_embeddings.then_some(1e-2),
         ..Default::default()
@@ -19,7 +25,15 @@ fn tiny_recipe(tune_embeddings: bool) -> Recipe {
 }
 
 fn bytes_of(t: &candle_core::Tensor) -> Vec<u32> {
-    t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    t.to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
 }
 
 #[test]
@@ -30,13 +44,26 @@ fn training_is_deterministic_for_a_seed() {
     let corpus = tiny_corpus();
     for tune in [false, true] {
         let run = || {
-            let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), random_table(8, 1)).unwrap();
+            let encoder =
+                CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), random_table(8, 1)).unwrap();
             train_compact(&encoder, &corpus, &tiny_recipe(tune), &mut |_| {}).unwrap()
         };
         let (a, b) = (run(), run());
-        assert_eq!(bytes_of(&a.heads.intent.w1), bytes_of(&b.heads.intent.w1), "tune={tune}");
-        assert_eq!(bytes_of(&a.heads.intent.w2), bytes_of(&b.heads.intent.w2), "tune={tune}");
-        assert_eq!(bytes_of(&a.heads.sentiment.w2), bytes_of(&b.heads.sentiment.w2), "tune={tune}");
+        assert_eq!(
+            bytes_of(&a.heads.intent.w1),
+            bytes_of(&b.heads.intent.w1),
+            "tune={tune}"
+        );
+        assert_eq!(
+            bytes_of(&a.heads.intent.w2),
+            bytes_of(&b.heads.intent.w2),
+            "tune={tune}"
+        );
+        assert_eq!(
+            bytes_of(&a.heads.sentiment.w2),
+            bytes_of(&b.heads.sentiment.w2),
+            "tune={tune}"
+        );
         assert_eq!(a.gate, b.gate);
         assert_eq!(a.embeddings.as_ref().map(bytes_of), b.embeddings.as_ref().map(bytes_of));
         // A different seed gives different weights: the seed is really used.
@@ -60,13 +87,33 @@ fn a_trained_folder_loads_and_classifies_what_it_learned() {
     recipe.heads.epochs = 150;
     let trained = train_compact(&encoder, &tiny_corpus(), &recipe, &mut |_| {}).unwrap();
     let out = dir.path().join("model");
-    write_compact(&out, &table.to_dtype(candle_core::DType::F16).unwrap(), &tokenizer_path, &trained, "tiny", None, &[])
-        .unwrap();
+    write_compact(
+        &out,
+        &table.to_dtype(candle_core::DType::F16).unwrap(),
+        &tokenizer_path,
+        &trained,
+        "tiny",
+        None,
+        &[],
+    )
+    .unwrap();
     let mut classifier = Classifier::load_compact(&out).unwrap();
-    classifier.set_gate(models::Gate { threshold: 0.3, emergency_threshold: 0.2 });
-    assert_eq!(classifier.classify("call ambulance crash").unwrap().intent, Intent::Emergency);
-    assert_eq!(classifier.classify("navigate to the airport").unwrap().intent, Intent::Directions);
-    assert_eq!(classifier.classify("how much gas left").unwrap().intent, Intent::FuelLevel);
+    classifier.set_gate(models::Gate {
+        threshold: 0.3,
+        emergency_threshold: 0.2,
+    });
+    assert_eq!(
+        classifier.classify("call ambulance crash").unwrap().intent,
+        Intent::Emergency
+    );
+    assert_eq!(
+        classifier.classify("navigate to the airport").unwrap().intent,
+        Intent::Directions
+    );
+    assert_eq!(
+        classifier.classify("how much gas left").unwrap().intent,
+        Intent::FuelLevel
+    );
 }
 
 #[test]
@@ -77,14 +124,25 @@ fn joint_training_moves_only_the_rows_the_corpus_uses() {
     let table = random_table(8, 5);
     let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), table.clone()).unwrap();
     let trained = train_compact(&encoder, &tiny_corpus(), &tiny_recipe(true), &mut |_| {}).unwrap();
-    let tuned = trained.embeddings.expect("the table is tuned").to_dtype(candle_core::DType::F32).unwrap();
+    let tuned = trained
+        .embeddings
+        .expect("the table is tuned")
+        .to_dtype(candle_core::DType::F32)
+        .unwrap();
     let before = table.to_vec2::<f32>().unwrap();
     let after = tuned.to_vec2::<f32>().unwrap();
     let moved = |word: &str| {
         let i = WORDS.iter().position(|w| *w == word).unwrap();
-        before[i].iter().zip(&after[i]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+        before[i]
+            .iter()
+            .zip(&after[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max)
     };
     assert!(moved("ambulance") > 1e-2, "a training word's row must move");
     // "hello" is only in the tiny corpus's greeting lines... and "[UNK]" in none.
-    assert!(moved("[UNK]") < 1e-3, "an unused row must stay as distilled (f16 rounding aside)");
+    assert!(
+        moved("[UNK]") < 1e-3,
+        "an unused row must stay as distilled (f16 rounding aside)"
+    );
 }

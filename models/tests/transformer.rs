@@ -16,7 +16,10 @@ fn encoder_dir() -> Option<PathBuf> {
     if dir.join("model.safetensors").is_file() {
         return Some(dir);
     }
-    let message = format!("transformer encoder not found at {}: run models/fetch-encoder.sh", dir.display());
+    let message = format!(
+        "transformer encoder not found at {}: run models/fetch-encoder.sh",
+        dir.display()
+    );
     if externals_required() {
         panic!("EDGE_REQUIRE_EXTERNALS=1 but {message}");
     }
@@ -45,11 +48,22 @@ fn transformer_embeddings_are_normalised_and_meaningful() {
 fn batched_embeddings_match_single_ones_despite_padding() {
     let Some(dir) = encoder_dir() else { return };
     let encoder = TransformerEncoder::load(&dir).unwrap();
-    let texts = ["hi", "where is the nearest charging station for this car", "call an ambulance"];
+    let texts = [
+        "hi",
+        "where is the nearest charging station for this car",
+        "call an ambulance",
+    ];
     let batch = encoder.embed_batch(&texts).unwrap();
     for (i, text) in texts.iter().enumerate() {
         let single = encoder.embed(text).unwrap();
-        let diff = (batch.get(i).unwrap() - single).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (batch.get(i).unwrap() - single)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-4, "row {i} differs by {diff}");
     }
 }
@@ -58,10 +72,18 @@ fn batched_embeddings_match_single_ones_despite_padding() {
 fn shipped_transformer_heads_classify_through_the_real_encoder() {
     let Some(dir) = encoder_dir() else { return };
     let classifier = Classifier::load_transformer(&models_root().join("transformer"), &dir).unwrap();
-    let p = classifier.classify("we crashed and my friend is bleeding, call an ambulance").unwrap();
+    let p = classifier
+        .classify("we crashed and my friend is bleeding, call an ambulance")
+        .unwrap();
     assert_eq!((p.intent, p.route), (Intent::Emergency, Route::Urgent));
-    assert_eq!(classifier.classify("navigate to the airport please").unwrap().intent, Intent::Directions);
-    assert_eq!(classifier.classify("play some jazz").unwrap().intent, Intent::OutOfScope);
+    assert_eq!(
+        classifier.classify("navigate to the airport please").unwrap().intent,
+        Intent::Directions
+    );
+    assert_eq!(
+        classifier.classify("play some jazz").unwrap().intent,
+        Intent::OutOfScope
+    );
 }
 
 #[test]
@@ -71,9 +93,15 @@ fn an_incomplete_encoder_folder_is_refused() {
     for name in ["tokenizer.json", "model.safetensors"] {
         std::fs::copy(dir.join(name), tmp.path().join(name)).unwrap();
     }
-    let err = TransformerEncoder::load(tmp.path()).err().expect("no config.json").to_string();
+    let err = TransformerEncoder::load(tmp.path())
+        .err()
+        .expect("no config.json")
+        .to_string();
     assert!(err.contains("config.json is missing"), "{err}");
     std::fs::write(tmp.path().join("config.json"), br#"{"hidden_size": 7}"#).unwrap();
-    let err = TransformerEncoder::load(tmp.path()).err().expect("bad config").to_string();
+    let err = TransformerEncoder::load(tmp.path())
+        .err()
+        .expect("bad config")
+        .to_string();
     assert!(err.contains("not a BERT config"), "{err}");
 }

@@ -56,7 +56,10 @@ fn main() -> anyhow::Result<()> {
     };
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
     if let Some(threshold) = args.gate {
-        classifier.set_gate(models::Gate { threshold, ..classifier.gate() });
+        classifier.set_gate(models::Gate {
+            threshold,
+            ..classifier.gate()
+        });
     }
     let corpus = Corpus::load(&args.corpus)?;
     let held_out_percent = classifier.manifest().training.held_out_percent;
@@ -77,7 +80,11 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|e| baseline.probabilities(&e.text))
         .collect();
-    let held_gold: Vec<_> = split_by_family(&corpus.examples, held_out_percent).1.iter().map(|e| e.intent).collect();
+    let held_gold: Vec<_> = split_by_family(&corpus.examples, held_out_percent)
+        .1
+        .iter()
+        .map(|e| e.intent)
+        .collect();
     let baseline_gate = tune_gate(&held_probs, &held_gold, classifier.gate().emergency_threshold);
     let baseline_scored: Vec<Scored> = data
         .iter()
@@ -106,7 +113,10 @@ fn main() -> anyhow::Result<()> {
         train.len(),
         count_near_duplicates(&train, &data)
     );
-    print_comparison(&name, &[(&args.encoder.to_string(), &report), ("tfidf+lr", &baseline_report)]);
+    print_comparison(
+        &name,
+        &[(&args.encoder.to_string(), &report), ("tfidf+lr", &baseline_report)],
+    );
     if args.errors {
         println!("-- errors");
         for (e, s) in data.iter().zip(&scored) {

