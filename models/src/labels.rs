@@ -281,7 +281,14 @@ mod tests {
                 "models/contract/intents.md is out of date with {}",
                 shared.display()
             ),
-            Err(_) => eprintln!("SKIP: {} not found; checked the vendored copy only", shared.display()),
+            Err(_) => {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIP: {} not found; checked the vendored copy only",
+                    shared.display()
+                );
+            }
         }
     }
 

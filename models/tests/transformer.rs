@@ -23,7 +23,7 @@ fn encoder_dir() -> Option<PathBuf> {
     if externals_required() {
         panic!("EDGE_REQUIRE_EXTERNALS=1 but {message}");
     }
-    eprintln!("SKIP: {message}");
+    report_skip(&message);
     None
 }
 

@@ -150,3 +150,10 @@ pub fn copy_folder(src: &Path, dest: &Path) {
         std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
     }
 }
+
+/// Reports a skipped test where it is seen: straight to stderr, past the test
+/// harness's output capture (which only takes `print!`/`eprint!`).
+pub fn report_skip(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {message}");
+}
