@@ -26,6 +26,7 @@ from seeds_extra import EXTRA, OOS_EXTRA  # noqa: E402
 from seeds_round3 import ROUND3, OOS_ROUND3  # noqa: E402
 from seeds_round4 import ROUND4, OOS_ROUND4, SLOTS4  # noqa: E402
 from seeds_round5 import ROUND5, OOS_ROUND5, SLOTS5  # noqa: E402
+from seeds_round6 import OOS_ROUND6  # noqa: E402
 
 ALL_SLOTS = {**SLOTS, **OOS_SLOTS, **SLOTS4, **SLOTS5}
 SENT = {"n": "neutral", "-": "negative", "+": "positive"}
@@ -159,7 +160,7 @@ def main():
     seeds = {**VEHICLE, **SERVICE, "out_of_scope": OOS_SEEDS}
     for intent, extra in list(MORE.items()) + list(EXTRA.items()) + list(ROUND3.items()) + list(ROUND4.items()) + list(ROUND5.items()):
         seeds[intent] = seeds[intent] + extra
-    seeds["out_of_scope"] = seeds["out_of_scope"] + OOS_EXTRA + OOS_ROUND3 + OOS_ROUND4 + OOS_ROUND5
+    seeds["out_of_scope"] = seeds["out_of_scope"] + OOS_EXTRA + OOS_ROUND3 + OOS_ROUND4 + OOS_ROUND5 + OOS_ROUND6
     seen = set()
     for intent in sorted(seeds):
         rows = []
