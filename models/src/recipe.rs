@@ -264,16 +264,14 @@ pub fn train_pooled(
     finish(encoder, heads, &held_out, recipe, record, progress)
 }
 
-fn metrics_map(trained: &Trained, extra: &[(String, f64)]) -> std::collections::BTreeMap<String, f64> {
-    let mut metrics: std::collections::BTreeMap<String, f64> = trained
+fn metrics_map(trained: &Trained) -> std::collections::BTreeMap<String, f64> {
+    trained
         .held_out
         .headline()
         .into_iter()
         .filter(|(k, v)| !k.starts_with("latency") && v.is_finite())
         .map(|(k, v)| (format!("held_out.{k}"), v))
-        .collect();
-    metrics.extend(extra.iter().cloned());
-    metrics
+        .collect()
 }
 
 /// Writes a compact model folder: `model.safetensors` (embeddings + heads),
@@ -286,7 +284,6 @@ pub fn write_compact(
     trained: &Trained,
     corpus_sha256: &str,
     distillation: Option<Distillation>,
-    extra_metrics: &[(String, f64)],
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let mut tensors: HashMap<String, Tensor> = trained.heads.to_map();
@@ -306,7 +303,7 @@ pub fn write_compact(
         corpus_sha256: corpus_sha256.to_string(),
         distillation,
         training: trained.record.clone(),
-        metrics: metrics_map(trained, extra_metrics),
+        metrics: metrics_map(trained),
     }
     .write(dir, &[COMPACT_WEIGHTS, TOKENIZER])
 }
@@ -319,7 +316,6 @@ pub fn write_transformer_heads(
     trained: &Trained,
     encoder_sha256: &str,
     corpus_sha256: &str,
-    extra_metrics: &[(String, f64)],
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     save_safetensors(&trained.heads.to_map(), &dir.join(TRANSFORMER_HEADS))?;
@@ -333,7 +329,7 @@ pub fn write_transformer_heads(
         corpus_sha256: corpus_sha256.to_string(),
         distillation: None,
         training: trained.record.clone(),
-        metrics: metrics_map(trained, extra_metrics),
+        metrics: metrics_map(trained),
     }
     .write(dir, &[TRANSFORMER_HEADS])
 }
@@ -359,4 +355,15 @@ pub fn evaluate(classifier: &Classifier, examples: &[Example]) -> Result<Vec<Sco
             })
         })
         .collect()
+}
+
+/// Adds figures measured on a written folder (the dev sets, say) to its manifest,
+/// rewriting only `manifest.json`: the weights are neither written nor hashed again.
+pub fn record_metrics(dir: &Path, extra: &[(String, f64)]) -> Result<()> {
+    let mut manifest = Manifest::load_checked(dir)?;
+    manifest.metrics.extend(extra.iter().cloned());
+    write_atomically(
+        &dir.join(crate::manifest::MANIFEST_FILE),
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )
 }

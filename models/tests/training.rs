@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use models::compact::CompactEncoder;
 use models::encoder::load_tokenizer;
-use models::recipe::{train_compact, write_compact, Recipe};
+use models::recipe::{train_compact, Recipe};
 use models::train::HeadConfig;
 use models::{Classifier, Intent};
 
@@ -78,25 +78,7 @@ fn training_is_deterministic_for_a_seed() {
 #[test]
 fn a_trained_folder_loads_and_classifies_what_it_learned() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer_path = dir.path().join("source-tokenizer.json");
-    write_tokenizer(&tokenizer_path);
-    let table = random_table(8, 3);
-    let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), table.clone()).unwrap();
-    let mut recipe = tiny_recipe(false);
-    recipe.held_out_percent = 0;
-    recipe.heads.epochs = 150;
-    let trained = train_compact(&encoder, &tiny_corpus(), &recipe, &mut |_| {}).unwrap();
-    let out = dir.path().join("model");
-    write_compact(
-        &out,
-        &table.to_dtype(candle_core::DType::F16).unwrap(),
-        &tokenizer_path,
-        &trained,
-        "tiny",
-        None,
-        &[],
-    )
-    .unwrap();
+    let out = tiny_model_folder_trained_for(dir.path(), 150);
     let mut classifier = Classifier::load_compact(&out).unwrap();
     classifier.set_gate(models::Gate {
         threshold: 0.3,

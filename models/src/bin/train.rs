@@ -17,7 +17,9 @@ use models::corpus::{load_jsonl, sha256_file, Corpus};
 use models::distill::{distill, DistillConfig};
 use models::encoder::load_tokenizer;
 use models::metrics::Report;
-use models::recipe::{evaluate, train_compact, train_pooled, write_compact, write_transformer_heads, Recipe};
+use models::recipe::{
+    evaluate, record_metrics, train_compact, train_pooled, write_compact, write_transformer_heads, Recipe,
+};
 use models::transformer::{default_encoder_dir, TransformerEncoder};
 use models::Classifier;
 
@@ -145,25 +147,9 @@ fn main() -> anyhow::Result<()> {
         let staging = args.compact_out.with_extension("staging");
         let _ = std::fs::remove_dir_all(&staging);
         let table = trained.embeddings.clone().unwrap_or(embeddings);
-        write_compact(
-            &staging,
-            &table,
-            &tokenizer_src,
-            &trained,
-            &corpus.sha256,
-            distillation.clone(),
-            &[],
-        )?;
+        write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation)?;
         let extra = dev_metrics(&Classifier::load_compact(&staging)?, &dev, "compact")?;
-        write_compact(
-            &staging,
-            &table,
-            &tokenizer_src,
-            &trained,
-            &corpus.sha256,
-            distillation,
-            &extra,
-        )?;
+        record_metrics(&staging, &extra)?;
         swap_in(&staging, &args.compact_out)?;
         progress(&format!("wrote {}", args.compact_out.display()));
     }
@@ -177,13 +163,13 @@ fn main() -> anyhow::Result<()> {
         print_held_out("transformer", &trained.held_out);
         let staging = args.transformer_out.with_extension("staging");
         let _ = std::fs::remove_dir_all(&staging);
-        write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &[])?;
+        write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256)?;
         let extra = dev_metrics(
             &Classifier::load_transformer(&staging, &encoder_dir)?,
             &dev,
             "transformer",
         )?;
-        write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256, &extra)?;
+        record_metrics(&staging, &extra)?;
         swap_in(&staging, &args.transformer_out)?;
         progress(&format!("wrote {}", args.transformer_out.display()));
     }

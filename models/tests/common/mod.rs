@@ -108,6 +108,11 @@ pub fn externals_required() -> bool {
 
 /// Writes a small but complete compact model folder under `dir` and returns it.
 pub fn tiny_model_folder(dir: &Path) -> PathBuf {
+    tiny_model_folder_trained_for(dir, 5)
+}
+
+/// Like [`tiny_model_folder`], with the heads trained for `epochs`.
+pub fn tiny_model_folder_trained_for(dir: &Path, epochs: usize) -> PathBuf {
     use models::recipe::{train_compact, write_compact, Recipe};
     let tokenizer_path = dir.join("source-tokenizer.json");
     write_tokenizer(&tokenizer_path);
@@ -120,11 +125,13 @@ pub fn tiny_model_folder(dir: &Path) -> PathBuf {
     let recipe = Recipe {
         heads: models::train::HeadConfig {
             hidden: 16,
-            epochs: 5,
+            epochs,
             batch_size: 4,
+            learning_rate: 1e-2,
             ..Default::default()
         },
         held_out_percent: 0,
+        embedding_learning_rate: None,
         ..Default::default()
     };
     let trained = train_compact(&encoder, &tiny_corpus(), &recipe, &mut |_| {}).unwrap();
@@ -136,7 +143,6 @@ pub fn tiny_model_folder(dir: &Path) -> PathBuf {
         &trained,
         "tiny",
         None,
-        &[],
     )
     .unwrap();
     out
