@@ -1,0 +1,455 @@
+//! An open knowledge base: lookups by id and intent, and the fused search.
+//!
+//! Search fuses two signals over the articles that apply to the vehicle: BM25 from
+//! the FTS5 index (what the driver literally said) and cosine similarity of
+//! sentence embeddings (what they meant), plus a bonus for articles tagged with the
+//! utterance's intent. The driver's words are never passed to FTS5 as syntax: they
+//! are cut into plain words and each is quoted (see [`fts_query`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::article::{Applicability, Article, VehicleFilter};
+use crate::embed::{cosine, Embedder};
+use crate::error::{KnowledgeError, Result, SqliteContext};
+use crate::schema;
+
+/// How the two search signals and the intent tag are weighed. The defaults were
+/// tuned on the tuning half of the retrieval pairs (see edge-agent's
+/// `tests/retrieval.rs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchWeights {
+    pub lexical: f32,
+    pub semantic: f32,
+    pub intent: f32,
+}
+
+impl Default for SearchWeights {
+    fn default() -> Self {
+        SearchWeights {
+            lexical: 0.5,
+            semantic: 1.0,
+            intent: 0.3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub text: &'a str,
+    /// The utterance's intent, when known: matching articles get a bonus.
+    pub intent: Option<&'a str>,
+    pub vehicle: &'a VehicleFilter,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub article: Article,
+    pub score: f32,
+    /// BM25, scaled so the best lexical hit is 1.
+    pub lexical: f32,
+    pub semantic: f32,
+}
+
+/// What is in memory for every article: enough to filter and rank without SQLite.
+struct Entry {
+    rowid: i64,
+    intents: Vec<String>,
+    applies: Applicability,
+    vector: Vec<f32>,
+}
+
+/// Facts about the compiled pack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackInfo {
+    pub name: String,
+    pub title: String,
+    pub version: u64,
+    pub articles: usize,
+    pub embedding_model: String,
+}
+
+pub struct KnowledgeBase {
+    /// A std mutex: it is only taken in blocking code (callers run the KB off the
+    /// async workers) and held for one short query, never across an await.
+    conn: Mutex<Connection>,
+    location: String,
+    entries: Vec<Entry>,
+    embedder: Arc<dyn Embedder>,
+    info: PackInfo,
+    weights: SearchWeights,
+}
+
+impl std::fmt::Debug for KnowledgeBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeBase")
+            .field("location", &self.location)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl KnowledgeBase {
+    /// Opens a compiled pack. Missing migrations are applied; if its vectors came
+    /// from another model than `embedder`, the articles are re-embedded and stored.
+    pub fn open(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self> {
+        let location = path.display().to_string();
+        if !path.is_file() {
+            return Err(KnowledgeError::NotAPack {
+                location,
+                reason: "no such file: build it with `edge-agent kb build`".to_string(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .at(&location)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).at(&location)?;
+        Self::from_connection(conn, &location, embedder)
+    }
+
+    pub fn from_connection(mut conn: Connection, location: &str, embedder: Arc<dyn Embedder>) -> Result<Self> {
+        let has_pack: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'pack'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| KnowledgeError::NotAPack {
+                location: location.to_string(),
+                reason: e.to_string(),
+            })?;
+        if !has_pack {
+            return Err(KnowledgeError::NotAPack {
+                location: location.to_string(),
+                reason: "it has no `pack` table".to_string(),
+            });
+        }
+        schema::migrate(&mut conn, location)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;").at(location)?;
+        let meta = |conn: &Connection, key: &str| -> Result<String> {
+            conn.query_row("SELECT value FROM pack WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .at(location)?
+                .ok_or_else(|| KnowledgeError::NotAPack {
+                    location: location.to_string(),
+                    reason: format!("the pack has no `{key}`"),
+                })
+        };
+        let model = meta(&conn, "embedding_model")?;
+        if model != embedder.model_id() {
+            tracing::info!(location, old = %model, new = %embedder.model_id(), "model changed: re-embedding the articles");
+            reembed(&mut conn, location, embedder.as_ref())?;
+        }
+        let version = meta(&conn, "version")?;
+        let mut info = PackInfo {
+            name: meta(&conn, "name")?,
+            title: meta(&conn, "title")?,
+            version: version.parse().map_err(|_| KnowledgeError::NotAPack {
+                location: location.to_string(),
+                reason: format!("version `{version}` is not a number"),
+            })?,
+            articles: 0,
+            embedding_model: embedder.model_id(),
+        };
+        let entries = load_entries(&conn, location)?;
+        info.articles = entries.len();
+        Ok(KnowledgeBase {
+            conn: Mutex::new(conn),
+            location: location.to_string(),
+            entries,
+            embedder,
+            info,
+            weights: SearchWeights::default(),
+        })
+    }
+
+    pub fn info(&self) -> &PackInfo {
+        &self.info
+    }
+
+    pub fn set_weights(&mut self, weights: SearchWeights) {
+        self.weights = weights;
+    }
+
+    pub fn article(&self, id: &str) -> Result<Option<Article>> {
+        let conn = self.conn.lock().expect("kb mutex");
+        let rowid: Option<i64> = conn
+            .query_row("SELECT rowid FROM articles WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .at(&self.location)?;
+        match rowid {
+            Some(rowid) => self.fetch(&conn, rowid).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The articles tagged with `intent` that apply to the vehicle, in pack order.
+    pub fn by_intent(&self, intent: &str, vehicle: &VehicleFilter) -> Result<Vec<Article>> {
+        let conn = self.conn.lock().expect("kb mutex");
+        self.entries
+            .iter()
+            .filter(|e| e.intents.iter().any(|i| i == intent) && e.applies.matches(vehicle))
+            .map(|e| self.fetch(&conn, e.rowid))
+            .collect()
+    }
+
+    /// The best articles for an utterance, best first.
+    pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>> {
+        let query_vector = self.embedder.embed(query.text).map_err(KnowledgeError::Embedding)?;
+        let conn = self.conn.lock().expect("kb mutex");
+        let mut lexical: HashMap<i64, f32> = HashMap::new();
+        if let Some(fts) = fts_query(query.text) {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT rowid, bm25(articles_fts, 6.0, 5.0, 3.0, 1.0) FROM articles_fts
+                     WHERE articles_fts MATCH ?1 ORDER BY 2 LIMIT 200",
+                )
+                .at(&self.location)?;
+            let rows = stmt
+                .query_map([fts], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))
+                .at(&self.location)?;
+            for row in rows {
+                let (rowid, bm25) = row.at(&self.location)?;
+                lexical.insert(rowid, (-bm25) as f32);
+            }
+        }
+        let best_lexical = lexical.values().copied().fold(0.0f32, f32::max);
+        let w = self.weights;
+        let mut scored: Vec<(f32, f32, f32, i64)> = self
+            .entries
+            .iter()
+            .filter(|e| e.applies.matches(query.vehicle))
+            .map(|e| {
+                let lex = match lexical.get(&e.rowid) {
+                    Some(s) if best_lexical > 0.0 => s / best_lexical,
+                    _ => 0.0,
+                };
+                let sem = cosine(&query_vector, &e.vector).max(0.0);
+                let tagged = query.intent.is_some_and(|i| e.intents.iter().any(|x| x == i));
+                let score = w.lexical * lex + w.semantic * sem + if tagged { w.intent } else { 0.0 };
+                (score, lex, sem, e.rowid)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.3.cmp(&b.3)));
+        scored
+            .into_iter()
+            .take(query.limit)
+            .map(|(score, lexical, semantic, rowid)| {
+                Ok(Hit {
+                    article: self.fetch(&conn, rowid)?,
+                    score,
+                    lexical,
+                    semantic,
+                })
+            })
+            .collect()
+    }
+
+    fn fetch(&self, conn: &Connection, rowid: i64) -> Result<Article> {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, title, summary, body, aliases, keywords, models, trims, markets,
+                        year_from, year_to, locale, version, source
+                 FROM articles WHERE rowid = ?1",
+            )
+            .at(&self.location)?;
+        let intents = self
+            .entries
+            .iter()
+            .find(|e| e.rowid == rowid)
+            .map(|e| e.intents.clone())
+            .unwrap_or_default();
+        stmt.query_row([rowid], |r| {
+            let lines = |s: String| -> Vec<String> { s.lines().map(str::to_string).collect() };
+            let (from, to): (Option<u16>, Option<u16>) = (r.get(9)?, r.get(10)?);
+            Ok(Article {
+                id: r.get(0)?,
+                title: r.get(1)?,
+                summary: r.get(2)?,
+                body: r.get(3)?,
+                intents,
+                aliases: lines(r.get(4)?),
+                keywords: lines(r.get(5)?),
+                applies: Applicability {
+                    models: lines(r.get(6)?),
+                    trims: lines(r.get(7)?),
+                    markets: lines(r.get(8)?),
+                    years: from.zip(to),
+                },
+                locale: r.get(11)?,
+                version: r.get::<_, i64>(12)? as u64,
+                source: r.get(13)?,
+            })
+        })
+        .at(&self.location)
+    }
+}
+
+fn load_entries(conn: &Connection, location: &str) -> Result<Vec<Entry>> {
+    let mut intents: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut stmt = conn
+        .prepare("SELECT article_rowid, intent FROM article_intents ORDER BY intent")
+        .at(location)?;
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .at(location)?
+    {
+        let (rowid, intent) = row.at(location)?;
+        intents.entry(rowid).or_default().push(intent);
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.rowid, a.models, a.trims, a.markets, a.year_from, a.year_to, e.vector
+             FROM articles a LEFT JOIN embeddings e ON e.article_rowid = a.rowid ORDER BY a.rowid",
+        )
+        .at(location)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let lines = |s: String| -> Vec<String> { s.lines().map(str::to_string).collect() };
+            let (from, to): (Option<u16>, Option<u16>) = (r.get(4)?, r.get(5)?);
+            let blob: Option<Vec<u8>> = r.get(6)?;
+            let rowid: i64 = r.get(0)?;
+            Ok(Entry {
+                rowid,
+                intents: Vec::new(),
+                applies: Applicability {
+                    models: lines(r.get(1)?),
+                    trims: lines(r.get(2)?),
+                    markets: lines(r.get(3)?),
+                    years: from.zip(to),
+                },
+                vector: blob.map(|b| blob_to_vector(&b)).unwrap_or_default(),
+            })
+        })
+        .at(location)?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let mut entry = row.at(location)?;
+        entry.intents = intents.remove(&entry.rowid).unwrap_or_default();
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+fn reembed(conn: &mut Connection, location: &str, embedder: &dyn Embedder) -> Result<()> {
+    let tx = conn.transaction().at(location)?;
+    let articles: Vec<(i64, String)> = {
+        let mut stmt = tx
+            .prepare("SELECT rowid, title, aliases, summary FROM articles ORDER BY rowid")
+            .at(location)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let aliases: String = r.get(2)?;
+                let article = Article {
+                    title: r.get(1)?,
+                    aliases: aliases.lines().map(str::to_string).collect(),
+                    summary: r.get(3)?,
+                    ..empty_article()
+                };
+                Ok((r.get::<_, i64>(0)?, article.embedding_text()))
+            })
+            .at(location)?;
+        rows.collect::<std::result::Result<_, _>>().at(location)?
+    };
+    tx.execute("DELETE FROM embeddings", []).at(location)?;
+    for (rowid, text) in articles {
+        let v = embedder.embed(&text).map_err(KnowledgeError::Embedding)?;
+        tx.execute(
+            "INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)",
+            params![rowid, vector_to_blob(&v)],
+        )
+        .at(location)?;
+    }
+    tx.execute(
+        "UPDATE pack SET value = ?1 WHERE key = 'embedding_model'",
+        [embedder.model_id()],
+    )
+    .at(location)?;
+    tx.commit().at(location)
+}
+
+fn empty_article() -> Article {
+    Article {
+        id: String::new(),
+        title: String::new(),
+        summary: String::new(),
+        body: String::new(),
+        intents: Vec::new(),
+        aliases: Vec::new(),
+        keywords: Vec::new(),
+        applies: Applicability::default(),
+        locale: String::new(),
+        version: 0,
+        source: String::new(),
+    }
+}
+
+pub(crate) fn vector_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn blob_to_vector(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Words that carry no meaning for retrieval.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "is", "are", "am", "was", "be", "to", "of", "in", "on", "at", "for", "my", "me", "i", "it",
+    "its", "this", "that", "do", "does", "did", "how", "what", "when", "where", "why", "which", "who", "can", "could",
+    "should", "would", "will", "you", "your", "and", "or", "with", "there", "please", "hey", "um", "uh", "so", "just",
+    "tell", "know", "car", "there's", "what's", "whats", "i'm", "im", "about", "up", "get", "have", "has", "any",
+];
+
+/// US and UK names for the same thing: a query word brings its twins.
+const SYNONYMS: &[&[&str]] = &[
+    &["tire", "tyre"],
+    &["tires", "tyres"],
+    &["gas", "petrol", "fuel"],
+    &["trunk", "boot"],
+    &["hood", "bonnet"],
+    &["windshield", "windscreen"],
+    &["wrench", "spanner"],
+    &["odometer", "mileage"],
+];
+
+/// Turns driver text into a safe FTS5 query: plain words, each quoted, joined by
+/// OR. Quotes, operators (AND, NEAR, `*`, `^`), parentheses and column filters in
+/// the text become ordinary words or vanish. `None` when no word is left.
+pub fn fts_query(text: &str) -> Option<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\'').to_lowercase())
+        .filter(|w| !w.is_empty() && !STOPWORDS.contains(&w.as_str()))
+    {
+        let twins = SYNONYMS
+            .iter()
+            .find(|set| set.contains(&word.as_str()))
+            .map(|set| set.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_else(|| vec![word]);
+        for w in twins {
+            if !words.contains(&w) && words.len() < 32 {
+                words.push(w);
+            }
+        }
+    }
+    if words.is_empty() {
+        return None;
+    }
+    Some(
+        words
+            .iter()
+            .map(|w| format!("\"{}\"", w.replace('\'', " ")))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}

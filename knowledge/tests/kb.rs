@@ -1,0 +1,290 @@
+//! The knowledge base end to end on a small pack written per test: compile, open,
+//! search, and refuse bad input clearly.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use knowledge::embed::fake::HashingEmbedder;
+use knowledge::{compile, Embedder, KnowledgeBase, KnowledgeError, Query, VehicleFilter};
+
+const INTENTS: &[&str] = &["warning_light", "tire_pressure", "feature_howto", "fuel_level"];
+
+const PACK: &str = r#"
+name = "test-pack"
+title = "Test pack"
+version = 3
+
+[applies]
+models = ["Voyager"]
+years = [2025, 2025]
+"#;
+
+const ARTICLES: &str = r#"
+[[article]]
+id = "warning-light-oil-pressure"
+title = "Oil pressure warning light"
+intents = ["warning_light"]
+aliases = ["red oil can light", "oil lamp"]
+keywords = ["red", "oil can", "drip"]
+summary = "The red oil can means the oil pressure is too low. Stop safely and switch off the engine."
+body = "Low oil pressure can destroy the engine within minutes. Check the level once the engine has cooled."
+
+[[article]]
+id = "tire-pressure-recommended"
+title = "Recommended tyre pressures"
+intents = ["tire_pressure"]
+aliases = ["tire pressure", "how much air"]
+summary = "Front tyres take 2.4 bar and rear tyres 2.6 bar when cold."
+body = "The label on the driver's door pillar lists the pressures."
+
+[[article]]
+id = "pair-phone"
+title = "Pair a phone over Bluetooth"
+intents = ["feature_howto"]
+aliases = ["connect my phone", "bluetooth"]
+summary = "Open Settings, then Phone, then Add device, and confirm the code on both screens."
+body = "Up to five phones can be paired."
+
+[[article]]
+id = "heated-seats-uk"
+title = "Heated seats"
+intents = ["feature_howto"]
+summary = "Press the seat button on the climate panel once for high and twice for low."
+body = "Heated seats are standard on UK cars."
+applies = { markets = ["UK"] }
+"#;
+
+fn write_pack(dir: &Path, articles: &str) {
+    std::fs::create_dir_all(dir.join("articles")).unwrap();
+    std::fs::write(dir.join("pack.toml"), PACK).unwrap();
+    std::fs::write(dir.join("articles/main.toml"), articles).unwrap();
+}
+
+fn build(dir: &Path, embedder: &HashingEmbedder) -> KnowledgeBase {
+    write_pack(&dir.join("src"), ARTICLES);
+    let out = dir.join("kb.sqlite");
+    let report = compile(&dir.join("src"), &out, embedder, INTENTS).unwrap();
+    assert_eq!(report.articles, 4);
+    KnowledgeBase::open(&out, Arc::new(embedder.clone())).unwrap()
+}
+
+fn us_voyager() -> VehicleFilter {
+    VehicleFilter {
+        model: Some("Voyager".into()),
+        year: Some(2025),
+        trim: None,
+        market: Some("US".into()),
+    }
+}
+
+fn top(kb: &KnowledgeBase, text: &str, intent: Option<&str>) -> Vec<String> {
+    let vehicle = us_voyager();
+    kb.search(&Query {
+        text,
+        intent,
+        vehicle: &vehicle,
+        limit: 3,
+    })
+    .unwrap()
+    .into_iter()
+    .map(|h| h.article.id)
+    .collect()
+}
+
+#[test]
+fn search_finds_articles_by_name_alias_and_keyword() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kb = build(tmp.path(), &HashingEmbedder::default());
+    assert_eq!(kb.info().name, "test-pack");
+    assert_eq!(kb.info().version, 3);
+    assert_eq!(
+        top(&kb, "what does the red oil can mean", None)[0],
+        "warning-light-oil-pressure"
+    );
+    // "tire" finds the article written with "tyre".
+    assert_eq!(
+        top(&kb, "what should my tire pressures be", None)[0],
+        "tire-pressure-recommended"
+    );
+    assert_eq!(
+        top(&kb, "how do i connect my phone", Some("feature_howto"))[0],
+        "pair-phone"
+    );
+}
+
+#[test]
+fn search_leaves_out_articles_for_other_vehicles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kb = build(tmp.path(), &HashingEmbedder::default());
+    assert!(!top(&kb, "heated seats", None).contains(&"heated-seats-uk".to_string()));
+    let uk = VehicleFilter {
+        market: Some("UK".into()),
+        ..us_voyager()
+    };
+    let hits = kb
+        .search(&Query {
+            text: "heated seats",
+            intent: None,
+            vehicle: &uk,
+            limit: 1,
+        })
+        .unwrap();
+    assert_eq!(hits[0].article.id, "heated-seats-uk");
+    let old = VehicleFilter {
+        year: Some(2019),
+        ..us_voyager()
+    };
+    assert!(kb.by_intent("feature_howto", &old).unwrap().is_empty());
+    assert_eq!(kb.by_intent("feature_howto", &us_voyager()).unwrap().len(), 1);
+}
+
+#[test]
+fn fts5_syntax_in_driver_text_never_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kb = build(tmp.path(), &HashingEmbedder::default());
+    for text in [
+        "\"oil",
+        "oil AND NOT pressure",
+        "oil NEAR(pressure, 2)",
+        "oil*",
+        "(((oil",
+        "oil)",
+        "^oil",
+        "title:oil",
+        "'; DROP TABLE articles; --",
+        "\u{0}\u{7f}",
+        "",
+        "   ",
+        "AND OR NOT",
+        "***",
+        "what's the tyre's pressure?",
+    ] {
+        let vehicle = us_voyager();
+        kb.search(&Query {
+            text,
+            intent: None,
+            vehicle: &vehicle,
+            limit: 3,
+        })
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    }
+    assert_eq!(top(&kb, "oil AND (can*", None)[0], "warning-light-oil-pressure");
+}
+
+#[test]
+fn a_model_change_re_embeds_the_articles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = HashingEmbedder::default();
+    drop(build(tmp.path(), &old));
+    let new = HashingEmbedder {
+        dim: 32,
+        id: "hashing-32".into(),
+    };
+    let kb = KnowledgeBase::open(&tmp.path().join("kb.sqlite"), Arc::new(new.clone())).unwrap();
+    assert_eq!(kb.info().embedding_model, "hashing-32");
+    let vehicle = us_voyager();
+    let hit = &kb
+        .search(&Query {
+            text: "pair a phone over bluetooth",
+            intent: None,
+            vehicle: &vehicle,
+            limit: 1,
+        })
+        .unwrap()[0];
+    assert_eq!(hit.article.id, "pair-phone");
+    assert!(
+        hit.semantic > 0.5,
+        "vectors of the new model are compared: {}",
+        hit.semantic
+    );
+    drop(kb);
+    // Stored, not just used: the base itself now names the new model.
+    let conn = rusqlite::Connection::open(tmp.path().join("kb.sqlite")).unwrap();
+    let stored: String = conn
+        .query_row("SELECT value FROM pack WHERE key = 'embedding_model'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, new.model_id());
+}
+
+fn compile_error(articles: &str) -> KnowledgeError {
+    let tmp = tempfile::tempdir().unwrap();
+    write_pack(tmp.path(), articles);
+    compile(
+        tmp.path(),
+        &tmp.path().join("kb.sqlite"),
+        &HashingEmbedder::default(),
+        INTENTS,
+    )
+    .unwrap_err()
+}
+
+fn assert_pack_error(err: KnowledgeError, want_line: usize, want: &str) {
+    match &err {
+        KnowledgeError::Pack { path, line, message } => {
+            assert!(path.ends_with("articles/main.toml"), "{err}");
+            assert_eq!(*line, want_line, "{err}");
+            assert!(message.contains(want), "{err}");
+        }
+        other => panic!("expected a pack error, got {other}"),
+    }
+}
+
+#[test]
+fn a_bad_article_is_an_error_naming_its_file_and_line() {
+    let good = "[[article]]\nid = \"a\"\ntitle = \"A\"\nintents = [\"fuel_level\"]\nsummary = \"One.\"\nbody = \"B\"\n";
+    assert_pack_error(
+        compile_error(&format!("{good}\n[[article]]\nid = \"b\"\ntitle = \"B\"\nintents = [\"fly_to_mars\"]\nsummary = \"One.\"\nbody = \"B\"\n")),
+        11,
+        "`fly_to_mars` is not an intent",
+    );
+    assert_pack_error(compile_error(&format!("{good}\n{good}")), 9, "already used at");
+    assert_pack_error(
+        compile_error("[[article]]\nid = \"a\"\ntitle = \"A\"\nintents = [\"fuel_level\"]\nsummary = \"One. Two. Three.\"\nbody = \"B\"\n"),
+        5,
+        "one or two whole sentences",
+    );
+    assert_pack_error(
+        compile_error("[[article]]\nid = \"a\"\ntitle = \"A\"\nintents = [\"fuel_level\"]\nsummary = \"One.\"\nbody = \"B\"\ncolour = \"red\"\n"),
+        7,
+        "colour",
+    );
+    assert_pack_error(
+        compile_error("[[article]]\nid = \"a\"\ntitle = \"A\"\nintents = [\"fuel_level\"\n"),
+        4,
+        "unclosed array",
+    );
+    assert_pack_error(
+        compile_error("[[article]]\nid = \"Bad Id\"\ntitle = \"A\"\nintents = [\"fuel_level\"]\nsummary = \"One.\"\nbody = \"B\"\n"),
+        2,
+        "lowercase",
+    );
+}
+
+#[test]
+fn a_failed_build_leaves_the_previous_base_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let embedder = HashingEmbedder::default();
+    drop(build(tmp.path(), &embedder));
+    std::fs::write(tmp.path().join("src/articles/main.toml"), "[[article]]\nid = \"x\"\n").unwrap();
+    assert!(compile(
+        &tmp.path().join("src"),
+        &tmp.path().join("kb.sqlite"),
+        &embedder,
+        INTENTS
+    )
+    .is_err());
+    let kb = KnowledgeBase::open(&tmp.path().join("kb.sqlite"), Arc::new(embedder)).unwrap();
+    assert_eq!(kb.info().articles, 4);
+}
+
+#[test]
+fn a_file_that_is_not_a_pack_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.sqlite");
+    std::fs::write(&junk, b"this is not sqlite at all, just some bytes to be refused").unwrap();
+    let err = KnowledgeBase::open(&junk, Arc::new(HashingEmbedder::default())).unwrap_err();
+    assert!(matches!(err, KnowledgeError::NotAPack { .. }), "{err}");
+    let missing =
+        KnowledgeBase::open(&tmp.path().join("none.sqlite"), Arc::new(HashingEmbedder::default())).unwrap_err();
+    assert!(missing.to_string().contains("kb build"), "{missing}");
+}
