@@ -43,7 +43,7 @@ pub struct Summary {
 /// Reads one line of at most `MAX_LINE_BYTES` (without its newline). Returns
 /// `Ok(None)` at end of input and `Ok(Some(Err(len)))` for an oversize line, which
 /// is consumed to its end.
-fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<Result<(), usize>>> {
+pub(crate) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<Result<(), usize>>> {
     buf.clear();
     let mut total = 0usize;
     let mut oversize = false;

@@ -22,6 +22,88 @@ pub enum Command {
     /// Classify utterances: JSON lines `{"text": ...}` on stdin, one JSON line per
     /// input on stdout, in order. Logs go to stderr.
     Classify(ClassifyArgs),
+    /// Talk to the assistant: one turn per line (interactive, or piped stdin), on
+    /// the shipped model, the shipped knowledge pack and the demo vehicle by default.
+    Chat(ChatArgs),
+    /// The knowledge base: compile a pack.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
+    /// Check the configuration, the model and the knowledge pack, and exit.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A TOML config file layered over the built-in defaults (default:
+    /// /etc/edge-agent/config.toml when it exists).
+    #[arg(long, env = "EDGE_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Follow this JSON-lines file of vehicle signal updates (overrides
+    /// vehicle.signals; the demo vehicle is the starting state).
+    #[arg(long)]
+    pub signals: Option<PathBuf>,
+    /// One JSON object per turn on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Continue this conversation (default: a new one).
+    #[arg(long)]
+    pub conversation: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Compile a pack folder (pack.toml + articles/*.toml) into a SQLite base.
+    Build(KbBuildArgs),
+    /// Measure retrieval top-1 on question -> article pairs (tuning and held-out
+    /// halves); with --tune, grid-search the fusion weights on the tuning half.
+    Eval(KbEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KbEvalArgs {
+    #[command(flatten)]
+    pub build: KbBuildArgs,
+    /// `article_id<TAB>question` lines (default: the shipped pack's eval/questions.tsv).
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    #[arg(long)]
+    pub tune: bool,
+    /// List every miss.
+    #[arg(long)]
+    pub misses: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KbBuildArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The pack folder (default: the shipped pack).
+    #[arg(long)]
+    pub pack: Option<PathBuf>,
+    /// The base to write (default: knowledge.db from the config, else
+    /// <state dir>/knowledge.sqlite).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]

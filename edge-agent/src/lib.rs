@@ -1,17 +1,31 @@
 //! edge-agent: the in-vehicle assistant daemon. This crate owns the command line,
-//! where the shipped models are found, and the commands built on them (`classify`
-//! so far).
+//! where the shipped model and pack are found, the configuration, the live vehicle
+//! context, local answers and the dialogue, the car's state store, and the
+//! commands built on them (`classify`, `chat`, `kb build`, `validate`).
 //!
 //! **Architecture Invariant:** edge-agent depends on no AWS SDK, no broker and no
 //! demo code; everything it needs runs on the head unit, offline.
 
+pub mod answer;
+pub mod chat;
 pub mod classify;
 pub mod cli;
+pub mod config;
+pub mod dialogue;
+pub mod knowledge_base;
 pub mod locate;
+pub mod store;
+pub mod vehicle;
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, KbCommand};
+use config::Config;
+use store::{Retention, Store};
+use vehicle::{FileFollower, Vehicle, VehicleState};
 
 /// Runs one command to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -24,5 +38,134 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(lines = summary.lines, errors = summary.errors, "classify finished");
             Ok(())
         }
+        Command::Chat(args) => {
+            let config = Config::load(args.config.config.as_deref())?;
+            let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
+            let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+            let kb = Arc::new(knowledge_base::open(&config, embedder)?);
+            let store = open_store(&config)?;
+            let mut vehicle = Vehicle::new(VehicleState::demo());
+            let signals = args
+                .signals
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from(&config.vehicle.signals));
+            match signals.to_str() {
+                Some("demo") => {}
+                Some("-") => anyhow::bail!("chat reads turns on stdin, so its signals must come from a file"),
+                _ => vehicle.add_source(Box::new(FileFollower::new(&signals))),
+            }
+            let assistant = dialogue::Assistant::new(config, classifier, kb);
+            let id = args
+                .conversation
+                .clone()
+                .unwrap_or_else(|| format!("chat-{}", jiff::Timestamp::now().as_millisecond()));
+            let mut session = dialogue::Session::new(id);
+            let options = chat::ChatOptions::for_terminal(args.json);
+            let summary = chat::run(
+                &assistant,
+                &mut vehicle,
+                &store,
+                &mut session,
+                &options,
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+            )?;
+            tracing::info!(turns = summary.turns, errors = summary.errors, "chat finished");
+            Ok(())
+        }
+        Command::Kb {
+            command: KbCommand::Build(args),
+        } => {
+            let config = Config::load(args.config.config.as_deref())?;
+            let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
+            let embedder = knowledge_base::ModelEmbedder::new(classifier);
+            let pack = match &args.pack {
+                Some(p) => p.clone(),
+                None => locate::find_pack_dir(&config.knowledge.pack)?,
+            };
+            let out = args.out.clone().unwrap_or_else(|| knowledge_base::db_path(&config));
+            let started = Instant::now();
+            let report = knowledge_base::build(&pack, &out, &embedder)?;
+            eprintln!(
+                "built {} v{}: {} articles from {} files into {} in {:.0} ms",
+                report.name,
+                report.version,
+                report.articles,
+                report.files,
+                out.display(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            Ok(())
+        }
+        Command::Kb {
+            command: KbCommand::Eval(args),
+        } => {
+            let config = Config::load(args.build.config.config.as_deref())?;
+            let classifier =
+                Arc::new(locate::load_classifier(&args.build.model).context("cannot load the intent model")?);
+            let pack = match &args.build.pack {
+                Some(p) => p.clone(),
+                None => locate::find_pack_dir(&config.knowledge.pack)?,
+            };
+            let scratch = tempfile::tempdir()?;
+            let db = scratch.path().join("eval.sqlite");
+            let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+            knowledge_base::build(&pack, &db, embedder.as_ref())?;
+            let mut kb = knowledge::KnowledgeBase::open(&db, embedder)?;
+            let pairs_path = args.pairs.clone().unwrap_or_else(|| pack.join("eval/questions.tsv"));
+            let pairs = knowledge_base::retrieval::load_pairs(&pairs_path, &classifier)?;
+            let vehicle = VehicleState::demo().filter();
+            let score = if args.tune {
+                let (weights, score) = knowledge_base::retrieval::tune(&mut kb, &pairs, &vehicle)?;
+                println!(
+                    "best weights on the tuning half: {weights:?} (MRR@5 {:.3})",
+                    score.tuning_mrr
+                );
+                score
+            } else {
+                knowledge_base::retrieval::score(&kb, &pairs, &vehicle)?
+            };
+            println!(
+                "retrieval top-1: tuning half {:.1}% ({} pairs), held-out half {:.1}% ({} pairs)",
+                score.tuning * 100.0,
+                score.tuning_count,
+                score.held_out * 100.0,
+                score.held_out_count
+            );
+            if args.misses {
+                for (question, want, got) in &score.misses {
+                    println!("  miss: {question:?}: want {want}, got {got}");
+                }
+            }
+            Ok(())
+        }
+        Command::Validate(args) => {
+            let config = Config::load(args.config.config.as_deref())?;
+            let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;
+            let pack = locate::find_pack_dir(&config.knowledge.pack)?;
+            let (manifest, articles) = knowledge::pack::load(&pack, &knowledge_base::intent_labels())?;
+            eprintln!(
+                "config ok (market {}); model ok ({}); pack ok ({} v{}, {} articles); state in {}",
+                config.vehicle.market,
+                classifier.dir().display(),
+                manifest.name,
+                manifest.version,
+                articles.len(),
+                config.state_dir().display()
+            );
+            Ok(())
+        }
     }
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let path = config.state_dir().join("edge-agent.sqlite");
+    Store::open(
+        &path,
+        Retention {
+            days: config.history.retention_days,
+            max_turns_per_conversation: config.history.max_turns_per_conversation,
+        },
+    )
+    .with_context(|| format!("cannot open the state database {}", path.display()))
 }

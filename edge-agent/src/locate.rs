@@ -1,9 +1,13 @@
-//! Where the shipped model is found, so that the built binary works with no flags.
+//! Where the shipped model and knowledge pack are found, so that the built binary
+//! works with no flags.
 //!
-//! Order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR` (both used as given); then the
-//! installed location (`/usr/share/edge-agent/models/<encoder>`, where the packages
-//! put it); then the `models/<encoder>` folder of the checkout the binary was built
-//! from (found by walking up from the executable, then from the crate's source path).
+//! Model order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR` (both used as given);
+//! then the installed location (`/usr/share/edge-agent/models/<encoder>`, where the
+//! packages put it); then the `models/<encoder>` folder of the checkout the binary
+//! was built from (found by walking up from the executable, then from the crate's
+//! source path). The knowledge pack is found the same way: the config's
+//! `knowledge.pack`, then `/usr/share/edge-agent/knowledge/<pack>`, then the
+//! checkout's `knowledge/packs/<pack>`.
 
 use std::path::{Path, PathBuf};
 
@@ -26,16 +30,54 @@ fn folder_name(kind: EncoderKind) -> &'static str {
     }
 }
 
+/// The packaged install's knowledge pack root.
+pub const INSTALLED_KNOWLEDGE: &str = "/usr/share/edge-agent/knowledge";
+/// The pack shipped with the product.
+pub const SHIPPED_PACK: &str = "kestrel-voyager";
+
 /// Every place looked at, in order, for the model folder of `kind` when neither
 /// `--model` nor `$EDGE_AGENT_MODEL_DIR` names one.
 pub fn candidates(kind: EncoderKind) -> Vec<PathBuf> {
-    let name = folder_name(kind);
-    let mut out = vec![Path::new(INSTALLED_MODELS).join(name)];
+    shipped_candidates(
+        Path::new(INSTALLED_MODELS),
+        Path::new("models").join(folder_name(kind)),
+        folder_name(kind),
+    )
+}
+
+/// `installed/name`, then `in_checkout` under each ancestor of the executable, then
+/// under the checkout this crate was built from.
+fn shipped_candidates(installed: &Path, in_checkout: PathBuf, name: &str) -> Vec<PathBuf> {
+    let mut out = vec![installed.join(name)];
     if let Ok(exe) = std::env::current_exe() {
-        out.extend(exe.ancestors().skip(1).map(|dir| dir.join("models").join(name)));
+        out.extend(exe.ancestors().skip(1).map(|dir| dir.join(&in_checkout)));
     }
-    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name));
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&in_checkout));
     out
+}
+
+/// The knowledge pack source folder: the configured one as given, else the first
+/// shipped location that holds a `pack.toml`.
+pub fn find_pack_dir(configured: &str) -> anyhow::Result<PathBuf> {
+    if !configured.is_empty() {
+        return Ok(PathBuf::from(configured));
+    }
+    let candidates = shipped_candidates(
+        Path::new(INSTALLED_KNOWLEDGE),
+        Path::new("knowledge/packs").join(SHIPPED_PACK),
+        SHIPPED_PACK,
+    );
+    match candidates.iter().find(|dir| dir.join("pack.toml").is_file()) {
+        Some(dir) => Ok(dir.clone()),
+        None => bail!(
+            "no knowledge pack found; looked in: {}. Set knowledge.pack in the config",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// The model folder to load: the one named by `--model` or `$EDGE_AGENT_MODEL_DIR`

@@ -18,8 +18,9 @@ use crate::error::{KnowledgeError, Result, SqliteContext};
 use crate::schema;
 
 /// How the two search signals and the intent tag are weighed. The defaults were
-/// tuned on the tuning half of the retrieval pairs (see edge-agent's
-/// `tests/retrieval.rs`).
+/// tuned on the tuning half of the shipped pack's retrieval pairs
+/// (`edge-agent kb eval --tune`): the intent bonus did not help there, because
+/// the embedding already carries what the intent says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchWeights {
     pub lexical: f32,
@@ -30,9 +31,9 @@ pub struct SearchWeights {
 impl Default for SearchWeights {
     fn default() -> Self {
         SearchWeights {
-            lexical: 0.5,
+            lexical: 0.375,
             semantic: 1.0,
-            intent: 0.3,
+            intent: 0.0,
         }
     }
 }

@@ -53,22 +53,30 @@ pub fn latest() -> u32 {
 
 /// Brings the schema up to [`latest`], or refuses a newer one.
 pub fn migrate(conn: &mut Connection, location: &str) -> Result<u32> {
+    apply_migrations(conn, location, MIGRATIONS)
+}
+
+/// Applies the missing `migrations` (forward only, tracked in `user_version`) in
+/// one transaction; refuses a database from a newer build. Returns the version
+/// found. Other SQLite stores of the product (edge-agent's state) use it too.
+pub fn apply_migrations(conn: &mut Connection, location: &str, migrations: &[&str]) -> Result<u32> {
+    let latest = migrations.len() as u32;
     let found: u32 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .at(location)?;
-    if found > latest() {
+    if found > latest {
         return Err(KnowledgeError::SchemaTooNew {
             location: location.to_string(),
             found,
-            supported: latest(),
+            supported: latest,
         });
     }
-    if found < latest() {
+    if found < latest {
         let tx = conn.transaction().at(location)?;
-        for sql in &MIGRATIONS[found as usize..] {
+        for sql in &migrations[found as usize..] {
             tx.execute_batch(sql).at(location)?;
         }
-        tx.pragma_update(None, "user_version", latest()).at(location)?;
+        tx.pragma_update(None, "user_version", latest).at(location)?;
         tx.commit().at(location)?;
     }
     Ok(found)

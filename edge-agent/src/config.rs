@@ -1,0 +1,289 @@
+//! Configuration: embedded defaults, then a TOML file, then the environment.
+//!
+//! Every key has a default in `config/default.toml` (compiled in), so the binary
+//! runs with no file at all. A file overrides any subset; `EDGE_AGENT__SECTION__KEY`
+//! variables override single values. [`Config::validate`] checks what serde cannot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::vehicle::Units;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+/// Read when it exists and no `--config` is given.
+pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
+const ENV_PREFIX: &str = "EDGE_AGENT__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub assistant: AssistantConfig,
+    pub vehicle: VehicleConfig,
+    pub knowledge: KnowledgeConfig,
+    pub state: StateConfig,
+    pub history: HistoryConfig,
+    pub markets: BTreeMap<String, MarketConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantConfig {
+    pub name: String,
+    pub cloud_name: String,
+    pub offer_human_at_or_below: f32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VehicleConfig {
+    pub signals: String,
+    pub model: String,
+    pub year: u16,
+    pub market: String,
+    pub recommended_tire_kpa: f64,
+    pub service_interval_months: i32,
+    pub service_interval_km: f64,
+    pub low_tire_margin_kpa: f64,
+    pub low_fuel_percent: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    pub pack: String,
+    pub db: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    pub retention_days: u32,
+    pub max_turns_per_conversation: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketConfig {
+    pub emergency_number: String,
+    pub units: Units,
+}
+
+impl Config {
+    /// The embedded defaults alone.
+    pub fn embedded() -> Config {
+        Config::layered(None, std::iter::empty()).expect("the embedded config is valid")
+    }
+
+    /// Defaults, then `file` (or the system file when it exists), then the
+    /// process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| Path::new(SYSTEM_CONFIG).is_file().then(|| PathBuf::from(SYSTEM_CONFIG)));
+        Config::layered(file.as_deref(), std::env::vars())
+    }
+
+    pub fn layered(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut merged = parse(DEFAULT_CONFIG, "(embedded defaults)")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            merge(&mut merged, parse(&text, &path.display().to_string())?);
+        }
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            set_path(&mut merged, &rest.split("__").collect::<Vec<_>>(), parse_scalar(&value));
+        }
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin: "(merged)".to_string(),
+                    message: e.message().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.markets.contains_key(&self.vehicle.market) {
+            return Err(ConfigError::Invalid(format!(
+                "vehicle.market `{}` has no [markets.{}] section (known: {})",
+                self.vehicle.market,
+                self.vehicle.market,
+                self.markets.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for (name, market) in &self.markets {
+            let number = market.emergency_number.trim();
+            if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "markets.{name}.emergency_number `{number}` must be digits, like 112"
+                )));
+            }
+        }
+        if !(-1.0..=1.0).contains(&self.assistant.offer_human_at_or_below) {
+            return Err(ConfigError::Invalid(
+                "assistant.offer_human_at_or_below must be within [-1, 1]".to_string(),
+            ));
+        }
+        if self.vehicle.recommended_tire_kpa <= 0.0 || self.vehicle.service_interval_km <= 0.0 {
+            return Err(ConfigError::Invalid(
+                "vehicle.recommended_tire_kpa and vehicle.service_interval_km must be positive".to_string(),
+            ));
+        }
+        if self.history.max_turns_per_conversation == 0 {
+            return Err(ConfigError::Invalid(
+                "history.max_turns_per_conversation must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The market's settings; the configured vehicle market when `market` is unknown.
+    pub fn market(&self, market: Option<&str>) -> (&str, &MarketConfig) {
+        market
+            .and_then(|m| self.markets.get_key_value(m))
+            .or_else(|| self.markets.get_key_value(&self.vehicle.market))
+            .map(|(k, v)| (k.as_str(), v))
+            .expect("validate() checked the vehicle market exists")
+    }
+
+    /// Where the state lives (history, pending escalations, the compiled pack).
+    pub fn state_dir(&self) -> PathBuf {
+        if !self.state.dir.is_empty() {
+            return PathBuf::from(&self.state.dir);
+        }
+        if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+            // systemd may pass several, colon-separated; the first is ours.
+            let dir = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+            return PathBuf::from(dir);
+        }
+        if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+            return PathBuf::from(dir).join("edge-agent");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".local/state/edge-agent"),
+            None => PathBuf::from("/var/lib/edge-agent"),
+        }
+    }
+}
+
+fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Sets `path` (matched case-insensitively against existing keys, since
+/// environment names are upper case but `markets.UK` is not) to `value`.
+fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let key = table
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(first))
+        .cloned()
+        .unwrap_or_else(|| first.to_lowercase());
+    if rest.is_empty() {
+        table.insert(key, value);
+        return;
+    }
+    let entry = table
+        .entry(key)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    if let toml::Value::Table(inner) = entry {
+        set_path(inner, rest, value);
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// An environment value as TOML when it parses as a scalar (numbers, booleans),
+/// else as a string.
+fn parse_scalar(value: &str) -> toml::Value {
+    format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table())
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let config = Config::embedded();
+        assert_eq!(config.market(Some("UK")).1.emergency_number, "999");
+        assert_eq!(config.market(Some("Atlantis")).0, "US");
+    }
+
+    #[test]
+    fn a_file_then_the_environment_override_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[vehicle]\nmarket = \"DE\"\nsignals = \"/tmp/a\"\n").unwrap();
+        let env = vec![
+            ("EDGE_AGENT__VEHICLE__SIGNALS".to_string(), "/run/b.jsonl".to_string()),
+            ("EDGE_AGENT__HISTORY__RETENTION_DAYS".to_string(), "7".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let config = Config::layered(Some(&file), env.into_iter()).unwrap();
+        assert_eq!(config.vehicle.market, "DE");
+        assert_eq!(config.vehicle.signals, "/run/b.jsonl");
+        assert_eq!(config.history.retention_days, 7);
+        assert_eq!(config.vehicle.year, 2025, "untouched keys keep their defaults");
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_the_key_named() {
+        let bad = |env: &[(&str, &str)]| {
+            Config::layered(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(&[("EDGE_AGENT__VEHICLE__MARKET", "XX")]).contains("vehicle.market `XX`"));
+        assert!(bad(&[("EDGE_AGENT__MARKETS__UK__EMERGENCY_NUMBER", "nine")]).contains("markets.UK.emergency_number"));
+        assert!(bad(&[("EDGE_AGENT__VEHICLE__TYPO", "1")]).contains("typo"));
+    }
+}

@@ -1,0 +1,233 @@
+//! The car's knowledge base: the model seam for embeddings, and opening the compiled
+//! pack (building it from the shipped source when it is missing or older).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use knowledge::{Embedder, KnowledgeBase};
+use models::{Classifier, Intent};
+
+use crate::config::Config;
+
+/// The intent model's sentence encoder as the knowledge base's embedder. Its id is
+/// the hash of the encoder weights, so a new model re-embeds the articles.
+pub struct ModelEmbedder {
+    classifier: Arc<Classifier>,
+    id: String,
+}
+
+impl ModelEmbedder {
+    pub fn new(classifier: Arc<Classifier>) -> ModelEmbedder {
+        let manifest = classifier.manifest();
+        let weights = manifest
+            .encoder_sha256
+            .clone()
+            .or_else(|| manifest.files.get(models::classifier::COMPACT_WEIGHTS).cloned())
+            .unwrap_or_else(|| manifest.corpus_sha256.clone());
+        let id = format!("{}:{}", manifest.encoder, &weights[..weights.len().min(16)]);
+        ModelEmbedder { classifier, id }
+    }
+}
+
+impl Embedder for ModelEmbedder {
+    fn model_id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        self.classifier
+            .encoder()
+            .embed(text)
+            .and_then(|t| Ok(t.to_vec1::<f32>()?))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The contract's labels, for the pack compiler.
+pub fn intent_labels() -> Vec<&'static str> {
+    Intent::ALL.iter().map(|i| i.as_str()).collect()
+}
+
+/// Where the compiled base lives.
+pub fn db_path(config: &Config) -> PathBuf {
+    if config.knowledge.db.is_empty() {
+        config.state_dir().join("knowledge.sqlite")
+    } else {
+        PathBuf::from(&config.knowledge.db)
+    }
+}
+
+/// Compiles a pack folder into `out`.
+pub fn build(pack: &Path, out: &Path, embedder: &dyn Embedder) -> anyhow::Result<knowledge::BuildReport> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(knowledge::compile(pack, out, embedder, &intent_labels())?)
+}
+
+/// Opens the compiled base, first building it from the shipped pack if there is
+/// none or the shipped pack is a newer version.
+pub fn open(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<KnowledgeBase> {
+    let db = db_path(config);
+    let pack = crate::locate::find_pack_dir(&config.knowledge.pack)?;
+    let shipped_version = pack_version(&pack)?;
+    let existing = if db.is_file() {
+        match KnowledgeBase::open(&db, embedder.clone()) {
+            Ok(kb) if kb.info().version >= shipped_version => return Ok(kb),
+            Ok(kb) => Some(kb.info().version),
+            Err(error) => {
+                tracing::warn!(db = %db.display(), %error, "the compiled knowledge base is unusable: rebuilding it");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let report = build(&pack, &db, embedder.as_ref())
+        .with_context(|| format!("cannot build the knowledge pack {}", pack.display()))?;
+    tracing::info!(
+        pack = %pack.display(), db = %db.display(), articles = report.articles, previous = ?existing,
+        ms = started.elapsed().as_millis() as u64, "built the knowledge base"
+    );
+    KnowledgeBase::open(&db, embedder).context("cannot open the knowledge base just built")
+}
+
+fn pack_version(pack: &Path) -> anyhow::Result<u64> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u64,
+    }
+    let path = pack.join("pack.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let v: Version = toml::Value::Table(table)
+        .try_into()
+        .with_context(|| format!("{} has no numeric `version`", path.display()))?;
+    Ok(v.version)
+}
+
+/// Retrieval quality on question → article pairs, measured as the product searches:
+/// the question is classified first, and its intent (when in scope) joins the query.
+pub mod retrieval {
+    use std::path::Path;
+
+    use anyhow::Context;
+    use knowledge::{KnowledgeBase, Query, SearchWeights, VehicleFilter};
+    use models::{Classifier, Intent};
+
+    /// One question and the article that answers it.
+    #[derive(Debug, Clone)]
+    pub struct Pair {
+        pub question: String,
+        pub article: String,
+        /// The tuning half; the other half is only ever measured.
+        pub tuning: bool,
+        intent: Option<Intent>,
+    }
+
+    /// Reads `article_id<TAB>question` lines (`#` comments); splits them in halves
+    /// by a hash of the question, so the split never depends on file order.
+    pub fn load_pairs(path: &Path, classifier: &Classifier) -> anyhow::Result<Vec<Pair>> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut pairs = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (article, question) = line
+                .split_once('\t')
+                .with_context(|| format!("{}:{}: expected article_id<TAB>question", path.display(), n + 1))?;
+            let prediction = classifier.classify(question)?;
+            pairs.push(Pair {
+                question: question.to_string(),
+                article: article.to_string(),
+                tuning: models::rng::stable_hash(question).is_multiple_of(2),
+                intent: prediction.intent.is_in_scope().then_some(prediction.intent),
+            });
+        }
+        Ok(pairs)
+    }
+
+    /// Top-1 accuracy on the tuning half and on the held-out half, and the misses.
+    #[derive(Debug, Clone)]
+    pub struct Score {
+        pub tuning: f64,
+        pub held_out: f64,
+        pub tuning_count: usize,
+        pub held_out_count: usize,
+        /// Mean reciprocal rank (top 5) on the tuning half: breaks ties when tuning.
+        pub tuning_mrr: f64,
+        pub misses: Vec<(String, String, String)>,
+    }
+
+    pub fn score(kb: &KnowledgeBase, pairs: &[Pair], vehicle: &VehicleFilter) -> anyhow::Result<Score> {
+        let (mut hits, mut counts) = ([0usize; 2], [0usize; 2]);
+        let mut misses = Vec::new();
+        let mut reciprocal = 0.0;
+        for pair in pairs {
+            let top = kb.search(&Query {
+                text: &pair.question,
+                intent: pair.intent.map(Intent::as_str),
+                vehicle,
+                limit: 5,
+            })?;
+            let got = top.first().map(|h| h.article.id.clone()).unwrap_or_default();
+            let half = usize::from(!pair.tuning);
+            counts[half] += 1;
+            if pair.tuning {
+                if let Some(rank) = top.iter().position(|h| h.article.id == pair.article) {
+                    reciprocal += 1.0 / (rank + 1) as f64;
+                }
+            }
+            if got == pair.article {
+                hits[half] += 1;
+            } else {
+                misses.push((pair.question.clone(), pair.article.clone(), got));
+            }
+        }
+        let rate = |h: usize, c: usize| if c == 0 { 0.0 } else { h as f64 / c as f64 };
+        Ok(Score {
+            tuning: rate(hits[0], counts[0]),
+            held_out: rate(hits[1], counts[1]),
+            tuning_count: counts[0],
+            held_out_count: counts[1],
+            tuning_mrr: reciprocal / counts[0].max(1) as f64,
+            misses,
+        })
+    }
+
+    /// Grid search of the fusion weights on the tuning half only.
+    pub fn tune(
+        kb: &mut KnowledgeBase,
+        pairs: &[Pair],
+        vehicle: &VehicleFilter,
+    ) -> anyhow::Result<(SearchWeights, Score)> {
+        let tuning: Vec<Pair> = pairs.iter().filter(|p| p.tuning).cloned().collect();
+        let mut best: Option<((f64, f64), SearchWeights)> = None;
+        for step in 0..=12 {
+            let lexical = step as f32 * 0.125;
+            for intent in [0.0f32, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5] {
+                let weights = SearchWeights {
+                    lexical,
+                    semantic: 1.0,
+                    intent,
+                };
+                kb.set_weights(weights);
+                let s = score(kb, &tuning, vehicle)?;
+                let key = (s.tuning, s.tuning_mrr);
+                if best.is_none_or(|(b, _)| key > b) {
+                    best = Some((key, weights));
+                }
+            }
+        }
+        let (_, weights) = best.expect("the grid is not empty");
+        kb.set_weights(weights);
+        Ok((weights, score(kb, pairs, vehicle)?))
+    }
+}
