@@ -47,6 +47,8 @@ pub struct Session {
     pub last_answer: Option<String>,
     /// The previous turn fell below the gate and the driver was asked to rephrase.
     pub asked_to_rephrase: bool,
+    /// The escalation the previous turn queued, which `cancel` may withdraw.
+    pub last_escalation: Option<i64>,
 }
 
 impl Session {
@@ -153,6 +155,7 @@ impl Assistant {
             pending_question: None,
         };
         let rephrase_pending = std::mem::take(&mut session.asked_to_rephrase);
+        let last_escalation = session.last_escalation.take();
 
         match prediction.intent {
             Intent::Emergency => {
@@ -184,20 +187,26 @@ impl Assistant {
             Intent::Affirm => turn.answer = "Okay.".to_string(),
             Intent::Deny => turn.answer = "Alright, no problem.".to_string(),
             Intent::Cancel => {
-                turn.answer = match store.cancel_last_escalation(&session.id)? {
-                    Some(intent) => format!(
-                        "Okay, I've withdrawn your {} request to {cloud}.",
-                        intent.replace('_', " ")
-                    ),
-                    None => "Okay, cancelled.".to_string(),
+                let withdrawn = match last_escalation {
+                    Some(id) => store.cancel_escalation(id)?,
+                    None => false,
+                };
+                turn.answer = if withdrawn {
+                    format!("Okay, I've withdrawn that request to {cloud}.")
+                } else {
+                    "Okay, cancelled.".to_string()
                 };
             }
             Intent::Repeat => {
+                // Repeating changes nothing: the question still pending, the
+                // rephrase still expected, and the last answer stays the one to repeat.
+                session.pending = pending;
+                session.asked_to_rephrase = rephrase_pending;
+                session.last_escalation = last_escalation;
                 turn.answer = session
                     .last_answer
                     .clone()
                     .unwrap_or_else(|| "I haven't said anything yet. What can I help with?".to_string());
-                // Repeating is not a new answer: the last one stays the one to repeat.
                 self.record(store, session, &turn, now)?;
                 return Ok(turn);
             }
@@ -247,6 +256,7 @@ impl Assistant {
             }
         }
         session.last_answer = Some(turn.answer.clone());
+        session.last_escalation = turn.escalation.as_ref().map(|e| e.id);
         self.record(store, session, &turn, now)?;
         Ok(turn)
     }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -274,25 +274,18 @@ impl Store {
         rows.collect::<std::result::Result<_, _>>().at(&self.location)
     }
 
-    /// Withdraws the conversation's newest pending, non-urgent escalation (the
-    /// driver said cancel). Emergencies are never withdrawn. Returns its intent.
-    pub fn cancel_last_escalation(&self, conversation_id: &str) -> Result<Option<String>> {
-        let last: Option<(i64, String)> = self
+    /// Withdraws a pending, non-urgent escalation (the driver said cancel right
+    /// after asking). Emergencies are never withdrawn. True when it was withdrawn.
+    pub fn cancel_escalation(&self, id: i64) -> Result<bool> {
+        let changed = self
             .conn
-            .query_row(
-                "SELECT id, intent FROM escalations
-                 WHERE conversation_id = ?1 AND status = 'pending' AND priority = 'normal'
-                 ORDER BY id DESC LIMIT 1",
-                [conversation_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+            .execute(
+                "UPDATE escalations SET status = 'cancelled'
+                 WHERE id = ?1 AND status = 'pending' AND priority = 'normal'",
+                [id],
             )
-            .optional()
             .at(&self.location)?;
-        let Some((id, intent)) = last else { return Ok(None) };
-        self.conn
-            .execute("UPDATE escalations SET status = 'cancelled' WHERE id = ?1", [id])
-            .at(&self.location)?;
-        Ok(Some(intent))
+        Ok(changed == 1)
     }
 }
 
@@ -360,11 +353,13 @@ mod tests {
             ["emergency", "book_service"]
         );
         assert_eq!(pending[1].payload["a"], 1);
-        assert_eq!(
-            store.cancel_last_escalation("c").unwrap().as_deref(),
-            Some("book_service")
+        let (urgent, normal) = (pending[0].id, pending[1].id);
+        assert!(
+            !store.cancel_escalation(urgent).unwrap(),
+            "an emergency is never withdrawn"
         );
-        assert_eq!(store.cancel_last_escalation("c").unwrap(), None);
+        assert!(store.cancel_escalation(normal).unwrap());
+        assert!(!store.cancel_escalation(normal).unwrap(), "already withdrawn");
         assert_eq!(store.pending_escalations().unwrap().len(), 1);
         store.forget("c").unwrap();
         assert_eq!(

@@ -1,0 +1,191 @@
+//! The dialogue on the shipped model and pack: rephrase then escalate, offer a
+//! human then affirm, cancel, repeat, and urgent before everything.
+
+use std::sync::Arc;
+
+use edge_agent::cli::ModelArgs;
+use edge_agent::config::Config;
+use edge_agent::dialogue::{Assistant, Handling, PendingQuestion, Session, Turn};
+use edge_agent::store::{Priority, Retention, Store};
+use edge_agent::vehicle::VehicleState;
+use edge_agent::{knowledge_base, locate};
+use models::{EncoderKind, Intent, Route};
+
+struct Car {
+    assistant: Assistant,
+    store: Store,
+    state: VehicleState,
+    session: Session,
+    _dir: tempfile::TempDir,
+}
+
+impl Car {
+    fn new() -> Car {
+        let dir = tempfile::tempdir().unwrap();
+        let classifier = Arc::new(
+            locate::load_classifier(&ModelArgs {
+                encoder: EncoderKind::Compact,
+                model: None,
+                encoder_dir: None,
+            })
+            .unwrap(),
+        );
+        let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+        let db = dir.path().join("kb.sqlite");
+        knowledge_base::build(&locate::find_pack_dir("").unwrap(), &db, embedder.as_ref()).unwrap();
+        let kb = Arc::new(knowledge::KnowledgeBase::open(&db, embedder).unwrap());
+        let store = Store::in_memory(Retention {
+            days: 30,
+            max_turns_per_conversation: 100,
+        })
+        .unwrap();
+        Car {
+            assistant: Assistant::new(Config::embedded(), classifier, kb),
+            store,
+            state: VehicleState::demo(),
+            session: Session::new("test"),
+            _dir: dir,
+        }
+    }
+
+    fn say(&mut self, text: &str) -> Turn {
+        self.assistant
+            .respond(&mut self.session, &self.state, &self.store, text)
+            .unwrap()
+    }
+
+    fn pending(&self) -> Vec<(String, Priority)> {
+        self.store
+            .pending_escalations()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.intent, p.priority))
+            .collect()
+    }
+}
+
+const ANGRY_LOCAL: &str = "i hate this car why is the check engine light on again";
+
+#[test]
+fn below_the_gate_the_driver_is_asked_to_rephrase_once_then_it_is_escalated() {
+    let mut car = Car::new();
+    let first = car.say("blah blah wibble");
+    assert_eq!(first.understood.intent, Intent::OutOfScope);
+    assert_eq!(first.handling, Handling::Rephrase);
+    assert!(first.escalation.is_none());
+    assert!(car.pending().is_empty());
+    let second = car.say("mumble flumph");
+    assert_eq!(second.handling, Handling::Escalated);
+    assert_eq!(second.understood.route, Route::Cloud);
+    assert!(second.answer.contains("once the car is connected"), "{}", second.answer);
+    assert_eq!(car.pending(), [("out_of_scope".to_string(), Priority::Normal)]);
+    // The next miss starts over with a rephrase.
+    assert_eq!(car.say("zork").handling, Handling::Rephrase);
+    // An understood turn in between resets it too.
+    car.say("how much fuel do i have");
+    assert_eq!(car.say("zork").handling, Handling::Rephrase);
+}
+
+#[test]
+fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
+    let mut car = Car::new();
+    let offer = car.say(ANGRY_LOCAL);
+    assert_eq!(offer.understood.route, Route::Local);
+    assert!(
+        offer.understood.sentiment_score <= -0.8,
+        "{}",
+        offer.understood.sentiment_score
+    );
+    assert!(
+        offer.answer.starts_with("The yellow engine outline"),
+        "{}",
+        offer.answer
+    );
+    assert!(
+        offer.answer.ends_with("connect you to a person at Kestrel Assist?"),
+        "{}",
+        offer.answer
+    );
+    assert_eq!(offer.pending_question, Some(PendingQuestion::OfferAgent));
+    assert!(
+        car.pending().is_empty(),
+        "nothing is escalated before the driver agrees"
+    );
+
+    let yes = car.say("yes please");
+    assert_eq!(yes.understood.intent, Intent::Affirm);
+    assert_eq!(yes.handling, Handling::Escalated);
+    assert_eq!(yes.understood.route, Route::Cloud);
+    assert_eq!(car.pending(), [("talk_to_agent".to_string(), Priority::Normal)]);
+
+    // Declined, nothing is queued; and without a question, yes is just polite.
+    let mut car = Car::new();
+    car.say(ANGRY_LOCAL);
+    let no = car.say("no thanks");
+    assert_eq!(no.understood.intent, Intent::Deny);
+    assert!(no.answer.contains("no agent"), "{}", no.answer);
+    let yes = car.say("yes");
+    assert_eq!(yes.handling, Handling::Answered);
+    assert!(car.pending().is_empty());
+}
+
+#[test]
+fn cancel_withdraws_the_request_just_made_but_never_an_emergency() {
+    let mut car = Car::new();
+    car.say("book a service for friday");
+    assert_eq!(car.pending().len(), 1);
+    let cancel = car.say("cancel that");
+    assert_eq!(cancel.understood.intent, Intent::Cancel);
+    assert!(cancel.answer.contains("withdrawn"), "{}", cancel.answer);
+    assert!(car.pending().is_empty());
+
+    // Cancel acts on the last turn only.
+    car.say("book a service for friday");
+    car.say("how much fuel do i have");
+    assert!(!car.say("cancel that").answer.contains("withdrawn"));
+    assert_eq!(car.pending().len(), 1);
+
+    let emergency = car.say("there's smoke and fire coming from the engine");
+    assert_eq!(emergency.understood.intent, Intent::Emergency);
+    car.say("cancel that");
+    assert!(car.pending().contains(&("emergency".to_string(), Priority::Urgent)));
+}
+
+#[test]
+fn repeat_says_the_last_answer_again_and_keeps_the_question_open() {
+    let mut car = Car::new();
+    let first = car.say("say that again");
+    assert!(first.answer.contains("haven't said anything"), "{}", first.answer);
+    let offer = car.say(ANGRY_LOCAL);
+    let again = car.say("sorry what did you say");
+    assert_eq!(again.understood.intent, Intent::Repeat);
+    assert_eq!(again.answer, offer.answer);
+    let again = car.say("say that again");
+    assert_eq!(again.answer, offer.answer, "a repeat is not a new answer to repeat");
+    assert_eq!(
+        car.say("yes").handling,
+        Handling::Escalated,
+        "the offer survived the repeats"
+    );
+}
+
+#[test]
+fn an_emergency_bypasses_a_pending_question_and_the_gate() {
+    let mut car = Car::new();
+    car.say(ANGRY_LOCAL);
+    car.say("blah blah wibble");
+    let turn = car.say("help we just had an accident and someone is hurt");
+    assert_eq!(turn.understood.intent, Intent::Emergency);
+    assert_eq!(turn.understood.route, Route::Urgent);
+    assert!(turn.answer.starts_with("Call 911 now"), "{}", turn.answer);
+    let queued = car.store.pending_escalations().unwrap();
+    assert_eq!(queued[0].priority, Priority::Urgent);
+    assert!(
+        queued[0].payload["vehicle"]["location"]["latitude"].is_number(),
+        "the location goes with it"
+    );
+    assert!(
+        queued[0].payload["vehicle"].get("fuel_percent").is_none(),
+        "only the minimum set"
+    );
+}
