@@ -25,6 +25,10 @@ pub enum Command {
     /// Talk to the assistant: one turn per line (interactive, or piped stdin), on
     /// the shipped model, the shipped knowledge pack and the demo vehicle by default.
     Chat(ChatArgs),
+    /// Run the daemon: the local API on a Unix socket (and optional loopback TCP).
+    Serve(ServeArgs),
+    /// Ask a running daemon one question.
+    Ask(AskArgs),
     /// The knowledge base: compile a pack.
     Kb {
         #[command(subcommand)]
@@ -58,6 +62,33 @@ pub struct ChatArgs {
     /// Continue this conversation (default: a new one).
     #[arg(long)]
     pub conversation: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Follow this JSON-lines file of vehicle signal updates (overrides vehicle.signals).
+    #[arg(long)]
+    pub signals: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// What the driver said.
+    pub text: String,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The daemon's socket (default: api.socket from the config).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// Print the daemon's JSON answer.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,20 @@ pub struct Config {
     pub state: StateConfig,
     pub history: HistoryConfig,
     pub markets: BTreeMap<String, MarketConfig>,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub socket: String,
+    pub socket_group: String,
+    pub tcp: String,
+    pub max_body_bytes: usize,
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    pub answer_wait_ms: u64,
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +169,23 @@ impl Config {
                 "vehicle.recommended_tire_kpa and vehicle.service_interval_km must be positive".to_string(),
             ));
         }
+        if self.api.rate_per_second == 0 || self.api.rate_burst == 0 || self.api.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "api.rate_per_second, api.rate_burst and api.max_body_bytes must be at least 1".to_string(),
+            ));
+        }
+        if !self.api.tcp.is_empty() {
+            let addr: std::net::SocketAddr = self
+                .api
+                .tcp
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("api.tcp `{}` is not an address:port", self.api.tcp)))?;
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::Invalid(format!(
+                    "api.tcp `{addr}` must be a loopback address: the API has no authentication beyond the socket's permissions"
+                )));
+            }
+        }
         if self.history.max_turns_per_conversation == 0 {
             return Err(ConfigError::Invalid(
                 "history.max_turns_per_conversation must be at least 1".to_string(),
@@ -170,6 +201,17 @@ impl Config {
             .or_else(|| self.markets.get_key_value(&self.vehicle.market))
             .map(|(k, v)| (k.as_str(), v))
             .expect("validate() checked the vehicle market exists")
+    }
+
+    /// The API's Unix socket.
+    pub fn socket_path(&self) -> PathBuf {
+        if !self.api.socket.is_empty() {
+            return PathBuf::from(&self.api.socket);
+        }
+        match std::env::var_os("RUNTIME_DIRECTORY") {
+            Some(dir) => PathBuf::from(dir.to_string_lossy().split(':').next().unwrap_or_default()).join("api.sock"),
+            None => self.state_dir().join("api.sock"),
+        }
     }
 
     /// Where the state lives (history, pending escalations, the compiled pack).

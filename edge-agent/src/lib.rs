@@ -7,13 +7,19 @@
 //! demo code; everything it needs runs on the head unit, offline.
 
 pub mod answer;
+pub mod api;
 pub mod chat;
 pub mod classify;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod dialogue;
+pub mod engine;
 pub mod knowledge_base;
 pub mod locate;
+pub mod metrics;
+pub mod serve;
+pub mod signals;
 pub mod store;
 pub mod vehicle;
 
@@ -40,21 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat(args) => {
             let config = Config::load(args.config.config.as_deref())?;
-            let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
-            let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
-            let kb = Arc::new(knowledge_base::open(&config, embedder)?);
-            let store = open_store(&config)?;
-            let mut vehicle = Vehicle::new(VehicleState::demo());
-            let signals = args
-                .signals
-                .clone()
-                .unwrap_or_else(|| std::path::PathBuf::from(&config.vehicle.signals));
-            match signals.to_str() {
-                Some("demo") => {}
-                Some("-") => anyhow::bail!("chat reads turns on stdin, so its signals must come from a file"),
-                _ => vehicle.add_source(Box::new(FileFollower::new(&signals))),
-            }
-            let assistant = dialogue::Assistant::new(config, classifier, kb);
+            let (assistant, mut vehicle, store) = assemble(&config, &args.model, args.signals.as_deref(), true)?;
             let id = args
                 .conversation
                 .clone()
@@ -72,6 +64,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             tracing::info!(turns = summary.turns, errors = summary.errors, "chat finished");
             Ok(())
+        }
+        Command::Serve(args) => {
+            let config = Config::load(args.config.config.as_deref())?;
+            let (assistant, vehicle, store) = assemble(&config, &args.model, args.signals.as_deref(), false)?;
+            let engine = Arc::new(engine::Engine::new(assistant, vehicle, store));
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                signals::cancel_on_signals(shutdown.clone())?;
+                serve::run(engine, &config, shutdown).await
+            })?;
+            // Dropping the runtime waits for blocking tasks; the store closes after.
+            drop(runtime);
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Ask(args) => {
+            let socket = match &args.socket {
+                Some(s) => s.clone(),
+                None => Config::load(args.config.config.as_deref())?.socket_path(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(client::ask(
+                &socket,
+                &args.text,
+                args.conversation.as_deref(),
+                args.json,
+            ))
         }
         Command::Kb {
             command: KbCommand::Build(args),
@@ -156,6 +176,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Loads the model and the knowledge base, opens the store, and sets up the
+/// vehicle (the demo state, followed by the configured signal source).
+fn assemble(
+    config: &Config,
+    model: &cli::ModelArgs,
+    signals: Option<&std::path::Path>,
+    stdin_is_taken: bool,
+) -> anyhow::Result<(dialogue::Assistant, Vehicle, Store)> {
+    let classifier = Arc::new(locate::load_classifier(model).context("cannot load the intent model")?);
+    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    let kb = Arc::new(knowledge_base::open(config, embedder)?);
+    let store = open_store(config)?;
+    let mut vehicle = Vehicle::new(VehicleState::demo());
+    let signals = signals
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from(&config.vehicle.signals));
+    match signals.to_str() {
+        Some("demo") => {}
+        Some("-") if stdin_is_taken => anyhow::bail!("chat reads turns on stdin, so its signals must come from a file"),
+        Some("-") => vehicle.add_source(Box::new(vehicle::ChannelSource::from_reader(
+            "stdin",
+            std::io::BufReader::new(std::io::stdin()),
+        ))),
+        _ => vehicle.add_source(Box::new(FileFollower::new(&signals))),
+    }
+    Ok((dialogue::Assistant::new(config.clone(), classifier, kb), vehicle, store))
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {

@@ -1,0 +1,232 @@
+//! The daemon's core, shared by every front end (the local API now, the uplink
+//! later): the assistant, the live vehicle, the state store and the open
+//! conversations, plus the event bus that carries late answers and status.
+//!
+//! [`Engine::ask`] is blocking (inference and SQLite): callers on the async
+//! runtime run it in `spawn_blocking`. One std mutex guards the mutable parts: a
+//! turn holds it for well under a millisecond, and turns of one conversation must
+//! not interleave anyway, so a finer scheme would buy nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::dialogue::{Assistant, DialogueError, Session, Turn};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, TurnRecord};
+use crate::vehicle::Vehicle;
+
+/// Conversations kept in memory at once; the least recently used goes first
+/// (its history stays in the store).
+const MAX_OPEN_CONVERSATIONS: usize = 1024;
+
+/// An answered turn as the API returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AskResponse {
+    pub turn_id: uuid::Uuid,
+    #[serde(flatten)]
+    pub turn: Turn,
+}
+
+/// What `/v1/events` carries.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// An answer that was not ready when its request returned (202).
+    Answer(AskResponse),
+    /// A turn's request failed after its request returned.
+    AnswerFailed {
+        turn_id: uuid::Uuid,
+        conversation_id: String,
+        error: String,
+    },
+    /// Something was queued for the cloud.
+    Escalation {
+        conversation_id: String,
+        escalation_id: i64,
+        intent: String,
+        status: String,
+    },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Answer(_) => "answer",
+            Event::AnswerFailed { .. } => "answer_failed",
+            Event::Escalation { .. } => "escalation",
+        }
+    }
+
+    pub fn conversation_id(&self) -> &str {
+        match self {
+            Event::Answer(a) => &a.turn.conversation_id,
+            Event::AnswerFailed { conversation_id, .. } | Event::Escalation { conversation_id, .. } => conversation_id,
+        }
+    }
+}
+
+struct Mutable {
+    vehicle: Vehicle,
+    store: Store,
+    sessions: HashMap<String, (Session, Instant)>,
+}
+
+pub struct Engine {
+    assistant: Assistant,
+    mutable: Mutex<Mutable>,
+    events: broadcast::Sender<Event>,
+    pub metrics: Metrics,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("assistant", &self.assistant).finish()
+    }
+}
+
+/// Facts for `/v1/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub model: ModelHealth,
+    pub knowledge: KnowledgeHealth,
+    pub uplink: UplinkHealth,
+    pub pending_escalations: usize,
+    pub open_conversations: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelHealth {
+    pub encoder: String,
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KnowledgeHealth {
+    pub pack: String,
+    pub version: u64,
+    pub articles: usize,
+}
+
+/// The uplink does not exist yet: escalations wait in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct UplinkHealth {
+    pub state: &'static str,
+}
+
+impl Engine {
+    pub fn new(assistant: Assistant, vehicle: Vehicle, store: Store) -> Engine {
+        let (events, _) = broadcast::channel(256);
+        Engine {
+            assistant,
+            mutable: Mutex::new(Mutable {
+                vehicle,
+                store,
+                sessions: HashMap::new(),
+            }),
+            events,
+            metrics: Metrics::new(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn assistant(&self) -> &Assistant {
+        &self.assistant
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn publish(&self, event: Event) {
+        // No subscriber is fine: late answers are also in the conversation's history.
+        let _ = self.events.send(event);
+    }
+
+    /// Answers one turn (blocking).
+    pub fn ask(&self, turn_id: uuid::Uuid, conversation_id: &str, text: &str) -> Result<AskResponse, DialogueError> {
+        let started = Instant::now();
+        let mut guard = self.mutable.lock().expect("engine mutex");
+        let m = &mut *guard;
+        m.vehicle.refresh();
+        if !m.sessions.contains_key(conversation_id) && m.sessions.len() >= MAX_OPEN_CONVERSATIONS {
+            if let Some(oldest) = m
+                .sessions
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            {
+                m.sessions.remove(&oldest);
+            }
+        }
+        let (session, used) = m
+            .sessions
+            .entry(conversation_id.to_string())
+            .or_insert_with(|| (Session::new(conversation_id), Instant::now()));
+        *used = Instant::now();
+        let turn = self.assistant.respond(session, m.vehicle.state(), &m.store, text)?;
+        drop(guard);
+        self.metrics.turn(&turn, started.elapsed());
+        if let Some(receipt) = &turn.escalation {
+            self.publish(Event::Escalation {
+                conversation_id: conversation_id.to_string(),
+                escalation_id: receipt.id,
+                intent: turn.understood.intent.as_str().to_string(),
+                status: receipt.status.to_string(),
+            });
+        }
+        Ok(AskResponse { turn_id, turn })
+    }
+
+    pub fn conversation(&self, conversation_id: &str) -> Result<Vec<TurnRecord>, StoreError> {
+        self.mutable.lock().expect("engine mutex").store.turns(conversation_id)
+    }
+
+    /// Forgets one conversation; true when there was something to forget.
+    pub fn forget(&self, conversation_id: &str) -> Result<bool, StoreError> {
+        let mut m = self.mutable.lock().expect("engine mutex");
+        let in_memory = m.sessions.remove(conversation_id).is_some();
+        Ok(m.store.forget(conversation_id)? > 0 || in_memory)
+    }
+
+    /// A change of owner: all history and every unsent escalation.
+    pub fn forget_everything(&self) -> Result<(), StoreError> {
+        let mut m = self.mutable.lock().expect("engine mutex");
+        m.sessions.clear();
+        m.store.forget_everything()
+    }
+
+    pub fn health(&self) -> Result<Health, StoreError> {
+        let m = self.mutable.lock().expect("engine mutex");
+        let pending = m.store.pending_escalations()?.len();
+        self.metrics.pending_escalations.set(pending as i64);
+        let classifier = self.assistant.classifier();
+        let kb = self.assistant.knowledge().info();
+        Ok(Health {
+            status: "ok",
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            model: ModelHealth {
+                encoder: classifier.manifest().encoder.to_string(),
+                dir: classifier.dir().display().to_string(),
+            },
+            knowledge: KnowledgeHealth {
+                pack: kb.name.clone(),
+                version: kb.version,
+                articles: kb.articles,
+            },
+            uplink: UplinkHealth {
+                state: "not_configured",
+            },
+            pending_escalations: pending,
+            open_conversations: m.sessions.len(),
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! Prometheus metrics for `/metrics`: requests, turns, latency, the queue.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::dialogue::Turn;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TurnLabels {
+    pub intent: String,
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub turns: Family<TurnLabels, Counter>,
+    pub turn_seconds: Histogram,
+    pub rate_limited: Counter,
+    pub pending_escalations: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// 1 when connected to the cloud; 0 until the uplink exists.
+    pub uplink_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub late_answers: Counter<u64, AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("edge_agent");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let turns = Family::<TurnLabels, Counter>::default();
+        // 50 µs to ~0.8 s.
+        let turn_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.000_05, 2.0, 15,
+        ));
+        let rate_limited = Counter::default();
+        let pending_escalations = Gauge::default();
+        let uplink_connected = Gauge::default();
+        let late_answers = Counter::default();
+        registry.register("api_requests", "API requests by endpoint and status", requests.clone());
+        registry.register("turns", "Answered turns by intent and route", turns.clone());
+        registry.register("turn_seconds", "Time to answer a turn", turn_seconds.clone());
+        registry.register(
+            "rate_limited",
+            "Requests refused by the per-client rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "pending_escalations",
+            "Escalations queued for the cloud, not yet delivered",
+            pending_escalations.clone(),
+        );
+        registry.register(
+            "uplink_connected",
+            "1 when the cloud uplink is connected",
+            uplink_connected.clone(),
+        );
+        registry.register(
+            "late_answers",
+            "Answers delivered on /v1/events after a 202",
+            late_answers.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            turns,
+            turn_seconds,
+            rate_limited,
+            pending_escalations,
+            uplink_connected,
+            late_answers,
+        }
+    }
+
+    pub fn turn(&self, turn: &Turn, took: Duration) {
+        self.turns
+            .get_or_create(&TurnLabels {
+                intent: turn.understood.intent.as_str().to_string(),
+                route: turn.understood.route.as_str().to_string(),
+            })
+            .inc();
+        self.turn_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}

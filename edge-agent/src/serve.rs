@@ -1,0 +1,120 @@
+//! `edge-agent serve`: the daemon. Binds the API's Unix socket (and optional
+//! loopback TCP), serves until the cancellation token fires, then lets in-flight
+//! requests finish within the grace period, flushes, and returns.
+//!
+//! There is one cancellation tree: the token passed in (cancelled by SIGTERM or
+//! SIGINT in [`crate::signals`]) ends the listeners, the SSE streams and the
+//! background tasks the requests started.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, ClientId};
+use crate::config::Config;
+use crate::engine::Engine;
+
+/// Serves the API until `shutdown` is cancelled.
+pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let socket = config.socket_path();
+    let unix = bind_unix(&socket, &config.api.socket_group)?;
+    let tracker = TaskTracker::new();
+    let app = api::router(engine.clone(), &config.api, tracker.clone(), shutdown.clone());
+
+    let unix_server = axum::serve(unix, app.clone().into_make_service_with_connect_info::<ClientId>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let tcp_server = if config.api.tcp.is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(&config.api.tcp)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.api.tcp))?;
+        tracing::info!(addr = %config.api.tcp, "API listening on loopback TCP");
+        Some(
+            axum::serve(listener, app.into_make_service_with_connect_info::<ClientId>())
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned()),
+        )
+    };
+    tracing::info!(socket = %socket.display(), "API listening");
+    eprintln!("edge-agent: serving on {}", socket.display());
+
+    let grace = Duration::from_millis(config.api.shutdown_grace_ms);
+    let served = async {
+        match tcp_server {
+            Some(tcp) => {
+                let (a, b) = tokio::join!(unix_server, tcp);
+                a.and(b)
+            }
+            None => unix_server.await,
+        }
+    };
+    let deadline = async {
+        shutdown.cancelled().await;
+        let started = Instant::now();
+        tokio::time::sleep(grace).await;
+        started
+    };
+    tokio::select! {
+        result = served => result.context("the API server failed")?,
+        started = deadline => {
+            tracing::warn!(waited_ms = started.elapsed().as_millis() as u64, "requests still open at the end of the grace period: closing them");
+        }
+    }
+    tracker.close();
+    if tokio::time::timeout(Duration::from_millis(500), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(tasks = tracker.len(), "background answers still running at exit");
+    }
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("API stopped");
+    Ok(())
+}
+
+/// Binds the socket with mode 0660 (and the HMI's group, when configured). A stale
+/// socket file from a crashed run is replaced; a live one is an error.
+fn bind_unix(path: &Path, group: &str) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use: is another edge-agent running?", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    if !group.is_empty() {
+        let gid = group_id(group)?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// A group name (or number) to its gid, from /etc/group.
+fn group_id(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").context("cannot read /etc/group")?;
+    groups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .with_context(|| format!("api.socket_group: no group named `{group}`"))
+}
