@@ -1,0 +1,392 @@
+//! The local API through the real binary on a real Unix socket: every endpoint's
+//! contract checked against `openapi.json`, a late answer on SSE, the per-client
+//! rate limit, body limits, malformed JSON, and SIGTERM during a request.
+
+#![allow(unsafe_code)] // libc::kill, to signal the spawned daemon
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edge_agent::client::request;
+use hyper::Method;
+use serde_json::{json, Value};
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
+        cmd.arg("serve")
+            .env_remove("EDGE_AGENT_MODEL_DIR")
+            .env_remove("EDGE_AGENT_CONFIG")
+            .env("EDGE_AGENT__STATE__DIR", dir.path())
+            .env("EDGE_AGENT__API__SOCKET", &socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("edge-agent serve runs");
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("serve exited with {status}: {err}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "the socket never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn terminate(&self) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openapi() -> Value {
+    serde_json::from_str(include_str!("../openapi.json")).unwrap()
+}
+
+/// Where a JSON value breaks the schema of `path`/`method`/`status` in openapi.json.
+fn violations(doc: &Value, path: &str, method: &str, status: u16, value: &Value) -> Vec<String> {
+    let response = &doc["paths"][path][method]["responses"][status.to_string()];
+    let mut root = response["content"]["application/json"]["schema"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} {status} has no JSON body in openapi.json"))
+        .clone();
+    root.insert("components".into(), doc["components"].clone());
+    let validator = jsonschema::validator_for(&Value::Object(root)).unwrap();
+    validator.iter_errors(value).map(|e| e.to_string()).collect()
+}
+
+/// Checks a response against the OpenAPI description of `path`/`method`/`status`.
+fn conforms(doc: &Value, path: &str, method: &str, status: u16, body: &[u8]) -> Value {
+    let response = &doc["paths"][path][method]["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{method} {path} is not documented to answer {status}"
+    );
+    if response["content"]["application/json"].is_null() {
+        assert!(body.is_empty(), "{method} {path} {status} should have no body");
+        return Value::Null;
+    }
+    let value: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+        panic!(
+            "{method} {path} {status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(body)
+        )
+    });
+    let errors = violations(doc, path, method, status, &value);
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status} breaks openapi.json: {errors:?}\n{value}"
+    );
+    value
+}
+
+#[test]
+fn the_contract_check_catches_a_body_that_breaks_the_description() {
+    let doc = openapi();
+    assert!(!violations(&doc, "/v1/ask", "post", 400, &json!({"error": 5})).is_empty());
+    assert!(!violations(&doc, "/v1/ask", "post", 200, &json!({"answer": "hi"})).is_empty());
+    let mut turn = json!({
+        "turn_id": "01a20fa9-0574-70fe-a085-a440bedd7d05", "conversation_id": "c", "text": "t", "answer": "a",
+        "intent": "fuel_level", "intent_confidence": 0.9, "top_intent": "fuel_level", "top_confidence": 0.9,
+        "sentiment": "neutral", "sentiment_score": 0.0, "route": "local", "handling": "answered", "sources": []
+    });
+    assert!(violations(&doc, "/v1/ask", "post", 200, &turn).is_empty());
+    turn["intent"] = json!("fly_to_mars");
+    assert!(
+        !violations(&doc, "/v1/ask", "post", 200, &turn).is_empty(),
+        "labels outside the contract"
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn call(socket: &Path, method: Method, path: &str, body: Option<Value>) -> (u16, Vec<u8>) {
+    let (status, bytes) = request(socket, method, path, body).await.unwrap();
+    (status, bytes.to_vec())
+}
+
+#[test]
+fn every_endpoint_answers_as_openapi_json_describes() {
+    let daemon = Daemon::start(&[]);
+    let doc = openapi();
+    let s = &daemon.socket;
+    runtime().block_on(async {
+        let (status, body) = call(
+            s,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "what are my tyre pressures", "conversation_id": "hmi-1"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        assert_eq!(turn["intent"], "tire_pressure");
+        assert_eq!(turn["conversation_id"], "hmi-1");
+
+        let (status, body) = call(
+            s,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "book me a service on friday", "conversation_id": "hmi-1"})),
+        )
+        .await;
+        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        assert_eq!(turn["escalation"]["status"], "pending");
+
+        let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "where are we"}))).await;
+        let fresh = conforms(&doc, "/v1/ask", "post", status, &body);
+        assert_ne!(fresh["conversation_id"], "hmi-1", "a new conversation gets its own id");
+
+        let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "   "}))).await;
+        assert_eq!(status, 422);
+        conforms(&doc, "/v1/ask", "post", status, &body);
+        let (status, body) = call(
+            s,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "hi", "conversation_id": "../etc"})),
+        )
+        .await;
+        assert_eq!(status, 400);
+        conforms(&doc, "/v1/ask", "post", status, &body);
+
+        let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
+        assert_eq!(status, 200);
+        let conversation = conforms(&doc, "/v1/conversations/{id}", "get", status, &body);
+        assert_eq!(conversation["turns"].as_array().unwrap().len(), 2);
+
+        let (status, body) = call(s, Method::GET, "/v1/health", None).await;
+        assert_eq!(status, 200);
+        let health = conforms(&doc, "/v1/health", "get", status, &body);
+        assert_eq!(health["pending_escalations"], 1);
+        assert!(health["knowledge"]["articles"].as_u64().unwrap() >= 120);
+
+        let (status, body) = call(s, Method::GET, "/metrics", None).await;
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.contains("edge_agent_turns_total{intent=\"tire_pressure\",route=\"local\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("edge_agent_pending_escalations 1"), "{text}");
+
+        let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
+        assert_eq!(status, 204);
+        conforms(&doc, "/v1/conversations/{id}", "delete", status, &body);
+        let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
+        assert_eq!(status, 404);
+        conforms(&doc, "/v1/conversations/{id}", "get", status, &body);
+        let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
+        assert_eq!(status, 404);
+        conforms(&doc, "/v1/conversations/{id}", "delete", status, &body);
+
+        let (status, body) = call(s, Method::DELETE, "/v1/conversations", None).await;
+        assert_eq!(status, 204);
+        conforms(&doc, "/v1/conversations", "delete", status, &body);
+        let (_, body) = call(s, Method::GET, "/v1/health", None).await;
+        let health: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            health["pending_escalations"], 0,
+            "forget everything drops unsent escalations"
+        );
+        assert_eq!(health["open_conversations"], 0);
+
+        let (status, body) = call(s, Method::GET, "/v1/nowhere", None).await;
+        assert_eq!(status, 404);
+        assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string());
+    });
+}
+
+#[test]
+fn a_late_answer_arrives_on_the_event_stream_after_the_request_returned() {
+    use http_body_util::BodyExt;
+    let daemon = Daemon::start(&[]);
+    let doc = openapi();
+    runtime().block_on(async {
+        let stream = tokio::net::UnixStream::connect(&daemon.socket).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(
+                hyper::Request::get("/v1/events?conversation_id=late-1")
+                    .header("host", "edge-agent")
+                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut events = response.into_body();
+
+        let (status, body) = call(
+            &daemon.socket,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "how much fuel do i have", "conversation_id": "late-1", "wait_ms": 0})),
+        )
+        .await;
+        assert_eq!(status, 202);
+        let pending = conforms(&doc, "/v1/ask", "post", status, &body);
+        let turn_id = pending["turn_id"].as_str().unwrap().to_string();
+
+        let mut text = String::new();
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let frame = events.frame().await.expect("stream open").unwrap();
+                if let Some(data) = frame.data_ref() {
+                    text.push_str(&String::from_utf8_lossy(data));
+                }
+                if let Some(start) = text.find("event: answer\ndata: ") {
+                    if let Some(len) = text[start..].find("\n\n") {
+                        let line = &text[start + "event: answer\ndata: ".len()..start + len];
+                        return serde_json::from_str::<Value>(line).unwrap();
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the answer event arrives");
+        assert_eq!(answer["kind"], "answer");
+        assert_eq!(answer["turn_id"], turn_id.as_str());
+        let mut as_response = answer.clone();
+        as_response.as_object_mut().unwrap().remove("kind");
+        conforms(&doc, "/v1/ask", "post", 200, as_response.to_string().as_bytes());
+        assert!(answer["answer"].as_str().unwrap().contains("fuel"));
+    });
+}
+
+#[test]
+fn a_client_over_its_rate_is_refused_while_another_is_still_served() {
+    let daemon = Daemon::start(&[
+        ("EDGE_AGENT__API__RATE_PER_SECOND", "1"),
+        ("EDGE_AGENT__API__RATE_BURST", "3"),
+    ]);
+    let doc = openapi();
+    runtime().block_on(async {
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            let (status, body) = call(&daemon.socket, Method::GET, "/v1/health", None).await;
+            conforms(&doc, "/v1/health", "get", status, &body);
+            statuses.push(status);
+        }
+        assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+        assert!(statuses[3..].contains(&429), "{statuses:?}");
+    });
+    // Another process (another peer pid) is a different client.
+    let other = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["ask", "--json", "--socket"])
+        .arg(&daemon.socket)
+        .arg("what's the tyre pressure")
+        .output()
+        .unwrap();
+    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
+    let answer: Value = serde_json::from_slice(&other.stdout).unwrap();
+    assert_eq!(answer["intent"], "tire_pressure");
+}
+
+#[test]
+fn an_oversize_body_is_413_and_malformed_json_is_400_with_a_clear_message() {
+    let daemon = Daemon::start(&[]);
+    let doc = openapi();
+    runtime().block_on(async {
+        let big = json!({"text": "a".repeat(20_000)});
+        let (status, body) = call(&daemon.socket, Method::POST, "/v1/ask", Some(big)).await;
+        assert_eq!(status, 413);
+        let error = conforms(&doc, "/v1/ask", "post", status, &body);
+        assert!(error["error"].as_str().unwrap().contains("too large"), "{error}");
+
+        for bad in [json!("{\"text\": "), json!([1, 2]), json!({"words": "no text"})] {
+            // The client sends the JSON value's text; a string value sends `"..."`.
+            let (status, body) = call(&daemon.socket, Method::POST, "/v1/ask", Some(bad)).await;
+            assert_eq!(status, 400);
+            let error = conforms(&doc, "/v1/ask", "post", status, &body);
+            assert!(error["error"].as_str().unwrap().contains("JSON object"), "{error}");
+        }
+    });
+    // Bytes that are not JSON at all, straight on the socket.
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    let body = b"{\"text\": \"unterminated";
+    write!(
+        stream,
+        "POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("EOF while parsing"), "{response}");
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
+    let mut daemon = Daemon::start(&[]);
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    let body = br#"{"text": "how much fuel do i have left"}"#;
+    write!(
+        stream,
+        "POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // Half the body: the request is now in flight.
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    daemon.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&body[10..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"intent\":\"fuel_level\""), "{response}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(!daemon.socket.exists(), "the socket file is removed on exit");
+}
