@@ -223,7 +223,7 @@ async fn ask(State(state): State<AppState>, body: Result<Bytes, BytesRejection>)
                 let event = match work.await {
                     Ok(Ok(answered)) => {
                         engine.metrics.late_answers.inc();
-                        Event::Answer(answered)
+                        Event::Answer(Box::new(answered))
                     }
                     Ok(Err(e)) => Event::AnswerFailed {
                         turn_id,

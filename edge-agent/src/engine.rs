@@ -36,7 +36,7 @@ pub struct AskResponse {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// An answer that was not ready when its request returned (202).
-    Answer(AskResponse),
+    Answer(Box<AskResponse>),
     /// A turn's request failed after its request returned.
     AnswerFailed {
         turn_id: uuid::Uuid,

@@ -141,9 +141,10 @@ impl Store {
         let conn = Connection::open(path).at(&location)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).at(&location)?;
         conn.pragma_update(None, "journal_mode", "WAL").at(&location)?;
-        // FULL: a queued escalation survives a power cut right after the driver
-        // was told it is queued.
-        conn.pragma_update(None, "synchronous", "FULL").at(&location)?;
+        // NORMAL in WAL mode: history commits are not fsynced one by one (a power
+        // cut may lose the last turns of history, never corrupt the file). An
+        // escalation is written with FULL (see `queue_escalation`).
+        conn.pragma_update(None, "synchronous", "NORMAL").at(&location)?;
         Store::with_connection(conn, &location, retention)
     }
 
@@ -220,6 +221,8 @@ impl Store {
             .at(&self.location)
     }
 
+    /// Queues an escalation, synced to disk before it returns: the driver is told
+    /// it is queued only after it would survive a power cut.
     pub fn queue_escalation(
         &self,
         conversation_id: &str,
@@ -229,19 +232,26 @@ impl Store {
         now: jiff::Timestamp,
     ) -> Result<i64> {
         self.conn
-            .execute(
-                "INSERT INTO escalations (conversation_id, created_at, priority, intent, status, payload)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                params![
-                    conversation_id,
-                    now.to_string(),
-                    priority.as_str(),
-                    intent,
-                    payload.to_string()
-                ],
-            )
+            .pragma_update(None, "synchronous", "FULL")
             .at(&self.location)?;
-        Ok(self.conn.last_insert_rowid())
+        let inserted = self.conn.execute(
+            "INSERT INTO escalations (conversation_id, created_at, priority, intent, status, payload)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+            params![
+                conversation_id,
+                now.to_string(),
+                priority.as_str(),
+                intent,
+                payload.to_string()
+            ],
+        );
+        let id = self.conn.last_insert_rowid();
+        // Back to NORMAL for history, whether or not the insert worked.
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .at(&self.location)?;
+        inserted.at(&self.location)?;
+        Ok(id)
     }
 
     /// Pending escalations, urgent first, then oldest first.
