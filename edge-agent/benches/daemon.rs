@@ -168,14 +168,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 fn kb_builds(dir: &Path) {
     use edge_agent::cli::ModelArgs;
-    let classifier = Arc::new(
-        edge_agent::locate::load_classifier(&ModelArgs {
-            encoder: models::EncoderKind::Compact,
-            model: None,
-            encoder_dir: None,
-        })
-        .unwrap(),
-    );
+    let classifier = Arc::new(edge_agent::locate::load_classifier(&ModelArgs::default()).unwrap());
     let embedder = edge_agent::knowledge_base::ModelEmbedder::new(classifier);
     let shipped = edge_agent::locate::find_pack_dir("").unwrap();
     let mut times = Vec::new();

@@ -347,28 +347,23 @@ fn next_service(ctx: &AnswerContext<'_>) -> Option<ServiceDue> {
     let days_left = ctx.today.until(due_date).ok()?.get_days();
     let km_left = ctx.state.odometer_km.map(|odo| due_km - odo);
     let u = ctx.units;
-    let sentence = if days_left < 0 || km_left.is_some_and(|k| k < 0.0) {
-        let by = if days_left < 0 {
-            format!("{} days", -days_left)
-        } else {
-            u.distance(-km_left.unwrap_or(0.0))
-        };
-        format!("Your service is overdue by {by}, so book one soon.")
+    let overdue_by = if days_left < 0 {
+        Some(format!("{} days", -days_left))
     } else {
-        let distance = km_left.map(|k| format!(" or {}", u.distance(k))).unwrap_or_default();
-        format!("That's in {days_left} days{distance}, whichever comes first.")
+        km_left.filter(|k| *k < 0.0).map(|k| u.distance(-k))
     };
-    Some(ServiceDue {
-        sentence: if days_left < 0 || km_left.is_some_and(|k| k < 0.0) {
-            sentence
-        } else {
+    let sentence = match overdue_by {
+        Some(by) => format!("Your service is overdue by {by}, so book one soon."),
+        None => {
+            let distance = km_left.map(|k| format!(" or {}", u.distance(k))).unwrap_or_default();
             format!(
-                "Your next service is due by {} or at {}. {sentence}",
+                "Your next service is due by {} or at {}, whichever comes first: in {days_left} days{distance}.",
                 spoken_date(due_date),
                 u.distance(due_km)
             )
-        },
-    })
+        }
+    };
+    Some(ServiceDue { sentence })
 }
 
 fn oil_change_when(ctx: &AnswerContext<'_>) -> Answer {
@@ -376,7 +371,11 @@ fn oil_change_when(ctx: &AnswerContext<'_>) -> Answer {
     match next_service(ctx) {
         Some(due) => Answer::said(due.sentence.replacen("next service", "next oil change", 1), &source),
         None => Answer::said(
-            "There's no service record in the car, so I can't work out the date. The oil is changed every 12 months or 10,000 miles, 15,000 km.",
+            format!(
+                "There's no service record in the car, so I can't work out the date. The oil is changed every {} months or {}.",
+                ctx.config.vehicle.service_interval_months,
+                ctx.units.distance(ctx.config.vehicle.service_interval_km)
+            ),
             &source,
         ),
     }

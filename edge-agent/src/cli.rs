@@ -158,3 +158,14 @@ pub struct ModelArgs {
     #[arg(long, env = "EDGE_ENCODER_DIR")]
     pub encoder_dir: Option<PathBuf>,
 }
+
+impl Default for ModelArgs {
+    /// The shipped compact model, found as with no flags.
+    fn default() -> Self {
+        ModelArgs {
+            encoder: EncoderKind::Compact,
+            model: None,
+            encoder_dir: None,
+        }
+    }
+}

@@ -248,7 +248,7 @@ impl Assistant {
                 let receipt = self.escalate(session, state, store, &routed, text, Priority::Normal, now)?;
                 turn.answer = format!(
                     "{} {cloud} will handle it once the car is connected.",
-                    cloud_opening(prediction.intent)
+                    cloud_opening(prediction.intent, &market.emergency_number)
                 );
                 turn.understood.route = Route::Cloud;
                 turn.handling = Handling::Escalated;
@@ -330,10 +330,18 @@ impl Assistant {
 }
 
 /// What the car says when it hands a request to the cloud.
-fn cloud_opening(intent: Intent) -> &'static str {
+fn cloud_opening(intent: Intent, emergency_number: &str) -> String {
+    match intent {
+        Intent::RoadsideAssistance => format!(
+            "I've queued a roadside assistance request with your location; if you're in danger, call {emergency_number}."
+        ),
+        other => cloud_opening_for(other).to_string(),
+    }
+}
+
+fn cloud_opening_for(intent: Intent) -> &'static str {
     match intent {
         Intent::BookService => "I can't book appointments from the car itself, so I've queued your booking request.",
-        Intent::RoadsideAssistance => "I've queued a roadside assistance request with your location. If you're in danger, call the emergency number.",
         Intent::TalkToAgent => "I've asked for a person to get back to you.",
         Intent::Complaint => "I'm sorry about that; I've passed your complaint on.",
         Intent::RecallWarranty => "Recalls and warranty are checked in the cloud, so I've queued your question.",

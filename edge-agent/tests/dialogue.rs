@@ -9,7 +9,7 @@ use edge_agent::dialogue::{Assistant, Handling, PendingQuestion, Session, Turn};
 use edge_agent::store::{Priority, Retention, Store};
 use edge_agent::vehicle::VehicleState;
 use edge_agent::{knowledge_base, locate};
-use models::{EncoderKind, Intent, Route};
+use models::{Intent, Route};
 
 struct Car {
     assistant: Assistant,
@@ -22,14 +22,7 @@ struct Car {
 impl Car {
     fn new() -> Car {
         let dir = tempfile::tempdir().unwrap();
-        let classifier = Arc::new(
-            locate::load_classifier(&ModelArgs {
-                encoder: EncoderKind::Compact,
-                model: None,
-                encoder_dir: None,
-            })
-            .unwrap(),
-        );
+        let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
         let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
         let db = dir.path().join("kb.sqlite");
         knowledge_base::build(&locate::find_pack_dir("").unwrap(), &db, embedder.as_ref()).unwrap();
@@ -187,5 +180,110 @@ fn an_emergency_bypasses_a_pending_question_and_the_gate() {
     assert!(
         queued[0].payload["vehicle"].get("fuel_percent").is_none(),
         "only the minimum set"
+    );
+}
+
+/// A car with much to say: warnings, codes, low fuel and tyres, an overdue service.
+fn troubled(market: &str) -> VehicleState {
+    let mut state = VehicleState::demo();
+    state
+        .apply(
+            &serde_json::json!({
+                "market": market,
+                "fuel_percent": 8, "fuel_range_km": 55,
+                "warning_lights": ["check_engine", "oil_pressure", "no_such_light"],
+                "dtcs": ["P0420", "P1234"],
+                "tire_pressure_kpa": {"front_left": 150, "front_right": 241, "rear_left": 170, "rear_right": 241},
+                "last_service": {"date": "2024-01-10", "odometer_km": 1000.0},
+                "charging": "charging",
+            }),
+            "test",
+        )
+        .unwrap();
+    state
+}
+
+#[test]
+fn every_answer_is_at_most_two_whole_sentences_and_local_answers_cite_articles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/eval");
+    let mut texts = Vec::new();
+    for name in ["dev.jsonl", "dev2.jsonl"] {
+        texts.extend(
+            models::corpus::load_jsonl(&root.join(name))
+                .unwrap()
+                .into_iter()
+                .map(|e| e.text),
+        );
+    }
+    let mut car = Car::new();
+    for state in [VehicleState::demo(), troubled("UK"), troubled("DE")] {
+        car.state = state;
+        for (i, text) in texts.iter().enumerate() {
+            car.session = Session::new(format!("s{i}"));
+            let turn = car.say(text);
+            let sentences = knowledge::pack::count_sentences(&turn.answer);
+            assert!(sentences <= 2, "{text:?} -> {sentences} sentences: {}", turn.answer);
+            assert!(
+                turn.answer.ends_with(['.', '?', '!']),
+                "{text:?} -> cut off: {}",
+                turn.answer
+            );
+            let dialogue_label = matches!(
+                turn.understood.intent,
+                Intent::Affirm | Intent::Deny | Intent::Cancel | Intent::Repeat
+            );
+            if turn.handling == Handling::Answered && turn.understood.route == Route::Local && !dialogue_label {
+                assert!(!turn.sources.is_empty(), "{text:?} cites nothing: {}", turn.answer);
+            }
+            if turn.understood.intent == Intent::Emergency {
+                let number = if car.state.market.as_deref() == Some("UK") {
+                    "999"
+                } else if car.state.market.as_deref() == Some("DE") {
+                    "112"
+                } else {
+                    "911"
+                };
+                assert!(
+                    turn.answer.starts_with(&format!("Call {number} now")),
+                    "{}",
+                    turn.answer
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn live_answers_speak_the_markets_units() {
+    let mut car = Car::new();
+    car.state = troubled("UK");
+    let fuel = car.say("how much fuel have i got");
+    assert!(
+        fuel.answer.contains("8% fuel, about 34 miles") && fuel.answer.contains("Fuel is low"),
+        "{}",
+        fuel.answer
+    );
+    let tyres = car.say("what are my tyre pressures");
+    assert!(
+        tyres
+            .answer
+            .starts_with("Front left and rear left are low, at 22 and 25 psi"),
+        "{}",
+        tyres.answer
+    );
+    let health = car.say("is there anything wrong with the car");
+    assert!(
+        health.answer.contains("check engine light") && health.answer.contains("P0420, catalytic"),
+        "{}",
+        health.answer
+    );
+    let oil = car.say("when is my next oil change");
+    assert!(oil.answer.starts_with("Your service is overdue by"), "{}", oil.answer);
+    car.state = troubled("DE");
+    let tyres = car.say("what are my tyre pressures");
+    assert!(
+        tyres.answer.contains("1.5 and 1.7 bar against the recommended 2.4"),
+        "{}",
+        tyres.answer
     );
 }
