@@ -96,19 +96,7 @@ pub fn open(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<Know
 }
 
 fn pack_version(pack: &Path) -> anyhow::Result<u64> {
-    #[derive(serde::Deserialize)]
-    struct Version {
-        version: u64,
-    }
-    let path = pack.join("pack.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let v: Version = toml::Value::Table(table)
-        .try_into()
-        .with_context(|| format!("{} has no numeric `version`", path.display()))?;
-    Ok(v.version)
+    Ok(knowledge::pack::read_manifest(pack)?.version)
 }
 
 /// Retrieval quality on question → article pairs, measured as the product searches:

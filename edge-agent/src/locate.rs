@@ -68,7 +68,7 @@ pub fn find_pack_dir(configured: &str) -> anyhow::Result<PathBuf> {
         SHIPPED_PACK,
     );
     match candidates.iter().find(|dir| dir.join("pack.toml").is_file()) {
-        Some(dir) => Ok(dir.clone()),
+        Some(dir) => Ok(dir.canonicalize().unwrap_or_else(|_| dir.clone())),
         None => bail!(
             "no knowledge pack found; looked in: {}. Set knowledge.pack in the config",
             candidates
@@ -95,7 +95,7 @@ pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> anyhow::Res
         .iter()
         .find(|dir| dir.join(models::manifest::MANIFEST_FILE).is_file())
     {
-        Some(dir) => Ok(dir.clone()),
+        Some(dir) => Ok(dir.canonicalize().unwrap_or_else(|_| dir.clone())),
         None => bail!(
             "no {} model found; looked in: {}. Pass --model DIR or set {MODEL_DIR_ENV}",
             folder_name(kind),

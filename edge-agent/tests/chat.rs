@@ -237,3 +237,54 @@ fn queued_escalations_survive_the_process() {
     assert_eq!(pending[1].payload["recent_turns"].as_array().unwrap().len(), 1);
     assert!(pending[0].payload["vehicle"]["fuel_percent"].is_number());
 }
+
+#[test]
+fn kb_build_compiles_a_pack_and_names_the_file_and_line_of_a_bad_article() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kb.sqlite");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .args(args)
+            .env_remove("EDGE_AGENT_MODEL_DIR")
+            .env("EDGE_AGENT__STATE__DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let built = run(&["kb", "build", "--out", out.to_str().unwrap()]);
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(String::from_utf8_lossy(&built.stderr).contains("kestrel-voyager-2025 v1: 133 articles"));
+    assert!(out.is_file());
+
+    let pack = dir.path().join("pack");
+    std::fs::create_dir_all(pack.join("articles")).unwrap();
+    std::fs::write(pack.join("pack.toml"), "name = \"p\"\ntitle = \"P\"\nversion = 1\n").unwrap();
+    std::fs::write(
+        pack.join("articles/a.toml"),
+        "[[article]]\nid = \"a\"\ntitle = \"A\"\nintents = [\"warp_drive\"]\nsummary = \"One.\"\nbody = \"B\"\n",
+    )
+    .unwrap();
+    let bad = run(&[
+        "kb",
+        "build",
+        "--pack",
+        pack.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("articles/a.toml:4: article `a`: `warp_drive` is not an intent"),
+        "{stderr}"
+    );
+
+    let valid = run(&["validate"]);
+    assert!(valid.status.success(), "{}", String::from_utf8_lossy(&valid.stderr));
+    let invalid = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("validate")
+        .env("EDGE_AGENT__VEHICLE__MARKET", "Narnia")
+        .output()
+        .unwrap();
+    assert!(!invalid.status.success());
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("vehicle.market `Narnia`"));
+}

@@ -90,15 +90,21 @@ pub struct BuildReport {
     pub files: usize,
 }
 
-/// Reads and checks a pack folder. `known_intents` are the contract's labels: an
-/// article may only claim those.
-pub fn load(dir: &Path, known_intents: &[&str]) -> Result<(PackManifest, Vec<Article>)> {
+/// Reads a pack folder's `pack.toml` alone (cheap: no article is read).
+pub fn read_manifest(dir: &Path) -> Result<PackManifest> {
     let manifest_path = dir.join("pack.toml");
     let text = read(&manifest_path)?;
     let manifest: PackManifest = toml::from_str(&text).map_err(|e| toml_error(&manifest_path, &text, &e))?;
     if manifest.name.trim().is_empty() {
         return Err(pack_error(&manifest_path, 1, "the pack needs a `name`"));
     }
+    Ok(manifest)
+}
+
+/// Reads and checks a pack folder. `known_intents` are the contract's labels: an
+/// article may only claim those.
+pub fn load(dir: &Path, known_intents: &[&str]) -> Result<(PackManifest, Vec<Article>)> {
+    let manifest = read_manifest(dir)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("articles"))
         .map_err(|source| KnowledgeError::Io {
             path: dir.join("articles"),
