@@ -1,0 +1,146 @@
+//! The message kinds. In JSON the kind is the envelope's `kind` field and its
+//! fields sit beside the envelope's (`{"schema_version": ..., "kind":
+//! "escalation", "utterance": ...}`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// Car to cloud: what the car could not or should not answer.
+    Escalation(Escalation),
+    /// Cloud to car: an answer, an action, or a handoff update.
+    Response(Response),
+    /// Fleet channel to car: a signed knowledge update is available.
+    KnowledgeManifest(KnowledgeManifestNotice),
+    /// Car to cloud: counters and histograms for a period.
+    AnalyticsBatch(AnalyticsBatch),
+    /// Car to cloud: the car's state (connection, knowledge version, queue).
+    Status(Status),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Emergencies: sent first, never evicted, never held back by consent.
+    Urgent,
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub utterance: String,
+    /// One of the contract's 30 labels.
+    pub intent: String,
+    pub intent_confidence: f32,
+    pub sentiment: String,
+    /// In [-1, 1]: p(positive) - p(negative).
+    pub sentiment_score: f32,
+    /// The vehicle-context snapshot (after the car's privacy rules).
+    #[serde(default)]
+    pub vehicle: serde_json::Value,
+    /// Oldest first; trimmed oldest-first to fit the size limit.
+    #[serde(default)]
+    pub recent_turns: Vec<RecentTurn>,
+    pub locale: String,
+    pub market: String,
+    pub priority: Priority,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentTurn {
+    pub text: String,
+    pub answer: String,
+    pub intent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The `message_id` of the escalation answered.
+    pub in_reply_to: uuid::Uuid,
+    /// What the car says: short, spoken style.
+    pub text: String,
+    #[serde(default)]
+    pub actions: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
+    /// More responses will follow for this escalation (status updates while a
+    /// driver waits for a person).
+    #[serde(default)]
+    pub more_to_come: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    BookingConfirmed {
+        appointment_id: String,
+        dealer: String,
+        starts_at: jiff::Timestamp,
+        service: String,
+    },
+    BookingCancelled {
+        appointment_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub status: HandoffStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffStatus {
+    Queued,
+    Assigned,
+    Closed,
+}
+
+/// A knowledge update is available. The manifest is carried as the exact bytes
+/// that were signed (a JSON text), so the signature is checked over those bytes,
+/// never over a re-serialised copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeManifestNotice {
+    pub channel: String,
+    pub manifest: String,
+    /// Base64 ed25519 signature over `manifest`'s bytes.
+    pub signature: String,
+    /// Which of the car's trusted keys signed it.
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyticsBatch {
+    pub period_start: jiff::Timestamp,
+    pub period_end: jiff::Timestamp,
+    /// Anonymous counts, e.g. `intent.fuel_level`, `route.local`, `sentiment.negative`.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub histograms: BTreeMap<String, Histogram>,
+}
+
+/// Counts per bucket: `counts[i]` is the number of values `<= bounds[i]`, minus
+/// those of earlier buckets; the last count is for values above every bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub agent_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_failure: Option<String>,
+    pub queued_escalations: u64,
+}
