@@ -36,6 +36,18 @@ pub struct Config {
     pub history: HistoryConfig,
     pub markets: BTreeMap<String, MarketConfig>,
     pub api: ApiConfig,
+    pub privacy: PrivacyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    pub cloud_consent: bool,
+    pub redact_phone_numbers: bool,
+    pub redact_email_addresses: bool,
+    pub redact_payment_cards: bool,
+    pub precise_location_intents: Vec<String>,
+    pub coarse_decimals: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +197,11 @@ impl Config {
                     "api.tcp `{addr}` must be a loopback address: the API has no authentication beyond the socket's permissions"
                 )));
             }
+        }
+        if self.privacy.coarse_decimals > 6 {
+            return Err(ConfigError::Invalid(
+                "privacy.coarse_decimals must be at most 6 (2 is about 1 km)".to_string(),
+            ));
         }
         if self.history.max_turns_per_conversation == 0 {
             return Err(ConfigError::Invalid(

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::answer::{first_sentence, local_answer, Answer, AnswerContext};
 use crate::config::Config;
+use crate::privacy::Privacy;
 use crate::store::{Priority, Store, TurnRecord};
 use crate::vehicle::VehicleState;
 
@@ -105,6 +106,7 @@ pub struct Assistant {
     config: Config,
     classifier: Arc<Classifier>,
     kb: Arc<KnowledgeBase>,
+    privacy: Privacy,
 }
 
 impl std::fmt::Debug for Assistant {
@@ -115,7 +117,13 @@ impl std::fmt::Debug for Assistant {
 
 impl Assistant {
     pub fn new(config: Config, classifier: Arc<Classifier>, kb: Arc<KnowledgeBase>) -> Assistant {
-        Assistant { config, classifier, kb }
+        let privacy = Privacy::new(config.privacy.clone());
+        Assistant {
+            config,
+            classifier,
+            kb,
+            privacy,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -168,6 +176,9 @@ impl Assistant {
                 turn.handling = Handling::Escalated;
                 turn.escalation = Some(receipt);
                 tracing::warn!(market = market_name, number = %market.emergency_number, "emergency escalated");
+            }
+            Intent::Affirm if pending == Some(PendingQuestion::OfferAgent) && !self.privacy.cloud_consent() => {
+                turn.answer = no_consent_answer(cloud);
             }
             Intent::Affirm if pending == Some(PendingQuestion::OfferAgent) => {
                 let mut as_agent = prediction;
@@ -230,7 +241,9 @@ impl Assistant {
                 } = local_answer(&ctx, intent, text)?;
                 turn.sources = sources;
                 turn.article = article;
-                if prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below {
+                if prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below
+                    && self.privacy.cloud_consent()
+                {
                     turn.answer = format!(
                         "{} Would you like me to connect you to a person at {cloud}?",
                         first_sentence(&answer)
@@ -240,6 +253,11 @@ impl Assistant {
                 } else {
                     turn.answer = answer;
                 }
+            }
+            _ if !self.privacy.cloud_consent() => {
+                // Nothing but urgent escalations leaves without consent.
+                turn.answer = no_consent_answer(cloud);
+                turn.understood.route = Route::Cloud;
             }
             _ => {
                 // Cloud routes, and out_of_scope the second time round.
@@ -292,11 +310,13 @@ impl Assistant {
         priority: Priority,
         now: jiff::Timestamp,
     ) -> Result<EscalationReceipt, DialogueError> {
+        // Without cloud consent only the minimum set of an emergency leaves: no history.
+        let share_history = self.privacy.cloud_consent();
         let recent: Vec<serde_json::Value> = store
             .turns(&session.id)?
             .into_iter()
             .rev()
-            .take(5)
+            .take(if share_history { 5 } else { 0 })
             .rev()
             .map(|t| serde_json::json!({"text": t.text, "answer": t.answer, "intent": t.intent}))
             .collect();
@@ -306,7 +326,7 @@ impl Assistant {
         } else {
             serde_json::to_value(state).unwrap_or_default()
         };
-        let payload = serde_json::json!({
+        let mut payload = serde_json::json!({
             "utterance": text,
             "intent": prediction.intent.as_str(),
             "intent_confidence": prediction.intent_confidence,
@@ -319,6 +339,11 @@ impl Assistant {
             "market": state.market.clone().unwrap_or_else(|| self.config.vehicle.market.clone()),
             "priority": priority,
         });
+        // Redacted and coarsened before it is stored: what is queued is what leaves.
+        let redactions = self.privacy.scrub(&mut payload);
+        if redactions != crate::privacy::Redactions::default() {
+            tracing::info!(?redactions, "personal data redacted from an escalation");
+        }
         let id = store.queue_escalation(&session.id, priority, prediction.intent.as_str(), &payload, now)?;
         tracing::info!(id, intent = prediction.intent.as_str(), ?priority, "escalation queued");
         Ok(EscalationReceipt {
@@ -327,6 +352,10 @@ impl Assistant {
             status: "pending",
         })
     }
+}
+
+fn no_consent_answer(cloud: &str) -> String {
+    format!("Sharing with {cloud} is switched off in the privacy settings, so I can't pass this on. Emergencies still go through.")
 }
 
 /// What the car says when it hands a request to the cloud.

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod knowledge_base;
 pub mod locate;
 pub mod metrics;
+pub mod privacy;
 pub mod serve;
 pub mod signals;
 pub mod store;

@@ -21,6 +21,10 @@ struct Car {
 
 impl Car {
     fn new() -> Car {
+        Car::with_config(Config::embedded())
+    }
+
+    fn with_config(config: Config) -> Car {
         let dir = tempfile::tempdir().unwrap();
         let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
         let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
@@ -33,7 +37,7 @@ impl Car {
         })
         .unwrap();
         Car {
-            assistant: Assistant::new(Config::embedded(), classifier, kb),
+            assistant: Assistant::new(config, classifier, kb),
             store,
             state: VehicleState::demo(),
             session: Session::new("test"),
@@ -286,4 +290,70 @@ fn live_answers_speak_the_markets_units() {
         "{}",
         tyres.answer
     );
+}
+
+#[test]
+fn personal_data_is_redacted_and_location_coarsened_before_an_escalation_is_queued() {
+    let mut car = Car::new();
+    car.say("please schedule a service appointment and text me on 07700 900123 or jo@example.com");
+    car.say("my car broke down please send a tow truck, my card is 4111 1111 1111 1111");
+    let queued = car.store.pending_escalations().unwrap();
+    assert_eq!(queued.len(), 2);
+    let booking = &queued
+        .iter()
+        .find(|q| q.intent == "book_service")
+        .expect("booking queued")
+        .payload;
+    let roadside = &queued.iter().find(|q| q.intent != "book_service").unwrap().payload;
+    let text = booking["utterance"].as_str().unwrap();
+    assert!(
+        text.contains("[phone]") && text.contains("[email]") && !text.contains("900123"),
+        "{text}"
+    );
+    assert_eq!(
+        booking["vehicle"]["location"]["latitude"], 37.78,
+        "coarse for a booking"
+    );
+    assert_eq!(booking["vehicle"]["location"]["name"], "San Francisco");
+    assert!(roadside["utterance"].as_str().unwrap().contains("[card]"));
+    assert_eq!(
+        roadside["vehicle"]["location"]["latitude"], 37.7793,
+        "precise for roadside help"
+    );
+    assert!(
+        roadside["recent_turns"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[phone]"),
+        "recent turns are redacted too: {}",
+        roadside["recent_turns"]
+    );
+    // The car's own history keeps what the driver said.
+    let history = car.store.turns("test").unwrap();
+    assert!(history[0].text.contains("07700 900123"));
+}
+
+#[test]
+fn with_cloud_consent_off_only_an_emergency_leaves() {
+    let mut config = Config::embedded();
+    config.privacy.cloud_consent = false;
+    let mut car = Car::with_config(config);
+    let booking = car.say("book a service for friday");
+    assert!(booking.escalation.is_none());
+    assert!(
+        booking.answer.contains("switched off in the privacy settings"),
+        "{}",
+        booking.answer
+    );
+    let angry = car.say(ANGRY_LOCAL);
+    assert!(
+        angry.pending_question.is_none(),
+        "no human is offered who cannot be reached"
+    );
+    car.say("blah blah wibble");
+    car.say("mumble flumph");
+    assert!(car.pending().is_empty());
+    let emergency = car.say("there's been a crash and someone is badly hurt");
+    assert_eq!(emergency.understood.intent, Intent::Emergency);
+    assert_eq!(car.pending(), [("emergency".to_string(), Priority::Urgent)]);
 }
