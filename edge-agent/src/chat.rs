@@ -137,5 +137,13 @@ fn print_turn(output: &mut impl Write, options: &ChatOptions, turn: &Turn) -> st
     if !turn.sources.is_empty() {
         facts.push_str(&format!(" · sources {}", turn.sources.join(", ")));
     }
-    writeln!(output, "{facts}")
+    writeln!(output, "{facts}")?;
+    for dropped in &turn.dropped {
+        writeln!(
+            output,
+            "note: an earlier {} request was dropped to make room: the queue for the cloud is full",
+            dropped.intent.replace('_', " ")
+        )?;
+    }
+    Ok(())
 }

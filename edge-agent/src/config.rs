@@ -37,6 +37,25 @@ pub struct Config {
     pub markets: BTreeMap<String, MarketConfig>,
     pub api: ApiConfig,
     pub privacy: PrivacyConfig,
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    pub max_queued: usize,
+    pub default_ttl_seconds: u64,
+    pub ttl_seconds: BTreeMap<String, u64>,
+}
+
+impl OutboxConfig {
+    pub fn policy(&self) -> crate::store::QueuePolicy {
+        crate::store::QueuePolicy {
+            max_queued: self.max_queued,
+            ttl_seconds: self.ttl_seconds.clone(),
+            default_ttl_seconds: self.default_ttl_seconds,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +216,9 @@ impl Config {
                     "api.tcp `{addr}` must be a loopback address: the API has no authentication beyond the socket's permissions"
                 )));
             }
+        }
+        if self.outbox.max_queued == 0 {
+            return Err(ConfigError::Invalid("outbox.max_queued must be at least 1".to_string()));
         }
         if self.privacy.coarse_decimals > 6 {
             return Err(ConfigError::Invalid(

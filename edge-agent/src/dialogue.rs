@@ -100,6 +100,10 @@ pub struct Turn {
     pub escalation: Option<EscalationReceipt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_question: Option<PendingQuestion>,
+    /// Earlier requests dropped from the outbox to make room for this one; their
+    /// drivers are told.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<crate::store::Dropped>,
 }
 
 pub struct Assistant {
@@ -161,13 +165,16 @@ impl Assistant {
             article: None,
             escalation: None,
             pending_question: None,
+            dropped: Vec::new(),
         };
         let rephrase_pending = std::mem::take(&mut session.asked_to_rephrase);
         let last_escalation = session.last_escalation.take();
 
         match prediction.intent {
             Intent::Emergency => {
-                let receipt = self.escalate(session, state, store, &prediction, text, Priority::Urgent, now)?;
+                let (receipt, dropped) =
+                    self.escalate(session, state, store, &prediction, text, Priority::Urgent, now)?;
+                turn.dropped = dropped;
                 turn.answer = format!(
                     "Call {} now, or press the SOS button above the mirror. I've queued an alert with your location for {cloud}, and it goes the moment the car is connected.",
                     market.emergency_number
@@ -184,7 +191,9 @@ impl Assistant {
                 let mut as_agent = prediction;
                 as_agent.intent = Intent::TalkToAgent;
                 as_agent.route = Route::Cloud;
-                let receipt = self.escalate(session, state, store, &as_agent, text, Priority::Normal, now)?;
+                let (receipt, dropped) =
+                    self.escalate(session, state, store, &as_agent, text, Priority::Normal, now)?;
+                turn.dropped = dropped;
                 turn.answer = format!(
                     "Okay, I've asked for a person at {cloud}. They'll pick this up as soon as the car is connected."
                 );
@@ -263,7 +272,28 @@ impl Assistant {
                 // Cloud routes, and out_of_scope the second time round.
                 let mut routed = prediction;
                 routed.route = Route::Cloud;
-                let receipt = self.escalate(session, state, store, &routed, text, Priority::Normal, now)?;
+                let (receipt, dropped) = match self.escalate(
+                    session,
+                    state,
+                    store,
+                    &routed,
+                    text,
+                    Priority::Normal,
+                    now,
+                ) {
+                    Ok(queued) => queued,
+                    Err(DialogueError::Store(crate::store::StoreError::QueueFull { .. })) => {
+                        turn.answer = format!(
+                                "The car's queue for {cloud} is full of emergency alerts, so I can't queue this right now. Please try again later."
+                            );
+                        turn.understood.route = Route::Cloud;
+                        session.last_answer = Some(turn.answer.clone());
+                        self.record(store, session, &turn, now)?;
+                        return Ok(turn);
+                    }
+                    Err(other) => return Err(other),
+                };
+                turn.dropped = dropped;
                 turn.answer = format!(
                     "{} {cloud} will handle it once the car is connected.",
                     cloud_opening(prediction.intent, &market.emergency_number)
@@ -309,7 +339,7 @@ impl Assistant {
         text: &str,
         priority: Priority,
         now: jiff::Timestamp,
-    ) -> Result<EscalationReceipt, DialogueError> {
+    ) -> Result<(EscalationReceipt, Vec<crate::store::Dropped>), DialogueError> {
         // Without cloud consent only the minimum set of an emergency leaves: no history.
         let share_history = self.privacy.cloud_consent();
         let recent: Vec<serde_json::Value> = store
@@ -344,13 +374,26 @@ impl Assistant {
         if redactions != crate::privacy::Redactions::default() {
             tracing::info!(?redactions, "personal data redacted from an escalation");
         }
-        let id = store.queue_escalation(&session.id, priority, prediction.intent.as_str(), &payload, now)?;
-        tracing::info!(id, intent = prediction.intent.as_str(), ?priority, "escalation queued");
-        Ok(EscalationReceipt {
-            id,
+        let queued = store.queue_escalation(
+            &session.id,
             priority,
-            status: "pending",
-        })
+            prediction.intent.as_str(),
+            &payload,
+            now,
+            &self.config.outbox.policy(),
+        )?;
+        tracing::info!(id = queued.id, message_id = %queued.message_id, intent = prediction.intent.as_str(), ?priority, "escalation queued");
+        for dropped in &queued.evicted {
+            tracing::warn!(id = dropped.id, intent = %dropped.intent, "outbox full: evicted an older request");
+        }
+        Ok((
+            EscalationReceipt {
+                id: queued.id,
+                priority,
+                status: "pending",
+            },
+            queued.evicted,
+        ))
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Event {
         conversation_id: String,
         error: String,
     },
+    /// A queued request left the outbox undelivered (expired, or evicted when the
+    /// queue was full); its driver must be told.
+    Dropped(crate::store::Dropped),
     /// Something was queued for the cloud.
     Escalation {
         conversation_id: String,
@@ -57,6 +60,7 @@ impl Event {
         match self {
             Event::Answer(_) => "answer",
             Event::AnswerFailed { .. } => "answer_failed",
+            Event::Dropped(_) => "dropped",
             Event::Escalation { .. } => "escalation",
         }
     }
@@ -64,6 +68,7 @@ impl Event {
     pub fn conversation_id(&self) -> &str {
         match self {
             Event::Answer(a) => &a.turn.conversation_id,
+            Event::Dropped(d) => &d.conversation_id,
             Event::AnswerFailed { conversation_id, .. } | Event::Escalation { conversation_id, .. } => conversation_id,
         }
     }
@@ -174,6 +179,9 @@ impl Engine {
         let turn = self.assistant.respond(session, m.vehicle.state(), &m.store, text)?;
         drop(guard);
         self.metrics.turn(&turn, started.elapsed());
+        for dropped in &turn.dropped {
+            self.publish(Event::Dropped(dropped.clone()));
+        }
         if let Some(receipt) = &turn.escalation {
             self.publish(Event::Escalation {
                 conversation_id: conversation_id.to_string(),

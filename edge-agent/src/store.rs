@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,10 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Schema(#[from] knowledge::KnowledgeError),
+    #[error(
+        "the outbox is full ({max} messages) of emergencies, which are never dropped: this request cannot be queued"
+    )]
+    QueueFull { max: usize },
     #[error("cannot create the state folder {path}: {source}")]
     Folder {
         path: String,
@@ -31,7 +35,8 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE turns (
         conversation_id TEXT NOT NULL,
         seq             INTEGER NOT NULL,
@@ -51,7 +56,65 @@ const MIGRATIONS: &[&str] = &[r#"
         payload         TEXT NOT NULL       -- what the uplink will send, as JSON
     ) STRICT;
     CREATE INDEX escalations_pending ON escalations (status, priority, id);
-"#];
+"#,
+    // 2: the outbox: an id for receivers to deduplicate on, and a time to live.
+    r#"
+    ALTER TABLE escalations ADD COLUMN message_id TEXT;
+    ALTER TABLE escalations ADD COLUMN created_unix INTEGER;
+    ALTER TABLE escalations ADD COLUMN ttl_seconds INTEGER;   -- NULL: never expires
+    "#,
+];
+
+/// Before this instant the wall clock is not believed (a head unit that booted
+/// with a wrong clock): nothing expires until it is right.
+pub const PLAUSIBLE_CLOCK_AFTER_UNIX: i64 = 1_767_225_600; // 2026-01-01
+
+/// How big the queue may grow and how long a request stays worth sending.
+#[derive(Debug, Clone)]
+pub struct QueuePolicy {
+    pub max_queued: usize,
+    /// Seconds an escalation of an intent stays worth sending; intents not listed
+    /// use `default_ttl_seconds`. Emergencies never expire.
+    pub ttl_seconds: std::collections::BTreeMap<String, u64>,
+    pub default_ttl_seconds: u64,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy {
+            max_queued: 1000,
+            ttl_seconds: Default::default(),
+            default_ttl_seconds: 7 * 86_400,
+        }
+    }
+}
+
+/// An escalation that left the queue without being delivered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dropped {
+    pub id: i64,
+    pub conversation_id: String,
+    pub intent: String,
+    pub reason: DropReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Its time to live passed before it could be sent.
+    Expired,
+    /// The queue was full and it was the oldest non-urgent message.
+    Evicted,
+}
+
+/// What queueing did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub id: i64,
+    pub message_id: uuid::Uuid,
+    /// Messages evicted to make room (never an urgent one).
+    pub evicted: Vec<Dropped>,
+}
 
 /// One turn as kept in history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +153,8 @@ impl Priority {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingEscalation {
     pub id: i64,
+    /// What receivers deduplicate on (delivery is at least once).
+    pub message_id: Option<uuid::Uuid>,
     pub conversation_id: String,
     pub created_at: String,
     pub priority: Priority,
@@ -222,7 +287,8 @@ impl Store {
     }
 
     /// Queues an escalation, synced to disk before it returns: the driver is told
-    /// it is queued only after it would survive a power cut.
+    /// it is queued only after it would survive a power cut. At the queue's
+    /// maximum the oldest non-urgent message is evicted; an urgent one never is.
     pub fn queue_escalation(
         &self,
         conversation_id: &str,
@@ -230,28 +296,142 @@ impl Store {
         intent: &str,
         payload: &serde_json::Value,
         now: jiff::Timestamp,
-    ) -> Result<i64> {
+        policy: &QueuePolicy,
+    ) -> Result<Queued> {
         self.conn
             .pragma_update(None, "synchronous", "FULL")
             .at(&self.location)?;
-        let inserted = self.conn.execute(
-            "INSERT INTO escalations (conversation_id, created_at, priority, intent, status, payload)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+        let queued = self.queue_in_transaction(conversation_id, priority, intent, payload, now, policy);
+        // Back to NORMAL for history, whether or not queueing worked.
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .at(&self.location)?;
+        queued
+    }
+
+    fn queue_in_transaction(
+        &self,
+        conversation_id: &str,
+        priority: Priority,
+        intent: &str,
+        payload: &serde_json::Value,
+        now: jiff::Timestamp,
+        policy: &QueuePolicy,
+    ) -> Result<Queued> {
+        let loc = &self.location;
+        let tx = self.conn.unchecked_transaction().at(loc)?;
+        let queued: i64 = tx
+            .query_row("SELECT count(*) FROM escalations WHERE status = 'pending'", [], |r| {
+                r.get(0)
+            })
+            .at(loc)?;
+        let mut evicted = Vec::new();
+        if queued as usize >= policy.max_queued {
+            let oldest_normal: Option<(i64, String, String)> = tx
+                .query_row(
+                    "SELECT id, conversation_id, intent FROM escalations
+                     WHERE status = 'pending' AND priority = 'normal' ORDER BY id LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .at(loc)?;
+            match (oldest_normal, priority) {
+                (Some((id, conversation_id, intent)), _) => {
+                    tx.execute("DELETE FROM escalations WHERE id = ?1", [id]).at(loc)?;
+                    evicted.push(Dropped {
+                        id,
+                        conversation_id,
+                        intent,
+                        reason: DropReason::Evicted,
+                    });
+                }
+                // Full of emergencies: an emergency still goes in, nothing else does.
+                (None, Priority::Urgent) => {}
+                (None, Priority::Normal) => return Err(StoreError::QueueFull { max: policy.max_queued }),
+            }
+        }
+        let ttl = match priority {
+            Priority::Urgent => None,
+            Priority::Normal => Some(
+                policy
+                    .ttl_seconds
+                    .get(intent)
+                    .copied()
+                    .unwrap_or(policy.default_ttl_seconds) as i64,
+            ),
+        };
+        let message_id = uuid::Uuid::now_v7();
+        tx.execute(
+            "INSERT INTO escalations (conversation_id, created_at, priority, intent, status, payload,
+                                      message_id, created_unix, ttl_seconds)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
             params![
                 conversation_id,
                 now.to_string(),
                 priority.as_str(),
                 intent,
-                payload.to_string()
+                payload.to_string(),
+                message_id.to_string(),
+                now.as_second(),
+                ttl
             ],
-        );
-        let id = self.conn.last_insert_rowid();
-        // Back to NORMAL for history, whether or not the insert worked.
+        )
+        .at(loc)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().at(loc)?;
+        Ok(Queued {
+            id,
+            message_id,
+            evicted,
+        })
+    }
+
+    /// Removes the pending escalations whose time to live has passed, and returns
+    /// them so the drivers can be told. Called at send time. The wall clock is
+    /// trusted only when plausible and not behind a message's own time, so a head
+    /// unit that booted with a wrong clock expires nothing.
+    pub fn expire_due(&self, now: jiff::Timestamp) -> Result<Vec<Dropped>> {
+        let now = now.as_second();
+        if now < PLAUSIBLE_CLOCK_AFTER_UNIX {
+            return Ok(Vec::new());
+        }
+        let loc = &self.location;
+        let due: Vec<Dropped> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, conversation_id, intent FROM escalations
+                     WHERE status = 'pending' AND ttl_seconds IS NOT NULL AND created_unix IS NOT NULL
+                       AND created_unix <= ?1 AND created_unix + ttl_seconds < ?1",
+                )
+                .at(loc)?;
+            let rows = stmt
+                .query_map([now], |r| {
+                    Ok(Dropped {
+                        id: r.get(0)?,
+                        conversation_id: r.get(1)?,
+                        intent: r.get(2)?,
+                        reason: DropReason::Expired,
+                    })
+                })
+                .at(loc)?;
+            rows.collect::<std::result::Result<_, _>>().at(loc)?
+        };
+        for dropped in &due {
+            self.conn
+                .execute("DELETE FROM escalations WHERE id = ?1", [dropped.id])
+                .at(loc)?;
+        }
+        Ok(due)
+    }
+
+    /// Deletes a delivered escalation (after its PUBACK).
+    pub fn delivered(&self, id: i64) -> Result<()> {
         self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
+            .execute("DELETE FROM escalations WHERE id = ?1", [id])
             .at(&self.location)?;
-        inserted.at(&self.location)?;
-        Ok(id)
+        Ok(())
     }
 
     /// Pending escalations, urgent first, then oldest first.
@@ -259,7 +439,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, conversation_id, created_at, priority, intent, payload FROM escalations
+                "SELECT id, conversation_id, created_at, priority, intent, payload, message_id FROM escalations
                  WHERE status = 'pending' ORDER BY priority = 'urgent' DESC, id",
             )
             .at(&self.location)?;
@@ -267,8 +447,10 @@ impl Store {
             .query_map([], |r| {
                 let priority: String = r.get(3)?;
                 let payload: String = r.get(5)?;
+                let message_id: Option<String> = r.get(6)?;
                 Ok(PendingEscalation {
                     id: r.get(0)?,
+                    message_id: message_id.and_then(|m| m.parse().ok()),
                     conversation_id: r.get(1)?,
                     created_at: r.get(2)?,
                     priority: if priority == "urgent" {
@@ -302,6 +484,102 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_queue_evicts_the_oldest_normal_message_and_never_an_urgent_one() {
+        let store = Store::in_memory(Retention {
+            days: 30,
+            max_turns_per_conversation: 10,
+        })
+        .unwrap();
+        let policy = QueuePolicy {
+            max_queued: 3,
+            ..QueuePolicy::default()
+        };
+        let now = at("2026-11-24T10:00:00Z");
+        let q = |p, intent: &str| store.queue_escalation("c", p, intent, &serde_json::json!({}), now, &policy);
+        q(Priority::Urgent, "emergency").unwrap();
+        let first_normal = q(Priority::Normal, "book_service").unwrap();
+        q(Priority::Normal, "traffic").unwrap();
+        let full = q(Priority::Normal, "complaint").unwrap();
+        assert_eq!(full.evicted.len(), 1);
+        assert_eq!(full.evicted[0].id, first_normal.id, "the oldest normal goes");
+        assert_eq!(full.evicted[0].reason, DropReason::Evicted);
+        q(Priority::Urgent, "emergency").unwrap();
+        q(Priority::Urgent, "emergency").unwrap();
+        q(Priority::Urgent, "emergency").unwrap();
+        let intents: Vec<String> = store
+            .pending_escalations()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.intent)
+            .collect();
+        assert_eq!(
+            intents,
+            ["emergency", "emergency", "emergency", "emergency"],
+            "urgent ones are never evicted"
+        );
+        assert!(matches!(
+            q(Priority::Normal, "traffic"),
+            Err(StoreError::QueueFull { max: 3 })
+        ));
+        assert!(
+            q(Priority::Urgent, "emergency").unwrap().evicted.is_empty(),
+            "an emergency still goes in"
+        );
+        let ids: std::collections::HashSet<_> = store
+            .pending_escalations()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.message_id.unwrap())
+            .collect();
+        assert_eq!(ids.len(), 5, "every message has its own id");
+    }
+
+    #[test]
+    fn expiry_follows_the_intents_ttl_and_distrusts_an_implausible_clock() {
+        let store = Store::in_memory(Retention {
+            days: 30,
+            max_turns_per_conversation: 10,
+        })
+        .unwrap();
+        let policy = QueuePolicy {
+            ttl_seconds: [("traffic".to_string(), 600)].into(),
+            ..QueuePolicy::default()
+        };
+        let then = at("2026-11-24T10:00:00Z");
+        for (p, intent) in [
+            (Priority::Normal, "traffic"),
+            (Priority::Normal, "book_service"),
+            (Priority::Urgent, "emergency"),
+        ] {
+            store
+                .queue_escalation("c", p, intent, &serde_json::json!({}), then, &policy)
+                .unwrap();
+        }
+        assert!(store.expire_due(at("2026-11-24T10:09:00Z")).unwrap().is_empty());
+        assert!(
+            store.expire_due(at("1970-01-02T00:00:00Z")).unwrap().is_empty(),
+            "a clock at 1970 expires nothing"
+        );
+        assert!(
+            store.expire_due(at("2026-11-24T09:00:00Z")).unwrap().is_empty(),
+            "nor one behind the message"
+        );
+        let expired = store.expire_due(at("2026-11-24T12:00:00Z")).unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(
+            (expired[0].intent.as_str(), expired[0].reason),
+            ("traffic", DropReason::Expired)
+        );
+        let years_later = store.expire_due(at("2030-01-01T00:00:00Z")).unwrap();
+        assert_eq!(years_later.len(), 1, "the booking after its week; never the emergency");
+        assert_eq!(store.pending_escalations().unwrap()[0].intent, "emergency");
+    }
 
     fn turn(text: &str) -> TurnRecord {
         TurnRecord {
@@ -348,11 +626,19 @@ mod tests {
         let now = jiff::Timestamp::now();
         {
             let store = Store::open(&path, retention).unwrap();
+            let policy = QueuePolicy::default();
             store
-                .queue_escalation("c", Priority::Normal, "book_service", &serde_json::json!({"a": 1}), now)
+                .queue_escalation(
+                    "c",
+                    Priority::Normal,
+                    "book_service",
+                    &serde_json::json!({"a": 1}),
+                    now,
+                    &policy,
+                )
                 .unwrap();
             store
-                .queue_escalation("c", Priority::Urgent, "emergency", &serde_json::json!({}), now)
+                .queue_escalation("c", Priority::Urgent, "emergency", &serde_json::json!({}), now, &policy)
                 .unwrap();
         }
         // Reopened: nothing was lost.

@@ -357,3 +357,21 @@ fn with_cloud_consent_off_only_an_emergency_leaves() {
     assert_eq!(emergency.understood.intent, Intent::Emergency);
     assert_eq!(car.pending(), [("emergency".to_string(), Priority::Urgent)]);
 }
+
+#[test]
+fn a_full_outbox_drops_the_oldest_request_and_says_so() {
+    let mut config = Config::embedded();
+    config.outbox.max_queued = 2;
+    let mut car = Car::with_config(config);
+    car.say("book a service for friday");
+    car.say("i want to make a complaint about the dealer");
+    let third = car.say("is there traffic on the way to work");
+    assert_eq!(third.handling, Handling::Escalated);
+    assert_eq!(third.dropped.len(), 1, "{:?}", third.dropped);
+    assert_eq!(third.dropped[0].intent, "book_service");
+    let queued: Vec<String> = car.pending().into_iter().map(|(i, _)| i).collect();
+    assert_eq!(queued, ["complaint", "traffic"]);
+    let emergency = car.say("we crashed and my daughter is hurt");
+    assert_eq!(emergency.dropped.len(), 1);
+    assert_eq!(car.pending()[0], ("emergency".to_string(), Priority::Urgent));
+}
