@@ -374,14 +374,13 @@ impl Assistant {
         if redactions != crate::privacy::Redactions::default() {
             tracing::info!(?redactions, "personal data redacted from an escalation");
         }
-        let queued = store.queue_escalation(
-            &session.id,
+        let new = crate::store::NewEscalation {
+            conversation_id: &session.id,
             priority,
-            prediction.intent.as_str(),
-            &payload,
-            now,
-            &self.config.outbox.policy(),
-        )?;
+            intent: prediction.intent.as_str(),
+            payload: &payload,
+        };
+        let queued = store.queue_escalation(&new, now, &self.config.outbox.policy())?;
         tracing::info!(id = queued.id, message_id = %queued.message_id, intent = prediction.intent.as_str(), ?priority, "escalation queued");
         for dropped in &queued.evicted {
             tracing::warn!(id = dropped.id, intent = %dropped.intent, "outbox full: evicted an older request");

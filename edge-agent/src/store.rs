@@ -107,6 +107,17 @@ pub enum DropReason {
     Evicted,
 }
 
+/// An escalation to queue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEscalation<'a> {
+    pub conversation_id: &'a str,
+    pub priority: Priority,
+    /// A contract label.
+    pub intent: &'a str,
+    /// What the uplink will send (already scrubbed by the privacy rules).
+    pub payload: &'a serde_json::Value,
+}
+
 /// What queueing did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queued {
@@ -291,17 +302,14 @@ impl Store {
     /// maximum the oldest non-urgent message is evicted; an urgent one never is.
     pub fn queue_escalation(
         &self,
-        conversation_id: &str,
-        priority: Priority,
-        intent: &str,
-        payload: &serde_json::Value,
+        new: &NewEscalation<'_>,
         now: jiff::Timestamp,
         policy: &QueuePolicy,
     ) -> Result<Queued> {
         self.conn
             .pragma_update(None, "synchronous", "FULL")
             .at(&self.location)?;
-        let queued = self.queue_in_transaction(conversation_id, priority, intent, payload, now, policy);
+        let queued = self.queue_in_transaction(new, now, policy);
         // Back to NORMAL for history, whether or not queueing worked.
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
@@ -311,13 +319,16 @@ impl Store {
 
     fn queue_in_transaction(
         &self,
-        conversation_id: &str,
-        priority: Priority,
-        intent: &str,
-        payload: &serde_json::Value,
+        new: &NewEscalation<'_>,
         now: jiff::Timestamp,
         policy: &QueuePolicy,
     ) -> Result<Queued> {
+        let &NewEscalation {
+            conversation_id,
+            priority,
+            intent,
+            payload,
+        } = new;
         let loc = &self.location;
         let tx = self.conn.unchecked_transaction().at(loc)?;
         let queued: i64 = tx
@@ -489,6 +500,23 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn queue(
+        store: &Store,
+        priority: Priority,
+        intent: &str,
+        payload: &serde_json::Value,
+        now: jiff::Timestamp,
+        policy: &QueuePolicy,
+    ) -> Queued {
+        let new = NewEscalation {
+            conversation_id: "c",
+            priority,
+            intent,
+            payload,
+        };
+        store.queue_escalation(&new, now, policy).unwrap()
+    }
+
     #[test]
     fn the_queue_evicts_the_oldest_normal_message_and_never_an_urgent_one() {
         let store = Store::in_memory(Retention {
@@ -501,7 +529,19 @@ mod tests {
             ..QueuePolicy::default()
         };
         let now = at("2026-11-24T10:00:00Z");
-        let q = |p, intent: &str| store.queue_escalation("c", p, intent, &serde_json::json!({}), now, &policy);
+        let payload = serde_json::json!({});
+        let q = |priority, intent: &str| {
+            store.queue_escalation(
+                &NewEscalation {
+                    conversation_id: "c",
+                    priority,
+                    intent,
+                    payload: &payload,
+                },
+                now,
+                &policy,
+            )
+        };
         q(Priority::Urgent, "emergency").unwrap();
         let first_normal = q(Priority::Normal, "book_service").unwrap();
         q(Priority::Normal, "traffic").unwrap();
@@ -557,9 +597,7 @@ mod tests {
             (Priority::Normal, "book_service"),
             (Priority::Urgent, "emergency"),
         ] {
-            store
-                .queue_escalation("c", p, intent, &serde_json::json!({}), then, &policy)
-                .unwrap();
+            queue(&store, p, intent, &serde_json::json!({}), then, &policy);
         }
         assert!(store.expire_due(at("2026-11-24T10:09:00Z")).unwrap().is_empty());
         assert!(
@@ -627,19 +665,22 @@ mod tests {
         {
             let store = Store::open(&path, retention).unwrap();
             let policy = QueuePolicy::default();
-            store
-                .queue_escalation(
-                    "c",
-                    Priority::Normal,
-                    "book_service",
-                    &serde_json::json!({"a": 1}),
-                    now,
-                    &policy,
-                )
-                .unwrap();
-            store
-                .queue_escalation("c", Priority::Urgent, "emergency", &serde_json::json!({}), now, &policy)
-                .unwrap();
+            queue(
+                &store,
+                Priority::Normal,
+                "book_service",
+                &serde_json::json!({"a": 1}),
+                now,
+                &policy,
+            );
+            queue(
+                &store,
+                Priority::Urgent,
+                "emergency",
+                &serde_json::json!({}),
+                now,
+                &policy,
+            );
         }
         // Reopened: nothing was lost.
         let store = Store::open(&path, retention).unwrap();
