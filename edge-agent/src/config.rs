@@ -38,6 +38,26 @@ pub struct Config {
     pub api: ApiConfig,
     pub privacy: PrivacyConfig,
     pub outbox: OutboxConfig,
+    pub uplink: UplinkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    pub host: String,
+    pub port: u16,
+    pub alpn: bool,
+    pub tls: bool,
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+    pub thing_name: String,
+    pub topic_prefix: String,
+    pub keep_alive_seconds: u64,
+    pub inflight: u16,
+    pub publish_per_second: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +235,24 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "api.tcp `{addr}` must be a loopback address: the API has no authentication beyond the socket's permissions"
                 )));
+            }
+        }
+        if !self.uplink.host.is_empty() {
+            let u = &self.uplink;
+            protocol::topics::check_level(&u.thing_name)
+                .map_err(|e| ConfigError::Invalid(format!("uplink.thing_name: {e}")))?;
+            protocol::Topics::new(&u.topic_prefix)
+                .map_err(|e| ConfigError::Invalid(format!("uplink.topic_prefix: {e}")))?;
+            if u.tls && (u.ca_file.is_empty() || u.cert_file.is_empty() || u.key_file.is_empty()) {
+                return Err(ConfigError::Invalid(
+                    "uplink: mutual TLS needs uplink.ca_file, uplink.cert_file and uplink.key_file".to_string(),
+                ));
+            }
+            if !(1..=100).contains(&u.inflight) || u.keep_alive_seconds < 5 || u.backoff_initial_ms == 0 {
+                return Err(ConfigError::Invalid(
+                    "uplink: inflight must be 1 to 100, keep_alive_seconds at least 5, backoff_initial_ms at least 1"
+                        .to_string(),
+                ));
             }
         }
         if self.outbox.max_queued == 0 {

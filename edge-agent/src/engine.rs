@@ -46,6 +46,17 @@ pub enum Event {
     /// A queued request left the outbox undelivered (expired, or evicted when the
     /// queue was full); its driver must be told.
     Dropped(crate::store::Dropped),
+    /// An answer from the cloud to an escalation of this conversation.
+    Response {
+        conversation_id: String,
+        in_reply_to: uuid::Uuid,
+        text: String,
+        actions: Vec<protocol::Action>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        handoff: Option<protocol::Handoff>,
+    },
+    /// The uplink's connection changed.
+    Uplink { state: UplinkState },
     /// Something was queued for the cloud.
     Escalation {
         conversation_id: String,
@@ -61,6 +72,8 @@ impl Event {
             Event::Answer(_) => "answer",
             Event::AnswerFailed { .. } => "answer_failed",
             Event::Dropped(_) => "dropped",
+            Event::Response { .. } => "response",
+            Event::Uplink { .. } => "uplink",
             Event::Escalation { .. } => "escalation",
         }
     }
@@ -69,6 +82,8 @@ impl Event {
         match self {
             Event::Answer(a) => &a.turn.conversation_id,
             Event::Dropped(d) => &d.conversation_id,
+            Event::Response { conversation_id, .. } => conversation_id,
+            Event::Uplink { .. } => "",
             Event::AnswerFailed { conversation_id, .. } | Event::Escalation { conversation_id, .. } => conversation_id,
         }
     }
@@ -86,6 +101,9 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     pub metrics: Metrics,
     started: Instant,
+    uplink: Mutex<UplinkState>,
+    /// Wakes the uplink when something is queued.
+    pub outbox_changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Engine {
@@ -120,10 +138,19 @@ pub struct KnowledgeHealth {
     pub articles: usize,
 }
 
-/// The uplink does not exist yet: escalations wait in the store.
 #[derive(Debug, Clone, Serialize)]
 pub struct UplinkHealth {
-    pub state: &'static str,
+    pub state: UplinkState,
+}
+
+/// Where the uplink stands; escalations wait in the outbox whatever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UplinkState {
+    NotConfigured,
+    Connecting,
+    Connected,
+    Disconnected,
 }
 
 impl Engine {
@@ -139,6 +166,8 @@ impl Engine {
             events,
             metrics: Metrics::new(),
             started: Instant::now(),
+            uplink: Mutex::new(UplinkState::NotConfigured),
+            outbox_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -182,6 +211,9 @@ impl Engine {
         for dropped in &turn.dropped {
             self.publish(Event::Dropped(dropped.clone()));
         }
+        if turn.escalation.is_some() {
+            self.outbox_changed.notify_one();
+        }
         if let Some(receipt) = &turn.escalation {
             self.publish(Event::Escalation {
                 conversation_id: conversation_id.to_string(),
@@ -211,6 +243,55 @@ impl Engine {
         m.store.forget_everything()
     }
 
+    pub fn uplink_state(&self) -> UplinkState {
+        *self.uplink.lock().expect("uplink mutex")
+    }
+
+    pub fn set_uplink_state(&self, state: UplinkState) {
+        let previous = std::mem::replace(&mut *self.uplink.lock().expect("uplink mutex"), state);
+        if previous != state {
+            self.metrics
+                .uplink_connected
+                .set(i64::from(state == UplinkState::Connected));
+            tracing::info!(?state, "uplink");
+            self.publish(Event::Uplink { state });
+        }
+    }
+
+    /// The outbox, for the uplink (blocking): pending rows, urgent first.
+    pub fn outbox_pending(&self) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
+        self.mutable.lock().expect("engine mutex").store.pending_escalations()
+    }
+
+    /// Deletes a delivered row (after its PUBACK).
+    pub fn outbox_delivered(&self, id: i64) -> Result<(), StoreError> {
+        self.mutable.lock().expect("engine mutex").store.delivered(id)
+    }
+
+    /// Removes a row that can never be sent, and tells its driver.
+    pub fn outbox_refuse(&self, id: i64) -> Result<(), StoreError> {
+        let dropped = self.mutable.lock().expect("engine mutex").store.refuse(id)?;
+        if let Some(dropped) = dropped {
+            self.publish(Event::Dropped(dropped));
+        }
+        Ok(())
+    }
+
+    /// Drops what has outlived its time to live, and tells the drivers.
+    pub fn outbox_expire(&self) -> Result<usize, StoreError> {
+        let expired = self
+            .mutable
+            .lock()
+            .expect("engine mutex")
+            .store
+            .expire_due(jiff::Timestamp::now())?;
+        for dropped in &expired {
+            tracing::info!(id = dropped.id, intent = %dropped.intent, "expired before it could be sent");
+            self.publish(Event::Dropped(dropped.clone()));
+        }
+        Ok(expired.len())
+    }
+
     pub fn health(&self) -> Result<Health, StoreError> {
         let m = self.mutable.lock().expect("engine mutex");
         let pending = m.store.pending_escalations()?.len();
@@ -231,7 +312,7 @@ impl Engine {
                 articles: kb.articles,
             },
             uplink: UplinkHealth {
-                state: "not_configured",
+                state: self.uplink_state(),
             },
             pending_escalations: pending,
             open_conversations: m.sessions.len(),

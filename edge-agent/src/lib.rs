@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod serve;
 pub mod signals;
 pub mod store;
+pub mod uplink;
 pub mod vehicle;
 
 use std::sync::Arc;

@@ -41,6 +41,18 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned()),
         )
     };
+    let uplink = if config.uplink.host.is_empty() {
+        tracing::info!("no uplink configured: escalations wait in the outbox");
+        None
+    } else {
+        let connector = crate::uplink::RumqttcConnector::new(&config.uplink)?;
+        Some(tokio::spawn(crate::uplink::run(
+            connector,
+            engine.clone(),
+            config.uplink.clone(),
+            shutdown.clone(),
+        )))
+    };
     tracing::info!(socket = %socket.display(), "API listening");
     eprintln!("edge-agent: serving on {}", socket.display());
 
@@ -64,6 +76,14 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
         result = served => result.context("the API server failed")?,
         started = deadline => {
             tracing::warn!(waited_ms = started.elapsed().as_millis() as u64, "requests still open at the end of the grace period: closing them");
+        }
+    }
+    if let Some(uplink) = uplink {
+        match tokio::time::timeout(Duration::from_millis(500), uplink).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::error!(%error, "the uplink stopped with an error"),
+            Ok(Err(error)) => tracing::error!(%error, "the uplink task failed"),
+            Err(_) => tracing::warn!("the uplink did not stop in time"),
         }
     }
     tracker.close();

@@ -105,6 +105,8 @@ pub enum DropReason {
     Expired,
     /// The queue was full and it was the oldest non-urgent message.
     Evicted,
+    /// Larger than a publish may be, even with its history trimmed.
+    TooLarge,
 }
 
 /// An escalation to queue.
@@ -435,6 +437,26 @@ impl Store {
                 .at(loc)?;
         }
         Ok(due)
+    }
+
+    /// Removes an escalation that can never be sent (too large even trimmed).
+    pub fn refuse(&self, id: i64) -> Result<Option<Dropped>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT conversation_id, intent FROM escalations WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .at(&self.location)?;
+        self.delivered(id)?;
+        Ok(row.map(|(conversation_id, intent)| Dropped {
+            id,
+            conversation_id,
+            intent,
+            reason: DropReason::TooLarge,
+        }))
     }
 
     /// Deletes a delivered escalation (after its PUBACK).

@@ -2,70 +2,18 @@
 //! contract checked against `openapi.json`, a late answer on SSE, the per-client
 //! rate limit, body limits, malformed JSON, and SIGTERM during a request.
 
-#![allow(unsafe_code)] // libc::kill, to signal the spawned daemon
+mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::Daemon;
 
 use edge_agent::client::request;
 use hyper::Method;
 use serde_json::{json, Value};
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("api.sock");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
-        cmd.arg("serve")
-            .env_remove("EDGE_AGENT_MODEL_DIR")
-            .env_remove("EDGE_AGENT_CONFIG")
-            .env("EDGE_AGENT__STATE__DIR", dir.path())
-            .env("EDGE_AGENT__API__SOCKET", &socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("edge-agent serve runs");
-        let started = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                panic!("serve exited with {status}: {err}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "the socket never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-
-    fn terminate(&self) {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn openapi() -> Value {
     serde_json::from_str(include_str!("../openapi.json")).unwrap()
@@ -236,20 +184,7 @@ fn a_late_answer_arrives_on_the_event_stream_after_the_request_returned() {
     let daemon = Daemon::start(&[]);
     let doc = openapi();
     runtime().block_on(async {
-        let stream = tokio::net::UnixStream::connect(&daemon.socket).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let response = sender
-            .send_request(
-                hyper::Request::get("/v1/events?conversation_id=late-1")
-                    .header("host", "edge-agent")
-                    .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let response = support::open_events(&daemon.socket, "late-1").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         let mut events = response.into_body();

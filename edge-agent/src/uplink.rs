@@ -1,0 +1,449 @@
+//! The uplink: delivers the outbox to the cloud over MQTT and brings responses
+//! back.
+//!
+//! MQTT 3.1.1 on purpose: the car needs QoS 1, a persistent session and retained
+//! fleet manifests, all of which 3.1.1 has and IoT Core supports, and rumqttc's
+//! 3.1.1 client is its most exercised. MQTT 5's shared subscriptions are needed
+//! by cloud-bridge, not the car, and IoT Core bridges the two versions.
+//!
+//! Traps of rumqttc 0.25 this module is built around (see
+//! `shared/research/cloud-sync-anchors.md`):
+//! - `publish()` returns no packet id: rows are paired with PUBACKs through the
+//!   order of `Outgoing::Publish(pkid)` events, with few messages in flight;
+//! - its in-memory pending queue is dropped when the broker has no session, and a
+//!   reused event loop may still hold requests from before a disconnect: so each
+//!   connection gets a fresh client and event loop, and after every CONNACK every
+//!   unacknowledged row of the outbox is sent again (at least once; receivers
+//!   deduplicate on `message_id`);
+//! - `poll()` has no backoff: a failed connection waits a jittered exponential
+//!   delay here (IoT Core also refuses more than one CONNECT/s per client id);
+//! - the default maximum packet is 10 KiB and an oversize publish kills the
+//!   connection: the limit is raised to IoT Core's, and `protocol` refuses or
+//!   trims anything bigger before it is published;
+//! - `publish().await` blocks on a full request channel: `try_publish` is used.
+//!
+//! A row leaves the outbox only when its PUBACK arrives.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{Body, Envelope, Topics};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::UplinkConfig;
+use crate::engine::{Engine, Event, UplinkState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("uplink: {0}")]
+    Config(String),
+    #[error("MQTT connection: {0}")]
+    Connection(String),
+    #[error("MQTT request refused locally: {0}")]
+    Request(String),
+}
+
+/// What the link reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    Connected {
+        session_present: bool,
+    },
+    /// A publish left with this packet id (in the order publishes were made).
+    Sent {
+        pkid: u16,
+    },
+    /// The broker acknowledged a publish.
+    Acked {
+        pkid: u16,
+    },
+    Received {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    Other,
+}
+
+/// One MQTT connection: the seam tests can drive.
+pub trait MqttLink: Send {
+    /// Queues a QoS 1 publish without waiting.
+    fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), UplinkError>;
+    fn subscribe(&mut self, topic: &str) -> Result<(), UplinkError>;
+    /// Drives the connection to its next event; an error ends the connection.
+    fn next(&mut self) -> impl Future<Output = Result<LinkEvent, UplinkError>> + Send;
+}
+
+/// Makes a fresh connection for each attempt.
+pub trait Connector: Send {
+    type Link: MqttLink;
+    fn connect(&mut self) -> Self::Link;
+}
+
+/// rumqttc, configured for AWS IoT Core.
+pub struct RumqttcConnector {
+    options: rumqttc::MqttOptions,
+}
+
+impl RumqttcConnector {
+    pub fn new(config: &UplinkConfig) -> Result<RumqttcConnector, UplinkError> {
+        let mut options = rumqttc::MqttOptions::new(&config.thing_name, &config.host, config.port);
+        options
+            .set_keep_alive(Duration::from_secs(config.keep_alive_seconds))
+            .set_clean_session(false)
+            // Room for the largest publish IoT Core takes, plus MQTT framing.
+            .set_max_packet_size(protocol::MAX_PAYLOAD_BYTES + 1024, protocol::MAX_PAYLOAD_BYTES + 1024)
+            .set_inflight(config.inflight)
+            .set_request_channel_capacity(usize::from(config.inflight) * 2 + 8);
+        if config.tls {
+            let read = |path: &str, what: &str| {
+                std::fs::read(path).map_err(|e| UplinkError::Config(format!("cannot read the {what} {path}: {e}")))
+            };
+            let ca = read(&config.ca_file, "CA bundle")?;
+            let cert = read(&config.cert_file, "device certificate")?;
+            let key = read(&config.key_file, "device key")?;
+            let alpn = config.alpn.then(|| vec![b"x-amzn-mqtt-ca".to_vec()]);
+            options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn,
+                client_auth: Some((cert, key)),
+            }));
+        }
+        Ok(RumqttcConnector { options })
+    }
+}
+
+pub struct RumqttcLink {
+    client: rumqttc::AsyncClient,
+    eventloop: rumqttc::EventLoop,
+}
+
+impl Connector for RumqttcConnector {
+    type Link = RumqttcLink;
+
+    fn connect(&mut self) -> RumqttcLink {
+        let capacity = usize::from(self.options.inflight()) * 2 + 8;
+        let (client, eventloop) = rumqttc::AsyncClient::new(self.options.clone(), capacity);
+        RumqttcLink { client, eventloop }
+    }
+}
+
+impl MqttLink for RumqttcLink {
+    fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), UplinkError> {
+        self.client
+            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .map_err(|e| UplinkError::Request(e.to_string()))
+    }
+
+    fn subscribe(&mut self, topic: &str) -> Result<(), UplinkError> {
+        self.client
+            .try_subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .map_err(|e| UplinkError::Request(e.to_string()))
+    }
+
+    async fn next(&mut self) -> Result<LinkEvent, UplinkError> {
+        use rumqttc::{Event, Incoming, Outgoing};
+        let event = self
+            .eventloop
+            .poll()
+            .await
+            .map_err(|e| UplinkError::Connection(e.to_string()))?;
+        Ok(match event {
+            Event::Incoming(Incoming::ConnAck(ack)) => LinkEvent::Connected {
+                session_present: ack.session_present,
+            },
+            Event::Incoming(Incoming::PubAck(ack)) => LinkEvent::Acked { pkid: ack.pkid },
+            Event::Incoming(Incoming::Publish(p)) => LinkEvent::Received {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+            },
+            Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent { pkid },
+            _ => LinkEvent::Other,
+        })
+    }
+}
+
+/// Jittered exponential backoff: each delay is drawn in [d/2, d], d doubling up
+/// to the maximum; a successful connection starts it over.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+    rng: models::rng::SplitMix64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
+        Backoff {
+            initial,
+            max,
+            current: initial,
+            rng: models::rng::SplitMix64::new(seed),
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        d.mul_f64(0.5 + 0.5 * f64::from(self.rng.next_f32()))
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+/// Recently seen response ids, to drop duplicates (delivery is at least once).
+struct SeenIds {
+    order: VecDeque<uuid::Uuid>,
+    set: HashSet<uuid::Uuid>,
+}
+
+impl SeenIds {
+    const KEEP: usize = 4096;
+
+    fn first_time(&mut self, id: uuid::Uuid) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// Runs the uplink until `shutdown`.
+pub async fn run<C: Connector>(
+    mut connector: C,
+    engine: Arc<Engine>,
+    config: UplinkConfig,
+    shutdown: CancellationToken,
+) -> Result<(), UplinkError> {
+    let topics = Topics::new(&config.topic_prefix).map_err(|e| UplinkError::Config(e.to_string()))?;
+    let escalations = topics
+        .escalations(&config.thing_name)
+        .map_err(|e| UplinkError::Config(e.to_string()))?;
+    let responses = topics
+        .responses(&config.thing_name)
+        .map_err(|e| UplinkError::Config(e.to_string()))?;
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.backoff_initial_ms),
+        Duration::from_millis(config.backoff_max_ms.max(config.backoff_initial_ms)),
+        u64::from(std::process::id()) ^ jiff::Timestamp::now().as_nanosecond() as u64,
+    );
+    let min_interval = (config.publish_per_second > 0).then(|| Duration::from_secs(1) / config.publish_per_second);
+    let mut seen = SeenIds {
+        order: VecDeque::new(),
+        set: HashSet::new(),
+    };
+    loop {
+        engine.set_uplink_state(UplinkState::Connecting);
+        let mut link = connector.connect();
+        let mut connection = Connection {
+            awaiting_pkid: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            in_flight: HashSet::new(),
+            connected: false,
+            next_publish: tokio::time::Instant::now(),
+        };
+        let ended = loop {
+            if connection.connected {
+                if let Err(e) = connection
+                    .pump(&mut link, &engine, &config, &escalations, min_interval)
+                    .await
+                {
+                    break e;
+                }
+            }
+            let throttle = tokio::time::sleep_until(connection.next_publish);
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    engine.set_uplink_state(UplinkState::Disconnected);
+                    return Ok(());
+                }
+                _ = engine.outbox_changed.notified() => {}
+                _ = throttle, if connection.connected && min_interval.is_some() => {}
+                // Expiry is checked at send time; a quiet outbox is looked at now and then.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                event = link.next() => match event {
+                    Ok(LinkEvent::Connected { session_present }) => {
+                        tracing::info!(session_present, "uplink connected");
+                        connection.connected = true;
+                        backoff.reset();
+                        engine.set_uplink_state(UplinkState::Connected);
+                        if let Err(e) = link.subscribe(&responses) {
+                            break e;
+                        }
+                    }
+                    Ok(LinkEvent::Sent { pkid }) => {
+                        if let Some(id) = connection.awaiting_pkid.pop_front() {
+                            connection.by_pkid.insert(pkid, id);
+                        }
+                    }
+                    Ok(LinkEvent::Acked { pkid }) => {
+                        if let Some(id) = connection.by_pkid.remove(&pkid) {
+                            connection.in_flight.remove(&id);
+                            let engine = engine.clone();
+                            let deleted = tokio::task::spawn_blocking(move || engine.outbox_delivered(id)).await;
+                            if !matches!(deleted, Ok(Ok(()))) {
+                                tracing::error!(id, "delivered, but could not be removed from the outbox: it will be sent again");
+                            }
+                        }
+                    }
+                    Ok(LinkEvent::Received { topic, payload }) => {
+                        if topic == responses {
+                            deliver_response(&engine, &payload, &mut seen);
+                        }
+                    }
+                    Ok(LinkEvent::Other) => {}
+                    Err(e) => break e,
+                },
+            }
+        };
+        engine.set_uplink_state(UplinkState::Disconnected);
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %ended, retry_in_ms = delay.as_millis() as u64, "uplink disconnected");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// The bookkeeping of one connection.
+struct Connection {
+    /// Rows published, waiting for their packet id, in publish order.
+    awaiting_pkid: VecDeque<i64>,
+    by_pkid: HashMap<u16, i64>,
+    in_flight: HashSet<i64>,
+    connected: bool,
+    /// The publish throttle.
+    next_publish: tokio::time::Instant,
+}
+
+impl Connection {
+    /// Fills the in-flight window from the outbox, urgent first.
+    async fn pump<L: MqttLink>(
+        &mut self,
+        link: &mut L,
+        engine: &Arc<Engine>,
+        config: &UplinkConfig,
+        topic: &str,
+        min_interval: Option<Duration>,
+    ) -> Result<(), UplinkError> {
+        let window = usize::from(config.inflight);
+        if self.in_flight.len() >= window {
+            return Ok(());
+        }
+        let e = engine.clone();
+        let pending = tokio::task::spawn_blocking(move || {
+            e.outbox_expire()?;
+            e.outbox_pending()
+        })
+        .await
+        .map_err(|e| UplinkError::Request(e.to_string()))?
+        .map_err(|e| UplinkError::Request(e.to_string()))?;
+        for row in pending {
+            if self.in_flight.contains(&row.id) {
+                continue;
+            }
+            if self.in_flight.len() >= window {
+                break;
+            }
+            if let Some(interval) = min_interval {
+                let now = tokio::time::Instant::now();
+                if now < self.next_publish {
+                    break;
+                }
+                self.next_publish = now.max(self.next_publish) + interval;
+            }
+            let bytes = match envelope_for(&row, &config.thing_name) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::error!(id = row.id, %error, "an escalation can never be sent: dropped, and its driver told");
+                    let e = engine.clone();
+                    let _ = tokio::task::spawn_blocking(move || e.outbox_refuse(row.id)).await;
+                    continue;
+                }
+            };
+            link.publish(topic, bytes)?;
+            self.awaiting_pkid.push_back(row.id);
+            self.in_flight.insert(row.id);
+        }
+        Ok(())
+    }
+}
+
+/// The wire form of an outbox row: its own message id on every attempt, so the
+/// receiver can drop repeats.
+fn envelope_for(row: &crate::store::PendingEscalation, thing: &str) -> Result<Vec<u8>, protocol::ProtocolError> {
+    let escalation: protocol::Escalation = serde_json::from_value(row.payload.clone())
+        .map_err(|e| protocol::ProtocolError::Invalid(format!("outbox row {}: {e}", row.id)))?;
+    let mut envelope = Envelope::new(thing, Some(&row.conversation_id), Body::Escalation(escalation)).with_new_trace();
+    if let Some(id) = row.message_id {
+        envelope.message_id = id;
+    }
+    let (bytes, trimmed) = protocol::encode_escalation(&mut envelope)?;
+    if trimmed > 0 {
+        tracing::info!(id = row.id, trimmed, "oldest turns trimmed to fit the publish limit");
+    }
+    Ok(bytes)
+}
+
+fn deliver_response(engine: &Engine, payload: &[u8], seen: &mut SeenIds) {
+    let envelope = match protocol::decode(payload) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(%error, "ignored a message on the response topic");
+            return;
+        }
+    };
+    if !seen.first_time(envelope.message_id) {
+        tracing::debug!(message_id = %envelope.message_id, "duplicate response dropped");
+        return;
+    }
+    let Body::Response(response) = envelope.body else {
+        tracing::warn!("ignored a message of another kind on the response topic");
+        return;
+    };
+    engine.publish(Event::Response {
+        conversation_id: envelope.conversation_id.unwrap_or_default(),
+        in_reply_to: response.in_reply_to,
+        text: response.text,
+        actions: response.actions,
+        handoff: response.handoff,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap_and_starts_over() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 7);
+        let delays: Vec<u128> = (0..6).map(|_| b.next_delay().as_millis()).collect();
+        for (d, cap) in delays.iter().zip([100, 200, 400, 800, 1000, 1000]) {
+            assert!((cap / 2..=cap).contains(d), "{delays:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn duplicates_are_recognised() {
+        let mut seen = SeenIds {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        };
+        let id = uuid::Uuid::now_v7();
+        assert!(seen.first_time(id));
+        assert!(!seen.first_time(id));
+    }
+}

@@ -1,0 +1,77 @@
+//! Shared by the integration tests that run the daemon: spawn `edge-agent serve`
+//! on a socket in a temporary folder, wait for it, signal it.
+
+#![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
+        cmd.arg("serve")
+            .env_remove("EDGE_AGENT_MODEL_DIR")
+            .env_remove("EDGE_AGENT_CONFIG")
+            .env("EDGE_AGENT__STATE__DIR", dir.path())
+            .env("EDGE_AGENT__API__SOCKET", &socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("edge-agent serve runs");
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("serve exited with {status}: {err}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "the socket never appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, socket, dir }
+    }
+
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Opens `/v1/events` for one conversation; the response's body is the stream.
+pub async fn open_events(socket: &std::path::Path, conversation: &str) -> hyper::Response<hyper::body::Incoming> {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+        .send_request(
+            hyper::Request::get(format!("/v1/events?conversation_id={conversation}"))
+                .header("host", "edge-agent")
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
