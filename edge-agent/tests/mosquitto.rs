@@ -1,0 +1,269 @@
+//! The uplink against mosquitto as production runs it: mutual TLS with
+//! verification on (a test CA made here), `require_certificate`, and the ACL file
+//! rendered by `protocol`. Without mosquitto these tests print `SKIP:` and pass;
+//! with `EDGE_REQUIRE_EXTERNALS=1` (CI) they fail instead.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edge_agent::client::request;
+use hyper::Method;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use serde_json::json;
+use support::Daemon;
+
+fn mosquitto_binary() -> Option<PathBuf> {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// The mosquitto binary, or `None` after a visible skip (a failure in CI).
+fn require_mosquitto() -> Option<PathBuf> {
+    let found = mosquitto_binary();
+    if found.is_none() {
+        let message = "mosquitto is not installed (apt-get install mosquitto)";
+        if std::env::var("EDGE_REQUIRE_EXTERNALS").is_ok_and(|v| v == "1") {
+            panic!("EDGE_REQUIRE_EXTERNALS=1 but {message}");
+        }
+        eprintln!("SKIP: {message}");
+    }
+    found
+}
+
+/// A test CA and the certificates it signs, as PEM files in `dir`.
+struct Pki {
+    dir: PathBuf,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "edge-agent test CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca,
+        }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A certificate for `cn` (and `sans`), signed by the CA: (cert, key) paths.
+    fn issue(&self, cn: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (cert_path, key_path) = (self.dir.join(format!("{cn}.pem")), self.dir.join(format!("{cn}.key")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+struct Mosquitto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_mosquitto(binary: &Path, pki: &Pki) -> Mosquitto {
+    let port = free_port();
+    let (cert, key) = pki.issue("localhost", &["localhost", "127.0.0.1"]);
+    let acl = protocol::Acl {
+        topics: protocol::Topics::default(),
+        channels: vec!["stable".into()],
+        cloud_user: "cloud-bridge".into(),
+    };
+    std::fs::write(pki.dir.join("acl"), acl.mosquitto()).unwrap();
+    let conf = pki.dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nacl_file {}\nallow_anonymous false\npersistence false\nlog_dest stderr\n",
+            pki.ca_file().display(),
+            cert.display(),
+            key.display(),
+            pki.dir.join("acl").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Mosquitto { child, port }
+}
+
+/// A TLS client with `cn`'s certificate (or none); its received publishes.
+fn client(
+    pki: &Pki,
+    port: u16,
+    cn: &str,
+    with_certificate: bool,
+    subscribe: Option<&str>,
+) -> (
+    rumqttc::Client,
+    std::sync::mpsc::Receiver<Result<rumqttc::Publish, String>>,
+) {
+    let mut options = rumqttc::MqttOptions::new(cn, "localhost", port);
+    let client_auth = with_certificate.then(|| {
+        let (cert, key) = pki.issue(cn, &[]);
+        (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+    });
+    options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+        ca: std::fs::read(pki.ca_file()).unwrap(),
+        alpn: None,
+        client_auth,
+    }));
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    if let Some(filter) = subscribe {
+        client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) => break,
+                Err(e) => panic!("{cn} could not subscribe: {e}"),
+                _ => {}
+            }
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            let item = match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => Ok(p),
+                Ok(_) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            let failed = item.is_err();
+            if tx.send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    (client, rx)
+}
+
+#[test]
+fn over_mutual_tls_a_car_reaches_the_cloud_and_never_another_cars_topics() {
+    let Some(binary) = require_mosquitto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let broker = start_mosquitto(&binary, &pki);
+
+    let (_cloud, received) = client(
+        &pki,
+        broker.port,
+        "cloud-bridge",
+        true,
+        Some("kestrel/v1/cars/+/escalations"),
+    );
+
+    // car-8 forges a message on car-7's topic, then publishes on its own.
+    let (intruder, _) = client(&pki, broker.port, "car-8", true, None);
+    intruder
+        .publish(
+            "kestrel/v1/cars/car-7/escalations",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            b"forged".to_vec(),
+        )
+        .unwrap();
+    intruder
+        .publish(
+            "kestrel/v1/cars/car-8/escalations",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            b"own".to_vec(),
+        )
+        .unwrap();
+    let first = received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("car-8's own message")
+        .unwrap();
+    assert_eq!(first.topic, "kestrel/v1/cars/car-8/escalations");
+    assert_eq!(
+        &first.payload[..],
+        b"own",
+        "the forged message on car-7's topic never arrived"
+    );
+
+    // A client without a certificate is not let in.
+    let (_anonymous, refused) = client(&pki, broker.port, "anonymous", false, None);
+    assert!(refused
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an outcome")
+        .is_err());
+
+    // The real car-7, through edge-agent.
+    let (cert, key) = pki.issue("car-7", &[]);
+    let port = broker.port.to_string();
+    let ca_file = pki.ca_file();
+    let env = [
+        ("EDGE_AGENT__UPLINK__HOST", "localhost"),
+        ("EDGE_AGENT__UPLINK__PORT", port.as_str()),
+        ("EDGE_AGENT__UPLINK__THING_NAME", "car-7"),
+        ("EDGE_AGENT__UPLINK__CA_FILE", ca_file.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__CERT_FILE", cert.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+    ];
+    let daemon = Daemon::start(&env);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (status, _) = request(
+            &daemon.socket,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "i want to complain about the dealer", "conversation_id": "tls-1"})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    });
+    let delivered = received
+        .recv_timeout(Duration::from_secs(15))
+        .expect("delivered over TLS")
+        .unwrap();
+    assert_eq!(delivered.topic, "kestrel/v1/cars/car-7/escalations");
+    let envelope = protocol::decode(&delivered.payload).unwrap();
+    assert_eq!(envelope.thing_name, "car-7");
+    assert_eq!(envelope.conversation_id.as_deref(), Some("tls-1"));
+}
