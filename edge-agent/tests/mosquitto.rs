@@ -9,11 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_agent::client::request;
-use hyper::Method;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use serde_json::json;
-use support::Daemon;
+use support::{ask, free_port, Daemon};
 
 fn mosquitto_binary() -> Option<PathBuf> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
@@ -82,14 +79,6 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_mosquitto(binary: &Path, pki: &Pki) -> Mosquitto {
@@ -243,19 +232,9 @@ fn over_mutual_tls_a_car_reaches_the_cloud_and_never_another_cars_topics() {
         ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
     ];
     let daemon = Daemon::start(&env);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::runtime();
     runtime.block_on(async {
-        let (status, _) = request(
-            &daemon.socket,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "i want to complain about the dealer", "conversation_id": "tls-1"})),
-        )
-        .await
-        .unwrap();
+        let (status, _) = ask(&daemon.socket, "i want to complain about the dealer", "tls-1").await;
         assert_eq!(status, 200);
     });
     let delivered = received

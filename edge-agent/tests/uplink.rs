@@ -10,17 +10,8 @@ use std::time::{Duration, Instant};
 
 use edge_agent::client::request;
 use hyper::Method;
-use serde_json::{json, Value};
-use support::Daemon;
-
-/// A free loopback port (rumqttd cannot report the one it bound).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use serde_json::Value;
+use support::{ask, free_port, Daemon};
 
 /// rumqttd on `port`, MQTT 3.1.1. It has no shutdown: it lives as long as the
 /// test process.
@@ -141,22 +132,11 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
         ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
     ]);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::runtime();
     runtime.block_on(async {
         // Offline: the broker is not there yet. The request is queued, not lost.
-        let (status, body) = request(
-            &daemon.socket,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "book a service for friday", "conversation_id": "drive-1"})),
-        )
-        .await
-        .unwrap();
+        let (status, turn) = ask(&daemon.socket, "book a service for friday", "drive-1").await;
         assert_eq!(status, 200);
-        let turn: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(turn["escalation"]["status"], "pending");
         let h = health(&daemon).await;
         assert_eq!(h["pending_escalations"], 1);

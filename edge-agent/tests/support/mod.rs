@@ -75,3 +75,28 @@ pub async fn open_events(socket: &std::path::Path, conversation: &str) -> hyper:
         .await
         .unwrap()
 }
+
+/// A free loopback port (brokers that cannot report the port they bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `POST /v1/ask` in a conversation: the status and the JSON body.
+pub async fn ask(socket: &std::path::Path, text: &str, conversation: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"text": text, "conversation_id": conversation});
+    let (status, bytes) = edge_agent::client::request(socket, hyper::Method::POST, "/v1/ask", Some(body))
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
