@@ -85,18 +85,69 @@ fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Recei
 }
 
 /// The network between the car and the cloud, owned by the test: nothing listens
-/// on `from` until the proxy starts, then every connection is forwarded to `to`.
-async fn open_network(from: u16, to: u16) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", from)).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut car, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut broker) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
-                    let _ = tokio::io::copy_bidirectional(&mut car, &mut broker).await;
-                }
-            });
+/// on `from` until it starts, then every connection is forwarded to `to`. It reads
+/// the broker's MQTT packets and, while `drop_pubacks` is set, swallows every
+/// PUBACK: the broker has the messages, the car never hears so.
+struct Network {
+    drop_pubacks: tokio::sync::watch::Sender<bool>,
+}
+
+impl Network {
+    async fn start(from: u16, to: u16, drop_pubacks: bool) -> Network {
+        let (tx, rx) = tokio::sync::watch::channel(drop_pubacks);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", from)).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok((car, _)) = listener.accept().await {
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                        return;
+                    };
+                    let (mut car_read, mut car_write) = car.into_split();
+                    let (mut broker_read, mut broker_write) = broker.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut car_read, &mut broker_write).await;
+                    });
+                    let _ = forward_packets(&mut broker_read, &mut car_write, rx).await;
+                });
+            }
+        });
+        Network { drop_pubacks: tx }
+    }
+
+    fn deliver_pubacks(&self) {
+        self.drop_pubacks.send(false).unwrap();
+    }
+}
+
+/// Copies whole MQTT packets (fixed header, remaining length, body), leaving out
+/// PUBACKs (type 4) while `drop_pubacks` holds.
+async fn forward_packets(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    drop_pubacks: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut packet = vec![from.read_u8().await?];
+        let (mut length, mut shift) = (0usize, 0);
+        loop {
+            let byte = from.read_u8().await?;
+            packet.push(byte);
+            length |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
         }
-    });
+        let start = packet.len();
+        packet.resize(start + length, 0);
+        from.read_exact(&mut packet[start..]).await?;
+        if packet[0] >> 4 == 4 && *drop_pubacks.borrow() {
+            continue;
+        }
+        to.write_all(&packet).await?;
+    }
 }
 
 async fn health(daemon: &Daemon) -> Value {
@@ -148,7 +199,7 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
             tokio::task::spawn_blocking(move || cloud(broker_port, "kestrel/v1/cars/+/escalations"))
                 .await
                 .unwrap();
-        open_network(port, broker_port).await;
+        let _network = Network::start(port, broker_port, false).await;
         let h = wait_for(&daemon, "delivery", |h| {
             h["pending_escalations"] == 0 && h["uplink"]["state"] == "connected"
         })
@@ -207,5 +258,124 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         }
         assert_eq!(text.matches("event: response").count(), 1, "{text}");
         assert!(text.contains("booked in for Friday"), "{text}");
+    });
+}
+
+#[test]
+fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_after_restart() {
+    let (port, broker_port) = (free_port(), free_port());
+    start_broker(broker_port);
+    let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/escalations");
+    let port_text = port.to_string();
+    let env = [
+        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
+        ("EDGE_AGENT__UPLINK__PORT", port_text.as_str()),
+        ("EDGE_AGENT__UPLINK__TLS", "false"),
+        ("EDGE_AGENT__UPLINK__THING_NAME", "car-9"),
+        ("EDGE_AGENT__API__RATE_PER_SECOND", "1000"),
+        ("EDGE_AGENT__API__RATE_BURST", "1000"),
+        ("EDGE_AGENT__UPLINK__INFLIGHT", "100"),
+        ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "0"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let network = runtime.block_on(Network::start(port, broker_port, true));
+    let mut daemon = Daemon::start(&env);
+    runtime.block_on(async {
+        for i in 0..100 {
+            let (status, turn) = ask(&daemon.socket, "book a service for friday", &format!("k-{i}")).await;
+            assert_eq!(status, 200);
+            assert_eq!(turn["escalation"]["status"], "pending", "{turn}");
+        }
+    });
+    // Every message reached the cloud, but no PUBACK reached the car.
+    let mut ids = std::collections::HashSet::new();
+    let mut received = 0;
+    while ids.len() < 100 {
+        let message = published
+            .recv_timeout(Duration::from_secs(15))
+            .expect("all 100 reach the broker");
+        ids.insert(protocol::decode(&message.payload).unwrap().message_id);
+        received += 1;
+    }
+    runtime.block_on(async {
+        assert_eq!(
+            health(&daemon).await["pending_escalations"],
+            100,
+            "no row leaves without its PUBACK"
+        );
+    });
+    daemon.kill_hard();
+
+    network.deliver_pubacks();
+    let daemon = Daemon::start_in(&daemon.state.clone(), &env);
+    runtime.block_on(wait_for(&daemon, "the outbox to empty", |h| {
+        h["pending_escalations"] == 0
+    }));
+    // The restart sent them again; the cloud sees duplicates and drops them by id.
+    while let Ok(message) = published.recv_timeout(Duration::from_millis(500)) {
+        ids.insert(protocol::decode(&message.payload).unwrap().message_id);
+        received += 1;
+    }
+    assert_eq!(ids.len(), 100, "exactly the hundred messages, each with its own id");
+    assert!(received >= 200, "each was sent again after the restart: {received}");
+}
+
+#[test]
+fn a_question_that_outlives_its_time_to_live_is_dropped_and_the_driver_told() {
+    let (port, broker_port) = (free_port(), free_port());
+    let port_text = port.to_string();
+    let daemon = Daemon::start(&[
+        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
+        ("EDGE_AGENT__UPLINK__PORT", &port_text),
+        ("EDGE_AGENT__UPLINK__TLS", "false"),
+        ("EDGE_AGENT__UPLINK__THING_NAME", "car-10"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+        ("EDGE_AGENT__OUTBOX__TTL_SECONDS__TRAFFIC", "1"),
+    ]);
+    let runtime = support::runtime();
+    runtime.block_on(async {
+        let response = support::open_events(&daemon.socket, "jam-1").await;
+        let mut stream = response.into_body();
+        let (_, turn) = ask(&daemon.socket, "is there traffic on the way to work", "jam-1").await;
+        assert_eq!(turn["intent"], "traffic");
+        assert_eq!(turn["escalation"]["status"], "pending");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        start_broker(broker_port);
+        let (_cloud, published) =
+            tokio::task::spawn_blocking(move || cloud(broker_port, "kestrel/v1/cars/+/escalations"))
+                .await
+                .unwrap();
+        let _network = Network::start(port, broker_port, false).await;
+        wait_for(&daemon, "the expired question to leave", |h| {
+            h["pending_escalations"] == 0 && h["uplink"]["state"] == "connected"
+        })
+        .await;
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !text.contains("event: dropped") {
+            match tokio::time::timeout_at(deadline, http_body_util::BodyExt::frame(&mut stream)).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                _ => panic!("no dropped event: {text}"),
+            }
+        }
+        assert!(
+            text.contains("\"reason\":\"expired\"") && text.contains("\"intent\":\"traffic\""),
+            "{text}"
+        );
+        assert!(
+            published.recv_timeout(Duration::from_millis(500)).is_err(),
+            "an expired question is not sent"
+        );
     });
 }

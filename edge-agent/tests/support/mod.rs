@@ -3,7 +3,6 @@
 
 #![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,22 +10,38 @@ use std::time::{Duration, Instant};
 pub struct Daemon {
     pub child: Child,
     pub socket: PathBuf,
-    pub dir: tempfile::TempDir,
+    /// The state folder (history, outbox, logs), kept across restarts.
+    pub state: PathBuf,
+    _owned: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
+    /// A daemon in a fresh state folder.
     pub fn start(env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("api.sock");
+        let mut daemon = Daemon::start_in(dir.path(), env);
+        daemon._owned = Some(dir);
+        daemon
+    }
+
+    /// A daemon on an existing state folder (a restart).
+    pub fn start_in(state: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
+        let socket = state.join("api.sock");
+        // Logs go to a file: an unread pipe would fill and stall the daemon.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.join("serve.log"))
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
         cmd.arg("serve")
             .env_remove("EDGE_AGENT_MODEL_DIR")
             .env_remove("EDGE_AGENT_CONFIG")
-            .env("EDGE_AGENT__STATE__DIR", dir.path())
+            .env("EDGE_AGENT__STATE__DIR", state)
             .env("EDGE_AGENT__API__SOCKET", &socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -34,14 +49,24 @@ impl Daemon {
         let started = Instant::now();
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                let err = std::fs::read_to_string(state.join("serve.log")).unwrap_or_default();
                 panic!("serve exited with {status}: {err}");
             }
             assert!(started.elapsed() < Duration::from_secs(20), "the socket never appeared");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Daemon { child, socket, dir }
+        Daemon {
+            child,
+            socket,
+            state: state.to_path_buf(),
+            _owned: None,
+        }
+    }
+
+    /// kill -9: no shutdown, no flush.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub fn terminate(&self) {
