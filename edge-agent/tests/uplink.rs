@@ -170,19 +170,27 @@ async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&Value) -> bool) -
     }
 }
 
+/// The settings that point the daemon's uplink at `port` on loopback, plain MQTT,
+/// with quick reconnects; `extra` adds to them.
+fn uplink_env<'a>(port: &'a str, thing: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
+        ("EDGE_AGENT__UPLINK__PORT", port),
+        ("EDGE_AGENT__UPLINK__TLS", "false"),
+        ("EDGE_AGENT__UPLINK__THING_NAME", thing),
+        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
 #[test]
 fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() {
     // The car reaches the broker through the test's network, which starts closed.
     let (port, broker_port) = (free_port(), free_port());
     let port_text = port.to_string();
-    let daemon = Daemon::start(&[
-        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
-        ("EDGE_AGENT__UPLINK__PORT", &port_text),
-        ("EDGE_AGENT__UPLINK__TLS", "false"),
-        ("EDGE_AGENT__UPLINK__THING_NAME", "car-7"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
-    ]);
+    let daemon = Daemon::start(&uplink_env(&port_text, "car-7", &[]));
     let runtime = support::runtime();
     runtime.block_on(async {
         // Offline: the broker is not there yet. The request is queued, not lost.
@@ -267,18 +275,16 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
     start_broker(broker_port);
     let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/escalations");
     let port_text = port.to_string();
-    let env = [
-        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
-        ("EDGE_AGENT__UPLINK__PORT", port_text.as_str()),
-        ("EDGE_AGENT__UPLINK__TLS", "false"),
-        ("EDGE_AGENT__UPLINK__THING_NAME", "car-9"),
-        ("EDGE_AGENT__API__RATE_PER_SECOND", "1000"),
-        ("EDGE_AGENT__API__RATE_BURST", "1000"),
-        ("EDGE_AGENT__UPLINK__INFLIGHT", "100"),
-        ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "0"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
-    ];
+    let env = uplink_env(
+        &port_text,
+        "car-9",
+        &[
+            ("EDGE_AGENT__API__RATE_PER_SECOND", "1000"),
+            ("EDGE_AGENT__API__RATE_BURST", "1000"),
+            ("EDGE_AGENT__UPLINK__INFLIGHT", "100"),
+            ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "0"),
+        ],
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -330,15 +336,11 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
 fn a_question_that_outlives_its_time_to_live_is_dropped_and_the_driver_told() {
     let (port, broker_port) = (free_port(), free_port());
     let port_text = port.to_string();
-    let daemon = Daemon::start(&[
-        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
-        ("EDGE_AGENT__UPLINK__PORT", &port_text),
-        ("EDGE_AGENT__UPLINK__TLS", "false"),
-        ("EDGE_AGENT__UPLINK__THING_NAME", "car-10"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
-        ("EDGE_AGENT__OUTBOX__TTL_SECONDS__TRAFFIC", "1"),
-    ]);
+    let daemon = Daemon::start(&uplink_env(
+        &port_text,
+        "car-10",
+        &[("EDGE_AGENT__OUTBOX__TTL_SECONDS__TRAFFIC", "1")],
+    ));
     let runtime = support::runtime();
     runtime.block_on(async {
         let response = support::open_events(&daemon.socket, "jam-1").await;
