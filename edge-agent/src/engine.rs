@@ -258,9 +258,9 @@ impl Engine {
         }
     }
 
-    /// The outbox, for the uplink (blocking): pending rows, urgent first.
-    pub fn outbox_pending(&self) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
-        self.mutable.lock().expect("engine mutex").store.pending_escalations()
+    /// The outbox, for the uplink (blocking): the first `limit` rows in sending order.
+    pub fn outbox_next(&self, limit: usize) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
+        self.mutable.lock().expect("engine mutex").store.next_pending(limit)
     }
 
     /// Deletes a delivered row (after its PUBACK).
@@ -294,7 +294,7 @@ impl Engine {
 
     pub fn health(&self) -> Result<Health, StoreError> {
         let m = self.mutable.lock().expect("engine mutex");
-        let pending = m.store.pending_escalations()?.len();
+        let pending = m.store.pending_count()?;
         self.metrics.pending_escalations.set(pending as i64);
         let classifier = self.assistant.classifier();
         let kb = self.assistant.knowledge().info();

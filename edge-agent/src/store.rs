@@ -469,15 +469,33 @@ impl Store {
 
     /// Pending escalations, urgent first, then oldest first.
     pub fn pending_escalations(&self) -> Result<Vec<PendingEscalation>> {
+        self.next_pending(usize::MAX)
+    }
+
+    /// How many escalations wait.
+    pub fn pending_count(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM escalations WHERE status = 'pending'", [], |r| {
+                r.get(0)
+            })
+            .at(&self.location)?;
+        Ok(n as usize)
+    }
+
+    /// The first `limit` pending escalations in sending order (urgent first, then
+    /// oldest first): the uplink reads only its window, however long the queue.
+    pub fn next_pending(&self, limit: usize) -> Result<Vec<PendingEscalation>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, conversation_id, created_at, priority, intent, payload, message_id FROM escalations
-                 WHERE status = 'pending' ORDER BY priority = 'urgent' DESC, id",
+                 WHERE status = 'pending' ORDER BY priority = 'urgent' DESC, id LIMIT ?1",
             )
             .at(&self.location)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([limit], |r| {
                 let priority: String = r.get(3)?;
                 let payload: String = r.get(5)?;
                 let message_id: Option<String> = r.get(6)?;

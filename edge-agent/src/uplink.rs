@@ -342,9 +342,12 @@ impl Connection {
             return Ok(());
         }
         let e = engine.clone();
+        // Only the head of the queue is read, however long it is: the window plus
+        // as many rows as are in flight, since those are skipped.
+        let limit = window + self.in_flight.len();
         let pending = tokio::task::spawn_blocking(move || {
             e.outbox_expire()?;
-            e.outbox_pending()
+            e.outbox_next(limit)
         })
         .await
         .map_err(|e| UplinkError::Request(e.to_string()))?
