@@ -258,9 +258,23 @@ impl Engine {
         }
     }
 
-    /// The outbox, for the uplink (blocking): the first `limit` rows in sending order.
-    pub fn outbox_next(&self, limit: usize) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
-        self.mutable.lock().expect("engine mutex").store.next_pending(limit)
+    /// The outbox, for the uplink (blocking): the next rows to send, skipping
+    /// those in flight, at most `free` of them. Only ids are read until the
+    /// choice is made, so a long queue or a full window costs little.
+    pub fn outbox_next(
+        &self,
+        free: usize,
+        in_flight: &std::collections::HashSet<i64>,
+    ) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
+        let m = self.mutable.lock().expect("engine mutex");
+        let ids: Vec<i64> = m
+            .store
+            .next_pending_ids(free + in_flight.len())?
+            .into_iter()
+            .filter(|id| !in_flight.contains(id))
+            .take(free)
+            .collect();
+        m.store.pending_by_ids(&ids)
     }
 
     /// Deletes a delivered row (after its PUBACK).

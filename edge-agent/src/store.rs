@@ -63,6 +63,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE escalations ADD COLUMN created_unix INTEGER;
     ALTER TABLE escalations ADD COLUMN ttl_seconds INTEGER;   -- NULL: never expires
     "#,
+    // 3: the queue's length kept by triggers, so checking the maximum costs no scan.
+    r#"
+    CREATE TABLE outbox_length (n INTEGER NOT NULL) STRICT;
+    INSERT INTO outbox_length SELECT count(*) FROM escalations WHERE status = 'pending';
+    CREATE TRIGGER outbox_length_insert AFTER INSERT ON escalations WHEN NEW.status = 'pending'
+        BEGIN UPDATE outbox_length SET n = n + 1; END;
+    CREATE TRIGGER outbox_length_delete AFTER DELETE ON escalations WHEN OLD.status = 'pending'
+        BEGIN UPDATE outbox_length SET n = n - 1; END;
+    CREATE TRIGGER outbox_length_update AFTER UPDATE OF status ON escalations
+        WHEN OLD.status = 'pending' AND NEW.status != 'pending'
+        BEGIN UPDATE outbox_length SET n = n - 1; END;
+    "#,
 ];
 
 /// Before this instant the wall clock is not believed (a head unit that booted
@@ -333,11 +345,7 @@ impl Store {
         } = new;
         let loc = &self.location;
         let tx = self.conn.unchecked_transaction().at(loc)?;
-        let queued: i64 = tx
-            .query_row("SELECT count(*) FROM escalations WHERE status = 'pending'", [], |r| {
-                r.get(0)
-            })
-            .at(loc)?;
+        let queued: i64 = tx.query_row("SELECT n FROM outbox_length", [], |r| r.get(0)).at(loc)?;
         let mut evicted = Vec::new();
         if queued as usize >= policy.max_queued {
             let oldest_normal: Option<(i64, String, String)> = tx
@@ -483,6 +491,39 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// The ids of the first `limit` pending escalations, in sending order (cheap:
+    /// the index alone).
+    pub fn next_pending_ids(&self, limit: usize) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM escalations WHERE status = 'pending' ORDER BY priority = 'urgent' DESC, id LIMIT ?1",
+            )
+            .at(&self.location)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map([limit], |r| r.get(0)).at(&self.location)?;
+        rows.collect::<std::result::Result<_, _>>().at(&self.location)
+    }
+
+    /// The rows of `ids` that are still pending, in sending order.
+    pub fn pending_by_ids(&self, ids: &[i64]) -> Result<Vec<PendingEscalation>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let row = self
+                .conn
+                .query_row(
+                    "SELECT id, conversation_id, created_at, priority, intent, payload, message_id FROM escalations
+                     WHERE id = ?1 AND status = 'pending'",
+                    [id],
+                    row_to_pending,
+                )
+                .optional()
+                .at(&self.location)?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
     /// The first `limit` pending escalations in sending order (urgent first, then
     /// oldest first): the uplink reads only its window, however long the queue.
     pub fn next_pending(&self, limit: usize) -> Result<Vec<PendingEscalation>> {
@@ -494,26 +535,7 @@ impl Store {
             )
             .at(&self.location)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt
-            .query_map([limit], |r| {
-                let priority: String = r.get(3)?;
-                let payload: String = r.get(5)?;
-                let message_id: Option<String> = r.get(6)?;
-                Ok(PendingEscalation {
-                    id: r.get(0)?,
-                    message_id: message_id.and_then(|m| m.parse().ok()),
-                    conversation_id: r.get(1)?,
-                    created_at: r.get(2)?,
-                    priority: if priority == "urgent" {
-                        Priority::Urgent
-                    } else {
-                        Priority::Normal
-                    },
-                    intent: r.get(4)?,
-                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .at(&self.location)?;
+        let rows = stmt.query_map([limit], row_to_pending).at(&self.location)?;
         rows.collect::<std::result::Result<_, _>>().at(&self.location)
     }
 
@@ -530,6 +552,25 @@ impl Store {
             .at(&self.location)?;
         Ok(changed == 1)
     }
+}
+
+fn row_to_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEscalation> {
+    let priority: String = r.get(3)?;
+    let payload: String = r.get(5)?;
+    let message_id: Option<String> = r.get(6)?;
+    Ok(PendingEscalation {
+        id: r.get(0)?,
+        message_id: message_id.and_then(|m| m.parse().ok()),
+        conversation_id: r.get(1)?,
+        created_at: r.get(2)?,
+        priority: if priority == "urgent" {
+            Priority::Urgent
+        } else {
+            Priority::Normal
+        },
+        intent: r.get(4)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+    })
 }
 
 #[cfg(test)]

@@ -251,9 +251,11 @@ pub async fn run<C: Connector>(
             in_flight: HashSet::new(),
             connected: false,
             next_publish: tokio::time::Instant::now(),
+            need_pump: true,
+            last_expiry: None,
         };
         let ended = loop {
-            if connection.connected {
+            if connection.connected && connection.need_pump {
                 if let Err(e) = connection
                     .pump(&mut link, &engine, &config, &escalations, min_interval)
                     .await
@@ -267,14 +269,15 @@ pub async fn run<C: Connector>(
                     engine.set_uplink_state(UplinkState::Disconnected);
                     return Ok(());
                 }
-                _ = engine.outbox_changed.notified() => {}
-                _ = throttle, if connection.connected && min_interval.is_some() => {}
+                _ = engine.outbox_changed.notified() => connection.need_pump = true,
+                _ = throttle, if connection.connected && min_interval.is_some() && connection.need_pump => {}
                 // Expiry is checked at send time; a quiet outbox is looked at now and then.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => connection.need_pump = true,
                 event = link.next() => match event {
                     Ok(LinkEvent::Connected { session_present }) => {
                         tracing::info!(session_present, "uplink connected");
                         connection.connected = true;
+                        connection.need_pump = true;
                         backoff.reset();
                         engine.set_uplink_state(UplinkState::Connected);
                         if let Err(e) = link.subscribe(&responses) {
@@ -289,6 +292,7 @@ pub async fn run<C: Connector>(
                     Ok(LinkEvent::Acked { pkid }) => {
                         if let Some(id) = connection.by_pkid.remove(&pkid) {
                             connection.in_flight.remove(&id);
+                            connection.need_pump = true;
                             let engine = engine.clone();
                             let deleted = tokio::task::spawn_blocking(move || engine.outbox_delivered(id)).await;
                             if !matches!(deleted, Ok(Ok(()))) {
@@ -325,6 +329,10 @@ struct Connection {
     connected: bool,
     /// The publish throttle.
     next_publish: tokio::time::Instant,
+    /// Something may be sendable: connected, a slot freed, a row queued.
+    need_pump: bool,
+    /// Expiry is checked at send time, at most once a second.
+    last_expiry: Option<tokio::time::Instant>,
 }
 
 impl Connection {
@@ -338,30 +346,33 @@ impl Connection {
         min_interval: Option<Duration>,
     ) -> Result<(), UplinkError> {
         let window = usize::from(config.inflight);
-        if self.in_flight.len() >= window {
+        let free = window.saturating_sub(self.in_flight.len());
+        if free == 0 {
+            self.need_pump = false;
             return Ok(());
         }
+        let expire = self.last_expiry.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if expire {
+            self.last_expiry = Some(tokio::time::Instant::now());
+        }
         let e = engine.clone();
-        // Only the head of the queue is read, however long it is: the window plus
-        // as many rows as are in flight, since those are skipped.
-        let limit = window + self.in_flight.len();
+        let in_flight = self.in_flight.clone();
         let pending = tokio::task::spawn_blocking(move || {
-            e.outbox_expire()?;
-            e.outbox_next(limit)
+            if expire {
+                e.outbox_expire()?;
+            }
+            e.outbox_next(free, &in_flight)
         })
         .await
         .map_err(|e| UplinkError::Request(e.to_string()))?
         .map_err(|e| UplinkError::Request(e.to_string()))?;
+        // Everything sendable is sent unless the throttle stops us first.
+        self.need_pump = false;
         for row in pending {
-            if self.in_flight.contains(&row.id) {
-                continue;
-            }
-            if self.in_flight.len() >= window {
-                break;
-            }
             if let Some(interval) = min_interval {
                 let now = tokio::time::Instant::now();
                 if now < self.next_publish {
+                    self.need_pump = true;
                     break;
                 }
                 self.next_publish = now.max(self.next_publish) + interval;

@@ -5,56 +5,12 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use edge_agent::client::request;
 use hyper::Method;
 use serde_json::Value;
-use support::{ask, free_port, Daemon};
-
-/// rumqttd on `port`, MQTT 3.1.1. It has no shutdown: it lives as long as the
-/// test process.
-fn start_broker(port: u16) {
-    let connections = rumqttd::ConnectionSettings {
-        connection_timeout_ms: 2000,
-        max_payload_size: 256 * 1024,
-        max_inflight_count: 100,
-        auth: None,
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server = rumqttd::ServerSettings {
-        name: "v4".into(),
-        listen: ([127, 0, 0, 1], port).into(),
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
-    let config = rumqttd::Config {
-        id: 0,
-        v4: Some(HashMap::from([("1".to_string(), server)])),
-        router: rumqttd::RouterConfig {
-            max_connections: 100,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 1 << 20,
-            max_segment_count: 10,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let mut broker = rumqttd::Broker::new(config);
-    std::thread::spawn(move || {
-        if let Err(e) = broker.start() {
-            eprintln!("rumqttd stopped: {e}");
-        }
-    });
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "rumqttd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::{ask, free_port, start_broker, Daemon};
 
 /// A plain MQTT client playing cloud-bridge; returns once its subscription holds.
 fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Receiver<rumqttc::Publish>) {

@@ -1,5 +1,6 @@
-//! Shared by the integration tests that run the daemon: spawn `edge-agent serve`
-//! on a socket in a temporary folder, wait for it, signal it.
+//! Shared by the integration tests and benchmarks that run the daemon: spawn
+//! `edge-agent serve` on a socket in a temporary folder, wait for it, signal it,
+//! ask it; and an in-process broker (rumqttd) for the uplink.
 
 #![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
 
@@ -124,4 +125,47 @@ pub async fn ask(socket: &std::path::Path, text: &str, conversation: &str) -> (u
         .await
         .unwrap();
     (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// rumqttd on `port`, MQTT 3.1.1. It has no shutdown: it lives as long as the
+/// test process.
+pub fn start_broker(port: u16) {
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: 2000,
+        max_payload_size: 256 * 1024,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = rumqttd::ServerSettings {
+        name: "v4".into(),
+        listen: ([127, 0, 0, 1], port).into(),
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    let config = rumqttd::Config {
+        id: 0,
+        v4: Some(std::collections::HashMap::from([("1".to_string(), server)])),
+        router: rumqttd::RouterConfig {
+            max_connections: 100,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 1 << 20,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::spawn(move || {
+        if let Err(e) = broker.start() {
+            eprintln!("rumqttd stopped: {e}");
+        }
+    });
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "rumqttd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
