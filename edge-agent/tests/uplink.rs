@@ -171,10 +171,11 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         assert_eq!(h["uplink"]["state"], "connected");
 
         // What the cloud got: the protocol's envelope, from this car.
-        let message = tokio::task::spawn_blocking(move || published.recv_timeout(Duration::from_secs(10)))
-            .await
-            .unwrap()
-            .expect("the escalation reached the cloud");
+        let (message, published) =
+            tokio::task::spawn_blocking(move || (published.recv_timeout(Duration::from_secs(10)), published))
+                .await
+                .unwrap();
+        let message = message.expect("the escalation reached the cloud");
         assert_eq!(message.topic, "kestrel/v1/cars/car-7/escalations");
         let envelope = protocol::decode(&message.payload).unwrap();
         assert_eq!(envelope.thing_name, "car-7");
@@ -185,6 +186,39 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         assert_eq!(escalation.intent, "book_service");
         assert_eq!(escalation.utterance, "book a service for friday");
         assert_eq!(escalation.priority, protocol::Priority::Normal);
+        assert_eq!(
+            escalation.vehicle["location"]["latitude"], 37.78,
+            "coarse location for a booking"
+        );
+
+        // What leaves the car has been through the privacy rules: read it off the broker.
+        let (_, turn) = ask(
+            &daemon.socket,
+            "please schedule a service appointment and text me on 07700 900123",
+            "drive-2",
+        )
+        .await;
+        assert_eq!(turn["intent"], "book_service");
+        let published = tokio::task::spawn_blocking(move || {
+            let message = published
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the second escalation");
+            (message, published)
+        });
+        let (message, _published) = published.await.unwrap();
+        let redacted = protocol::decode(&message.payload).unwrap();
+        let protocol::Body::Escalation(redacted) = redacted.body else {
+            panic!()
+        };
+        assert!(
+            redacted.utterance.contains("[phone]") && !redacted.utterance.contains("900123"),
+            "{}",
+            redacted.utterance
+        );
+        assert!(
+            !String::from_utf8_lossy(&message.payload).contains("07700"),
+            "nowhere in the payload, recent turns included"
+        );
 
         // The answer comes back, twice (at least once): the HMI sees it once.
         let response = support::open_events(&daemon.socket, "drive-1").await;
