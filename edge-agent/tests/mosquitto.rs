@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use support::{ask, free_port, Daemon};
+use support::{ask, free_port, Daemon, Network};
 
 fn mosquitto_binary() -> Option<PathBuf> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
@@ -82,7 +82,11 @@ impl Drop for Mosquitto {
 }
 
 fn start_mosquitto(binary: &Path, pki: &Pki) -> Mosquitto {
-    let port = free_port();
+    start_mosquitto_on(binary, pki, free_port())
+}
+
+/// mosquitto on `port`, with nothing persisted: a restart loses every session.
+fn start_mosquitto_on(binary: &Path, pki: &Pki, port: u16) -> Mosquitto {
     let (cert, key) = pki.issue("localhost", &["localhost", "127.0.0.1"]);
     let acl = protocol::Acl {
         topics: protocol::Topics::default(),
@@ -103,7 +107,7 @@ fn start_mosquitto(binary: &Path, pki: &Pki) -> Mosquitto {
         ),
     )
     .unwrap();
-    let child = Command::new(binary)
+    let mut child = Command::new(binary)
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
@@ -112,6 +116,9 @@ fn start_mosquitto(binary: &Path, pki: &Pki) -> Mosquitto {
         .expect("mosquitto starts");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("mosquitto exited with {status} (port {port} taken?)");
+        }
         assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -245,4 +252,112 @@ fn over_mutual_tls_a_car_reaches_the_cloud_and_never_another_cars_topics() {
     let envelope = protocol::decode(&delivered.payload).unwrap();
     assert_eq!(envelope.thing_name, "car-7");
     assert_eq!(envelope.conversation_id.as_deref(), Some("tls-1"));
+}
+
+#[test]
+fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() {
+    let Some(binary) = require_mosquitto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let broker = start_mosquitto(&binary, &pki);
+    let (_cloud, before) = client(
+        &pki,
+        broker.port,
+        "cloud-bridge",
+        true,
+        Some("kestrel/v1/cars/+/escalations"),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let car_port = free_port();
+    let network = runtime.block_on(Network::start(car_port, broker.port, false));
+
+    let (cert, key) = pki.issue("car-5", &[]);
+    let (port, ca_file) = (car_port.to_string(), pki.ca_file());
+    let env = [
+        ("EDGE_AGENT__UPLINK__HOST", "localhost"),
+        ("EDGE_AGENT__UPLINK__PORT", port.as_str()),
+        ("EDGE_AGENT__UPLINK__THING_NAME", "car-5"),
+        ("EDGE_AGENT__UPLINK__CA_FILE", ca_file.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__CERT_FILE", cert.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+        // A trickle, so that the restart falls in the middle of the traffic.
+        ("EDGE_AGENT__UPLINK__INFLIGHT", "1"),
+        ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "4"),
+    ];
+    let daemon = Daemon::start(&env);
+    runtime.block_on(async {
+        for i in 0..8 {
+            let (_, turn) = ask(&daemon.socket, "book a service for friday", &format!("r-{i}")).await;
+            assert_eq!(turn["escalation"]["status"], "pending");
+        }
+    });
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let message = before
+            .recv_timeout(Duration::from_secs(10))
+            .expect("traffic flows")
+            .unwrap();
+        ids.insert(protocol::decode(&message.payload).unwrap().message_id);
+    }
+
+    // The broker dies mid-traffic and comes back empty (no persistence: the
+    // session is gone, session_present = 0).
+    network.close();
+    let broker_port = broker.port;
+    drop(broker);
+    let emergency = runtime.block_on(ask(&daemon.socket, "we crashed and my son is bleeding", "r-sos"));
+    assert_eq!(emergency.1["intent"], "emergency");
+    let broker = start_mosquitto_on(&binary, &pki, broker_port);
+    let (_cloud, after) = client(
+        &pki,
+        broker.port,
+        "cloud-bridge",
+        true,
+        Some("kestrel/v1/cars/+/escalations"),
+    );
+    network.reopen();
+
+    let first = after
+        .recv_timeout(Duration::from_secs(15))
+        .expect("delivery resumes")
+        .unwrap();
+    let first = protocol::decode(&first.payload).unwrap();
+    let protocol::Body::Escalation(first_body) = &first.body else {
+        panic!()
+    };
+    assert_eq!(
+        first_body.intent, "emergency",
+        "the emergency goes first after the restart"
+    );
+    ids.insert(first.message_id);
+    while ids.len() < 9 {
+        let message = after
+            .recv_timeout(Duration::from_secs(15))
+            .expect("nothing is lost")
+            .unwrap();
+        ids.insert(protocol::decode(&message.payload).unwrap().message_id);
+    }
+    runtime.block_on(async {
+        let started = Instant::now();
+        loop {
+            let (_, body) = edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None)
+                .await
+                .unwrap();
+            let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if health["pending_escalations"] == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the outbox never emptied: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }

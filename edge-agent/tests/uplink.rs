@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edge_agent::client::request;
 use hyper::Method;
 use serde_json::Value;
-use support::{ask, free_port, start_broker, Daemon};
+use support::{ask, free_port, start_broker, Daemon, Network};
 
 /// A plain MQTT client playing cloud-bridge; returns once its subscription holds.
 fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Receiver<rumqttc::Publish>) {
@@ -38,72 +38,6 @@ fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Recei
         }
     });
     (client, rx)
-}
-
-/// The network between the car and the cloud, owned by the test: nothing listens
-/// on `from` until it starts, then every connection is forwarded to `to`. It reads
-/// the broker's MQTT packets and, while `drop_pubacks` is set, swallows every
-/// PUBACK: the broker has the messages, the car never hears so.
-struct Network {
-    drop_pubacks: tokio::sync::watch::Sender<bool>,
-}
-
-impl Network {
-    async fn start(from: u16, to: u16, drop_pubacks: bool) -> Network {
-        let (tx, rx) = tokio::sync::watch::channel(drop_pubacks);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", from)).await.unwrap();
-        tokio::spawn(async move {
-            while let Ok((car, _)) = listener.accept().await {
-                let rx = rx.clone();
-                tokio::spawn(async move {
-                    let Ok(broker) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
-                        return;
-                    };
-                    let (mut car_read, mut car_write) = car.into_split();
-                    let (mut broker_read, mut broker_write) = broker.into_split();
-                    tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut car_read, &mut broker_write).await;
-                    });
-                    let _ = forward_packets(&mut broker_read, &mut car_write, rx).await;
-                });
-            }
-        });
-        Network { drop_pubacks: tx }
-    }
-
-    fn deliver_pubacks(&self) {
-        self.drop_pubacks.send(false).unwrap();
-    }
-}
-
-/// Copies whole MQTT packets (fixed header, remaining length, body), leaving out
-/// PUBACKs (type 4) while `drop_pubacks` holds.
-async fn forward_packets(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
-    drop_pubacks: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let mut packet = vec![from.read_u8().await?];
-        let (mut length, mut shift) = (0usize, 0);
-        loop {
-            let byte = from.read_u8().await?;
-            packet.push(byte);
-            length |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        let start = packet.len();
-        packet.resize(start + length, 0);
-        from.read_exact(&mut packet[start..]).await?;
-        if packet[0] >> 4 == 4 && *drop_pubacks.borrow() {
-            continue;
-        }
-        to.write_all(&packet).await?;
-    }
 }
 
 async fn health(daemon: &Daemon) -> Value {

@@ -102,13 +102,22 @@ pub async fn open_events(socket: &std::path::Path, conversation: &str) -> hyper:
         .unwrap()
 }
 
-/// A free loopback port (brokers that cannot report the port they bound).
+/// A free loopback port, never the same twice in one test process (tests run in
+/// parallel, and a port is only reserved once its server binds it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -167,5 +176,95 @@ pub fn start_broker(port: u16) {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(started.elapsed() < Duration::from_secs(10), "rumqttd did not start");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The network between the car and the cloud, owned by the test: nothing listens
+/// on `from` until it starts; then every connection is forwarded to `to` while the
+/// network is open (a closed one drops new connections at once). With
+/// `drop_pubacks` it reads the broker's MQTT packets and swallows every PUBACK:
+/// the broker has the messages, the car never hears so. (Plain MQTT only; TLS
+/// traffic is forwarded as bytes.)
+pub struct Network {
+    drop_pubacks: tokio::sync::watch::Sender<bool>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Network {
+    pub async fn start(from: u16, to: u16, drop_pubacks: bool) -> Network {
+        let (pubacks_tx, pubacks_rx) = tokio::sync::watch::channel(drop_pubacks);
+        let (open_tx, open_rx) = tokio::sync::watch::channel(true);
+        let mqtt_aware = drop_pubacks;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", from)).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut car, _)) = listener.accept().await {
+                if !*open_rx.borrow() {
+                    continue;
+                }
+                let rx = pubacks_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut broker) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                        return;
+                    };
+                    if !mqtt_aware {
+                        let _ = tokio::io::copy_bidirectional(&mut car, &mut broker).await;
+                        return;
+                    }
+                    let (mut car_read, mut car_write) = car.into_split();
+                    let (mut broker_read, mut broker_write) = broker.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut car_read, &mut broker_write).await;
+                    });
+                    let _ = forward_packets(&mut broker_read, &mut car_write, rx).await;
+                });
+            }
+        });
+        Network {
+            drop_pubacks: pubacks_tx,
+            open: open_tx,
+        }
+    }
+
+    pub fn deliver_pubacks(&self) {
+        self.drop_pubacks.send(false).unwrap();
+    }
+
+    /// New connections are dropped until [`Network::reopen`].
+    pub fn close(&self) {
+        self.open.send(false).unwrap();
+    }
+
+    pub fn reopen(&self) {
+        self.open.send(true).unwrap();
+    }
+}
+
+/// Copies whole MQTT packets (fixed header, remaining length, body), leaving out
+/// PUBACKs (type 4) while `drop_pubacks` holds.
+async fn forward_packets(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    drop_pubacks: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut packet = vec![from.read_u8().await?];
+        let (mut length, mut shift) = (0usize, 0);
+        loop {
+            let byte = from.read_u8().await?;
+            packet.push(byte);
+            length |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let start = packet.len();
+        packet.resize(start + length, 0);
+        from.read_exact(&mut packet[start..]).await?;
+        if packet[0] >> 4 == 4 && *drop_pubacks.borrow() {
+            continue;
+        }
+        to.write_all(&packet).await?;
     }
 }
