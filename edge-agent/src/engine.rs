@@ -102,6 +102,8 @@ pub struct Engine {
     pub metrics: Metrics,
     started: Instant,
     uplink: Mutex<UplinkState>,
+    /// Anonymous counters since the last batch went up.
+    analytics: Mutex<crate::analytics::Analytics>,
     /// Wakes the uplink when something is queued.
     pub outbox_changed: tokio::sync::Notify,
 }
@@ -167,6 +169,7 @@ impl Engine {
             metrics: Metrics::new(),
             started: Instant::now(),
             uplink: Mutex::new(UplinkState::NotConfigured),
+            analytics: Mutex::new(crate::analytics::Analytics::default()),
             outbox_changed: tokio::sync::Notify::new(),
         }
     }
@@ -208,6 +211,10 @@ impl Engine {
         let turn = self.assistant.respond(session, m.vehicle.state(), &m.store, text)?;
         drop(guard);
         self.metrics.turn(&turn, started.elapsed());
+        self.analytics
+            .lock()
+            .expect("analytics mutex")
+            .record(&turn, started.elapsed());
         for dropped in &turn.dropped {
             self.publish(Event::Dropped(dropped.clone()));
         }
@@ -241,6 +248,20 @@ impl Engine {
         let mut m = self.mutable.lock().expect("engine mutex");
         m.sessions.clear();
         m.store.forget_everything()
+    }
+
+    /// Takes the counters for a batch, starting a new period (empty: `None`).
+    pub fn take_analytics(&self) -> Option<crate::analytics::Analytics> {
+        let mut analytics = self.analytics.lock().expect("analytics mutex");
+        if analytics.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut *analytics))
+    }
+
+    /// Puts back counters whose batch was not acknowledged.
+    pub fn restore_analytics(&self, batch: crate::analytics::Analytics) {
+        self.analytics.lock().expect("analytics mutex").merge(batch);
     }
 
     pub fn uplink_state(&self) -> UplinkState {

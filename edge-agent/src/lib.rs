@@ -6,6 +6,7 @@
 //! **Architecture Invariant:** edge-agent depends on no AWS SDK, no broker and no
 //! demo code; everything it needs runs on the head unit, offline.
 
+pub mod analytics;
 pub mod answer;
 pub mod api;
 pub mod chat;

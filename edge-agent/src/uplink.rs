@@ -218,6 +218,10 @@ impl SeenIds {
     }
 }
 
+/// Stands for an analytics batch among the outbox rows awaiting a PUBACK
+/// (outbox ids are positive).
+const ANALYTICS_BATCH: i64 = -1;
+
 /// Runs the uplink until `shutdown`.
 pub async fn run<C: Connector>(
     mut connector: C,
@@ -232,6 +236,12 @@ pub async fn run<C: Connector>(
     let responses = topics
         .responses(&config.thing_name)
         .map_err(|e| UplinkError::Config(e.to_string()))?;
+    let analytics_topic = topics
+        .analytics(&config.thing_name)
+        .map_err(|e| UplinkError::Config(e.to_string()))?;
+    let analytics_every =
+        (config.analytics_interval_seconds > 0).then(|| Duration::from_secs(config.analytics_interval_seconds));
+    let mut next_analytics = tokio::time::Instant::now() + analytics_every.unwrap_or(Duration::ZERO);
     let mut backoff = Backoff::new(
         Duration::from_millis(config.backoff_initial_ms),
         Duration::from_millis(config.backoff_max_ms.max(config.backoff_initial_ms)),
@@ -253,6 +263,7 @@ pub async fn run<C: Connector>(
             next_publish: tokio::time::Instant::now(),
             need_pump: true,
             last_expiry: None,
+            analytics_in_flight: None,
         };
         let ended = loop {
             if connection.connected && connection.need_pump {
@@ -270,6 +281,29 @@ pub async fn run<C: Connector>(
                     return Ok(());
                 }
                 _ = engine.outbox_changed.notified() => connection.need_pump = true,
+                _ = tokio::time::sleep_until(next_analytics), if connection.connected && analytics_every.is_some() => {
+                    next_analytics = tokio::time::Instant::now() + analytics_every.unwrap_or_default();
+                    if connection.analytics_in_flight.is_none() {
+                        if let Some(batch) = engine.take_analytics() {
+                            let envelope = Envelope::new(
+                                &config.thing_name,
+                                None,
+                                Body::AnalyticsBatch(batch.batch(jiff::Timestamp::now())),
+                            );
+                            match protocol::encode(&envelope) {
+                                Ok(bytes) => {
+                                    if let Err(e) = link.publish(&analytics_topic, bytes) {
+                                        engine.restore_analytics(batch);
+                                        break e;
+                                    }
+                                    connection.awaiting_pkid.push_back(ANALYTICS_BATCH);
+                                    connection.analytics_in_flight = Some(batch);
+                                }
+                                Err(error) => tracing::error!(%error, "analytics batch not sent"),
+                            }
+                        }
+                    }
+                }
                 _ = throttle, if connection.connected && min_interval.is_some() && connection.need_pump => {}
                 // Expiry is checked at send time; a quiet outbox is looked at now and then.
                 _ = tokio::time::sleep(Duration::from_secs(5)) => connection.need_pump = true,
@@ -290,7 +324,10 @@ pub async fn run<C: Connector>(
                         }
                     }
                     Ok(LinkEvent::Acked { pkid }) => {
-                        if let Some(id) = connection.by_pkid.remove(&pkid) {
+                        if connection.by_pkid.get(&pkid) == Some(&ANALYTICS_BATCH) {
+                            connection.by_pkid.remove(&pkid);
+                            connection.analytics_in_flight = None;
+                        } else if let Some(id) = connection.by_pkid.remove(&pkid) {
                             connection.in_flight.remove(&id);
                             connection.need_pump = true;
                             let engine = engine.clone();
@@ -311,6 +348,10 @@ pub async fn run<C: Connector>(
             }
         };
         engine.set_uplink_state(UplinkState::Disconnected);
+        if let Some(batch) = connection.analytics_in_flight.take() {
+            // Not acknowledged: its counts go into the next batch.
+            engine.restore_analytics(batch);
+        }
         let delay = backoff.next_delay();
         tracing::warn!(error = %ended, retry_in_ms = delay.as_millis() as u64, "uplink disconnected");
         tokio::select! {
@@ -333,6 +374,8 @@ struct Connection {
     need_pump: bool,
     /// Expiry is checked at send time, at most once a second.
     last_expiry: Option<tokio::time::Instant>,
+    /// The analytics batch awaiting its PUBACK.
+    analytics_in_flight: Option<crate::analytics::Analytics>,
 }
 
 impl Connection {

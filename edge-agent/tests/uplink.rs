@@ -305,3 +305,50 @@ fn a_question_that_outlives_its_time_to_live_is_dropped_and_the_driver_told() {
         );
     });
 }
+
+#[test]
+fn anonymous_counters_go_up_in_batches() {
+    let (port, broker_port) = (free_port(), free_port());
+    start_broker(broker_port);
+    let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/analytics");
+    let port_text = port.to_string();
+    // Multi-threaded: the network's tasks must run while the test waits outside it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _network = runtime.block_on(Network::start(port, broker_port, false));
+    let daemon = Daemon::start(&uplink_env(
+        &port_text,
+        "car-11",
+        &[("EDGE_AGENT__UPLINK__ANALYTICS_INTERVAL_SECONDS", "1")],
+    ));
+    runtime.block_on(async {
+        for (i, text) in [
+            "how much fuel do i have",
+            "how much fuel is left",
+            "book a service for friday",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ask(&daemon.socket, text, &format!("a-{i}")).await;
+        }
+    });
+    let message = published
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a batch within the interval");
+    assert_eq!(message.topic, "kestrel/v1/cars/car-11/analytics");
+    let envelope = protocol::decode(&message.payload).unwrap();
+    let protocol::Body::AnalyticsBatch(batch) = envelope.body else {
+        panic!("{envelope:?}")
+    };
+    assert_eq!(batch.counters["intent.fuel_level"], 2);
+    assert_eq!(batch.counters["intent.book_service"], 1);
+    assert_eq!(batch.counters["handling.local"], 2);
+    assert_eq!(batch.counters["handling.escalated"], 1);
+    assert_eq!(batch.histograms["answer_ms"].counts.iter().sum::<u64>(), 3);
+    let text = String::from_utf8_lossy(&message.payload);
+    assert!(!text.contains("fuel do i have"), "no utterance in the counters");
+}
