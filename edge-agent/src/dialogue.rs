@@ -323,6 +323,7 @@ impl Assistant {
                 route: turn.understood.route.as_str().to_string(),
                 sources: turn.sources.clone(),
                 escalation_id: turn.escalation.as_ref().map(|e| e.id),
+                from_cloud: false,
             },
             now,
         )?;

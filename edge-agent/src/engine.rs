@@ -250,6 +250,50 @@ impl Engine {
         m.store.forget_everything()
     }
 
+    /// The cloud answered an escalation: into the conversation's history, and out
+    /// on `/v1/events` (blocking).
+    pub fn deliver_response(&self, envelope_conversation: Option<String>, response: protocol::Response) {
+        let now = jiff::Timestamp::now();
+        let m = self.mutable.lock().expect("engine mutex");
+        let known = m
+            .store
+            .delivered_escalation(&response.in_reply_to)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot look up the escalation answered");
+                None
+            });
+        let Some((conversation_id, intent)) =
+            known.or_else(|| envelope_conversation.map(|c| (c, "out_of_scope".into())))
+        else {
+            tracing::warn!(in_reply_to = %response.in_reply_to, "a response to no known escalation was ignored");
+            return;
+        };
+        let record = TurnRecord {
+            at: now.to_string(),
+            text: String::new(),
+            answer: response.text.clone(),
+            intent,
+            intent_confidence: 1.0,
+            sentiment: "neutral".to_string(),
+            sentiment_score: 0.0,
+            route: "cloud".to_string(),
+            sources: Vec::new(),
+            escalation_id: None,
+            from_cloud: true,
+        };
+        if let Err(error) = m.store.record_turn(&conversation_id, &record, now) {
+            tracing::error!(%error, "the cloud's answer could not be kept in the history");
+        }
+        drop(m);
+        self.publish(Event::Response {
+            conversation_id,
+            in_reply_to: response.in_reply_to,
+            text: response.text,
+            actions: response.actions,
+            handoff: response.handoff,
+        });
+    }
+
     /// Takes the counters for a batch, starting a new period (empty: `None`).
     pub fn take_analytics(&self) -> Option<crate::analytics::Analytics> {
         let mut analytics = self.analytics.lock().expect("analytics mutex");

@@ -75,6 +75,16 @@ const MIGRATIONS: &[&str] = &[
         WHEN OLD.status = 'pending' AND NEW.status != 'pending'
         BEGIN UPDATE outbox_length SET n = n - 1; END;
     "#,
+    // 4: what was delivered, so the cloud's answer finds its conversation (and
+    // turn) after the row left the outbox. Pruned with the history.
+    r#"
+    CREATE TABLE delivered (
+        message_id      TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        intent          TEXT NOT NULL,
+        delivered_unix  INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Before this instant the wall clock is not believed (a head unit that booted
@@ -156,6 +166,10 @@ pub struct TurnRecord {
     pub sources: Vec<String>,
     #[serde(default)]
     pub escalation_id: Option<i64>,
+    /// The cloud's answer to an earlier escalation of this conversation (its
+    /// `intent` is the escalation's; `text` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_cloud: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -469,10 +483,34 @@ impl Store {
 
     /// Deletes a delivered escalation (after its PUBACK).
     pub fn delivered(&self, id: i64) -> Result<()> {
+        let loc = &self.location;
+        let now = jiff::Timestamp::now().as_second();
+        let tx = self.conn.unchecked_transaction().at(loc)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO delivered (message_id, conversation_id, intent, delivered_unix)
+             SELECT message_id, conversation_id, intent, ?2 FROM escalations WHERE id = ?1 AND message_id IS NOT NULL",
+            params![id, now],
+        )
+        .at(loc)?;
+        tx.execute("DELETE FROM escalations WHERE id = ?1", [id]).at(loc)?;
+        tx.execute(
+            "DELETE FROM delivered WHERE delivered_unix < ?1",
+            [now - i64::from(self.retention.days) * 86_400],
+        )
+        .at(loc)?;
+        tx.commit().at(loc)
+    }
+
+    /// The conversation and intent of a delivered escalation, by its message id.
+    pub fn delivered_escalation(&self, message_id: &uuid::Uuid) -> Result<Option<(String, String)>> {
         self.conn
-            .execute("DELETE FROM escalations WHERE id = ?1", [id])
-            .at(&self.location)?;
-        Ok(())
+            .query_row(
+                "SELECT conversation_id, intent FROM delivered WHERE message_id = ?1",
+                [message_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .at(&self.location)
     }
 
     /// Pending escalations, urgent first, then oldest first.
@@ -712,6 +750,7 @@ mod tests {
             route: "local".into(),
             sources: vec![],
             escalation_id: None,
+            from_cloud: false,
         }
     }
 

@@ -33,7 +33,7 @@ use protocol::{Body, Envelope, Topics};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UplinkConfig;
-use crate::engine::{Engine, Event, UplinkState};
+use crate::engine::{Engine, UplinkState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
@@ -453,7 +453,7 @@ fn envelope_for(row: &crate::store::PendingEscalation, thing: &str) -> Result<Ve
     Ok(bytes)
 }
 
-fn deliver_response(engine: &Engine, payload: &[u8], seen: &mut SeenIds) {
+fn deliver_response(engine: &Arc<Engine>, payload: &[u8], seen: &mut SeenIds) {
     let envelope = match protocol::decode(payload) {
         Ok(envelope) => envelope,
         Err(error) => {
@@ -469,13 +469,9 @@ fn deliver_response(engine: &Engine, payload: &[u8], seen: &mut SeenIds) {
         tracing::warn!("ignored a message of another kind on the response topic");
         return;
     };
-    engine.publish(Event::Response {
-        conversation_id: envelope.conversation_id.unwrap_or_default(),
-        in_reply_to: response.in_reply_to,
-        text: response.text,
-        actions: response.actions,
-        handoff: response.handoff,
-    });
+    // History is SQLite: off the async workers.
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || engine.deliver_response(envelope.conversation_id, response));
 }
 
 #[cfg(test)]

@@ -190,6 +190,22 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         }
         assert_eq!(text.matches("event: response").count(), 1, "{text}");
         assert!(text.contains("booked in for Friday"), "{text}");
+        // And into the conversation's history, after the question it answers.
+        let (status, body) = request(&daemon.socket, Method::GET, "/v1/conversations/drive-1", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let conversation: Value = serde_json::from_slice(&body).unwrap();
+        let turns = conversation["turns"].as_array().unwrap();
+        let last = turns.last().unwrap();
+        assert_eq!(last["from_cloud"], true, "{conversation}");
+        assert_eq!(last["answer"], "You're booked in for Friday at 9.");
+        assert_eq!(last["intent"], "book_service");
+        assert_eq!(
+            turns.iter().filter(|t| t["from_cloud"] == true).count(),
+            1,
+            "once, duplicates dropped"
+        );
     });
 }
 
