@@ -8,9 +8,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::classify::{read_line, MAX_LINE_BYTES};
-use crate::dialogue::{Assistant, Handling, Session, Turn};
-use crate::store::Store;
-use crate::vehicle::Vehicle;
+use crate::dialogue::{Handling, Turn};
+use crate::engine::{Engine, Event, UplinkState};
+use crate::store::DropReason;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ChatSummary {
@@ -33,25 +33,29 @@ impl ChatOptions {
     }
 }
 
+/// Runs the conversation `conversation_id` on `engine` (whose uplink, when one is
+/// configured, runs beside it). Between turns it shows what the cloud said and
+/// how the connection stands.
 pub fn run(
-    assistant: &Assistant,
-    vehicle: &mut Vehicle,
-    store: &Store,
-    session: &mut Session,
+    engine: &Engine,
+    conversation_id: &str,
     options: &ChatOptions,
     mut input: impl BufRead,
     mut output: impl Write,
 ) -> anyhow::Result<ChatSummary> {
     let mut summary = ChatSummary::default();
     let mut buf = Vec::new();
+    let mut events = engine.subscribe();
     if options.prompt {
         writeln!(
             output,
-            "{} assistant, offline-capable. Ask about the car; Ctrl-D ends the chat.",
-            assistant.config().assistant.name
+            "{} assistant, offline-capable. Ask about the car; Ctrl-D ends the chat. Cloud: {}.",
+            engine.assistant().config().assistant.name,
+            state_words(engine.uplink_state())
         )?;
     }
     loop {
+        print_events(&mut output, options, &mut events, conversation_id)?;
         if options.prompt {
             write!(output, "you> ")?;
             output.flush()?;
@@ -75,11 +79,10 @@ pub fn run(
                 continue;
             }
         };
-        vehicle.refresh();
-        match assistant.respond(session, vehicle.state(), store, &text) {
-            Ok(turn) => {
+        match engine.ask(uuid::Uuid::now_v7(), conversation_id, &text) {
+            Ok(answered) => {
                 summary.turns += 1;
-                print_turn(&mut output, options, &turn)?;
+                print_turn(&mut output, options, &answered.turn, engine.uplink_state())?;
             }
             Err(error) => {
                 summary.errors += 1;
@@ -89,6 +92,7 @@ pub fn run(
         }
         output.flush()?;
     }
+    print_events(&mut output, options, &mut events, conversation_id)?;
     if options.prompt {
         writeln!(output)?;
     }
@@ -104,7 +108,57 @@ fn print_error(output: &mut impl Write, options: &ChatOptions, error: &str) -> s
     }
 }
 
-fn print_turn(output: &mut impl Write, options: &ChatOptions, turn: &Turn) -> std::io::Result<()> {
+fn state_words(state: UplinkState) -> &'static str {
+    match state {
+        UplinkState::NotConfigured => "not configured, requests wait in the car",
+        UplinkState::Connecting => "connecting",
+        UplinkState::Connected => "connected",
+        UplinkState::Disconnected => "offline, requests wait in the car",
+    }
+}
+
+/// What arrived since the last turn: the cloud's answers for this conversation
+/// and changes of the connection.
+fn print_events(
+    output: &mut impl Write,
+    options: &ChatOptions,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    conversation_id: &str,
+) -> std::io::Result<()> {
+    loop {
+        let event = match events.try_recv() {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => return Ok(()),
+        };
+        // JSON mode keeps its contract: one object per turn and nothing else.
+        if options.json {
+            continue;
+        }
+        let mine = event.conversation_id() == conversation_id;
+        match &event {
+            Event::Uplink { state } => writeln!(output, "cloud: {}", state_words(*state))?,
+            Event::Response { text, .. } if mine => writeln!(output, "cloud> {text}")?,
+            // The car's queue is shared: a request dropped from an earlier chat
+            // is still this driver's.
+            Event::Dropped(d) => {
+                let why = match d.reason {
+                    DropReason::Expired => "it was no longer useful by the time the car could send it",
+                    DropReason::Evicted => "the queue for the cloud was full",
+                    DropReason::TooLarge => "it was too large to send",
+                };
+                writeln!(
+                    output,
+                    "note: your earlier {} request was dropped: {why}",
+                    d.intent.replace('_', " ")
+                )?
+            }
+            _ => {}
+        }
+    }
+}
+
+fn print_turn(output: &mut impl Write, options: &ChatOptions, turn: &Turn, state: UplinkState) -> std::io::Result<()> {
     if options.json {
         serde_json::to_writer(&mut *output, turn)?;
         return writeln!(output);
@@ -117,6 +171,11 @@ fn print_turn(output: &mut impl Write, options: &ChatOptions, turn: &Turn) -> st
         Handling::Answered => "answered",
         Handling::Rephrase => "rephrase",
         Handling::Escalated => "escalated (pending)",
+    };
+    let handling = if turn.handling == Handling::Escalated {
+        format!("{handling}, cloud {}", state_words(state))
+    } else {
+        handling.to_string()
     };
     let u = &turn.understood;
     let mut facts = format!(
@@ -137,13 +196,5 @@ fn print_turn(output: &mut impl Write, options: &ChatOptions, turn: &Turn) -> st
     if !turn.sources.is_empty() {
         facts.push_str(&format!(" · sources {}", turn.sources.join(", ")));
     }
-    writeln!(output, "{facts}")?;
-    for dropped in &turn.dropped {
-        writeln!(
-            output,
-            "note: an earlier {} request was dropped to make room: the queue for the cloud is full",
-            dropped.intent.replace('_', " ")
-        )?;
-    }
-    Ok(())
+    writeln!(output, "{facts}")
 }

@@ -49,22 +49,42 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat(args) => {
             let config = Config::load(args.config.config.as_deref())?;
-            let (assistant, mut vehicle, store) = assemble(&config, &args.model, args.signals.as_deref(), true)?;
+            let (assistant, vehicle, store) = assemble(&config, &args.model, args.signals.as_deref(), true)?;
+            let engine = Arc::new(engine::Engine::new(assistant, vehicle, store));
             let id = args
                 .conversation
                 .clone()
                 .unwrap_or_else(|| format!("chat-{}", jiff::Timestamp::now().as_millisecond()));
-            let mut session = dialogue::Session::new(id);
+            // With an uplink configured, it runs beside the chat on a small runtime.
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let uplink = if config.uplink.host.is_empty() {
+                None
+            } else {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()?;
+                let connector = uplink::RumqttcConnector::new(&config.uplink)?;
+                runtime.spawn(uplink::run(
+                    connector,
+                    engine.clone(),
+                    config.uplink.clone(),
+                    shutdown.clone(),
+                ));
+                Some(runtime)
+            };
             let options = chat::ChatOptions::for_terminal(args.json);
             let summary = chat::run(
-                &assistant,
-                &mut vehicle,
-                &store,
-                &mut session,
+                &engine,
+                &id,
                 &options,
                 std::io::stdin().lock(),
                 std::io::stdout().lock(),
             )?;
+            shutdown.cancel();
+            if let Some(runtime) = uplink {
+                runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            }
             tracing::info!(turns = summary.turns, errors = summary.errors, "chat finished");
             Ok(())
         }

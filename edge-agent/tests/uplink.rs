@@ -368,3 +368,36 @@ fn anonymous_counters_go_up_in_batches() {
     let text = String::from_utf8_lossy(&message.payload);
     assert!(!text.contains("fuel do i have"), "no utterance in the counters");
 }
+
+#[test]
+fn the_chat_shows_the_connection_and_delivers_through_the_uplink() {
+    let broker_port = free_port();
+    start_broker(broker_port);
+    let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/escalations");
+    let state = tempfile::tempdir().unwrap();
+    let port = broker_port.to_string();
+    let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("chat")
+        .envs(uplink_env(&port, "car-12", &[]))
+        .env("EDGE_AGENT__STATE__DIR", state.path())
+        .env_remove("EDGE_AGENT_MODEL_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Give the uplink a moment to connect, then ask.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut stdin = chat.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"book a service for friday\n").unwrap();
+    let message = published
+        .recv_timeout(Duration::from_secs(10))
+        .expect("delivered from the chat");
+    assert_eq!(message.topic, "kestrel/v1/cars/car-12/escalations");
+    drop(stdin);
+    let output = chat.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("cloud: connected"), "{text}");
+    assert!(text.contains("escalated (pending), cloud connected"), "{text}");
+}
