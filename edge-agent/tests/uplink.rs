@@ -401,3 +401,50 @@ fn the_chat_shows_the_connection_and_delivers_through_the_uplink() {
     assert!(text.contains("cloud: connected"), "{text}");
     assert!(text.contains("escalated (pending), cloud connected"), "{text}");
 }
+
+#[test]
+fn with_consent_off_only_counters_and_an_emergency_leave_the_car() {
+    let (port, broker_port) = (free_port(), free_port());
+    start_broker(broker_port);
+    let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/car-13/#");
+    let port_text = port.to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _network = runtime.block_on(Network::start(port, broker_port, false));
+    let daemon = Daemon::start(&uplink_env(
+        &port_text,
+        "car-13",
+        &[
+            ("EDGE_AGENT__PRIVACY__CLOUD_CONSENT", "false"),
+            ("EDGE_AGENT__UPLINK__ANALYTICS_INTERVAL_SECONDS", "1"),
+        ],
+    ));
+    runtime.block_on(async {
+        let (_, booking) = ask(&daemon.socket, "book a service for friday", "c-1").await;
+        assert!(booking["escalation"].is_null(), "{booking}");
+        let (_, emergency) = ask(&daemon.socket, "we crashed and my wife is hurt", "c-2").await;
+        assert_eq!(emergency["escalation"]["priority"], "urgent");
+    });
+    let mut topics = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        if let Ok(message) = published.recv_timeout(Duration::from_millis(200)) {
+            let envelope = protocol::decode(&message.payload).unwrap();
+            if let protocol::Body::Escalation(e) = &envelope.body {
+                assert_eq!(e.intent, "emergency");
+                assert!(e.recent_turns.is_empty(), "the minimum set: no history");
+            }
+            topics.push(message.topic);
+        }
+    }
+    topics.sort();
+    topics.dedup();
+    assert_eq!(
+        topics,
+        ["kestrel/v1/cars/car-13/analytics", "kestrel/v1/cars/car-13/escalations"],
+        "counters and the emergency, nothing else"
+    );
+}
