@@ -267,11 +267,7 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
         true,
         Some("kestrel/v1/cars/+/escalations"),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::threaded_runtime();
     let car_port = free_port();
     let network = runtime.block_on(Network::start(car_port, broker.port, false));
 

@@ -225,11 +225,7 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
             ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "0"),
         ],
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::threaded_runtime();
     let network = runtime.block_on(Network::start(port, broker_port, true));
     let mut daemon = Daemon::start(&env);
     runtime.block_on(async {
@@ -329,11 +325,7 @@ fn anonymous_counters_go_up_in_batches() {
     let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/analytics");
     let port_text = port.to_string();
     // Multi-threaded: the network's tasks must run while the test waits outside it.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::threaded_runtime();
     let _network = runtime.block_on(Network::start(port, broker_port, false));
     let daemon = Daemon::start(&uplink_env(
         &port_text,
@@ -408,11 +400,7 @@ fn with_consent_off_only_counters_and_an_emergency_leave_the_car() {
     start_broker(broker_port);
     let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/car-13/#");
     let port_text = port.to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::threaded_runtime();
     let _network = runtime.block_on(Network::start(port, broker_port, false));
     let daemon = Daemon::start(&uplink_env(
         &port_text,

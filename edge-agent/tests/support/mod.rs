@@ -120,6 +120,16 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A runtime whose tasks (a test network, say) keep running while the test
+/// waits outside it.
+pub fn threaded_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
