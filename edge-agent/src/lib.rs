@@ -187,6 +187,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;
             let pack = locate::find_pack_dir(&config.knowledge.pack)?;
             let (manifest, articles) = knowledge::pack::load(&pack, &knowledge_base::intent_labels())?;
+            if !config.uplink.host.is_empty() {
+                // Reads the CA bundle, certificate and key: a missing file fails here,
+                // before the service starts.
+                uplink::RumqttcConnector::new(&config.uplink)?;
+            }
             eprintln!(
                 "config ok (market {}); model ok ({}); pack ok ({} v{}, {} articles); state in {}",
                 config.vehicle.market,
