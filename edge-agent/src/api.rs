@@ -320,10 +320,16 @@ async fn events(State(state): State<AppState>, Query(query): Query<EventsQuery>)
                     next = receiver.recv() => next,
                 };
                 let event = match next {
-                    Ok(event) if filter.as_deref().is_none_or(|f| f == event.conversation_id()) => SseEvent::default()
-                        .event(event.name())
-                        .json_data(&event)
-                        .unwrap_or_else(|_| SseEvent::default().event("error")),
+                    // Events of no conversation (the uplink's state) go to every subscriber.
+                    Ok(event)
+                        if event.conversation_id().is_empty()
+                            || filter.as_deref().is_none_or(|f| f == event.conversation_id()) =>
+                    {
+                        SseEvent::default()
+                            .event(event.name())
+                            .json_data(&event)
+                            .unwrap_or_else(|_| SseEvent::default().event("error"))
+                    }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => SseEvent::default()
                         .event("lagged")
