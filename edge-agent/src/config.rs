@@ -58,6 +58,7 @@ pub struct UplinkConfig {
     pub publish_per_second: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    pub min_connect_interval_ms: u64,
     pub analytics_interval_seconds: u64,
 }
 

@@ -252,7 +252,17 @@ pub async fn run<C: Connector>(
         order: VecDeque::new(),
         set: HashSet::new(),
     };
+    let min_connect_interval = Duration::from_millis(config.min_connect_interval_ms);
+    let mut last_connect: Option<tokio::time::Instant> = None;
     loop {
+        // Never two CONNECTs closer than IoT Core allows, even after a flap.
+        if let Some(last) = last_connect {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(last + min_connect_interval) => {}
+            }
+        }
+        last_connect = Some(tokio::time::Instant::now());
         engine.set_uplink_state(UplinkState::Connecting);
         let mut link = connector.connect();
         let mut connection = Connection {

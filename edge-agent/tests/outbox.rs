@@ -73,6 +73,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     config.backoff_initial_ms = 10;
     config.backoff_max_ms = 20;
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
     let task = tokio::spawn(edge_agent::uplink::run(
         connector,
         engine.clone(),
@@ -104,6 +105,13 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     // The connection drops: the next one sends it again, with its own id.
     broker.fail();
     until("the resend", || published.lock().unwrap().len() == 4).await;
+    // The connection flapped well within a second of its CONNECT, and the backoff
+    // is 10 ms: the reconnect still waited for IoT Core's one CONNECT per second.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "reconnected after {:?}",
+        started.elapsed()
+    );
     let (connection, pkid, _, payload) = published.lock().unwrap()[3].clone();
     assert_eq!((connection, pkid), (2, 1));
     assert_eq!(message_id(&payload), first[1].2);
