@@ -11,7 +11,9 @@
 //! 3. `kb build` of the shipped pack, and of a generated 10,000-article pack.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,31 +21,18 @@ const RATE_PER_SECOND: u64 = 200;
 const SECONDS: u64 = 20;
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("api.sock");
     let texts = utterances();
-
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .arg("serve")
-        .env("EDGE_AGENT__STATE__DIR", dir.path())
-        .env("EDGE_AGENT__API__SOCKET", &socket)
-        .env("EDGE_AGENT__API__RATE_PER_SECOND", "100000")
-        .env("EDGE_AGENT__API__RATE_BURST", "100000")
-        .env_remove("EDGE_AGENT_MODEL_DIR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("edge-agent serve");
     let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let daemon = support::Daemon::start(&[
+        ("EDGE_AGENT__API__RATE_PER_SECOND", "100000"),
+        ("EDGE_AGENT__API__RATE_BURST", "100000"),
+    ]);
     println!(
         "daemon ready in {:.0} ms (model + knowledge base)",
         started.elapsed().as_secs_f64() * 1e3
     );
-    let rss_idle = peak_rss_kib(daemon.id());
+    let socket = daemon.socket.clone();
+    let rss_idle = support::peak_rss_mb(daemon.child.id());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -51,7 +40,7 @@ fn main() {
         .build()
         .unwrap();
     let (latencies, failures) = runtime.block_on(open_loop(&socket, Arc::new(texts)));
-    let rss_peak = peak_rss_kib(daemon.id());
+    let rss_peak = support::peak_rss_mb(daemon.child.id());
     let metrics = runtime
         .block_on(edge_agent::client::request(
             &socket,
@@ -74,8 +63,7 @@ fn main() {
             metric("edge_agent_turn_seconds_sum") / turns * 1e3
         );
     }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
 
     let mut sorted = latencies.clone();
     sorted.sort_by(f64::total_cmp);
@@ -90,11 +78,11 @@ fn main() {
     );
     println!(
         "daemon peak RSS: {:.1} MB after start, {:.1} MB after the load",
-        rss_idle as f64 / 1024.0,
-        rss_peak as f64 / 1024.0
+        rss_idle, rss_peak
     );
 
-    kb_builds(dir.path());
+    let scratch = tempfile::tempdir().unwrap();
+    kb_builds(scratch.path());
 }
 
 /// The dev sets' utterances: varied, real-sounding, and not the training lines.
@@ -155,15 +143,6 @@ async fn open_loop(socket: &Path, texts: Arc<Vec<String>>) -> (Vec<f64>, usize) 
         }
     }
     (latencies, failures)
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn kb_builds(dir: &Path) {

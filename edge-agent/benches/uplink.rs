@@ -67,16 +67,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 fn main() {
     // On disk: /var/tmp, not the tmpfs some systems mount on /tmp.
     let root = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -160,7 +150,7 @@ fn main() {
         println!(
             "daemon peak RSS with {} escalations queued: {:.1} MB",
             health["pending_escalations"],
-            peak_rss_mb(daemon.child.id())
+            support::peak_rss_mb(daemon.child.id())
         );
     });
 }

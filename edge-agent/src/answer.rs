@@ -184,7 +184,7 @@ fn tire_pressure(ctx: &AnswerContext<'_>) -> Answer {
             "{} is at {}, {} below the recommended {}. Top it up soon.",
             capitalise(wheel),
             u.pressure(*kpa),
-            u.pressure_delta(recommended - kpa),
+            u.pressure_number(recommended - kpa),
             u.pressure_number(recommended)
         ),
         several => format!(
@@ -246,9 +246,7 @@ fn vehicle_health(ctx: &AnswerContext<'_>) -> Result<Answer, KnowledgeError> {
     }
     let text = match (lights.is_empty(), codes.is_empty()) {
         (true, true) => {
-            let service = next_service(ctx)
-                .map(|due| format!(" {}", due.sentence))
-                .unwrap_or_default();
+            let service = next_service(ctx).map(|due| format!(" {due}")).unwrap_or_default();
             format!("No warnings are on and no fault codes are stored, so everything looks fine.{service}")
         }
         _ => {
@@ -331,12 +329,8 @@ fn last_service(ctx: &AnswerContext<'_>) -> Answer {
     )
 }
 
-struct ServiceDue {
-    sentence: String,
-}
-
 /// When the next service is due, from the last one and the interval.
-fn next_service(ctx: &AnswerContext<'_>) -> Option<ServiceDue> {
+fn next_service(ctx: &AnswerContext<'_>) -> Option<String> {
     let service = ctx.state.last_service.as_ref()?;
     let v = &ctx.config.vehicle;
     let due_date = service
@@ -363,13 +357,13 @@ fn next_service(ctx: &AnswerContext<'_>) -> Option<ServiceDue> {
             )
         }
     };
-    Some(ServiceDue { sentence })
+    Some(sentence)
 }
 
 fn oil_change_when(ctx: &AnswerContext<'_>) -> Answer {
     let source = ["oil-change-interval"];
     match next_service(ctx) {
-        Some(due) => Answer::said(due.sentence.replacen("next service", "next oil change", 1), &source),
+        Some(due) => Answer::said(due.replacen("next service", "next oil change", 1), &source),
         None => Answer::said(
             format!(
                 "There's no service record in the car, so I can't work out the date. The oil is changed every {} months or {}.",

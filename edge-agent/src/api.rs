@@ -320,10 +320,10 @@ async fn events(State(state): State<AppState>, Query(query): Query<EventsQuery>)
                     next = receiver.recv() => next,
                 };
                 let event = match next {
-                    // Events of no conversation (the uplink's state) go to every subscriber.
                     Ok(event)
-                        if event.conversation_id().is_empty()
-                            || filter.as_deref().is_none_or(|f| f == event.conversation_id()) =>
+                        if event
+                            .conversation_id()
+                            .is_none_or(|c| filter.as_deref().is_none_or(|f| f == c)) =>
                     {
                         SseEvent::default()
                             .event(event.name())

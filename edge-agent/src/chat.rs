@@ -135,7 +135,7 @@ fn print_events(
         if options.json {
             continue;
         }
-        let mine = event.conversation_id() == conversation_id;
+        let mine = event.conversation_id() == Some(conversation_id);
         match &event {
             Event::Uplink { state } => writeln!(output, "cloud: {}", state_words(*state))?,
             Event::Response { text, .. } if mine => writeln!(output, "cloud> {text}")?,

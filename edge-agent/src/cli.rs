@@ -46,8 +46,9 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
 }
 
+/// What `chat` and `serve` both run on: the model, the config, the signals.
 #[derive(Debug, Args)]
-pub struct ChatArgs {
+pub struct RuntimeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -56,6 +57,12 @@ pub struct ChatArgs {
     /// vehicle.signals; the demo vehicle is the starting state).
     #[arg(long)]
     pub signals: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// One JSON object per turn on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -67,12 +74,7 @@ pub struct ChatArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Follow this JSON-lines file of vehicle signal updates (overrides vehicle.signals).
-    #[arg(long)]
-    pub signals: Option<PathBuf>,
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -78,13 +78,16 @@ impl Event {
         }
     }
 
-    pub fn conversation_id(&self) -> &str {
+    /// The conversation an event belongs to; `None` for events of the whole car
+    /// (the uplink's state), which every subscriber gets.
+    pub fn conversation_id(&self) -> Option<&str> {
         match self {
-            Event::Answer(a) => &a.turn.conversation_id,
-            Event::Dropped(d) => &d.conversation_id,
-            Event::Response { conversation_id, .. } => conversation_id,
-            Event::Uplink { .. } => "",
-            Event::AnswerFailed { conversation_id, .. } | Event::Escalation { conversation_id, .. } => conversation_id,
+            Event::Answer(a) => Some(&a.turn.conversation_id),
+            Event::Dropped(d) => Some(&d.conversation_id),
+            Event::Response { conversation_id, .. }
+            | Event::AnswerFailed { conversation_id, .. }
+            | Event::Escalation { conversation_id, .. } => Some(conversation_id),
+            Event::Uplink { .. } => None,
         }
     }
 }

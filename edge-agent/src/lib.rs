@@ -48,8 +48,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => {
-            let config = Config::load(args.config.config.as_deref())?;
-            let (assistant, vehicle, store) = assemble(&config, &args.model, args.signals.as_deref(), true)?;
+            let config = Config::load(args.runtime.config.config.as_deref())?;
+            let (assistant, vehicle, store) = assemble(&config, &args.runtime, true)?;
             let engine = Arc::new(engine::Engine::new(assistant, vehicle, store));
             let id = args
                 .conversation
@@ -89,8 +89,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            let config = Config::load(args.config.config.as_deref())?;
-            let (assistant, vehicle, store) = assemble(&config, &args.model, args.signals.as_deref(), false)?;
+            let config = Config::load(args.runtime.config.config.as_deref())?;
+            let (assistant, vehicle, store) = assemble(&config, &args.runtime, false)?;
             let engine = Arc::new(engine::Engine::new(assistant, vehicle, store));
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
@@ -210,17 +210,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// vehicle (the demo state, followed by the configured signal source).
 fn assemble(
     config: &Config,
-    model: &cli::ModelArgs,
-    signals: Option<&std::path::Path>,
+    args: &cli::RuntimeArgs,
     stdin_is_taken: bool,
 ) -> anyhow::Result<(dialogue::Assistant, Vehicle, Store)> {
-    let classifier = Arc::new(locate::load_classifier(model).context("cannot load the intent model")?);
+    let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
     let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
     let kb = Arc::new(knowledge_base::open(config, embedder)?);
     let store = open_store(config)?;
     let mut vehicle = Vehicle::new(VehicleState::demo());
-    let signals = signals
-        .map(std::path::Path::to_path_buf)
+    let signals = args
+        .signals
+        .clone()
         .unwrap_or_else(|| std::path::PathBuf::from(&config.vehicle.signals));
     match signals.to_str() {
         Some("demo") => {}

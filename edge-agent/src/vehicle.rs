@@ -405,11 +405,6 @@ impl Units {
         }
     }
 
-    /// A pressure difference in kPa, in the market's unit, as a number.
-    pub fn pressure_delta(&self, kpa: f64) -> String {
-        self.pressure_number(kpa)
-    }
-
     pub fn distance(&self, km: f64) -> String {
         match self.distance {
             DistanceUnit::Mi => format!("{} miles", group(km / 1.609_344)),
