@@ -261,11 +261,11 @@ impl KnowledgeBase {
                  FROM articles WHERE rowid = ?1",
             )
             .at(&self.location)?;
+        // Entries are loaded in rowid order.
         let intents = self
             .entries
-            .iter()
-            .find(|e| e.rowid == rowid)
-            .map(|e| e.intents.clone())
+            .binary_search_by_key(&rowid, |e| e.rowid)
+            .map(|i| self.entries[i].intents.clone())
             .unwrap_or_default();
         stmt.query_row([rowid], |r| {
             let lines = |s: String| -> Vec<String> { s.lines().map(str::to_string).collect() };
