@@ -169,27 +169,7 @@ impl Config {
     }
 
     pub fn layered(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut merged = parse(DEFAULT_CONFIG, "(embedded defaults)")?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-                path: path.to_path_buf(),
-                error,
-            })?;
-            merge(&mut merged, parse(&text, &path.display().to_string())?);
-        }
-        for (key, value) in env {
-            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            set_path(&mut merged, &rest.split("__").collect::<Vec<_>>(), parse_scalar(&value));
-        }
-        let config: Config =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin: "(merged)".to_string(),
-                    message: e.message().to_string(),
-                })?;
+        let config: Config = layered(DEFAULT_CONFIG, file, env, ENV_PREFIX)?;
         config.validate()?;
         Ok(config)
     }
@@ -311,6 +291,37 @@ impl Config {
             None => PathBuf::from("/var/lib/edge-agent"),
         }
     }
+}
+
+/// Layers TOML settings: `defaults`, then `file`, then every `{prefix}SECTION__KEY`
+/// variable of `env` (matched case-insensitively against the keys), and
+/// deserialises the result. cloud-bridge's configuration is layered the same way.
+pub fn layered<T: serde::de::DeserializeOwned>(
+    defaults: &str,
+    file: Option<&Path>,
+    env: impl Iterator<Item = (String, String)>,
+    prefix: &str,
+) -> Result<T, ConfigError> {
+    let mut merged = parse(defaults, "(embedded defaults)")?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        merge(&mut merged, parse(&text, &path.display().to_string())?);
+    }
+    for (key, value) in env {
+        let Some(rest) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        set_path(&mut merged, &rest.split("__").collect::<Vec<_>>(), parse_scalar(&value));
+    }
+    toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin: "(merged)".to_string(),
+            message: e.message().to_string(),
+        })
 }
 
 fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {

@@ -54,6 +54,9 @@ pub enum Event {
         actions: Vec<protocol::Action>,
         #[serde(skip_serializing_if = "Option::is_none")]
         handoff: Option<protocol::Handoff>,
+        /// Who wrote it: `bedrock:<model>`, `local` (no model), `agent:<name>`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        answered_by: Option<String>,
     },
     /// The uplink's connection changed.
     Uplink { state: UplinkState },
@@ -294,6 +297,7 @@ impl Engine {
             text: response.text,
             actions: response.actions,
             handoff: response.handoff,
+            answered_by: response.answered_by,
         });
     }
 

@@ -206,6 +206,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The engine `serve` runs, assembled from `config` (the demo in cloud-bridge
+/// runs a car in-process with it).
+pub fn open_engine(config: &Config, args: &cli::RuntimeArgs) -> anyhow::Result<engine::Engine> {
+    let (assistant, vehicle, store) = assemble(config, args, false)?;
+    Ok(engine::Engine::new(assistant, vehicle, store))
+}
+
 /// Loads the model and the knowledge base, opens the store, and sets up the
 /// vehicle (the demo state, followed by the configured signal source).
 fn assemble(

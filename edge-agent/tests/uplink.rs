@@ -166,6 +166,7 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
                 actions: vec![],
                 handoff: None,
                 more_to_come: false,
+                answered_by: None,
             }),
         );
         let bytes = protocol::encode(&reply).unwrap();

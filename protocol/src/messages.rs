@@ -70,6 +70,10 @@ pub struct Response {
     /// driver waits for a person).
     #[serde(default)]
     pub more_to_come: bool,
+    /// Who wrote `text`: `bedrock:<model>`, `local` (the offline provider, no
+    /// model), `agent:<name>`, or `supervisor` (fixed protocol texts). Added in 1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

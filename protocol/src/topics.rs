@@ -121,8 +121,15 @@ impl Topics {
 
     /// Every car's escalations, shared among cloud-bridge instances of `group`.
     pub fn shared_escalations(&self, group: &str) -> Result<String, ProtocolError> {
+        self.shared_car_topic(group, "escalations")
+    }
+
+    /// Every car's `leaf` topic (`escalations`, `analytics`, `status`), shared
+    /// among the cloud-bridge instances of `group`: each message goes to one.
+    pub fn shared_car_topic(&self, group: &str, leaf: &str) -> Result<String, ProtocolError> {
         check_level(group)?;
-        Ok(format!("$share/{group}/{}/cars/+/escalations", self.prefix))
+        check_level(leaf)?;
+        Ok(format!("$share/{group}/{}/cars/+/{leaf}", self.prefix))
     }
 
     /// `$aws/things/{thing}/shadow/name/knowledge/{op}`, e.g. `update`, `get/accepted`.

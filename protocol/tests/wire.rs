@@ -50,6 +50,7 @@ fn every_kind_round_trips_with_its_envelope() {
                 estimated_wait_seconds: Some(120),
             }),
             more_to_come: true,
+            answered_by: Some("local".into()),
         }),
         Body::KnowledgeManifest(KnowledgeManifestNotice {
             channel: "stable".into(),

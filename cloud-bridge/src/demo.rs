@@ -1,0 +1,217 @@
+//! `cloud-bridge demo`: the whole product on one machine with embedded defaults.
+//! An in-process broker (rumqttd, MQTT 3.1.1 for the car and 5 for the cloud), the
+//! supervisor with the local provider, and a car (edge-agent's engine and uplink)
+//! in a temporary folder. A scripted driver asks a local question and three that
+//! escalate; an agent takes the handoff and answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use edge_agent::engine::Event;
+use tokio_util::sync::CancellationToken;
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// rumqttd with a 3.1.1 and a 5 listener. It cannot be stopped: it ends with the process.
+fn start_broker(v4: u16, v5: u16) -> anyhow::Result<()> {
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: 2000,
+        max_payload_size: 256 * 1024,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = |name: &str, port: u16| rumqttd::ServerSettings {
+        name: name.into(),
+        listen: ([127, 0, 0, 1], port).into(),
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: connections.clone(),
+    };
+    let config = rumqttd::Config {
+        id: 0,
+        v4: Some(HashMap::from([("1".to_string(), server("v4", v4))])),
+        v5: Some(HashMap::from([("2".to_string(), server("v5", v5))])),
+        router: rumqttd::RouterConfig {
+            max_connections: 100,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 1 << 20,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::spawn(move || {
+        if let Err(e) = broker.start() {
+            eprintln!("broker stopped: {e}");
+        }
+    });
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", v5)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("the in-process broker did not start")
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (v4, v5) = (free_port()?, free_port()?);
+    start_broker(v4, v5)?;
+    let store = dir.path().join("cloud/cloud-bridge.sqlite");
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let config = crate::config::Config::layered(
+        None,
+        [
+            ("CLOUD_BRIDGE__MQTT__PORT", v5.to_string()),
+            ("CLOUD_BRIDGE__STORE__PATH", store.display().to_string()),
+            ("CLOUD_BRIDGE__HTTP__LISTEN", http.clone()),
+            ("CLOUD_BRIDGE__LLM__PROVIDER", "local".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    )?;
+    let car_config = edge_agent::config::Config::layered(
+        None,
+        [
+            ("EDGE_AGENT__STATE__DIR", dir.path().join("car").display().to_string()),
+            ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1".to_string()),
+            ("EDGE_AGENT__UPLINK__PORT", v4.to_string()),
+            ("EDGE_AGENT__UPLINK__TLS", "false".to_string()),
+            ("EDGE_AGENT__UPLINK__THING_NAME", "demo-car".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        edge_agent::signals::cancel_on_signals(shutdown.clone())?;
+        let cloud = tokio::spawn(crate::run(config.clone(), shutdown.child_token()));
+        let args = edge_agent::cli::RuntimeArgs {
+            model: Default::default(),
+            config: edge_agent::cli::ConfigArgs { config: None },
+            signals: None,
+        };
+        let engine = Arc::new(
+            tokio::task::block_in_place(|| edge_agent::open_engine(&car_config, &args))
+                .context("cannot start the car")?,
+        );
+        let connector = edge_agent::uplink::RumqttcConnector::new(&car_config.uplink)?;
+        let uplink = tokio::spawn(edge_agent::uplink::run(
+            connector,
+            engine.clone(),
+            car_config.uplink.clone(),
+            shutdown.child_token(),
+        ));
+        let stores = crate::open_stores(&config)?;
+        wait_healthy(&http, Duration::from_secs(60)).await?;
+        println!(
+            "demo: broker on 127.0.0.1:{v4} (MQTT 3.1.1, the car) and :{v5} (MQTT 5, the cloud); local provider\n"
+        );
+        let script = [
+            "how do i pair my phone",
+            "book a brake inspection next friday morning",
+            "are there any recalls on my car",
+            "i want to talk to a real person",
+        ];
+        for (i, text) in script.iter().enumerate() {
+            let conversation = format!("demo-{i}");
+            let mut events = engine.subscribe();
+            let asked = engine.ask(uuid::Uuid::now_v7(), &conversation, text)?;
+            println!("driver> {text}");
+            println!(
+                "car   > {}   [intent {}]",
+                asked.turn.answer,
+                asked.turn.understood.intent.as_str()
+            );
+            if asked.turn.escalation.is_none() {
+                println!();
+                continue;
+            }
+            let response = wait_response(&mut events, &conversation, Duration::from_secs(20)).await;
+            let Some((reply, by, handoff)) = response else {
+                println!("cloud > (no answer within 20 s)\n");
+                continue;
+            };
+            println!("cloud > {reply}   [{}]", by.unwrap_or_default());
+            if handoff {
+                let open = stores.handoffs.list(false)?;
+                if let Some(h) = open.iter().find(|h| h.conversation_id == conversation) {
+                    crate::agent::take(&stores, &h.handoff_id, "Sam")?;
+                    if let Some((t, by, _)) = wait_response(&mut events, &conversation, Duration::from_secs(10)).await {
+                        println!("cloud > {t}   [{}]", by.unwrap_or_default());
+                    }
+                    crate::agent::reply(
+                        &stores,
+                        &h.handoff_id,
+                        "Sam",
+                        "Hi, this is Sam. How can I help you today?",
+                    )?;
+                    if let Some((t, by, _)) = wait_response(&mut events, &conversation, Duration::from_secs(10)).await {
+                        println!("cloud > {t}   [{}]", by.unwrap_or_default());
+                    }
+                }
+            }
+            println!();
+        }
+        let _ = stores;
+        shutdown.cancel();
+        let _ = uplink.await;
+        cloud.await??;
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
+
+/// Until the supervisor's `/health` says 200 (connected and subscribed).
+async fn wait_healthy(addr: &str, within: Duration) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+            let request = format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+            let mut response = Vec::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_end(&mut response).await.is_ok()
+                && response.starts_with(b"HTTP/1.1 200")
+            {
+                // The subscriptions follow the connection by a moment.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the supervisor did not become healthy within {within:?}")
+}
+
+async fn wait_response(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    conversation: &str,
+    within: Duration,
+) -> Option<(String, Option<String>, bool)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.ok()?.ok()?;
+        if let Event::Response {
+            conversation_id,
+            text,
+            handoff,
+            answered_by,
+            ..
+        } = event
+        {
+            if conversation_id == conversation {
+                return Some((text, answered_by, handoff.is_some()));
+            }
+        }
+    }
+}

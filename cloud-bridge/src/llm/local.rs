@@ -1,0 +1,210 @@
+//! The offline provider: no model. It re-checks the edge's label with keyword
+//! rules, books with the deterministic parser of `servicing` and the same tools
+//! Bedrock would call, and otherwise answers with the best article's summary.
+//! What it says is labelled `local` in the response.
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::{Context, LlmError, LlmProvider, Reply, Understanding};
+use crate::servicing::{self, PartOfDay};
+use crate::store::Usage;
+use crate::tools::{ToolCall, Toolbox};
+
+/// Words that settle an intent whatever the edge said; first match wins.
+const RULES: &[(&str, &[&str])] = &[
+    (
+        "emergency",
+        &[
+            "accident",
+            "crash",
+            "crashed",
+            "fire",
+            "smoke",
+            "injured",
+            "bleeding",
+            "ambulance",
+            "unconscious",
+        ],
+    ),
+    (
+        "talk_to_agent",
+        &["human", "person", "agent", "representative", "operator", "someone real"],
+    ),
+    (
+        "complaint",
+        &["complain", "complaint", "unacceptable", "ripped off", "worst service"],
+    ),
+    ("recall_warranty", &["recall", "recalls", "warranty"]),
+    ("book_service", &["book", "schedule", "appointment", "reschedule"]),
+];
+
+#[derive(Debug, Default)]
+pub struct LocalProvider;
+
+fn words_of(text: &str) -> String {
+    let cleaned: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .collect();
+    format!(" {} ", cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The intent the keyword rules give, if any.
+pub fn rule_intent(text: &str) -> Option<&'static str> {
+    let words = words_of(text);
+    RULES
+        .iter()
+        .find(|(_, keys)| keys.iter().any(|k| words.contains(&format!(" {k} "))))
+        .map(|(intent, _)| *intent)
+}
+
+impl LocalProvider {
+    fn book(&self, context: &Context<'_>, tools: &Toolbox<'_>) -> Result<String, LlmError> {
+        let today = context.now.date();
+        let request = servicing::parse_request(context.utterance, today);
+        let service = request.service.unwrap_or("annual service");
+        let days: Vec<jiff::civil::Date> = match request.date {
+            Some(d) => vec![d],
+            None => (1..=14)
+                .filter_map(|n| today.checked_add(jiff::Span::new().days(n)).ok())
+                .collect(),
+        };
+        let part = request.part_of_day;
+        for date in days {
+            let listed = tools.call(
+                "list_service_slots",
+                &json!({"date": date.to_string(), "part_of_day": part_name(part), "service": service}),
+            );
+            let listed = match listed {
+                Ok(v) => v,
+                Err(e) => return Ok(format!("Sorry, I couldn't book that: {e}.")),
+            };
+            let mut slots: Vec<String> = listed["slots"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s["starts_at"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some((h, _)) = request.hour {
+                let zone = tools.workshop.zone.clone();
+                slots.retain(|s| {
+                    s.parse::<jiff::Timestamp>()
+                        .is_ok_and(|t| t.to_zoned_datetime(zone.clone()).hour() == h)
+                });
+            }
+            let Some(slot) = slots.first() else { continue };
+            let held = tools
+                .call("book_service_slot", &json!({"slot": slot, "service": service}))
+                .map_err(|e| LlmError::Request(e.to_string()))?;
+            let id = held["appointment_id"].as_str().unwrap_or_default().to_string();
+            let confirmed = tools
+                .run(&ToolCall::ConfirmAppointment { appointment_id: id })
+                .map_err(|e| LlmError::Request(e.to_string()))?;
+            return Ok(format!(
+                "You're booked for a {} at {} on {}.",
+                service,
+                confirmed["dealer"].as_str().unwrap_or("your dealer"),
+                confirmed["local_time"].as_str().unwrap_or_default()
+            ));
+        }
+        Ok(match request.date {
+            Some(d) => format!(
+                "{} has no free {} slot {} on {}. Would another day suit you?",
+                tools.workshop.dealer,
+                service,
+                part_phrase(part),
+                d.strftime("%A %-d %B")
+            ),
+            None => format!(
+                "{} has nothing free in the next two weeks; I'll ask the team to call you.",
+                tools.workshop.dealer
+            ),
+        })
+    }
+
+    fn recalls(&self, tools: &Toolbox<'_>) -> Result<String, LlmError> {
+        let found = tools
+            .run(&ToolCall::LookupRecallsWarranty)
+            .map_err(|e| LlmError::Request(e.to_string()))?;
+        let recalls = found["open_recalls"].as_array().cloned().unwrap_or_default();
+        let warranty = if found["warranty"]["in_warranty"].as_bool() == Some(true) {
+            format!(
+                "You're under warranty until {}.",
+                found["warranty"]["until"].as_str().unwrap_or_default()
+            )
+        } else {
+            "Your warranty has ended.".to_string()
+        };
+        Ok(match recalls.as_slice() {
+            [] => format!("There are no open recalls for your car. {warranty}"),
+            [one] => format!(
+                "There is one open recall: {} {warranty}",
+                one["summary"].as_str().unwrap_or_default()
+            ),
+            many => format!(
+                "There are {} open recalls, all fixed free by your dealer. {warranty}",
+                many.len()
+            ),
+        })
+    }
+}
+
+fn part_name(part: PartOfDay) -> &'static str {
+    match part {
+        PartOfDay::Morning => "morning",
+        PartOfDay::Afternoon => "afternoon",
+        PartOfDay::Evening => "evening",
+        PartOfDay::Any => "any",
+    }
+}
+
+fn part_phrase(part: PartOfDay) -> &'static str {
+    match part {
+        PartOfDay::Morning => "in the morning",
+        PartOfDay::Afternoon => "in the afternoon",
+        PartOfDay::Evening => "in the evening",
+        PartOfDay::Any => "",
+    }
+}
+
+#[async_trait]
+impl LlmProvider for LocalProvider {
+    fn label(&self) -> String {
+        "local".to_string()
+    }
+
+    async fn understand(&self, context: &Context<'_>) -> Result<(Understanding, Usage), LlmError> {
+        let mut understanding = context.edge.clone();
+        if let Some(intent) = rule_intent(context.utterance) {
+            if intent != context.edge.intent {
+                understanding.reason = Some(format!("keyword rule: the words name {intent}"));
+                understanding.intent = intent.to_string();
+            }
+        }
+        Ok((understanding, Usage::default()))
+    }
+
+    async fn respond(&self, context: &Context<'_>, tools: &Toolbox<'_>) -> Result<Reply, LlmError> {
+        let text = match context.understanding.intent.as_str() {
+            "book_service" => self.book(context, tools)?,
+            "recall_warranty" => self.recalls(tools)?,
+            "directions" | "distance" | "traffic" | "find_place" => {
+                "I can't look up routes, traffic or places right now; the navigation app on the screen can.".to_string()
+            }
+            _ => match context.articles.first() {
+                Some(article) => article.summary.clone(),
+                None => {
+                    "Sorry, I don't have an answer for that. You can ask me to put you through to a person.".to_string()
+                }
+            },
+        };
+        Ok(Reply {
+            text,
+            usage: Usage::default(),
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! `cloud-bridge report`: per day, volumes, the local-versus-escalated ratio from
+//! the cars' analytics, the sentiment trend, top intents, handoffs and their
+//! waits, and model cost.
+
+use std::io::Write;
+
+use crate::store::{DayReport, Stores};
+
+pub fn print(stores: &Stores, days: u32, json: bool, out: &mut dyn Write) -> anyhow::Result<Vec<DayReport>> {
+    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let report = stores.analytics.report(days, today)?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+        return Ok(report);
+    }
+    writeln!(
+        out,
+        "{:<10} {:>6} {:>8} {:>7} {:>9} {:>6} {:>6} {:>8} {:>9} {:>9}  top intents",
+        "day (UTC)", "escal.", "car turns", "local%", "sentiment", "neg%", "fixed", "handoffs", "mean wait", "cost USD"
+    )?;
+    for d in &report {
+        let local = (d.edge_local + d.edge_escalated > 0)
+            .then(|| 100.0 * d.edge_local as f64 / (d.edge_local + d.edge_escalated) as f64);
+        let fmt = |v: Option<f64>, scale: f64, unit: &str| {
+            v.map(|v| format!("{:.1}{unit}", v * scale))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        writeln!(
+            out,
+            "{:<10} {:>6} {:>9} {:>7} {:>9} {:>6} {:>6} {:>8} {:>9} {:>9.4}  {}",
+            d.day,
+            d.escalations,
+            d.edge_turns,
+            fmt(local, 1.0, ""),
+            d.mean_sentiment
+                .map(|s| format!("{s:+.2}"))
+                .unwrap_or_else(|| "-".into()),
+            fmt(d.negative_share, 100.0, ""),
+            d.corrections,
+            d.handoffs,
+            fmt(d.mean_wait_seconds, 1.0, "s"),
+            d.cost_usd,
+            d.top_intents
+                .iter()
+                .map(|(i, n)| format!("{i} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    Ok(report)
+}

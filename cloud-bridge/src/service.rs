@@ -1,0 +1,450 @@
+//! The running service: one MQTT 5 connection (mutual TLS in production) reading
+//! every car's escalations, analytics and status through shared subscriptions, so
+//! that N instances split the load; a task per message; loops that deliver what
+//! agents and status updates queued, and that take over escalations whose owner
+//! died; and the HTTP endpoints.
+//!
+//! Delivery is at least once on both hops, so each escalation is claimed in the
+//! dedupe store by `message_id` before it is handled, and acknowledged to the
+//! broker (a manual PUBACK) only once its response is published or queued.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{Body, Envelope, Topics};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, DeliveryMode};
+use crate::delivery::{Delivery, IotDataDelivery, MqttDelivery};
+use crate::metrics::Metrics;
+use crate::store::{Claim, HandoffState, Stores};
+use crate::supervisor::{wait_phrase, Supervisor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("mqtt: cannot read the {what} {path}: {error}")]
+    Credentials {
+        what: &'static str,
+        path: String,
+        error: std::io::Error,
+    },
+    #[error("http: cannot listen on {addr}: {error}")]
+    Listen { addr: String, error: std::io::Error },
+    #[error(transparent)]
+    Protocol(#[from] protocol::ProtocolError),
+}
+
+/// The MQTT options for a supervisor instance.
+pub fn mqtt_options(config: &Config) -> Result<MqttOptions, ServiceError> {
+    let m = &config.mqtt;
+    let client_id = if m.client_id.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("cloud-bridge-{}-{}", host.trim(), std::process::id())
+    } else {
+        m.client_id.clone()
+    };
+    let mut options = MqttOptions::new(client_id, &m.host, m.port);
+    options
+        .set_keep_alive(Duration::from_secs(m.keep_alive_seconds))
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(3600))
+        .set_manual_acks(true)
+        .set_receive_maximum(Some(m.receive_maximum))
+        .set_max_packet_size(Some(protocol::MAX_PAYLOAD_BYTES as u32 + 1024));
+    if m.tls {
+        let read = |path: &str, what: &'static str| {
+            std::fs::read(path).map_err(|error| ServiceError::Credentials {
+                what,
+                path: path.to_string(),
+                error,
+            })
+        };
+        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: read(&m.ca_file, "CA bundle")?,
+            alpn: None,
+            client_auth: Some((read(&m.cert_file, "certificate")?, read(&m.key_file, "key")?)),
+        }));
+    }
+    Ok(options)
+}
+
+/// What every message task shares.
+struct Shared {
+    supervisor: Arc<Supervisor>,
+    stores: Stores,
+    delivery: Arc<dyn Delivery>,
+    client: AsyncClient,
+    topics: Topics,
+    metrics: Metrics,
+    config: Arc<Config>,
+    owner: String,
+}
+
+/// Runs until `shutdown`: the broker connection, the message tasks, the
+/// outbound and takeover loops. Message tasks in flight finish before it returns.
+pub async fn run(
+    config: Arc<Config>,
+    supervisor: Arc<Supervisor>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    let topics = Topics::new(&config.mqtt.topic_prefix)?;
+    let options = mqtt_options(&config)?;
+    let owner = options.client_id();
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let delivery: Arc<dyn Delivery> = match config.delivery.mode {
+        DeliveryMode::Mqtt => Arc::new(MqttDelivery { client: client.clone() }),
+        DeliveryMode::IotData => Arc::new(
+            IotDataDelivery::from_environment(
+                &config.delivery.iot_data_endpoint,
+                Some(config.delivery.region.clone()).filter(|r| !r.is_empty()),
+            )
+            .await,
+        ),
+    };
+    let shared = Arc::new(Shared {
+        stores: supervisor.stores().clone(),
+        supervisor,
+        delivery,
+        client: client.clone(),
+        topics: topics.clone(),
+        metrics: metrics.clone(),
+        config: config.clone(),
+        owner,
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(outbound_loop(shared.clone(), shutdown.clone()));
+    tracker.spawn(takeover_loop(shared.clone(), tracker.clone(), shutdown.clone()));
+
+    let filters: Vec<String> = ["escalations", "analytics", "status"]
+        .iter()
+        .map(|leaf| topics.shared_car_topic(&config.mqtt.share_group, leaf))
+        .collect::<Result<_, _>>()?;
+    let mut backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                metrics.set_connected(true);
+                backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
+                tracing::info!(session_present = ack.session_present, "connected to the broker");
+                if !ack.session_present {
+                    // From a task: subscribing inside the poll loop can deadlock on a full channel.
+                    let (client, filters) = (client.clone(), filters.clone());
+                    tokio::spawn(async move {
+                        let subscriptions = filters
+                            .into_iter()
+                            .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, QoS::AtLeastOnce));
+                        if let Err(error) = client.subscribe_many(subscriptions).await {
+                            tracing::error!(%error, "cannot subscribe");
+                        }
+                    });
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let shared = shared.clone();
+                tracker.spawn(async move {
+                    shared.metrics.in_flight(1);
+                    shared.on_publish(&publish).await;
+                    shared.metrics.in_flight(-1);
+                    if let Err(error) = shared.client.ack(&publish).await {
+                        tracing::warn!(%error, "cannot acknowledge a message; the broker will resend it");
+                    }
+                });
+            }
+            Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                metrics.set_connected(false);
+                tracing::warn!(reason = ?d.reason_code, "the broker disconnected us");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                metrics.set_connected(false);
+                metrics.failure("broker_connection");
+                let pause = Duration::from_millis(rand::random_range(
+                    backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64,
+                ));
+                tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "broker connection failed; reconnecting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(config.mqtt.backoff_max_ms));
+            }
+        }
+    }
+    tracker.close();
+    // Let message tasks finish their publish and ack, polling the connection meanwhile.
+    let drain = async {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = drain => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => tracing::warn!("messages still in flight at exit: their leases will expire and another instance takes them"),
+    }
+    let _ = client.disconnect().await;
+    metrics.set_connected(false);
+    Ok(())
+}
+
+impl Shared {
+    async fn on_publish(&self, publish: &Publish) {
+        let topic = String::from_utf8_lossy(&publish.topic).to_string();
+        let Some((thing, leaf)) = self.topics.parse_car_topic(&topic) else {
+            self.metrics.rejected("unknown_topic");
+            tracing::warn!(topic, "a message on a topic this service does not read");
+            return;
+        };
+        self.metrics.received(leaf);
+        let envelope = match protocol::decode(&publish.payload) {
+            Ok(e) => e,
+            Err(error) => {
+                self.metrics.rejected("malformed");
+                tracing::warn!(thing, %error, "a malformed message was dropped");
+                return;
+            }
+        };
+        if envelope.thing_name != thing {
+            self.metrics.rejected("thing_mismatch");
+            tracing::warn!(thing, claimed = %envelope.thing_name, "a message names another car than its topic; dropped");
+            return;
+        }
+        match (&envelope.body, leaf) {
+            (Body::Escalation(_), "escalations") => {
+                let id = envelope.message_id.to_string();
+                match self
+                    .stores
+                    .dedupe
+                    .claim(&id, thing, &publish.payload, &self.owner, self.config.store.lease_ms)
+                {
+                    Ok(Claim::New) => self.handle_escalation(envelope).await,
+                    Ok(Claim::Duplicate) => {
+                        self.metrics.duplicate();
+                        tracing::debug!(message_id = %id, "a duplicate escalation was dropped");
+                    }
+                    Err(error) => {
+                        // Not acknowledged-and-lost: we return, and the ack below still
+                        // goes out, so count it loudly. A store outage stops the service
+                        // from being useful; the health endpoint shows it.
+                        self.metrics.failure("store");
+                        tracing::error!(%error, "cannot claim an escalation");
+                    }
+                }
+            }
+            (Body::AnalyticsBatch(batch), "analytics") => {
+                let day = batch
+                    .period_end
+                    .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                    .date()
+                    .to_string();
+                if let Err(error) =
+                    self.stores
+                        .analytics
+                        .record_batch(&envelope.message_id.to_string(), &day, &batch.counters)
+                {
+                    self.metrics.failure("store");
+                    tracing::error!(%error, "cannot record an analytics batch");
+                }
+            }
+            (Body::Status(status), "status") => {
+                tracing::info!(
+                    thing,
+                    agent_version = %status.agent_version,
+                    queued = status.queued_escalations,
+                    knowledge = ?status.knowledge_version,
+                    "car status"
+                );
+            }
+            _ => {
+                self.metrics.rejected("wrong_kind");
+                tracing::warn!(thing, leaf, "a message of the wrong kind for its topic was dropped");
+            }
+        }
+    }
+
+    /// Handles a claimed escalation: the supervisor, then delivery (or the
+    /// outbound queue when delivery fails), then the outcome.
+    async fn handle_escalation(&self, envelope: Envelope) {
+        let Body::Escalation(escalation) = &envelope.body else {
+            return;
+        };
+        let handled = self.supervisor.handle(&envelope, escalation).await;
+        let mut reply = Envelope::new(
+            &handled.thing,
+            Some(&handled.conversation_id),
+            Body::Response(handled.response.clone()),
+        );
+        reply.traceparent = envelope.traceparent.clone();
+        if let Err(error) = self.deliver(&reply).await {
+            self.metrics.failure("delivery");
+            tracing::warn!(%error, "cannot deliver a response now; it is queued");
+            if let Err(error) =
+                self.stores
+                    .handoffs
+                    .enqueue(&handled.thing, &handled.conversation_id, &handled.response)
+            {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot queue the response either");
+            }
+        }
+        if let Err(error) = self.stores.dedupe.complete(&handled.outcome) {
+            self.metrics.failure("store");
+            tracing::error!(%error, "cannot record the outcome");
+        }
+    }
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), crate::delivery::DeliveryError> {
+        let topic = self.topics.responses(&envelope.thing_name)?;
+        let bytes = protocol::encode(envelope)?;
+        self.delivery.publish(&topic, bytes).await?;
+        self.metrics.delivered();
+        Ok(())
+    }
+
+    /// Queued messages for cars (agent replies, status updates, failed
+    /// deliveries), and queue-status updates for drivers still waiting.
+    async fn deliver_outbound(&self) {
+        let leased = match self.stores.handoffs.lease_outbound(&self.owner, 10_000, 64) {
+            Ok(l) => l,
+            Err(error) => {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot read the outbound queue");
+                return;
+            }
+        };
+        for message in leased {
+            let envelope = Envelope::new(
+                &message.thing,
+                Some(&message.conversation_id),
+                Body::Response(message.response),
+            );
+            match self.deliver(&envelope).await {
+                Ok(()) => {
+                    if let Err(error) = self.stores.handoffs.delivered(message.seq) {
+                        self.metrics.failure("store");
+                        tracing::error!(%error, "cannot mark a message delivered; it may be sent twice");
+                    }
+                }
+                Err(error) => {
+                    self.metrics.failure("delivery");
+                    tracing::warn!(%error, "outbound delivery failed; retrying after the lease");
+                }
+            }
+        }
+    }
+
+    fn queue_status_updates(&self) {
+        let interval = jiff::SignedDuration::from_secs(self.config.handoff.status_interval_seconds as i64);
+        let now = jiff::Timestamp::now();
+        let Ok(queue) = self.stores.handoffs.queued() else {
+            self.metrics.failure("store");
+            return;
+        };
+        for (position, handoff) in queue.iter().enumerate() {
+            let last = self
+                .stores
+                .handoffs
+                .last_status(&handoff.handoff_id)
+                .ok()
+                .flatten()
+                .unwrap_or(handoff.created_at);
+            if now.duration_since(last) < interval {
+                continue;
+            }
+            let wait = crate::supervisor::estimated_wait_seconds(position, handoff.urgent, &self.config);
+            let response = protocol::Response {
+                in_reply_to: handoff.message_id.parse().unwrap_or_default(),
+                text: format!(
+                    "You're still in the queue; someone will be with you {}.",
+                    wait_phrase(wait)
+                ),
+                actions: Vec::new(),
+                handoff: Some(protocol::Handoff {
+                    status: protocol::HandoffStatus::Queued,
+                    agent: None,
+                    estimated_wait_seconds: Some(wait),
+                }),
+                more_to_come: true,
+                answered_by: Some("supervisor".into()),
+            };
+            let queued = self
+                .stores
+                .handoffs
+                .enqueue(&handoff.thing, &handoff.conversation_id, &response)
+                .and_then(|_| self.stores.handoffs.touch_status(&handoff.handoff_id, now));
+            if queued.is_err() {
+                self.metrics.failure("store");
+            }
+        }
+    }
+}
+
+async fn outbound_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if rounds.is_multiple_of(25) {
+            shared.queue_status_updates();
+        }
+        rounds += 1;
+        shared.deliver_outbound().await;
+    }
+}
+
+/// Escalations claimed by an instance that died before finishing: taken over
+/// once their lease runs out.
+async fn takeover_loop(shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) {
+    let every = Duration::from_millis((shared.config.store.lease_ms / 2).max(100) as u64);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let stale = match shared
+            .stores
+            .dedupe
+            .take_over_stale(&shared.owner, shared.config.store.lease_ms, 16)
+        {
+            Ok(s) => s,
+            Err(error) => {
+                shared.metrics.failure("store");
+                tracing::error!(%error, "cannot look for abandoned escalations");
+                continue;
+            }
+        };
+        for payload in stale {
+            let Ok(envelope) = protocol::decode(&payload) else {
+                continue;
+            };
+            tracing::warn!(message_id = %envelope.message_id, "taking over an escalation its instance left unfinished");
+            let shared = shared.clone();
+            tracker.spawn(async move { shared.handle_escalation(envelope).await });
+        }
+    }
+}
+
+/// A handoff's lifecycle as seen by agents: the messages a transition sends the
+/// driver. Used by `cloud-bridge agent`.
+pub fn handoff_message(state: HandoffState, agent: &str) -> String {
+    match state {
+        HandoffState::Assigned => format!("{agent} from our team has joined and will help you now."),
+        HandoffState::Closed => "Our agent has closed this conversation. Ask me anything else any time.".to_string(),
+        HandoffState::Queued => "You're in the queue.".to_string(),
+    }
+}

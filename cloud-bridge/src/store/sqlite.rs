@@ -1,0 +1,713 @@
+//! The SQLite implementation of every store: one file in WAL mode, one connection
+//! per process behind a mutex (every call is a few microseconds). Conditional
+//! writes are SQL `WHERE` clauses and unique constraints, which is what a
+//! DynamoDB implementation would express as condition expressions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::*;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE escalations (
+    message_id TEXT PRIMARY KEY,
+    thing TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    handled_at TEXT,
+    day TEXT,
+    outcome TEXT
+);
+CREATE INDEX escalations_open ON escalations (lease_until) WHERE handled_at IS NULL;
+CREATE INDEX escalations_day ON escalations (day) WHERE handled_at IS NOT NULL;
+CREATE TABLE turns (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    thing TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    at TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE profiles (thing TEXT PRIMARY KEY, profile TEXT NOT NULL);
+CREATE TABLE appointments (
+    appointment_id TEXT PRIMARY KEY,
+    thing TEXT NOT NULL,
+    dealer TEXT NOT NULL,
+    service TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE UNIQUE INDEX appointments_slot ON appointments (dealer, starts_at) WHERE status != 'cancelled';
+CREATE INDEX appointments_thing ON appointments (thing);
+CREATE TABLE recalls (
+    campaign TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    year_from INTEGER NOT NULL,
+    year_to INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    remedy TEXT NOT NULL
+);
+INSERT INTO recalls VALUES
+    ('24V-118', 'Kestrel Voyager', 2024, 2025, 'The rear seat-belt pretensioner connector may not be fully seated.', 'A dealer checks and reseats the connector, free of charge, in about 30 minutes.'),
+    ('25V-031', 'Kestrel Voyager', 2025, 2025, 'The charge-port door actuator software may leave the door unlatched.', 'A software update at a dealer or over the air, free of charge.');
+CREATE TABLE handoffs (
+    handoff_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    thing TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    urgent INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    agent TEXT,
+    created_at TEXT NOT NULL,
+    taken_at TEXT,
+    closed_at TEXT,
+    estimated_wait_seconds INTEGER NOT NULL,
+    utterance TEXT NOT NULL,
+    last_status_at TEXT
+);
+CREATE INDEX handoffs_state ON handoffs (state, created_at);
+CREATE TABLE outbound (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    thing TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    response TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    delivered_at INTEGER
+);
+CREATE INDEX outbound_pending ON outbound (seq) WHERE delivered_at IS NULL;
+CREATE TABLE analytics_batches (message_id TEXT PRIMARY KEY, day TEXT NOT NULL);
+CREATE TABLE edge_counters (
+    day TEXT NOT NULL,
+    counter TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (day, counter)
+);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn parse_ts(text: &str) -> StoreResult<jiff::Timestamp> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("timestamp `{text}`: {e}")))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records serialise")
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        knowledge::schema::apply_migrations(&mut conn, &path.display().to_string(), MIGRATIONS)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().expect("store mutex")
+    }
+}
+
+impl DedupeStore for SqliteStore {
+    fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim> {
+        let now = now_ms();
+        let inserted = self.conn().execute(
+            "INSERT INTO escalations (message_id, thing, received_at, owner, lease_until, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
+            params![message_id, thing, now, owner, now + lease_ms, payload],
+        )?;
+        Ok(if inserted == 1 { Claim::New } else { Claim::Duplicate })
+    }
+
+    fn complete(&self, outcome: &Outcome) -> StoreResult<()> {
+        let day = outcome
+            .handled_at
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date()
+            .to_string();
+        self.conn().execute(
+            "UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4 WHERE message_id = ?1",
+            params![
+                outcome.message_id,
+                outcome.handled_at.to_string(),
+                day,
+                to_json(outcome)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn take_over_stale(&self, owner: &str, lease_ms: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stale: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT message_id, payload FROM escalations WHERE handled_at IS NULL AND lease_until < ?1
+                 ORDER BY received_at LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut taken = Vec::new();
+        for (id, payload) in stale {
+            let changed = tx.execute(
+                "UPDATE escalations SET owner = ?2, lease_until = ?3
+                 WHERE message_id = ?1 AND handled_at IS NULL AND lease_until < ?4",
+                params![id, owner, now + lease_ms, now],
+            )?;
+            if changed == 1 {
+                taken.push(payload);
+            }
+        }
+        tx.commit()?;
+        Ok(taken)
+    }
+}
+
+impl ConversationStore for SqliteStore {
+    fn append(&self, conversation_id: &str, thing: &str, turn: &ConversationTurn, usage: Usage) -> StoreResult<()> {
+        let role = match turn.role {
+            Role::Driver => "driver",
+            Role::Assistant => "assistant",
+            Role::Agent => "agent",
+        };
+        self.conn().execute(
+            "INSERT INTO turns (conversation_id, seq, thing, role, text, at, input_tokens, output_tokens, cost_usd)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                conversation_id,
+                thing,
+                role,
+                turn.text,
+                turn.at.to_string(),
+                usage.input_tokens as i64,
+                usage.output_tokens as i64,
+                usage.cost_usd
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn recent(&self, conversation_id: &str, limit: usize) -> StoreResult<Vec<ConversationTurn>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT role, text, at FROM turns WHERE conversation_id = ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let rows = stmt.query_map(params![conversation_id, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        let mut turns = Vec::new();
+        for row in rows {
+            let (role, text, at) = row?;
+            let role = match role.as_str() {
+                "driver" => Role::Driver,
+                "agent" => Role::Agent,
+                _ => Role::Assistant,
+            };
+            turns.push(ConversationTurn {
+                role,
+                text,
+                at: parse_ts(&at)?,
+            });
+        }
+        turns.reverse();
+        Ok(turns)
+    }
+
+    fn usage(&self, conversation_id: &str) -> StoreResult<Usage> {
+        Ok(self.conn().query_row(
+            "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0)
+             FROM turns WHERE conversation_id = ?1",
+            [conversation_id],
+            |r| {
+                Ok(Usage {
+                    input_tokens: r.get::<_, i64>(0)? as u64,
+                    output_tokens: r.get::<_, i64>(1)? as u64,
+                    cost_usd: r.get(2)?,
+                })
+            },
+        )?)
+    }
+}
+
+impl ProfileStore for SqliteStore {
+    fn get(&self, thing: &str) -> StoreResult<Option<Profile>> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT profile FROM profiles WHERE thing = ?1", [thing], |r| r.get(0))
+            .optional()?;
+        text.map(|t| json_column(&t)).transpose()
+    }
+
+    fn put(&self, profile: &Profile) -> StoreResult<()> {
+        self.conn().execute(
+            "INSERT INTO profiles (thing, profile) VALUES (?1, ?2)
+             ON CONFLICT (thing) DO UPDATE SET profile = excluded.profile",
+            params![profile.thing, to_json(profile)],
+        )?;
+        Ok(())
+    }
+}
+
+fn appointment_status(text: &str) -> AppointmentStatus {
+    match text {
+        "confirmed" => AppointmentStatus::Confirmed,
+        "cancelled" => AppointmentStatus::Cancelled,
+        _ => AppointmentStatus::Held,
+    }
+}
+
+fn status_text(status: AppointmentStatus) -> &'static str {
+    match status {
+        AppointmentStatus::Held => "held",
+        AppointmentStatus::Confirmed => "confirmed",
+        AppointmentStatus::Cancelled => "cancelled",
+    }
+}
+
+fn appointment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn appointment_from(row: (String, String, String, String, String, String)) -> StoreResult<Appointment> {
+    let (appointment_id, thing, dealer, service, starts_at, status) = row;
+    Ok(Appointment {
+        appointment_id,
+        thing,
+        dealer,
+        service,
+        starts_at: parse_ts(&starts_at)?,
+        status: appointment_status(&status),
+    })
+}
+
+const APPOINTMENT_COLUMNS: &str = "appointment_id, thing, dealer, service, starts_at, status";
+
+impl AppointmentStore for SqliteStore {
+    fn taken(&self, dealer: &str, from: jiff::Timestamp, to: jiff::Timestamp) -> StoreResult<Vec<jiff::Timestamp>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT starts_at FROM appointments WHERE dealer = ?1 AND status != 'cancelled'
+             AND starts_at >= ?2 AND starts_at < ?3",
+        )?;
+        let rows = stmt.query_map(params![dealer, from.to_string(), to.to_string()], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|r| parse_ts(&r?)).collect()
+    }
+
+    fn hold(&self, a: &Appointment) -> StoreResult<()> {
+        let result = self.conn().execute(
+            &format!("INSERT INTO appointments ({APPOINTMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+            params![
+                a.appointment_id,
+                a.thing,
+                a.dealer,
+                a.service,
+                a.starts_at.to_string(),
+                status_text(a.status)
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(
+                StoreError::Conflict(format!("{} at {} is already booked", a.dealer, a.starts_at)),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn confirm(&self, appointment_id: &str, thing: &str) -> StoreResult<Appointment> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE appointments SET status = 'confirmed' WHERE appointment_id = ?1 AND thing = ?2 AND status = 'held'",
+            params![appointment_id, thing],
+        )?;
+        let row = conn
+            .query_row(
+                &format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE appointment_id = ?1 AND thing = ?2"),
+                params![appointment_id, thing],
+                appointment_row,
+            )
+            .optional()?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!(
+                "no appointment {appointment_id} for this car"
+            )));
+        };
+        let appointment = appointment_from(row)?;
+        if changed == 0 && appointment.status != AppointmentStatus::Confirmed {
+            return Err(StoreError::Conflict(format!(
+                "appointment {appointment_id} is {}",
+                status_text(appointment.status)
+            )));
+        }
+        Ok(appointment)
+    }
+
+    fn by_thing(&self, thing: &str) -> StoreResult<Vec<Appointment>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE thing = ?1 ORDER BY starts_at"
+        ))?;
+        let rows = stmt.query_map([thing], appointment_row)?;
+        rows.map(|r| appointment_from(r?)).collect()
+    }
+
+    fn recalls(&self, model: &str, year: u16) -> StoreResult<Vec<Recall>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT campaign, model, year_from, year_to, summary, remedy FROM recalls
+             WHERE model = ?1 AND year_from <= ?2 AND year_to >= ?2 ORDER BY campaign",
+        )?;
+        let rows = stmt.query_map(params![model, year], |r| {
+            Ok(Recall {
+                campaign: r.get(0)?,
+                model: r.get(1)?,
+                years: (r.get(2)?, r.get(3)?),
+                summary: r.get(4)?,
+                remedy: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const HANDOFF_COLUMNS: &str = "handoff_id, message_id, thing, conversation_id, reason, urgent, state, agent, \
+     created_at, taken_at, closed_at, estimated_wait_seconds, utterance";
+
+fn handoff_state(text: &str) -> HandoffState {
+    match text {
+        "assigned" => HandoffState::Assigned,
+        "closed" => HandoffState::Closed,
+        _ => HandoffState::Queued,
+    }
+}
+
+fn handoff_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Handoff>> {
+    let created: String = r.get(8)?;
+    let taken: Option<String> = r.get(9)?;
+    let closed: Option<String> = r.get(10)?;
+    let handoff = Handoff {
+        handoff_id: r.get(0)?,
+        message_id: r.get(1)?,
+        thing: r.get(2)?,
+        conversation_id: r.get(3)?,
+        reason: r.get(4)?,
+        urgent: r.get(5)?,
+        state: handoff_state(&r.get::<_, String>(6)?),
+        agent: r.get(7)?,
+        created_at: jiff::Timestamp::UNIX_EPOCH,
+        taken_at: None,
+        closed_at: None,
+        estimated_wait_seconds: r.get(11)?,
+        utterance: r.get(12)?,
+    };
+    Ok((|| {
+        let mut h = handoff;
+        h.created_at = parse_ts(&created)?;
+        h.taken_at = taken.as_deref().map(parse_ts).transpose()?;
+        h.closed_at = closed.as_deref().map(parse_ts).transpose()?;
+        Ok(h)
+    })())
+}
+
+impl SqliteStore {
+    fn handoffs_where(&self, clause: &str) -> StoreResult<Vec<Handoff>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {HANDOFF_COLUMNS} FROM handoffs {clause}"))?;
+        let rows = stmt.query_map([], handoff_from)?;
+        rows.map(|r| r?).collect()
+    }
+}
+
+impl HandoffStore for SqliteStore {
+    fn open(&self, h: &Handoff) -> StoreResult<()> {
+        self.conn().execute(
+            &format!(
+                "INSERT INTO handoffs ({HANDOFF_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (handoff_id) DO NOTHING"
+            ),
+            params![
+                h.handoff_id,
+                h.message_id,
+                h.thing,
+                h.conversation_id,
+                h.reason,
+                h.urgent,
+                h.state.as_str(),
+                h.agent,
+                h.created_at.to_string(),
+                h.taken_at.map(|t| t.to_string()),
+                h.closed_at.map(|t| t.to_string()),
+                h.estimated_wait_seconds,
+                h.utterance
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get(&self, handoff_id: &str) -> StoreResult<Option<Handoff>> {
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                &format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE handoff_id = ?1"),
+                [handoff_id],
+                handoff_from,
+            )
+            .optional()?;
+        found.transpose()
+    }
+
+    fn list(&self, all: bool) -> StoreResult<Vec<Handoff>> {
+        let filter = if all { "" } else { "WHERE state != 'closed'" };
+        self.handoffs_where(&format!(
+            "{filter} ORDER BY CASE state WHEN 'queued' THEN 0 WHEN 'assigned' THEN 1 ELSE 2 END, urgent DESC, created_at"
+        ))
+    }
+
+    fn queued(&self) -> StoreResult<Vec<Handoff>> {
+        self.handoffs_where("WHERE state = 'queued' ORDER BY urgent DESC, created_at")
+    }
+
+    fn transition(
+        &self,
+        handoff_id: &str,
+        from: HandoffState,
+        to: HandoffState,
+        agent: Option<&str>,
+        at: jiff::Timestamp,
+    ) -> StoreResult<Handoff> {
+        let column = match to {
+            HandoffState::Assigned => "taken_at",
+            HandoffState::Closed => "closed_at",
+            HandoffState::Queued => "last_status_at",
+        };
+        let changed = self.conn().execute(
+            &format!(
+                "UPDATE handoffs SET state = ?3, agent = COALESCE(?4, agent), {column} = ?5
+                 WHERE handoff_id = ?1 AND state = ?2"
+            ),
+            params![handoff_id, from.as_str(), to.as_str(), agent, at.to_string()],
+        )?;
+        let found = HandoffStore::get(self, handoff_id)?
+            .ok_or_else(|| StoreError::NotFound(format!("no handoff {handoff_id}")))?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "handoff {handoff_id} is {}, not {}",
+                found.state.as_str(),
+                from.as_str()
+            )));
+        }
+        Ok(found)
+    }
+
+    fn touch_status(&self, handoff_id: &str, at: jiff::Timestamp) -> StoreResult<()> {
+        self.conn().execute(
+            "UPDATE handoffs SET last_status_at = ?2 WHERE handoff_id = ?1",
+            params![handoff_id, at.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn last_status(&self, handoff_id: &str) -> StoreResult<Option<jiff::Timestamp>> {
+        let text: Option<Option<String>> = self
+            .conn()
+            .query_row(
+                "SELECT last_status_at FROM handoffs WHERE handoff_id = ?1",
+                [handoff_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.flatten().as_deref().map(parse_ts).transpose()
+    }
+
+    fn enqueue(&self, thing: &str, conversation_id: &str, response: &protocol::Response) -> StoreResult<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO outbound (thing, conversation_id, response) VALUES (?1, ?2, ?3)",
+            params![thing, conversation_id, to_json(response)],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn lease_outbound(&self, owner: &str, lease_ms: i64, limit: usize) -> StoreResult<Vec<OutboundMessage>> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let rows: Vec<(i64, String, String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT seq, thing, conversation_id, response FROM outbound
+                 WHERE delivered_at IS NULL AND lease_until < ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut leased = Vec::new();
+        for (seq, thing, conversation_id, response) in rows {
+            let changed = tx.execute(
+                "UPDATE outbound SET lease_owner = ?2, lease_until = ?3
+                 WHERE seq = ?1 AND delivered_at IS NULL AND lease_until < ?4",
+                params![seq, owner, now + lease_ms, now],
+            )?;
+            if changed == 1 {
+                leased.push(OutboundMessage {
+                    seq,
+                    thing,
+                    conversation_id,
+                    response: json_column(&response)?,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(leased)
+    }
+
+    fn delivered(&self, seq: i64) -> StoreResult<()> {
+        self.conn().execute(
+            "UPDATE outbound SET delivered_at = ?2 WHERE seq = ?1",
+            params![seq, now_ms()],
+        )?;
+        Ok(())
+    }
+}
+
+impl AnalyticsStore for SqliteStore {
+    fn record_batch(&self, message_id: &str, day: &str, counters: &BTreeMap<String, u64>) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let fresh = tx.execute(
+            "INSERT INTO analytics_batches (message_id, day) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![message_id, day],
+        )? == 1;
+        if fresh {
+            let mut stmt = tx.prepare(
+                "INSERT INTO edge_counters (day, counter, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (day, counter) DO UPDATE SET value = value + excluded.value",
+            )?;
+            for (counter, value) in counters {
+                stmt.execute(params![day, counter, *value as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(fresh)
+    }
+
+    fn report(&self, days: u32, today: jiff::civil::Date) -> StoreResult<Vec<DayReport>> {
+        let conn = self.conn();
+        let mut out = Vec::new();
+        for back in (0..days).rev() {
+            let day = today
+                .checked_sub(jiff::Span::new().days(back as i64))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .to_string();
+            let mut report = DayReport {
+                day: day.clone(),
+                ..Default::default()
+            };
+            let mut intents: BTreeMap<String, u64> = BTreeMap::new();
+            let mut sentiment_sum = 0.0;
+            let mut negative = 0u64;
+            {
+                let mut stmt =
+                    conn.prepare_cached("SELECT outcome FROM escalations WHERE day = ?1 AND handled_at IS NOT NULL")?;
+                let rows = stmt.query_map([&day], |r| r.get::<_, String>(0))?;
+                for row in rows {
+                    let outcome: Outcome = json_column(&row?)?;
+                    report.escalations += 1;
+                    *intents.entry(outcome.intent.clone()).or_default() += 1;
+                    sentiment_sum += f64::from(outcome.sentiment_score);
+                    negative += u64::from(outcome.sentiment == "negative");
+                    report.corrections += u64::from(outcome.correction.is_some());
+                    report.input_tokens += outcome.usage.input_tokens;
+                    report.output_tokens += outcome.usage.output_tokens;
+                    report.cost_usd += outcome.usage.cost_usd;
+                }
+            }
+            let mut edge_sentiment = (0u64, 0u64);
+            {
+                let mut stmt = conn.prepare_cached("SELECT counter, value FROM edge_counters WHERE day = ?1")?;
+                let rows = stmt.query_map([&day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+                for row in rows {
+                    let (counter, value) = row?;
+                    if let Some(intent) = counter.strip_prefix("intent.") {
+                        *intents.entry(intent.to_string()).or_default() += value;
+                    } else if let Some(handling) = counter.strip_prefix("handling.") {
+                        report.edge_turns += value;
+                        match handling {
+                            "local" => report.edge_local += value,
+                            "escalated" => report.edge_escalated += value,
+                            _ => {}
+                        }
+                    } else if let Some(sentiment) = counter.strip_prefix("sentiment.") {
+                        edge_sentiment.1 += value;
+                        if sentiment == "negative" {
+                            edge_sentiment.0 += value;
+                        }
+                    }
+                }
+            }
+            if report.escalations > 0 {
+                report.mean_sentiment = Some(sentiment_sum / report.escalations as f64);
+            }
+            let (neg, all) = (negative + edge_sentiment.0, report.escalations + edge_sentiment.1);
+            if all > 0 {
+                report.negative_share = Some(neg as f64 / all as f64);
+            }
+            let mut top: Vec<(String, u64)> = intents.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            top.truncate(5);
+            report.top_intents = top;
+            let waits: Vec<f64> = {
+                let mut stmt = conn
+                    .prepare_cached("SELECT created_at, taken_at FROM handoffs WHERE substr(created_at, 1, 10) = ?1")?;
+                let rows = stmt.query_map([&day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
+                let mut waits = Vec::new();
+                for row in rows {
+                    let (created, taken) = row?;
+                    report.handoffs += 1;
+                    if let Some(taken) = taken {
+                        let wait = parse_ts(&taken)?.duration_since(parse_ts(&created)?);
+                        waits.push(wait.as_secs_f64());
+                    }
+                }
+                waits
+            };
+            if !waits.is_empty() {
+                report.mean_wait_seconds = Some(waits.iter().sum::<f64>() / waits.len() as f64);
+                report.max_wait_seconds = waits.iter().cloned().reduce(f64::max);
+            }
+            out.push(report);
+        }
+        Ok(out)
+    }
+}

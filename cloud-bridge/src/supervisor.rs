@@ -1,0 +1,479 @@
+//! The supervisor pipeline for one escalation, stage by stage:
+//!
+//! 1. **profile**: the car's vehicle and owner profile (a default one from the
+//!    escalation's market and locale when none is stored);
+//! 2. **urgent first**: an emergency follows the emergency protocol and opens an
+//!    urgent handoff at once: no model call, no gate, nothing that can hold it;
+//! 3. **understanding**: the edge's labels, re-checked by the model when the edge
+//!    was unsure, with every correction recorded;
+//! 4. **routing**: talk_to_agent and complaint go to the human-agent queue with a
+//!    handoff record and an estimated wait; everything else is answered;
+//! 5. **retrieval** from the cloud knowledge base, **tools** for servicing and
+//!    recalls, and **response generation** by the provider within a deadline,
+//!    with an honest fallback when it fails;
+//! 6. the conversation, usage and cost, and the outcome are stored.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use knowledge::{KnowledgeBase, Query, VehicleFilter};
+use protocol::{Action, Envelope, Escalation, Handoff as WireHandoff, HandoffStatus, Priority, Response};
+
+use crate::config::Config;
+use crate::llm::{Context, LlmError, LlmProvider, Understanding};
+use crate::metrics::Metrics;
+use crate::store::{ConversationTurn, Handoff, HandoffState, Outcome, Profile, Role, StoreError, Stores, Usage};
+use crate::tools::Toolbox;
+
+/// Where an escalation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Urgent,
+    Human,
+    Answer,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Urgent => "urgent",
+            Route::Human => "human",
+            Route::Answer => "answer",
+        }
+    }
+}
+
+/// The routing rule of the contract, on the (re-checked) intent.
+pub fn route(intent: &str, priority: Priority) -> Route {
+    match intent {
+        _ if priority == Priority::Urgent => Route::Urgent,
+        "emergency" => Route::Urgent,
+        "talk_to_agent" | "complaint" => Route::Human,
+        _ => Route::Answer,
+    }
+}
+
+/// What the supervisor concluded: the response for the car and the record.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub thing: String,
+    pub conversation_id: String,
+    pub response: Response,
+    pub outcome: Outcome,
+}
+
+pub struct Supervisor {
+    stores: Stores,
+    provider: Arc<dyn LlmProvider>,
+    knowledge: Option<Mutex<KnowledgeBase>>,
+    config: Arc<Config>,
+    metrics: Metrics,
+}
+
+/// Said when the model failed: true, short, and with a way forward.
+pub const FALLBACK_TEXT: &str =
+    "Sorry, I couldn't get you an answer just now. Please ask again in a minute, or ask me for a person.";
+
+impl Supervisor {
+    pub fn new(
+        stores: Stores,
+        provider: Arc<dyn LlmProvider>,
+        knowledge: Option<KnowledgeBase>,
+        config: Arc<Config>,
+        metrics: Metrics,
+    ) -> Supervisor {
+        Supervisor {
+            stores,
+            provider,
+            knowledge: knowledge.map(Mutex::new),
+            config,
+            metrics,
+        }
+    }
+
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    pub fn provider_label(&self) -> String {
+        self.provider.label()
+    }
+
+    fn profile(&self, thing: &str, escalation: &Escalation) -> Profile {
+        match self.stores.profiles.get(thing) {
+            Ok(Some(p)) => return p,
+            Ok(None) => {}
+            Err(error) => {
+                self.metrics.failure("store");
+                tracing::error!(%error, thing, "cannot read the profile; using defaults");
+            }
+        }
+        default_profile(thing, escalation, &self.config)
+    }
+
+    fn retrieve(&self, escalation: &Escalation, intent: &str, profile: &Profile) -> Vec<knowledge::Article> {
+        let Some(kb) = &self.knowledge else {
+            return Vec::new();
+        };
+        let vehicle = VehicleFilter {
+            model: Some(profile.model.clone()),
+            year: Some(profile.model_year),
+            trim: None,
+            market: Some(profile.market.clone()),
+        };
+        let query = Query {
+            text: &escalation.utterance,
+            intent: Some(intent),
+            vehicle: &vehicle,
+            limit: self.config.knowledge.articles_per_answer,
+        };
+        match kb.lock().expect("knowledge mutex").search(&query) {
+            Ok(hits) => hits
+                .into_iter()
+                .filter(|h| h.score >= self.config.knowledge.min_score)
+                .map(|h| h.article)
+                .collect(),
+            Err(error) => {
+                self.metrics.failure("knowledge");
+                tracing::error!(%error, "knowledge search failed; answering without articles");
+                Vec::new()
+            }
+        }
+    }
+
+    fn cost(&self, mut usage: Usage) -> Usage {
+        usage.cost_usd = usage.input_tokens as f64 / 1000.0 * self.config.llm.input_price_per_1k
+            + usage.output_tokens as f64 / 1000.0 * self.config.llm.output_price_per_1k;
+        usage
+    }
+
+    /// Handles one escalation to the end; never fails (a failing stage degrades
+    /// to an honest answer and is counted).
+    pub async fn handle(&self, envelope: &Envelope, escalation: &Escalation) -> Handled {
+        let started = Instant::now();
+        let thing = envelope.thing_name.clone();
+        let conversation_id = envelope
+            .conversation_id
+            .clone()
+            .unwrap_or_else(|| format!("{thing}:{}", envelope.message_id));
+        let profile = self.profile(&thing, escalation);
+        let zone = jiff::tz::TimeZone::get(&profile.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = jiff::Timestamp::now();
+        let edge = Understanding {
+            intent: escalation.intent.clone(),
+            sentiment: escalation.sentiment.clone(),
+            sentiment_score: escalation.sentiment_score.clamp(-1.0, 1.0),
+            reason: None,
+        };
+        let history: Vec<ConversationTurn> = escalation
+            .recent_turns
+            .iter()
+            .flat_map(|t| {
+                [
+                    ConversationTurn {
+                        role: Role::Driver,
+                        text: t.text.clone(),
+                        at: envelope.sent_at,
+                    },
+                    ConversationTurn {
+                        role: Role::Assistant,
+                        text: t.answer.clone(),
+                        at: envelope.sent_at,
+                    },
+                ]
+            })
+            .collect();
+        let mut context = Context {
+            utterance: &escalation.utterance,
+            edge: edge.clone(),
+            edge_confidence: escalation.intent_confidence,
+            understanding: edge.clone(),
+            articles: Vec::new(),
+            profile: &profile,
+            history: &history,
+            now: now.to_zoned_datetime(zone),
+        };
+        let mut usage = Usage::default();
+        let mut failure = None;
+
+        // Urgent first: nothing may hold an emergency back.
+        let mut route = route(&edge.intent, escalation.priority);
+        if route != Route::Urgent && self.should_recheck(escalation) {
+            match tokio::time::timeout(self.deadline(), self.provider.understand(&context)).await {
+                Ok(Ok((understood, spent))) => {
+                    usage.add(spent);
+                    context.understanding = understood;
+                }
+                Ok(Err(error)) => {
+                    self.metrics.llm_failure(error.kind());
+                    tracing::warn!(%error, "the intent re-check failed; keeping the edge's labels");
+                }
+                Err(_) => self.metrics.llm_failure("timeout"),
+            }
+            if context.understanding.intent != edge.intent {
+                self.metrics.corrected(&edge.intent, &context.understanding.intent);
+                tracing::info!(
+                    from = %edge.intent,
+                    to = %context.understanding.intent,
+                    reason = context.understanding.reason.as_deref().unwrap_or(""),
+                    "the supervisor corrected the edge's intent"
+                );
+            }
+            route = self::route(&context.understanding.intent, escalation.priority);
+        }
+
+        let mut articles_used = Vec::new();
+        let mut actions = Vec::new();
+        let mut more_to_come = false;
+        let mut handoff_wire = None;
+        let mut answered_by = "supervisor".to_string();
+        let text = match route {
+            Route::Urgent => {
+                let handoff = self.open_handoff(envelope, &conversation_id, escalation, "emergency", true, now);
+                more_to_come = true;
+                handoff_wire = handoff.map(|h| WireHandoff {
+                    status: HandoffStatus::Queued,
+                    agent: None,
+                    estimated_wait_seconds: Some(h.estimated_wait_seconds),
+                });
+                format!(
+                    "Call {} now if anyone is hurt or in danger. I've alerted our emergency team with your location, and a person will join you right away.",
+                    self.config.emergency_number(&profile.market)
+                )
+            }
+            Route::Human => {
+                let intent = context.understanding.intent.clone();
+                let handoff = self.open_handoff(envelope, &conversation_id, escalation, &intent, false, now);
+                match handoff {
+                    Some(h) => {
+                        more_to_come = true;
+                        handoff_wire = Some(WireHandoff {
+                            status: HandoffStatus::Queued,
+                            agent: None,
+                            estimated_wait_seconds: Some(h.estimated_wait_seconds),
+                        });
+                        let wait = wait_phrase(h.estimated_wait_seconds);
+                        if intent == "complaint" {
+                            format!("I'm sorry about that. I've passed this to our customer care team, and someone will be with you {wait}.")
+                        } else {
+                            format!("I'm putting you through to a person; someone will be with you {wait}.")
+                        }
+                    }
+                    None => {
+                        failure = Some("handoff could not be stored".to_string());
+                        "Sorry, I couldn't reach our team just now. Please try again in a minute.".to_string()
+                    }
+                }
+            }
+            Route::Answer => {
+                let articles = self.retrieve(escalation, &context.understanding.intent, &profile);
+                articles_used = articles.iter().map(|a| a.id.clone()).collect();
+                context.articles = articles;
+                let tools = Toolbox::new(self.stores.appointments.as_ref(), &profile, now);
+                let result = match tokio::time::timeout(self.deadline(), self.provider.respond(&context, &tools)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(LlmError::Timeout),
+                };
+                for appointment in tools.confirmed() {
+                    actions.push(Action::BookingConfirmed {
+                        appointment_id: appointment.appointment_id,
+                        dealer: appointment.dealer,
+                        starts_at: appointment.starts_at,
+                        service: appointment.service,
+                    });
+                }
+                match result {
+                    Ok(reply) => {
+                        usage.add(reply.usage);
+                        answered_by = self.provider.label();
+                        reply.text
+                    }
+                    Err(error) => {
+                        self.metrics.llm_failure(error.kind());
+                        tracing::warn!(%error, "no answer from the provider; the driver gets the fallback");
+                        failure = Some(error.to_string());
+                        if actions.is_empty() {
+                            FALLBACK_TEXT.to_string()
+                        } else {
+                            // The booking went through even though the model did not finish.
+                            "Your booking is confirmed; the details are on the screen.".to_string()
+                        }
+                    }
+                }
+            }
+        };
+        let usage = self.cost(usage);
+        let response = Response {
+            in_reply_to: envelope.message_id,
+            text,
+            actions,
+            handoff: handoff_wire,
+            more_to_come,
+            answered_by: Some(answered_by.clone()),
+        };
+        self.record_turns(&conversation_id, &thing, escalation, &response, usage, now);
+        let outcome = Outcome {
+            message_id: envelope.message_id.to_string(),
+            thing: thing.clone(),
+            conversation_id: conversation_id.clone(),
+            edge_intent: edge.intent.clone(),
+            intent: context.understanding.intent.clone(),
+            correction: context
+                .understanding
+                .reason
+                .clone()
+                .filter(|_| context.understanding.intent != edge.intent),
+            sentiment: context.understanding.sentiment.clone(),
+            sentiment_score: context.understanding.sentiment_score,
+            route: route.as_str().to_string(),
+            provider: answered_by,
+            articles: articles_used,
+            usage,
+            failure,
+            handled_at: jiff::Timestamp::now(),
+        };
+        self.metrics
+            .handled(route.as_str(), &outcome.provider, started.elapsed().as_secs_f64());
+        Handled {
+            thing,
+            conversation_id,
+            response,
+            outcome,
+        }
+    }
+
+    fn deadline(&self) -> Duration {
+        // The provider retries within its own deadline; this one also bounds a
+        // provider that never returns.
+        Duration::from_millis(self.config.llm.deadline_ms + 500)
+    }
+
+    fn should_recheck(&self, escalation: &Escalation) -> bool {
+        escalation.intent == "out_of_scope" || escalation.intent_confidence < self.config.llm.recheck_below_confidence
+    }
+
+    fn record_turns(
+        &self,
+        conversation_id: &str,
+        thing: &str,
+        escalation: &Escalation,
+        response: &Response,
+        usage: Usage,
+        now: jiff::Timestamp,
+    ) {
+        let turns = [
+            (
+                ConversationTurn {
+                    role: Role::Driver,
+                    text: escalation.utterance.clone(),
+                    at: now,
+                },
+                Usage::default(),
+            ),
+            (
+                ConversationTurn {
+                    role: Role::Assistant,
+                    text: response.text.clone(),
+                    at: now,
+                },
+                usage,
+            ),
+        ];
+        for (turn, usage) in turns {
+            if let Err(error) = self.stores.conversations.append(conversation_id, thing, &turn, usage) {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot store the conversation turn");
+            }
+        }
+    }
+
+    /// Opens a handoff with an estimated wait: the queue ahead of it (urgent ones
+    /// go first) times the mean handling time, over the agents on shift.
+    fn open_handoff(
+        &self,
+        envelope: &Envelope,
+        conversation_id: &str,
+        escalation: &Escalation,
+        reason: &str,
+        urgent: bool,
+        now: jiff::Timestamp,
+    ) -> Option<Handoff> {
+        let ahead = match self.stores.handoffs.queued() {
+            Ok(queue) => queue.iter().filter(|h| h.urgent || !urgent).count(),
+            Err(error) => {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot read the handoff queue");
+                0
+            }
+        };
+        let handoff = Handoff {
+            handoff_id: format!("h-{}", &uuid::Uuid::now_v7().simple().to_string()[16..]),
+            message_id: envelope.message_id.to_string(),
+            thing: envelope.thing_name.clone(),
+            conversation_id: conversation_id.to_string(),
+            reason: reason.to_string(),
+            urgent,
+            state: HandoffState::Queued,
+            agent: None,
+            created_at: now,
+            taken_at: None,
+            closed_at: None,
+            estimated_wait_seconds: estimated_wait_seconds(ahead, urgent, &self.config),
+            utterance: escalation.utterance.clone(),
+        };
+        match self.stores.handoffs.open(&handoff) {
+            Ok(()) => Some(handoff),
+            Err(error) => {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot store the handoff");
+                None
+            }
+        }
+    }
+}
+
+/// Seconds until an agent is free for the next in line after `ahead` others.
+pub fn estimated_wait_seconds(ahead: usize, urgent: bool, config: &Config) -> u32 {
+    if urgent && ahead == 0 {
+        return 0;
+    }
+    let per_agent = config.handoff.mean_handle_minutes * 60.0 / f64::from(config.handoff.agents_on_shift);
+    (((ahead + 1) as f64) * per_agent).round() as u32
+}
+
+/// "in about 6 minutes", "in a moment".
+pub fn wait_phrase(seconds: u32) -> String {
+    match seconds {
+        0..=59 => "in a moment".to_string(),
+        60..=119 => "in about a minute".to_string(),
+        s => format!("in about {} minutes", (s + 30) / 60),
+    }
+}
+
+/// The profile of a car with none stored: what the escalation says, and the
+/// configured defaults.
+pub fn default_profile(thing: &str, escalation: &Escalation, config: &Config) -> Profile {
+    Profile {
+        thing: thing.to_string(),
+        owner_name: "the driver".to_string(),
+        model: "Kestrel Voyager".to_string(),
+        model_year: 2025,
+        vin: String::new(),
+        mileage_km: 0,
+        market: escalation.market.clone(),
+        locale: escalation.locale.clone(),
+        time_zone: config.defaults.time_zone.clone(),
+        preferred_dealer: config.defaults.dealer.clone(),
+        warranty_until: jiff::civil::date(2028, 1, 1),
+        warranty_km: 100_000,
+        service_history: Vec::new(),
+        preferences: Default::default(),
+    }
+}
+
+impl From<StoreError> for LlmError {
+    fn from(e: StoreError) -> Self {
+        LlmError::Request(e.to_string())
+    }
+}
