@@ -211,6 +211,8 @@ mod tests {
         assert_eq!(config.llm.provider, ProviderKind::Bedrock);
         assert_eq!(config.mqtt.port, 8883);
         assert_eq!(config.emergency_number("uk"), "999");
+        assert_eq!(config.emergency_number("US"), "911");
+        assert_eq!(config.emergency_number("ZZ"), "112");
         let bad = Config::layered(
             None,
             [("CLOUD_BRIDGE__DELIVERY__MODE".to_string(), "iot_data".to_string())].into_iter(),

@@ -21,6 +21,8 @@ pub mod service;
 pub mod servicing;
 pub mod store;
 pub mod supervisor;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod tools;
 
 use std::sync::Arc;

@@ -457,7 +457,7 @@ pub fn default_profile(thing: &str, escalation: &Escalation, config: &Config) ->
     Profile {
         thing: thing.to_string(),
         owner_name: "the driver".to_string(),
-        model: "Kestrel Voyager".to_string(),
+        model: "Voyager".to_string(),
         model_year: 2025,
         vin: String::new(),
         mileage_km: 0,

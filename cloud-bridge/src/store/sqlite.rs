@@ -57,8 +57,8 @@ CREATE TABLE recalls (
     remedy TEXT NOT NULL
 );
 INSERT INTO recalls VALUES
-    ('24V-118', 'Kestrel Voyager', 2024, 2025, 'The rear seat-belt pretensioner connector may not be fully seated.', 'A dealer checks and reseats the connector, free of charge, in about 30 minutes.'),
-    ('25V-031', 'Kestrel Voyager', 2025, 2025, 'The charge-port door actuator software may leave the door unlatched.', 'A software update at a dealer or over the air, free of charge.');
+    ('24V-118', 'Voyager', 2024, 2025, 'The rear seat-belt pretensioner connector may not be fully seated.', 'A dealer checks and reseats the connector, free of charge, in about 30 minutes.'),
+    ('25V-031', 'Voyager', 2025, 2025, 'The charge-port door actuator software may leave the door unlatched.', 'A software update at a dealer or over the air, free of charge.');
 CREATE TABLE handoffs (
     handoff_id TEXT PRIMARY KEY,
     message_id TEXT NOT NULL,
