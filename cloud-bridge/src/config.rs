@@ -189,7 +189,11 @@ impl Config {
     }
 
     pub fn emergency_number(&self, market: &str) -> &str {
-        self.emergency_numbers.get(market).map(String::as_str).unwrap_or("112")
+        self.emergency_numbers
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(market))
+            .map(|(_, number)| number.as_str())
+            .unwrap_or("112")
     }
 }
 

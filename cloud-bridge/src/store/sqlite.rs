@@ -711,3 +711,175 @@ impl AnalyticsStore for SqliteStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+        (dir, store)
+    }
+
+    fn outcome(id: &str, intent: &str, score: f32) -> Outcome {
+        Outcome {
+            message_id: id.into(),
+            thing: "car".into(),
+            conversation_id: "c".into(),
+            edge_intent: "out_of_scope".into(),
+            intent: intent.into(),
+            correction: (intent != "out_of_scope").then(|| "rule".to_string()),
+            sentiment: if score < 0.0 { "negative" } else { "neutral" }.into(),
+            sentiment_score: score,
+            route: "answer".into(),
+            provider: "local".into(),
+            articles: vec![],
+            usage: Usage {
+                input_tokens: 100,
+                output_tokens: 10,
+                cost_usd: 0.5,
+            },
+            failure: None,
+            handled_at: jiff::Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn a_message_is_claimed_once_and_an_abandoned_claim_is_taken_over_once() {
+        let (_dir, s) = store();
+        assert_eq!(s.claim("m1", "car", b"p1", "a", 60_000).unwrap(), Claim::New);
+        assert_eq!(s.claim("m1", "car", b"p1", "b", 60_000).unwrap(), Claim::Duplicate);
+        // A live lease is not taken over; an expired one is, by one instance only.
+        assert!(s.take_over_stale("b", 60_000, 10).unwrap().is_empty());
+        assert_eq!(s.claim("m2", "car", b"p2", "a", -1).unwrap(), Claim::New);
+        assert_eq!(s.take_over_stale("b", 60_000, 10).unwrap(), vec![b"p2".to_vec()]);
+        assert!(s.take_over_stale("c", 60_000, 10).unwrap().is_empty());
+        // A completed one never is.
+        assert_eq!(s.claim("m3", "car", b"p3", "a", -1).unwrap(), Claim::New);
+        s.complete(&outcome("m3", "fuel_level", 0.0)).unwrap();
+        assert!(s.take_over_stale("c", 60_000, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_slot_is_held_once_and_only_the_owner_confirms_it() {
+        let (_dir, s) = store();
+        let at: jiff::Timestamp = "2026-11-27T13:00:00Z".parse().unwrap();
+        let a = Appointment {
+            appointment_id: "apt-1".into(),
+            thing: "car".into(),
+            dealer: "d".into(),
+            service: "oil change".into(),
+            starts_at: at,
+            status: AppointmentStatus::Held,
+        };
+        s.hold(&a).unwrap();
+        let twin = Appointment {
+            appointment_id: "apt-2".into(),
+            thing: "other".into(),
+            ..a.clone()
+        };
+        assert!(matches!(s.hold(&twin), Err(StoreError::Conflict(_))));
+        assert!(matches!(s.confirm("apt-1", "other"), Err(StoreError::NotFound(_))));
+        assert_eq!(s.confirm("apt-1", "car").unwrap().status, AppointmentStatus::Confirmed);
+        assert_eq!(
+            s.confirm("apt-1", "car").unwrap().status,
+            AppointmentStatus::Confirmed,
+            "idempotent"
+        );
+        assert_eq!(
+            s.taken("d", at, at.checked_add(jiff::SignedDuration::from_hours(1)).unwrap())
+                .unwrap(),
+            vec![at]
+        );
+        assert_eq!(s.recalls("Voyager", 2025).unwrap().len(), 2);
+        assert!(s.recalls("Voyager", 2023).unwrap().is_empty());
+    }
+
+    #[test]
+    fn handoff_states_change_only_from_the_expected_state_and_the_outbox_is_leased() {
+        let (_dir, s) = store();
+        let now = jiff::Timestamp::now();
+        let h = Handoff {
+            handoff_id: "h1".into(),
+            message_id: uuid::Uuid::now_v7().to_string(),
+            thing: "car".into(),
+            conversation_id: "c".into(),
+            reason: "talk_to_agent".into(),
+            urgent: false,
+            state: HandoffState::Queued,
+            agent: None,
+            created_at: now,
+            taken_at: None,
+            closed_at: None,
+            estimated_wait_seconds: 180,
+            utterance: "a person please".into(),
+        };
+        s.open(&h).unwrap();
+        let taken = s
+            .transition("h1", HandoffState::Queued, HandoffState::Assigned, Some("sam"), now)
+            .unwrap();
+        assert_eq!(
+            (taken.state, taken.agent.as_deref()),
+            (HandoffState::Assigned, Some("sam"))
+        );
+        assert!(matches!(
+            s.transition("h1", HandoffState::Queued, HandoffState::Assigned, Some("kim"), now),
+            Err(StoreError::Conflict(_))
+        ));
+        let response = protocol::Response {
+            in_reply_to: h.message_id.parse().unwrap(),
+            text: "hi".into(),
+            actions: vec![],
+            handoff: None,
+            more_to_come: true,
+            answered_by: None,
+        };
+        let seq = s.enqueue("car", "c", &response).unwrap();
+        let leased = s.lease_outbound("a", 60_000, 10).unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].response, response);
+        assert!(s.lease_outbound("b", 60_000, 10).unwrap().is_empty(), "leased to a");
+        s.delivered(seq).unwrap();
+        assert!(s.lease_outbound("b", -1, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_report_sums_a_day_once_per_batch() {
+        let (_dir, s) = store();
+        let counters: BTreeMap<String, u64> = [
+            ("handling.local".to_string(), 8),
+            ("handling.escalated".to_string(), 2),
+            ("intent.fuel_level".to_string(), 6),
+            ("sentiment.negative".to_string(), 1),
+            ("sentiment.neutral".to_string(), 9),
+        ]
+        .into();
+        let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let day = today.to_string();
+        assert!(s.record_batch("b1", &day, &counters).unwrap());
+        assert!(
+            !s.record_batch("b1", &day, &counters).unwrap(),
+            "a redelivered batch counts once"
+        );
+        for (i, (intent, score)) in [("book_service", -0.5), ("book_service", 0.5), ("traffic", 0.0)]
+            .iter()
+            .enumerate()
+        {
+            let id = format!("m{i}");
+            s.claim(&id, "car", b"p", "a", 1000).unwrap();
+            s.complete(&outcome(&id, intent, *score)).unwrap();
+        }
+        let report = s.report(2, today).unwrap();
+        assert_eq!(report.len(), 2);
+        let d = &report[1];
+        assert_eq!(d.day, day);
+        assert_eq!((d.escalations, d.edge_local, d.edge_escalated), (3, 8, 2));
+        assert_eq!(d.top_intents[0], ("fuel_level".to_string(), 6));
+        assert_eq!(d.top_intents[1], ("book_service".to_string(), 2));
+        assert_eq!(d.corrections, 3);
+        assert!((d.cost_usd - 1.5).abs() < 1e-9);
+        assert!((d.negative_share.unwrap() - 2.0 / 13.0).abs() < 1e-9);
+        assert_eq!(report[0].escalations, 0);
+    }
+}
