@@ -1,6 +1,7 @@
 //! Shared by the integration tests and benchmarks that run the daemon: spawn
 //! `edge-agent serve` on a socket in a temporary folder, wait for it, signal it,
-//! ask it; and an in-process broker (rumqttd) for the uplink.
+//! ask it; and an in-process broker (rumqttd) for the uplink. The end-to-end
+//! crate (`tests/`) includes this file too.
 
 #![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
 
@@ -14,6 +15,29 @@ pub struct Daemon {
     /// The state folder (history, outbox, logs), kept across restarts.
     pub state: PathBuf,
     _owned: Option<tempfile::TempDir>,
+}
+
+/// The `edge-agent` binary: cargo's own for edge-agent's tests; beside the test
+/// binary's folder for the end-to-end crate, which shares this file.
+pub fn edge_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_edge-agent") {
+        Some(path) => PathBuf::from(path),
+        None => workspace_binary("edge-agent"),
+    }
+}
+
+/// A binary of the workspace, in the target folder this test binary runs from
+/// (`target/<profile>/deps/..`). `cargo test --workspace` builds them.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (cargo build --release -p {name}, or cargo test --workspace)",
+        path.display()
+    );
+    path
 }
 
 impl Daemon {
@@ -34,7 +58,7 @@ impl Daemon {
             .append(true)
             .open(state.join("serve.log"))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-agent"));
+        let mut cmd = Command::new(edge_binary());
         cmd.arg("serve")
             .env_remove("EDGE_AGENT_MODEL_DIR")
             .env_remove("EDGE_AGENT_CONFIG")
