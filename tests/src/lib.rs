@@ -120,4 +120,3 @@ pub fn start_mosquitto_on(binary: &Path, pki: &Pki, port: u16) -> Mosquitto {
     }
     Mosquitto { child, port }
 }
-

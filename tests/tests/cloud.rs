@@ -1,0 +1,451 @@
+//! The product end to end: mosquitto as production runs it (mutual TLS, the ACL),
+//! the cloud-bridge binary with the local provider, and the edge-agent binary as
+//! the car. The driver's side is the daemon's API: `POST /v1/ask` and the
+//! `/v1/events` stream. Skipped visibly without mosquitto (a failure in CI).
+
+#[path = "../../edge-agent/tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{require_mosquitto, start_mosquitto_on, Mosquitto, Pki};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use support::{ask, free_port, open_events, workspace_binary, Daemon};
+
+/// A cloud-bridge process (`serve`) with its own store, as `cn` on the broker.
+struct Bridge {
+    child: Child,
+    store: PathBuf,
+    http: String,
+    log: PathBuf,
+}
+
+impl Bridge {
+    fn env(pki: &Pki, broker: u16, cn: &str, store: &Path) -> Vec<(String, String)> {
+        let (cert, key) = pki.issue(cn, &[]);
+        [
+            ("CLOUD_BRIDGE__MQTT__HOST", "localhost".to_string()),
+            ("CLOUD_BRIDGE__MQTT__PORT", broker.to_string()),
+            ("CLOUD_BRIDGE__MQTT__TLS", "true".to_string()),
+            ("CLOUD_BRIDGE__MQTT__CA_FILE", pki.ca_file().display().to_string()),
+            ("CLOUD_BRIDGE__MQTT__CERT_FILE", cert.display().to_string()),
+            ("CLOUD_BRIDGE__MQTT__KEY_FILE", key.display().to_string()),
+            (
+                "CLOUD_BRIDGE__MQTT__CLIENT_ID",
+                format!("{cn}-{}", store.display().to_string().len()),
+            ),
+            ("CLOUD_BRIDGE__MQTT__BACKOFF_INITIAL_MS", "100".to_string()),
+            ("CLOUD_BRIDGE__MQTT__BACKOFF_MAX_MS", "500".to_string()),
+            ("CLOUD_BRIDGE__STORE__PATH", store.display().to_string()),
+            ("CLOUD_BRIDGE__LLM__PROVIDER", "local".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Starts `serve` and waits until `/health` is 200 (connected, subscribed).
+    fn start(pki: &Pki, broker: u16, cn: &str, client_id: &str, store: &Path) -> Bridge {
+        let http = format!("127.0.0.1:{}", free_port());
+        let log = store.with_extension("log");
+        let mut cmd = Command::new(workspace_binary("cloud-bridge"));
+        cmd.arg("serve")
+            .envs(Bridge::env(pki, broker, cn, store))
+            .env("CLOUD_BRIDGE__MQTT__CLIENT_ID", client_id)
+            .env("CLOUD_BRIDGE__HTTP__LISTEN", &http)
+            .env_remove("CLOUD_BRIDGE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
+        let mut bridge = Bridge {
+            child: cmd.spawn().expect("cloud-bridge serve runs"),
+            store: store.to_path_buf(),
+            http,
+            log,
+        };
+        let started = Instant::now();
+        loop {
+            if bridge.get("/health").is_some_and(|(status, _)| status == 200) {
+                // Subscriptions follow the CONNACK by a moment.
+                std::thread::sleep(Duration::from_millis(300));
+                return bridge;
+            }
+            if let Some(status) = bridge.child.try_wait().unwrap() {
+                panic!(
+                    "cloud-bridge exited with {status}: {}",
+                    std::fs::read_to_string(&bridge.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "cloud-bridge never became healthy"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.http).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let status = text.get(9..12)?.parse().ok()?;
+        Some((
+            status,
+            text.split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// Escalations handled, from `/metrics`.
+    fn handled(&self) -> u64 {
+        let (_, text) = self.get("/metrics").expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with("cloud_bridge_escalations_handled_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Runs a `cloud-bridge` command on this bridge's store.
+    fn command(&self, args: &[&str]) -> String {
+        let out = Command::new(workspace_binary("cloud-bridge"))
+            .args(args)
+            .env("CLOUD_BRIDGE__STORE__PATH", &self.store)
+            .env_remove("CLOUD_BRIDGE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    pki: Pki,
+    broker: Mosquitto,
+}
+
+fn world() -> Option<World> {
+    let binary = require_mosquitto()?;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let broker = start_mosquitto_on(&binary, &pki, free_port());
+    Some(World {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        pki,
+        broker,
+    })
+}
+
+impl World {
+    fn car(&self, thing: &str) -> Daemon {
+        let (cert, key) = self.pki.issue(thing, &[]);
+        let port = self.broker.port.to_string();
+        let ca = self.pki.ca_file();
+        Daemon::start(&[
+            ("EDGE_AGENT__UPLINK__HOST", "localhost"),
+            ("EDGE_AGENT__UPLINK__PORT", &port),
+            ("EDGE_AGENT__UPLINK__THING_NAME", thing),
+            ("EDGE_AGENT__UPLINK__CA_FILE", ca.to_str().unwrap()),
+            ("EDGE_AGENT__UPLINK__CERT_FILE", cert.to_str().unwrap()),
+            ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
+            ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+            ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+        ])
+    }
+
+    fn bridge(&self, name: &str) -> Bridge {
+        Bridge::start(
+            &self.pki,
+            self.broker.port,
+            "cloud-bridge",
+            name,
+            &self.dir.join(format!("{name}.sqlite")),
+        )
+    }
+}
+
+/// The driver's event stream for one conversation.
+struct Events {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(socket: &Path, conversation: &str) -> Events {
+        let response = open_events(socket, conversation).await;
+        assert_eq!(response.status(), 200);
+        Events {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event of `kind`, within `within`.
+    async fn next(&mut self, kind: &str, within: Duration) -> Value {
+        let marker = format!("event: {kind}\ndata: ");
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(start) = self.buffer.find(&marker) {
+                    if let Some(len) = self.buffer[start..].find("\n\n") {
+                        let data = self.buffer[start + marker.len()..start + len].to_string();
+                        self.buffer.drain(..start + len + 2);
+                        return serde_json::from_str::<Value>(&data).unwrap();
+                    }
+                }
+                let frame = self.body.frame().await.expect("the stream stays open").unwrap();
+                if let Some(data) = frame.data_ref() {
+                    self.buffer.push_str(&String::from_utf8_lossy(data));
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no `{kind}` event within {within:?}; have {:?}", self.buffer))
+    }
+}
+
+#[test]
+fn an_escalated_question_is_answered_on_the_drivers_event_stream() {
+    let Some(w) = world() else { return };
+    let bridge = w.bridge("bridge-a");
+    let car = w.car("car-1");
+    support::threaded_runtime().block_on(async {
+        let mut events = Events::open(&car.socket, "c-1").await;
+        let (status, turn) = ask(&car.socket, "are there any recalls on my car", "c-1").await;
+        assert_eq!(status, 200);
+        assert_eq!(turn["escalation"]["status"], "pending", "{turn}");
+        let response = events.next("response", Duration::from_secs(20)).await;
+        assert_eq!(response["conversation_id"], "c-1");
+        assert_eq!(response["answered_by"], "local");
+        assert!(response["text"].as_str().unwrap().contains("open recall"), "{response}");
+    });
+    assert_eq!(bridge.handled(), 1);
+}
+
+#[test]
+fn a_brake_inspection_next_friday_morning_is_booked_on_that_friday_and_confirmed() {
+    let Some(w) = world() else { return };
+    let bridge = w.bridge("bridge-a");
+    let car = w.car("car-2");
+    let response = support::threaded_runtime().block_on(async {
+        let mut events = Events::open(&car.socket, "c-2").await;
+        let (_, turn) = ask(&car.socket, "book a brake inspection next friday morning", "c-2").await;
+        assert_eq!(turn["intent"], "book_service", "{turn}");
+        events.next("response", Duration::from_secs(20)).await
+    });
+    // The coming Friday in the owner's zone (the default profile's).
+    let zone = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let mut friday = jiff::Timestamp::now().to_zoned_datetime(zone.clone()).date();
+    loop {
+        friday = friday.tomorrow().unwrap();
+        if friday.weekday() == jiff::civil::Weekday::Friday {
+            break;
+        }
+    }
+    let action = &response["actions"][0];
+    assert_eq!(action["type"], "booking_confirmed", "{response}");
+    assert_eq!(action["service"], "brake inspection");
+    let starts: jiff::Timestamp = action["starts_at"].as_str().unwrap().parse().unwrap();
+    let local = starts.to_zoned_datetime(zone);
+    assert_eq!(local.date(), friday);
+    assert!((8..12).contains(&local.hour()), "a morning slot: {local}");
+    assert!(response["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("You're booked for a brake inspection"));
+
+    // What the dealer's store holds is the same appointment.
+    let store = cloud_bridge::store::SqliteStore::open(&bridge.store).unwrap();
+    let booked = cloud_bridge::store::AppointmentStore::by_thing(&store, "car-2").unwrap();
+    assert_eq!(booked.len(), 1);
+    assert_eq!(booked[0].starts_at, starts);
+    assert_eq!(booked[0].service, "brake inspection");
+    assert_eq!(booked[0].status, cloud_bridge::store::AppointmentStatus::Confirmed);
+    assert_eq!(action["appointment_id"], booked[0].appointment_id.as_str());
+}
+
+#[test]
+fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
+    let Some(w) = world() else { return };
+    let bridge = w.bridge("bridge-a");
+    let car = w.car("car-3");
+    support::threaded_runtime().block_on(async {
+        let mut events = Events::open(&car.socket, "c-3").await;
+        let (_, turn) = ask(&car.socket, "i want to talk to a real person", "c-3").await;
+        assert_eq!(turn["intent"], "talk_to_agent", "{turn}");
+        let queued = events.next("response", Duration::from_secs(20)).await;
+        assert_eq!(queued["handoff"]["status"], "queued", "{queued}");
+        assert!(queued["handoff"]["estimated_wait_seconds"].as_u64().unwrap() > 0);
+
+        let list = bridge.command(&["agent", "list"]);
+        let id = list
+            .lines()
+            .find(|l| l.contains("car-3"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("car-3 is not in the queue:\n{list}"))
+            .to_string();
+        bridge.command(&["agent", "take", &id, "--agent", "Sam"]);
+        let joined = events.next("response", Duration::from_secs(10)).await;
+        assert_eq!(joined["handoff"]["status"], "assigned");
+        assert_eq!(joined["answered_by"], "agent:Sam");
+
+        bridge.command(&[
+            "agent",
+            "reply",
+            &id,
+            "Your car is ready for pick-up at five.",
+            "--agent",
+            "Sam",
+        ]);
+        let reply = events.next("response", Duration::from_secs(10)).await;
+        assert_eq!(reply["text"], "Your car is ready for pick-up at five.");
+
+        bridge.command(&["agent", "close", &id]);
+        let closed = events.next("response", Duration::from_secs(10)).await;
+        assert_eq!(closed["handoff"]["status"], "closed");
+        assert!(!bridge.command(&["agent", "list"]).contains("car-3"));
+    });
+}
+
+#[test]
+fn escalations_made_while_cloud_bridge_is_down_are_answered_once_it_is_back() {
+    let Some(w) = world() else { return };
+    let store = w.dir.join("bridge-a.sqlite");
+    // A first run creates the supervisor's persistent session and subscriptions.
+    let mut bridge = Bridge::start(&w.pki, w.broker.port, "cloud-bridge", "bridge-a", &store);
+    bridge.kill_hard();
+    let car = w.car("car-4");
+    let runtime = support::threaded_runtime();
+    let mut events = runtime.block_on(async {
+        let mut events = Vec::new();
+        for i in 0..3 {
+            let conversation = format!("c-4-{i}");
+            events.push(Events::open(&car.socket, &conversation).await);
+            let (_, turn) = ask(&car.socket, "any recalls for this car", &conversation).await;
+            assert_eq!(turn["escalation"]["status"], "pending");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        events
+    });
+    let _back = Bridge::start(&w.pki, w.broker.port, "cloud-bridge", "bridge-a", &store);
+    runtime.block_on(async {
+        for (i, e) in events.iter_mut().enumerate() {
+            let response = e.next("response", Duration::from_secs(20)).await;
+            assert_eq!(response["conversation_id"], format!("c-4-{i}"));
+            assert!(response["text"].as_str().unwrap().contains("recall"));
+        }
+    });
+}
+
+#[test]
+fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_none_twice() {
+    let Some(w) = world() else { return };
+    let a = w.bridge("bridge-a");
+    let b = w.bridge("bridge-b");
+    const N: usize = 1000;
+    // One car sends a burst (its certificate and ACL allow its own topics only).
+    let (cert, key) = w.pki.issue("car-9", &[]);
+    let mut options = rumqttc::MqttOptions::new("car-9", "localhost", w.broker.port);
+    options
+        .set_max_packet_size(256 * 1024, 256 * 1024)
+        .set_inflight(100)
+        .set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: std::fs::read(w.pki.ca_file()).unwrap(),
+            alpn: None,
+            client_auth: Some((std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())),
+        }));
+    let (client, mut connection) = rumqttc::Client::new(options, 2 * N);
+    client
+        .subscribe("kestrel/v1/cars/car-9/responses", rumqttc::QoS::AtLeastOnce)
+        .unwrap();
+    let mut sent = HashSet::new();
+    for i in 0..N {
+        let escalation = protocol::Escalation {
+            utterance: format!("what's traffic like on route {i}"),
+            intent: "traffic".into(),
+            intent_confidence: 0.97,
+            sentiment: "neutral".into(),
+            sentiment_score: 0.0,
+            vehicle: Value::Null,
+            recent_turns: vec![],
+            locale: "en-US".into(),
+            market: "US".into(),
+            priority: protocol::Priority::Normal,
+        };
+        let envelope =
+            protocol::Envelope::new("car-9", Some(&format!("s-{i}")), protocol::Body::Escalation(escalation));
+        sent.insert(envelope.message_id);
+        client
+            .publish(
+                "kestrel/v1/cars/car-9/escalations",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                protocol::encode(&envelope).unwrap(),
+            )
+            .unwrap();
+    }
+    let mut answered = HashSet::new();
+    let mut responses = 0;
+    let started = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
+    // Until every escalation is answered, then a quiet second to catch any extra.
+    while quiet_since.is_none_or(|q| q.elapsed() < Duration::from_secs(1)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} of {N} answered",
+            answered.len()
+        );
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p)))) => {
+                if let protocol::Body::Response(r) = protocol::decode(&p.payload).unwrap().body {
+                    answered.insert(r.in_reply_to);
+                    responses += 1;
+                }
+            }
+            Ok(Err(e)) => panic!("the car's connection failed: {e}"),
+            _ => {}
+        }
+        if answered.len() == N && quiet_since.is_none() {
+            quiet_since = Some(Instant::now());
+        }
+    }
+    assert_eq!(answered, sent, "every escalation answered");
+    // Separate stores: an escalation handled by both would count twice here.
+    let (ha, hb) = (a.handled() as usize, b.handled() as usize);
+    assert_eq!(ha + hb, N, "handled {ha} + {hb}");
+    assert_eq!(responses, N, "one response per escalation");
+    for share in [ha, hb] {
+        assert!((N * 3 / 10..=N * 7 / 10).contains(&share), "a split of {ha}/{hb}");
+    }
+    eprintln!("split: {ha} / {hb} in {:?}", started.elapsed());
+}
