@@ -55,6 +55,10 @@ pub fn mqtt_options(config: &Config) -> Result<MqttOptions, ServiceError> {
         .set_manual_acks(true)
         .set_receive_maximum(Some(m.receive_maximum))
         .set_max_packet_size(Some(protocol::MAX_PAYLOAD_BYTES as u32 + 1024));
+    // Small messages that must not wait for Nagle's algorithm.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     if m.tls {
         let read = |path: &str, what: &'static str| {
             std::fs::read(path).map_err(|error| ServiceError::Credentials {
@@ -298,7 +302,7 @@ impl Shared {
                 tracing::error!(%error, "cannot queue the response either");
             }
         }
-        if let Err(error) = self.stores.dedupe.complete(&handled.outcome) {
+        if let Err(error) = self.stores.dedupe.complete(&handled.outcome, &handled.turns) {
             self.metrics.failure("store");
             tracing::error!(%error, "cannot record the outcome");
         }

@@ -181,6 +181,7 @@ async fn a_booking_runs_through_tool_use_and_stores_what_the_driver_asked_for() 
     assert_eq!(handled.outcome.usage.input_tokens, 3 * 150 + 120);
     assert_eq!(handled.outcome.usage.output_tokens, 3 * 30 + 20);
     assert!(handled.outcome.usage.cost_usd > 0.0);
+    b.stores.dedupe.complete(&handled.outcome, &handled.turns).unwrap();
     let spent = b.stores.conversations.usage("conv-1").unwrap();
     assert_eq!(spent.input_tokens, handled.outcome.usage.input_tokens);
 

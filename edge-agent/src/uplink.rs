@@ -124,7 +124,11 @@ impl Connector for RumqttcConnector {
 
     fn connect(&mut self) -> RumqttcLink {
         let capacity = usize::from(self.options.inflight()) * 2 + 8;
-        let (client, eventloop) = rumqttc::AsyncClient::new(self.options.clone(), capacity);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(self.options.clone(), capacity);
+        // Small messages that must not wait for Nagle's algorithm.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         RumqttcLink { client, eventloop }
     }
 }

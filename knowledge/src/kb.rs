@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::article::{Applicability, Article, VehicleFilter};
-use crate::embed::{cosine, Embedder};
+use crate::embed::Embedder;
 use crate::error::{KnowledgeError, Result, SqliteContext};
 use crate::schema;
 
@@ -203,7 +203,8 @@ impl KnowledgeBase {
 
     /// The best articles for an utterance, best first.
     pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>> {
-        let query_vector = self.embedder.embed(query.text).map_err(KnowledgeError::Embedding)?;
+        let mut query_vector = self.embedder.embed(query.text).map_err(KnowledgeError::Embedding)?;
+        crate::embed::normalise(&mut query_vector);
         let conn = self.conn.lock().expect("kb mutex");
         let mut lexical: HashMap<i64, f32> = HashMap::new();
         if let Some(fts) = fts_query(query.text) {
@@ -232,7 +233,12 @@ impl KnowledgeBase {
                     Some(s) if best_lexical > 0.0 => s / best_lexical,
                     _ => 0.0,
                 };
-                let sem = cosine(&query_vector, &e.vector).max(0.0);
+                // Both are unit length (or zero): the dot product is the cosine.
+                let sem = if e.vector.len() == query_vector.len() {
+                    crate::embed::dot(&query_vector, &e.vector).max(0.0)
+                } else {
+                    0.0
+                };
                 let tagged = query.intent.is_some_and(|i| e.intents.iter().any(|x| x == i));
                 let score = w.lexical * lex + w.semantic * sem + if tagged { w.intent } else { 0.0 };
                 (score, lex, sem, e.rowid)
@@ -326,7 +332,14 @@ fn load_entries(conn: &Connection, location: &str) -> Result<Vec<Entry>> {
                     markets: lines(r.get(3)?),
                     years: from.zip(to),
                 },
-                vector: blob.map(|b| blob_to_vector(&b)).unwrap_or_default(),
+                // Unit length once here, so that a search is one dot product per article.
+                vector: blob
+                    .map(|b| {
+                        let mut v = blob_to_vector(&b);
+                        crate::embed::normalise(&mut v);
+                        v
+                    })
+                    .unwrap_or_default(),
             })
         })
         .at(location)?;

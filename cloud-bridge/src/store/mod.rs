@@ -46,8 +46,11 @@ pub enum Claim {
 pub trait DedupeStore: Send + Sync {
     /// Records the message as received by `owner`, unless it is already known.
     fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim>;
-    /// Marks it handled, with what was concluded about it.
-    fn complete(&self, outcome: &Outcome) -> StoreResult<()>;
+    /// Marks it handled, with what was concluded about it, and appends the turns
+    /// it added to its conversation, in one transaction (a `TransactWriteItems`
+    /// in DynamoDB): an instance that dies before this leaves neither, and the one
+    /// that takes the escalation over does not repeat the turns.
+    fn complete(&self, outcome: &Outcome, turns: &[(ConversationTurn, Usage)]) -> StoreResult<()>;
     /// Claims whose lease ran out before they were completed (their owner died):
     /// re-leased to `owner` with a conditional update, and returned for handling.
     fn take_over_stale(&self, owner: &str, lease_ms: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>>;

@@ -22,7 +22,7 @@ CREATE TABLE escalations (
     handled_at TEXT,
     day TEXT,
     outcome TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX escalations_open ON escalations (lease_until) WHERE handled_at IS NULL;
 CREATE INDEX escalations_day ON escalations (day) WHERE handled_at IS NOT NULL;
 CREATE TABLE turns (
@@ -36,7 +36,7 @@ CREATE TABLE turns (
     output_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation_id, seq)
-);
+) WITHOUT ROWID;
 CREATE TABLE profiles (thing TEXT PRIMARY KEY, profile TEXT NOT NULL);
 CREATE TABLE appointments (
     appointment_id TEXT PRIMARY KEY,
@@ -97,6 +97,42 @@ CREATE TABLE edge_counters (
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Stops the checkpointer when the store is dropped.
+    _checkpointer: Checkpointer,
+}
+
+/// Copies the WAL into the database from its own connection and thread, so that
+/// no writer pays for a checkpoint while it holds the store (an automatic one
+/// stalls a commit, and every task waiting on the store, for milliseconds).
+struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
+
+    fn start(path: &Path) -> StoreResult<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(1))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Self::EVERY) {
+                    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(%error, "WAL checkpoint failed; the next one retries");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
 }
 
 fn now_ms() -> i64 {
@@ -127,7 +163,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         knowledge::schema::apply_migrations(&mut conn, &path.display().to_string(), MIGRATIONS)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        // Checkpoints run in the background (see `Checkpointer`), never in a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        conn.pragma_update(None, "cache_size", -16_000)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            _checkpointer: Checkpointer::start(path)?,
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -138,29 +181,35 @@ impl SqliteStore {
 impl DedupeStore for SqliteStore {
     fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim> {
         let now = now_ms();
-        let inserted = self.conn().execute(
-            "INSERT INTO escalations (message_id, thing, received_at, owner, lease_until, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
-            params![message_id, thing, now, owner, now + lease_ms, payload],
-        )?;
+        let inserted = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO escalations (message_id, thing, received_at, owner, lease_until, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
+            )?
+            .execute(params![message_id, thing, now, owner, now + lease_ms, payload])?;
         Ok(if inserted == 1 { Claim::New } else { Claim::Duplicate })
     }
 
-    fn complete(&self, outcome: &Outcome) -> StoreResult<()> {
+    fn complete(&self, outcome: &Outcome, turns: &[(ConversationTurn, Usage)]) -> StoreResult<()> {
         let day = outcome
             .handled_at
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date()
             .to_string();
-        self.conn().execute(
-            "UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4 WHERE message_id = ?1",
-            params![
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.prepare_cached("UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4 WHERE message_id = ?1")?
+            .execute(params![
                 outcome.message_id,
                 outcome.handled_at.to_string(),
                 day,
                 to_json(outcome)
-            ],
-        )?;
+            ])?;
+        for (turn, usage) in turns {
+            append_turn(&tx, &outcome.conversation_id, &outcome.thing, turn, *usage)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -192,28 +241,38 @@ impl DedupeStore for SqliteStore {
     }
 }
 
+fn append_turn(
+    conn: &Connection,
+    conversation_id: &str,
+    thing: &str,
+    turn: &ConversationTurn,
+    usage: Usage,
+) -> StoreResult<()> {
+    let role = match turn.role {
+        Role::Driver => "driver",
+        Role::Assistant => "assistant",
+        Role::Agent => "agent",
+    };
+    conn.prepare_cached(
+        "INSERT INTO turns (conversation_id, seq, thing, role, text, at, input_tokens, output_tokens, cost_usd)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        conversation_id,
+        thing,
+        role,
+        turn.text,
+        turn.at.to_string(),
+        usage.input_tokens as i64,
+        usage.output_tokens as i64,
+        usage.cost_usd
+    ])?;
+    Ok(())
+}
+
 impl ConversationStore for SqliteStore {
     fn append(&self, conversation_id: &str, thing: &str, turn: &ConversationTurn, usage: Usage) -> StoreResult<()> {
-        let role = match turn.role {
-            Role::Driver => "driver",
-            Role::Assistant => "assistant",
-            Role::Agent => "agent",
-        };
-        self.conn().execute(
-            "INSERT INTO turns (conversation_id, seq, thing, role, text, at, input_tokens, output_tokens, cost_usd)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE conversation_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                conversation_id,
-                thing,
-                role,
-                turn.text,
-                turn.at.to_string(),
-                usage.input_tokens as i64,
-                usage.output_tokens as i64,
-                usage.cost_usd
-            ],
-        )?;
-        Ok(())
+        append_turn(&self.conn(), conversation_id, thing, turn, usage)
     }
 
     fn recent(&self, conversation_id: &str, limit: usize) -> StoreResult<Vec<ConversationTurn>> {
@@ -261,7 +320,8 @@ impl ProfileStore for SqliteStore {
     fn get(&self, thing: &str) -> StoreResult<Option<Profile>> {
         let text: Option<String> = self
             .conn()
-            .query_row("SELECT profile FROM profiles WHERE thing = ?1", [thing], |r| r.get(0))
+            .prepare_cached("SELECT profile FROM profiles WHERE thing = ?1")?
+            .query_row([thing], |r| r.get(0))
             .optional()?;
         text.map(|t| json_column(&t)).transpose()
     }
@@ -757,7 +817,7 @@ mod tests {
         assert!(s.take_over_stale("c", 60_000, 10).unwrap().is_empty());
         // A completed one never is.
         assert_eq!(s.claim("m3", "car", b"p3", "a", -1).unwrap(), Claim::New);
-        s.complete(&outcome("m3", "fuel_level", 0.0)).unwrap();
+        s.complete(&outcome("m3", "fuel_level", 0.0), &[]).unwrap();
         assert!(s.take_over_stale("c", 60_000, 10).unwrap().is_empty());
     }
 
@@ -868,7 +928,7 @@ mod tests {
         {
             let id = format!("m{i}");
             s.claim(&id, "car", b"p", "a", 1000).unwrap();
-            s.complete(&outcome(&id, intent, *score)).unwrap();
+            s.complete(&outcome(&id, intent, *score), &[]).unwrap();
         }
         let report = s.report(2, today).unwrap();
         assert_eq!(report.len(), 2);
