@@ -403,7 +403,7 @@ async fn outbound_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if rounds.is_multiple_of(25) {
+        if rounds.is_multiple_of(5) {
             shared.queue_status_updates();
         }
         rounds += 1;

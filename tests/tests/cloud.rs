@@ -50,6 +50,10 @@ impl Bridge {
 
     /// Starts `serve` and waits until `/health` is 200 (connected, subscribed).
     fn start(pki: &Pki, broker: u16, cn: &str, client_id: &str, store: &Path) -> Bridge {
+        Bridge::start_with(pki, broker, cn, client_id, store, &[])
+    }
+
+    fn start_with(pki: &Pki, broker: u16, cn: &str, client_id: &str, store: &Path, env: &[(&str, &str)]) -> Bridge {
         let http = format!("127.0.0.1:{}", free_port());
         let log = store.with_extension("log");
         let mut cmd = Command::new(workspace_binary("cloud-bridge"));
@@ -58,6 +62,7 @@ impl Bridge {
             .env("CLOUD_BRIDGE__MQTT__CLIENT_ID", client_id)
             .env("CLOUD_BRIDGE__HTTP__LISTEN", &http)
             .env_remove("CLOUD_BRIDGE_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -185,13 +190,12 @@ impl World {
     }
 
     fn bridge(&self, name: &str) -> Bridge {
-        Bridge::start(
-            &self.pki,
-            self.broker.port,
-            "cloud-bridge",
-            name,
-            &self.dir.join(format!("{name}.sqlite")),
-        )
+        self.bridge_with(name, &[])
+    }
+
+    fn bridge_with(&self, name: &str, env: &[(&str, &str)]) -> Bridge {
+        let store = self.dir.join(format!("{name}.sqlite"));
+        Bridge::start_with(&self.pki, self.broker.port, "cloud-bridge", name, &store, env)
     }
 }
 
@@ -297,7 +301,7 @@ fn a_brake_inspection_next_friday_morning_is_booked_on_that_friday_and_confirmed
 #[test]
 fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
     let Some(w) = world() else { return };
-    let bridge = w.bridge("bridge-a");
+    let bridge = w.bridge_with("bridge-a", &[("CLOUD_BRIDGE__HANDOFF__STATUS_INTERVAL_SECONDS", "1")]);
     let car = w.car("car-3");
     support::threaded_runtime().block_on(async {
         let mut events = Events::open(&car.socket, "c-3").await;
@@ -306,6 +310,16 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
         let queued = events.next("response", Duration::from_secs(20)).await;
         assert_eq!(queued["handoff"]["status"], "queued", "{queued}");
         assert!(queued["handoff"]["estimated_wait_seconds"].as_u64().unwrap() > 0);
+        // While nobody has taken it, the driver hears where they stand.
+        let waiting = events.next("response", Duration::from_secs(10)).await;
+        assert_eq!(waiting["handoff"]["status"], "queued");
+        assert!(
+            waiting["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("You're still in the queue"),
+            "{waiting}"
+        );
 
         let list = bridge.command(&["agent", "list"]);
         let id = list
@@ -448,4 +462,60 @@ fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_non
         assert!((N * 3 / 10..=N * 7 / 10).contains(&share), "a split of {ha}/{hb}");
     }
     eprintln!("split: {ha} / {hb} in {:?}", started.elapsed());
+}
+
+#[test]
+fn in_bedrock_mode_the_binary_reaches_the_endpoint_with_credentials_from_the_default_chain() {
+    use cloud_bridge::testing::{text_reply, tool_reply, AwsStandIn, Step, ACCESS_KEY, REGION, SECRET_KEY};
+    let Some(w) = world() else { return };
+    let runtime = support::threaded_runtime();
+    let aws = runtime.block_on(AwsStandIn::start());
+    for _ in 0..4 {
+        aws.then(|request| {
+            if request["toolConfig"]["toolChoice"]["tool"]["name"] == "record_understanding" {
+                Step::Reply(tool_reply(
+                    "u",
+                    "record_understanding",
+                    serde_json::json!({"intent": "recall_warranty", "sentiment": "neutral", "sentiment_score": 0.0}),
+                ))
+            } else {
+                Step::Reply(text_reply(
+                    "There is one open recall on your Voyager; your dealer fixes it for free.",
+                ))
+            }
+        });
+    }
+    let endpoint = aws.endpoint();
+    let _bridge = w.bridge_with(
+        "bridge-bedrock",
+        &[
+            ("CLOUD_BRIDGE__LLM__PROVIDER", "bedrock"),
+            ("CLOUD_BRIDGE__LLM__ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let car = w.car("car-5");
+    runtime.block_on(async {
+        let mut events = Events::open(&car.socket, "c-5").await;
+        let (_, turn) = ask(&car.socket, "are there any recalls on my car", "c-5").await;
+        assert_eq!(turn["escalation"]["status"], "pending", "{turn}");
+        let response = events.next("response", Duration::from_secs(20)).await;
+        assert_eq!(
+            response["text"],
+            "There is one open recall on your Voyager; your dealer fixes it for free."
+        );
+        assert_eq!(
+            response["answered_by"],
+            "bedrock:anthropic.claude-3-haiku-20240307-v1:0"
+        );
+    });
+    assert!(!aws.seen().is_empty());
+    assert_eq!(
+        aws.violations(),
+        Vec::<String>::new(),
+        "every request well-formed and signed"
+    );
 }
