@@ -126,9 +126,7 @@ pub struct DefaultsConfig {
 impl Config {
     /// Defaults, then `file` (or the system file when it exists), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let file = file
-            .map(Path::to_path_buf)
-            .or_else(|| Path::new(SYSTEM_CONFIG).is_file().then(|| PathBuf::from(SYSTEM_CONFIG)));
+        let file = edge_agent::config::config_file(file, SYSTEM_CONFIG);
         Config::layered(file.as_deref(), std::env::vars())
     }
 

@@ -162,10 +162,7 @@ impl Config {
     /// Defaults, then `file` (or the system file when it exists), then the
     /// process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let file = file
-            .map(Path::to_path_buf)
-            .or_else(|| Path::new(SYSTEM_CONFIG).is_file().then(|| PathBuf::from(SYSTEM_CONFIG)));
-        Config::layered(file.as_deref(), std::env::vars())
+        Config::layered(config_file(file, SYSTEM_CONFIG).as_deref(), std::env::vars())
     }
 
     pub fn layered(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
@@ -291,6 +288,13 @@ impl Config {
             None => PathBuf::from("/var/lib/edge-agent"),
         }
     }
+}
+
+/// The file to layer: the one given, else `system` when it exists.
+pub fn config_file(given: Option<&Path>, system: &str) -> Option<PathBuf> {
+    given
+        .map(Path::to_path_buf)
+        .or_else(|| Path::new(system).is_file().then(|| PathBuf::from(system)))
 }
 
 /// Layers TOML settings: `defaults`, then `file`, then every `{prefix}SECTION__KEY`
