@@ -164,10 +164,16 @@ pub fn reply(stores: &Stores, id: &str, agent: &str, text: &str) -> Result<(), A
 /// Closes a handoff; the driver is told, and no more messages follow.
 pub fn close(stores: &Stores, id: &str) -> Result<Handoff, AgentError> {
     let current = require(stores, id)?;
-    let now = jiff::Timestamp::now();
+    if current.state == HandoffState::Closed {
+        return Err(AgentError::WrongState {
+            id: id.to_string(),
+            state: "closed",
+            hint: "nothing to do",
+        });
+    }
     let handoff = stores
         .handoffs
-        .transition(id, current.state, HandoffState::Closed, None, now)
+        .transition(id, current.state, HandoffState::Closed, None, jiff::Timestamp::now())
         .map_err(|e| match e {
             StoreError::Conflict(_) => AgentError::WrongState {
                 id: id.to_string(),
@@ -176,13 +182,6 @@ pub fn close(stores: &Stores, id: &str) -> Result<Handoff, AgentError> {
             },
             other => other.into(),
         })?;
-    if current.state == HandoffState::Closed {
-        return Err(AgentError::WrongState {
-            id: id.to_string(),
-            state: "closed",
-            hint: "nothing to do",
-        });
-    }
     send(
         stores,
         &handoff,

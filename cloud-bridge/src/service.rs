@@ -238,11 +238,11 @@ impl Shared {
                         tracing::debug!(message_id = %id, "a duplicate escalation was dropped");
                     }
                     Err(error) => {
-                        // Not acknowledged-and-lost: we return, and the ack below still
-                        // goes out, so count it loudly. A store outage stops the service
-                        // from being useful; the health endpoint shows it.
+                        // Handled without a claim rather than dropped: a duplicate
+                        // answer is better than none while the store is down.
                         self.metrics.failure("store");
-                        tracing::error!(%error, "cannot claim an escalation");
+                        tracing::error!(%error, "cannot claim an escalation; handling it unclaimed");
+                        self.handle_escalation(envelope).await;
                     }
                 }
             }
@@ -356,13 +356,14 @@ impl Shared {
             return;
         };
         for (position, handoff) in queue.iter().enumerate() {
-            let last = self
-                .stores
-                .handoffs
-                .last_status(&handoff.handoff_id)
-                .ok()
-                .flatten()
-                .unwrap_or(handoff.created_at);
+            let recorded = match self.stores.handoffs.last_status(&handoff.handoff_id) {
+                Ok(recorded) => recorded,
+                Err(_) => {
+                    self.metrics.failure("store");
+                    continue;
+                }
+            };
+            let last = recorded.unwrap_or(handoff.created_at);
             if now.duration_since(last) < interval {
                 continue;
             }
@@ -382,12 +383,21 @@ impl Shared {
                 more_to_come: true,
                 answered_by: Some("supervisor".into()),
             };
-            let queued = self
+            // Whichever instance moves the handoff's status time sends the update.
+            match self.stores.handoffs.touch_status(&handoff.handoff_id, recorded, now) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    self.metrics.failure("store");
+                    continue;
+                }
+            }
+            if self
                 .stores
                 .handoffs
                 .enqueue(&handoff.thing, &handoff.conversation_id, &response)
-                .and_then(|_| self.stores.handoffs.touch_status(&handoff.handoff_id, now));
-            if queued.is_err() {
+                .is_err()
+            {
                 self.metrics.failure("store");
             }
         }

@@ -71,7 +71,13 @@ impl LocalProvider {
                 .filter_map(|n| today.checked_add(jiff::Span::new().days(n)).ok())
                 .collect(),
         };
-        let part = request.part_of_day;
+        // An hour asked for picks its part of the day, so that it is among the slots listed.
+        let part = match request.hour {
+            Some((h, _)) if h < 12 => PartOfDay::Morning,
+            Some((h, _)) if h < 17 => PartOfDay::Afternoon,
+            Some(_) => PartOfDay::Evening,
+            None => request.part_of_day,
+        };
         for date in days {
             let listed = tools.call(
                 "list_service_slots",

@@ -256,7 +256,15 @@ pub trait HandoffStore: Send + Sync {
         agent: Option<&str>,
         at: jiff::Timestamp,
     ) -> StoreResult<Handoff>;
-    fn touch_status(&self, handoff_id: &str, at: jiff::Timestamp) -> StoreResult<()>;
+    /// Sets the time of the last status update to `at` if it is still `previous`
+    /// (a compare-and-set, so that one instance sends each update); false when
+    /// another got there first.
+    fn touch_status(
+        &self,
+        handoff_id: &str,
+        previous: Option<jiff::Timestamp>,
+        at: jiff::Timestamp,
+    ) -> StoreResult<bool>;
     fn last_status(&self, handoff_id: &str) -> StoreResult<Option<jiff::Timestamp>>;
     fn enqueue(&self, thing: &str, conversation_id: &str, response: &protocol::Response) -> StoreResult<i64>;
     /// Leases up to `limit` undelivered messages to `owner`.

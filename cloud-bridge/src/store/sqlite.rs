@@ -589,12 +589,18 @@ impl HandoffStore for SqliteStore {
         Ok(found)
     }
 
-    fn touch_status(&self, handoff_id: &str, at: jiff::Timestamp) -> StoreResult<()> {
-        self.conn().execute(
-            "UPDATE handoffs SET last_status_at = ?2 WHERE handoff_id = ?1",
-            params![handoff_id, at.to_string()],
+    fn touch_status(
+        &self,
+        handoff_id: &str,
+        previous: Option<jiff::Timestamp>,
+        at: jiff::Timestamp,
+    ) -> StoreResult<bool> {
+        let changed = self.conn().execute(
+            "UPDATE handoffs SET last_status_at = ?3
+             WHERE handoff_id = ?1 AND COALESCE(last_status_at, '') = COALESCE(?2, '')",
+            params![handoff_id, previous.map(|p| p.to_string()), at.to_string()],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     fn last_status(&self, handoff_id: &str) -> StoreResult<Option<jiff::Timestamp>> {
@@ -887,6 +893,10 @@ mod tests {
             s.transition("h1", HandoffState::Queued, HandoffState::Assigned, Some("kim"), now),
             Err(StoreError::Conflict(_))
         ));
+        // One status update per interval, whichever instance gets there first.
+        assert!(s.touch_status("h1", None, now).unwrap());
+        assert!(!s.touch_status("h1", None, now).unwrap());
+        assert_eq!(s.last_status("h1").unwrap(), Some(now));
         let response = protocol::Response {
             in_reply_to: h.message_id.parse().unwrap(),
             text: "hi".into(),
