@@ -349,6 +349,13 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
         assert_eq!(closed["handoff"]["status"], "closed");
         assert!(!bridge.command(&["agent", "list"]).contains("car-3"));
     });
+    // Today's report counts the escalation, the handoff and its wait.
+    let report: Value = serde_json::from_str(&bridge.command(&["report", "--days", "1", "--json"])).unwrap();
+    let today = &report[0];
+    assert_eq!(today["escalations"], 1, "{today}");
+    assert_eq!(today["handoffs"], 1);
+    assert!(today["mean_wait_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(today["top_intents"][0][0], "talk_to_agent");
 }
 
 #[test]
@@ -381,15 +388,10 @@ fn escalations_made_while_cloud_bridge_is_down_are_answered_once_it_is_back() {
     });
 }
 
-#[test]
-fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_none_twice() {
-    let Some(w) = world() else { return };
-    let a = w.bridge("bridge-a");
-    let b = w.bridge("bridge-b");
-    const N: usize = 1000;
-    // One car sends a burst (its certificate and ACL allow its own topics only).
-    let (cert, key) = w.pki.issue("car-9", &[]);
-    let mut options = rumqttc::MqttOptions::new("car-9", "localhost", w.broker.port);
+/// A car's MQTT client (its certificate, so the ACL applies) subscribed to its responses.
+fn raw_car(w: &World, thing: &str) -> (rumqttc::Client, rumqttc::Connection) {
+    let (cert, key) = w.pki.issue(thing, &[]);
+    let mut options = rumqttc::MqttOptions::new(thing, "localhost", w.broker.port);
     options
         .set_max_packet_size(256 * 1024, 256 * 1024)
         .set_inflight(100)
@@ -398,26 +400,72 @@ fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_non
             alpn: None,
             client_auth: Some((std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())),
         }));
-    let (client, mut connection) = rumqttc::Client::new(options, 2 * N);
+    let (client, connection) = rumqttc::Client::new(options, 4096);
     client
-        .subscribe("kestrel/v1/cars/car-9/responses", rumqttc::QoS::AtLeastOnce)
+        .subscribe(format!("kestrel/v1/cars/{thing}/responses"), rumqttc::QoS::AtLeastOnce)
         .unwrap();
+    (client, connection)
+}
+
+fn traffic_escalation(thing: &str, i: usize) -> protocol::Envelope {
+    let escalation = protocol::Escalation {
+        utterance: format!("what's traffic like on route {i}"),
+        intent: "traffic".into(),
+        intent_confidence: 0.97,
+        sentiment: "neutral".into(),
+        sentiment_score: 0.0,
+        vehicle: Value::Null,
+        recent_turns: vec![],
+        locale: "en-US".into(),
+        market: "US".into(),
+        priority: protocol::Priority::Normal,
+    };
+    protocol::Envelope::new(thing, Some(&format!("s-{i}")), protocol::Body::Escalation(escalation))
+}
+
+#[test]
+fn a_redelivered_escalation_is_answered_once_and_a_malformed_one_is_dropped_with_a_count() {
+    let Some(w) = world() else { return };
+    let bridge = w.bridge("bridge-a");
+    let (client, mut connection) = raw_car(&w, "car-6");
+    let envelope = traffic_escalation("car-6", 1);
+    let payload = protocol::encode(&envelope).unwrap();
+    let topic = "kestrel/v1/cars/car-6/escalations";
+    for body in [payload.clone(), b"{not json".to_vec(), payload, vec![0xff, 0xfe, 0x00]] {
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, body).unwrap();
+    }
+    let mut responses = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p)))) =
+            connection.recv_timeout(Duration::from_millis(100))
+        {
+            let reply = protocol::decode(&p.payload).unwrap();
+            assert!(matches!(reply.body, protocol::Body::Response(ref r) if r.in_reply_to == envelope.message_id));
+            responses += 1;
+        }
+    }
+    assert_eq!(responses, 1);
+    let (_, metrics) = bridge.get("/metrics").unwrap();
+    assert!(metrics.contains("cloud_bridge_duplicates_total 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"cloud_bridge_messages_rejected_total{kind="malformed"} 2"#),
+        "{metrics}"
+    );
+    assert_eq!(bridge.handled(), 1);
+}
+
+#[test]
+fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_none_twice() {
+    let Some(w) = world() else { return };
+    let a = w.bridge("bridge-a");
+    let b = w.bridge("bridge-b");
+    const N: usize = 1000;
+    // One car sends a burst (its certificate and ACL allow its own topics only).
+    let (client, mut connection) = raw_car(&w, "car-9");
     let mut sent = HashSet::new();
     for i in 0..N {
-        let escalation = protocol::Escalation {
-            utterance: format!("what's traffic like on route {i}"),
-            intent: "traffic".into(),
-            intent_confidence: 0.97,
-            sentiment: "neutral".into(),
-            sentiment_score: 0.0,
-            vehicle: Value::Null,
-            recent_turns: vec![],
-            locale: "en-US".into(),
-            market: "US".into(),
-            priority: protocol::Priority::Normal,
-        };
-        let envelope =
-            protocol::Envelope::new("car-9", Some(&format!("s-{i}")), protocol::Body::Escalation(escalation));
+        let envelope = traffic_escalation("car-9", i);
         sent.insert(envelope.message_id);
         client
             .publish(
