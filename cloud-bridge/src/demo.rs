@@ -183,8 +183,6 @@ async fn wait_healthy(addr: &str, within: Duration) -> anyhow::Result<()> {
                 && stream.read_to_end(&mut response).await.is_ok()
                 && response.starts_with(b"HTTP/1.1 200")
             {
-                // The subscriptions follow the connection by a moment.
-                tokio::time::sleep(Duration::from_millis(300)).await;
                 return Ok(());
             }
         }

@@ -118,7 +118,7 @@ impl Metrics {
         );
         registry.register(
             "broker_connected",
-            "1 while connected to the broker",
+            "1 while connected to the broker and subscribed",
             inner.connected.clone(),
         );
         registry.register(

@@ -136,7 +136,8 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                metrics.set_connected(true);
+                // Ready (and healthy) once the subscriptions are in place too.
+                metrics.set_connected(ack.session_present);
                 backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
                 tracing::info!(session_present = ack.session_present, "connected to the broker");
                 if !ack.session_present {
@@ -162,6 +163,10 @@ pub async fn run(
                         tracing::warn!(%error, "cannot acknowledge a message; the broker will resend it");
                     }
                 });
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                metrics.set_connected(true);
+                tracing::info!("subscribed to the cars' topics");
             }
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
                 metrics.set_connected(false);

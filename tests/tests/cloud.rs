@@ -48,7 +48,7 @@ impl Bridge {
         .collect()
     }
 
-    /// Starts `serve` and waits until `/health` is 200 (connected, subscribed).
+    /// Starts `serve` and waits until `/health` is 200 (connected and subscribed).
     fn start(pki: &Pki, broker: u16, cn: &str, client_id: &str, store: &Path) -> Bridge {
         Bridge::start_with(pki, broker, cn, client_id, store, &[])
     }
@@ -81,8 +81,6 @@ impl Bridge {
         let started = Instant::now();
         loop {
             if bridge.get("/health").is_some_and(|(status, _)| status == 200) {
-                // Subscriptions follow the CONNACK by a moment.
-                std::thread::sleep(Duration::from_millis(300));
                 return bridge;
             }
             if let Some(status) = bridge.child.try_wait().unwrap() {
