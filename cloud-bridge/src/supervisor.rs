@@ -22,7 +22,7 @@ use protocol::{Action, Envelope, Escalation, Handoff as WireHandoff, HandoffStat
 use crate::config::Config;
 use crate::llm::{Context, LlmError, LlmProvider, Understanding};
 use crate::metrics::Metrics;
-use crate::store::{ConversationTurn, Handoff, HandoffState, Outcome, Profile, Role, StoreError, Stores, Usage};
+use crate::store::{ConversationTurn, Handoff, HandoffState, Outcome, Profile, Role, Stores, Usage};
 use crate::tools::Toolbox;
 
 /// Where an escalation went.
@@ -458,11 +458,5 @@ pub fn default_profile(thing: &str, escalation: &Escalation, config: &Config) ->
         warranty_km: 100_000,
         service_history: Vec::new(),
         preferences: Default::default(),
-    }
-}
-
-impl From<StoreError> for LlmError {
-    fn from(e: StoreError) -> Self {
-        LlmError::Request(e.to_string())
     }
 }
