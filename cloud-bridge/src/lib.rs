@@ -7,6 +7,7 @@
 //! `supervisor` the pipeline, `store` the state, `llm` the model seam.
 
 pub mod agent;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod delivery;

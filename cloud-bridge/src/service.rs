@@ -18,10 +18,11 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::batch::GroupCommit;
 use crate::config::{Config, DeliveryMode};
 use crate::delivery::{Delivery, IotDataDelivery, MqttDelivery};
 use crate::metrics::Metrics;
-use crate::store::{Claim, HandoffState, Stores};
+use crate::store::{Claim, Completed, HandoffState, NewClaim, Stores};
 use crate::supervisor::{wait_phrase, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum ServiceError {
     Listen { addr: String, error: std::io::Error },
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),
+    #[error("cannot start the store writer: {0}")]
+    Writer(#[from] std::io::Error),
 }
 
 /// The MQTT options for a supervisor instance.
@@ -86,6 +89,9 @@ struct Shared {
     metrics: Metrics,
     config: Arc<Config>,
     owner: String,
+    /// Claims and outcomes, group-committed off the async workers.
+    claims: GroupCommit<NewClaim, Result<Claim, String>>,
+    completions: GroupCommit<Completed, Result<(), String>>,
 }
 
 /// Runs until `shutdown`: the broker connection, the message tasks, the
@@ -110,8 +116,27 @@ pub async fn run(
             .await,
         ),
     };
+    let stores = supervisor.stores().clone();
+    let (dedupe, lease_ms, claimer) = (stores.dedupe.clone(), config.store.lease_ms, owner.clone());
+    // A claim is on the way to the driver's answer: no linger. An outcome is
+    // written after the answer has gone: a longer one, and bigger batches.
+    let claims = GroupCommit::start("store-claims", Duration::ZERO, move |batch: &[NewClaim]| {
+        match dedupe.claim_many(batch, &claimer, lease_ms) {
+            Ok(found) => found.into_iter().map(Ok).collect(),
+            Err(error) => batch.iter().map(|_| Err(error.to_string())).collect(),
+        }
+    })?;
+    let dedupe = stores.dedupe.clone();
+    let completions = GroupCommit::start(
+        "store-outcomes",
+        Duration::from_millis(20),
+        move |batch: &[Completed]| {
+            let result = dedupe.complete_many(batch).map_err(|e| e.to_string());
+            batch.iter().map(|_| result.clone()).collect()
+        },
+    )?;
     let shared = Arc::new(Shared {
-        stores: supervisor.stores().clone(),
+        stores,
         supervisor,
         delivery,
         client: client.clone(),
@@ -119,6 +144,8 @@ pub async fn run(
         metrics: metrics.clone(),
         config: config.clone(),
         owner,
+        claims,
+        completions,
     });
     let tracker = TaskTracker::new();
     tracker.spawn(outbound_loop(shared.clone(), shutdown.clone()));
@@ -232,11 +259,17 @@ impl Shared {
         match (&envelope.body, leaf) {
             (Body::Escalation(_), "escalations") => {
                 let id = envelope.message_id.to_string();
-                match self
-                    .stores
-                    .dedupe
-                    .claim(&id, thing, &publish.payload, &self.owner, self.config.store.lease_ms)
-                {
+                let claim = NewClaim {
+                    message_id: id.clone(),
+                    thing: thing.to_string(),
+                    payload: publish.payload.to_vec(),
+                };
+                let claimed = self
+                    .claims
+                    .submit(claim)
+                    .await
+                    .unwrap_or_else(|| Err("the store writer stopped".into()));
+                match claimed {
                     Ok(Claim::New) => self.handle_escalation(envelope).await,
                     Ok(Claim::Duplicate) => {
                         self.metrics.duplicate();
@@ -307,9 +340,20 @@ impl Shared {
                 tracing::error!(%error, "cannot queue the response either");
             }
         }
-        if let Err(error) = self.stores.dedupe.complete(&handled.outcome, &handled.turns) {
-            self.metrics.failure("store");
-            tracing::error!(%error, "cannot record the outcome");
+        let completed = Completed {
+            outcome: handled.outcome,
+            turns: handled.turns,
+        };
+        match self.completions.submit(completed).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot record the outcome");
+            }
+            None => {
+                self.metrics.failure("store");
+                tracing::error!("the store writer stopped before the outcome was recorded");
+            }
         }
     }
 

@@ -42,18 +42,53 @@ pub enum Claim {
     Duplicate,
 }
 
-/// Keyed by `message_id` (partition key). `claim` is a conditional put.
+/// A message to claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewClaim {
+    pub message_id: String,
+    pub thing: String,
+    /// Kept so that another instance can take the message over.
+    pub payload: Vec<u8>,
+}
+
+/// Keyed by `message_id` (partition key). A claim is a conditional put. The
+/// `_many` forms write a batch in one transaction (group commit; a
+/// `BatchWriteItem` / `TransactWriteItems` in DynamoDB): at a few thousand
+/// messages a second, one commit per message is most of the store's cost.
 pub trait DedupeStore: Send + Sync {
-    /// Records the message as received by `owner`, unless it is already known.
-    fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim>;
-    /// Marks it handled, with what was concluded about it, and appends the turns
-    /// it added to its conversation, in one transaction (a `TransactWriteItems`
-    /// in DynamoDB): an instance that dies before this leaves neither, and the one
-    /// that takes the escalation over does not repeat the turns.
-    fn complete(&self, outcome: &Outcome, turns: &[(ConversationTurn, Usage)]) -> StoreResult<()>;
+    /// Records each message as received by `owner`, unless it is already known.
+    fn claim_many(&self, claims: &[NewClaim], owner: &str, lease_ms: i64) -> StoreResult<Vec<Claim>>;
+    /// Marks each handled, with what was concluded about it, and appends the
+    /// turns it added to its conversation, all in one transaction: an instance
+    /// that dies before this leaves neither, and the one that takes the
+    /// escalation over does not repeat the turns.
+    fn complete_many(&self, completed: &[Completed]) -> StoreResult<()>;
     /// Claims whose lease ran out before they were completed (their owner died):
     /// re-leased to `owner` with a conditional update, and returned for handling.
     fn take_over_stale(&self, owner: &str, lease_ms: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>>;
+
+    fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim> {
+        let claim = NewClaim {
+            message_id: message_id.to_string(),
+            thing: thing.to_string(),
+            payload: payload.to_vec(),
+        };
+        Ok(self.claim_many(&[claim], owner, lease_ms)?.remove(0))
+    }
+
+    fn complete(&self, outcome: &Outcome, turns: &[(ConversationTurn, Usage)]) -> StoreResult<()> {
+        self.complete_many(&[Completed {
+            outcome: outcome.clone(),
+            turns: turns.to_vec(),
+        }])
+    }
+}
+
+/// An escalation handled: its outcome and the conversation turns it added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub outcome: Outcome,
+    pub turns: Vec<(ConversationTurn, Usage)>,
 }
 
 /// How one escalation was handled: the row the report and the audit read.

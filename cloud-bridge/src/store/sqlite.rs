@@ -22,7 +22,7 @@ CREATE TABLE escalations (
     handled_at TEXT,
     day TEXT,
     outcome TEXT
-) WITHOUT ROWID;
+);
 CREATE INDEX escalations_open ON escalations (lease_until) WHERE handled_at IS NULL;
 CREATE INDEX escalations_day ON escalations (day) WHERE handled_at IS NOT NULL;
 CREATE TABLE turns (
@@ -103,13 +103,27 @@ pub struct SqliteStore {
 
 /// Copies the WAL into the database from its own connection and thread, so that
 /// no writer pays for a checkpoint while it holds the store (an automatic one
-/// stalls a commit, and every task waiting on the store, for milliseconds).
+/// stalls a commit, and every task waiting on the store, for milliseconds). It
+/// runs often, so that each pass copies little.
 struct Checkpointer {
     stop: std::sync::mpsc::Sender<()>,
 }
 
 impl Checkpointer {
-    const EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+    /// WAL frames (4 KiB pages) beyond which a pass also restarts the log.
+    const RESTART_AT_FRAMES: i64 = 16_384;
+
+    /// Copies what it can without waiting. A WAL that never stops growing (the
+    /// writers never pause long enough for a passive pass to reach its end) is
+    /// then restarted: new writers wait while the few frames left are copied.
+    fn pass(conn: &Connection) -> rusqlite::Result<()> {
+        let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+        if frames > Self::RESTART_AT_FRAMES {
+            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
 
     fn start(path: &Path) -> StoreResult<Checkpointer> {
         let conn = Connection::open(path)?;
@@ -119,7 +133,7 @@ impl Checkpointer {
             .name("store-checkpoint".into())
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Self::EVERY) {
-                    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    if let Err(error) = Self::pass(&conn) {
                         tracing::warn!(%error, "WAL checkpoint failed; the next one retries");
                     }
                 }
@@ -179,35 +193,44 @@ impl SqliteStore {
 }
 
 impl DedupeStore for SqliteStore {
-    fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim> {
+    fn claim_many(&self, claims: &[NewClaim], owner: &str, lease_ms: i64) -> StoreResult<Vec<Claim>> {
         let now = now_ms();
-        let inserted = self
-            .conn()
-            .prepare_cached(
-                "INSERT INTO escalations (message_id, thing, received_at, owner, lease_until, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
-            )?
-            .execute(params![message_id, thing, now, owner, now + lease_ms, payload])?;
-        Ok(if inserted == 1 { Claim::New } else { Claim::Duplicate })
-    }
-
-    fn complete(&self, outcome: &Outcome, turns: &[(ConversationTurn, Usage)]) -> StoreResult<()> {
-        let day = outcome
-            .handled_at
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .date()
-            .to_string();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.prepare_cached("UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4 WHERE message_id = ?1")?
-            .execute(params![
-                outcome.message_id,
-                outcome.handled_at.to_string(),
-                day,
-                to_json(outcome)
-            ])?;
-        for (turn, usage) in turns {
-            append_turn(&tx, &outcome.conversation_id, &outcome.thing, turn, *usage)?;
+        let mut found = Vec::with_capacity(claims.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO escalations (message_id, thing, received_at, owner, lease_until, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
+            )?;
+            for c in claims {
+                let inserted = insert.execute(params![c.message_id, c.thing, now, owner, now + lease_ms, c.payload])?;
+                found.push(if inserted == 1 { Claim::New } else { Claim::Duplicate });
+            }
+        }
+        tx.commit()?;
+        Ok(found)
+    }
+
+    fn complete_many(&self, completed: &[Completed]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for Completed { outcome, turns } in completed {
+            let day = outcome
+                .handled_at
+                .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                .date()
+                .to_string();
+            tx.prepare_cached("UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4 WHERE message_id = ?1")?
+                .execute(params![
+                    outcome.message_id,
+                    outcome.handled_at.to_string(),
+                    day,
+                    to_json(outcome)
+                ])?;
+            for (turn, usage) in turns {
+                append_turn(&tx, &outcome.conversation_id, &outcome.thing, turn, *usage)?;
+            }
         }
         tx.commit()?;
         Ok(())
