@@ -236,7 +236,7 @@ impl Supervisor {
         let text = match route {
             Route::Urgent => {
                 let handoff = self.open_handoff(envelope, &conversation_id, escalation, "emergency", true, now);
-                more_to_come = true;
+                more_to_come = handoff.is_some();
                 handoff_wire = handoff.map(|h| WireHandoff {
                     status: HandoffStatus::Queued,
                     agent: None,

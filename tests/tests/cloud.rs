@@ -184,6 +184,8 @@ impl World {
             ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
             ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
             ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+            // Counters go up every second, so that the report sees them.
+            ("EDGE_AGENT__UPLINK__ANALYTICS_INTERVAL_SECONDS", "1"),
         ])
     }
 
@@ -347,9 +349,25 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
         assert_eq!(closed["handoff"]["status"], "closed");
         assert!(!bridge.command(&["agent", "list"]).contains("car-3"));
     });
-    // Today's report counts the escalation, the handoff and its wait.
-    let report: Value = serde_json::from_str(&bridge.command(&["report", "--days", "1", "--json"])).unwrap();
-    let today = &report[0];
+    // Today's report counts the escalation, the handoff and its wait, and the
+    // car's own counters (a local answer, then the escalated turn).
+    support::threaded_runtime().block_on(async {
+        let (_, turn) = ask(&car.socket, "how do i pair my phone", "c-3b").await;
+        assert_eq!(turn["handling"], "answered", "{turn}");
+    });
+    let started = Instant::now();
+    let today = loop {
+        let report: Value = serde_json::from_str(&bridge.command(&["report", "--days", "1", "--json"])).unwrap();
+        let today = report[0].clone();
+        if today["edge_local"].as_u64() >= Some(1) && today["edge_escalated"].as_u64() >= Some(1) {
+            break today;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the car's counters never arrived: {today}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
     assert_eq!(today["escalations"], 1, "{today}");
     assert_eq!(today["handoffs"], 1);
     assert!(today["mean_wait_seconds"].as_f64().unwrap() > 0.0);
