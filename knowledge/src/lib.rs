@@ -6,6 +6,7 @@
 //! come through the [`Embedder`] seam; the caller decides where the pack lives.
 
 pub mod article;
+pub mod bundle;
 pub mod embed;
 pub mod error;
 pub mod kb;
