@@ -32,6 +32,11 @@ pub enum Command {
     },
     /// Stores vehicle and owner profiles from a JSON file (an array of profiles).
     Profiles { file: PathBuf },
+    /// Signed knowledge updates for the fleet.
+    Knowledge {
+        #[command(subcommand)]
+        command: KnowledgeCommand,
+    },
     /// Checks the config, the store and the knowledge pack, then exits.
     Validate,
     /// A demo on embedded defaults: an in-process broker, the local provider and a
@@ -62,4 +67,52 @@ pub enum AgentCommand {
     },
     /// Closes a handoff.
     Close { handoff: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KnowledgeCommand {
+    /// Makes a signing key: DIR/<id>.key (secret, 0600) and DIR/<id>.pub.
+    Keygen {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Compiles a knowledge pack into a bundle (the shipped pack by default).
+    Build {
+        #[arg(long)]
+        pack: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Describes a bundle in a manifest, signs it, and writes the notice cars receive.
+    Sign {
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The secret key file from `keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        version: u64,
+        /// Where cars download the bundle (https://; a presigned URL in production).
+        #[arg(long)]
+        url: String,
+        /// How long the manifest is valid; re-sign before a presigned URL expires.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: i64,
+        /// Vehicle models it is for (all when none).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Markets it is for (all when none).
+        #[arg(long, value_delimiter = ',')]
+        markets: Vec<String>,
+        #[arg(long, env = "CLOUD_BRIDGE_PUBLISHER")]
+        publisher: String,
+        /// A delta against this version instead of a full bundle.
+        #[arg(long)]
+        delta_base: Option<u64>,
+        /// The notice file to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }

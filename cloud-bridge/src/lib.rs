@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod fleet;
 pub mod http;
 pub mod llm;
 pub mod metrics;
@@ -46,18 +47,34 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     Ok(Stores::sqlite(Arc::new(store)))
 }
 
-/// The cloud knowledge base: the configured pack (the shipped one by default),
-/// compiled beside the store with the shipped model's embeddings.
-pub fn open_knowledge(config: &Config) -> anyhow::Result<knowledge::KnowledgeBase> {
+/// The shipped model as the knowledge base's embedder (cars embed with the same).
+fn embedder() -> anyhow::Result<Arc<edge_agent::knowledge_base::ModelEmbedder>> {
     let classifier = Arc::new(
         edge_agent::locate::load_classifier(&edge_agent::cli::ModelArgs::default())
             .context("cannot load the model the knowledge base embeds with")?,
     );
-    let embedder = Arc::new(edge_agent::knowledge_base::ModelEmbedder::new(classifier));
-    let pack = edge_agent::locate::find_pack_dir(&config.knowledge.pack)?;
+    Ok(Arc::new(edge_agent::knowledge_base::ModelEmbedder::new(classifier)))
+}
+
+/// Compiles `pack` (the configured or shipped one when `None`) into `out`.
+pub fn build_knowledge(
+    config: &Config,
+    pack: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> anyhow::Result<knowledge::BuildReport> {
+    let pack = match pack {
+        Some(p) => p.to_path_buf(),
+        None => edge_agent::locate::find_pack_dir(&config.knowledge.pack)?,
+    };
+    edge_agent::knowledge_base::build(&pack, out, embedder()?.as_ref())
+}
+
+/// The cloud knowledge base: the configured pack (the shipped one by default),
+/// compiled beside the store with the shipped model's embeddings.
+pub fn open_knowledge(config: &Config) -> anyhow::Result<knowledge::KnowledgeBase> {
     let db = config.store_path().with_file_name("cloud-knowledge.sqlite");
-    edge_agent::knowledge_base::build(&pack, &db, embedder.as_ref())?;
-    Ok(knowledge::KnowledgeBase::open(&db, embedder)?)
+    build_knowledge(config, None, &db)?;
+    Ok(knowledge::KnowledgeBase::open(&db, embedder()?)?)
 }
 
 /// The configured provider.

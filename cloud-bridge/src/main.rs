@@ -1,5 +1,5 @@
 use clap::Parser;
-use cloud_bridge::cli::{AgentCommand, Cli, Command};
+use cloud_bridge::cli::{AgentCommand, Cli, Command, KnowledgeCommand};
 use cloud_bridge::config::Config;
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +56,63 @@ fn main() -> anyhow::Result<()> {
             println!("stored {} profiles", profiles.len());
             Ok(())
         }
+        Command::Knowledge { command } => match command {
+            KnowledgeCommand::Keygen { out } => {
+                let (id, public) = cloud_bridge::fleet::keygen(&out)?;
+                println!(
+                    "key {id}: secret in {}, public in {}",
+                    out.join(format!("{id}.key")).display(),
+                    out.join(format!("{id}.pub")).display()
+                );
+                println!("cars trust it with, in their config:\n[fleet.keys.{id}]\npublic_key = \"{public}\"");
+                Ok(())
+            }
+            KnowledgeCommand::Build { pack, out } => {
+                let report = cloud_bridge::build_knowledge(&config, pack.as_deref(), &out)?;
+                println!(
+                    "built {} v{}: {} articles into {}",
+                    report.name,
+                    report.version,
+                    report.articles,
+                    out.display()
+                );
+                Ok(())
+            }
+            KnowledgeCommand::Sign {
+                bundle,
+                key,
+                channel,
+                version,
+                url,
+                valid_hours,
+                models,
+                markets,
+                publisher,
+                delta_base,
+                out,
+            } => {
+                let key = cloud_bridge::fleet::read_key(&key)?;
+                let release = cloud_bridge::fleet::Release {
+                    channel,
+                    version,
+                    valid_for: jiff::SignedDuration::from_hours(valid_hours),
+                    targets: knowledge::bundle::Targets { models, markets },
+                    payload_url: url,
+                    publisher,
+                    delta_base,
+                };
+                let notice = cloud_bridge::fleet::sign(&bundle, &key, &release)?;
+                std::fs::write(&out, serde_json::to_vec_pretty(&notice)?)?;
+                println!(
+                    "signed {} v{} with key {} into {}",
+                    release.channel,
+                    release.version,
+                    notice.key_id,
+                    out.display()
+                );
+                Ok(())
+            }
+        },
         Command::Validate => {
             cloud_bridge::service::mqtt_options(&config)?;
             cloud_bridge::open_stores(&config)?;

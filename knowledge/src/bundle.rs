@@ -106,7 +106,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("id", &self.id()).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,9 +154,7 @@ impl SigningKey {
     }
 
     pub fn from_base64(text: &str) -> Result<SigningKey, KeyError> {
-        let bytes = b64()
-            .decode(text.trim())
-            .map_err(|e| KeyError::Format(e.to_string()))?;
+        let bytes = b64().decode(text.trim()).map_err(|e| KeyError::Format(e.to_string()))?;
         let secret: [u8; 32] = bytes
             .try_into()
             .map_err(|_| KeyError::Format("an ed25519 secret is 32 bytes".into()))?;
@@ -219,10 +219,15 @@ impl TrustedKeys {
             .decode(trusted.public_key.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| Refusal::UnknownKey(format!("{} (its public key is not 32 bytes of base64)", signed.key_id)))?;
+            .ok_or_else(|| {
+                Refusal::UnknownKey(format!("{} (its public key is not 32 bytes of base64)", signed.key_id))
+            })?;
         if key_id(&public) != signed.key_id {
             // The configured id does not name this key: refuse rather than trust a typo.
-            return Err(Refusal::UnknownKey(format!("{} (the id does not match its public key)", signed.key_id)));
+            return Err(Refusal::UnknownKey(format!(
+                "{} (the id does not match its public key)",
+                signed.key_id
+            )));
         }
         let verifying = ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| Refusal::BadSignature)?;
         let signature: [u8; 64] = b64()
@@ -231,7 +236,10 @@ impl TrustedKeys {
             .and_then(|b| b.try_into().ok())
             .ok_or(Refusal::BadSignature)?;
         verifying
-            .verify(signed.manifest.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature))
+            .verify(
+                signed.manifest.as_bytes(),
+                &ed25519_dalek::Signature::from_bytes(&signature),
+            )
             .map_err(|_| Refusal::BadSignature)?;
         serde_json::from_str(&signed.manifest).map_err(|e| Refusal::Malformed(e.to_string()))
     }
@@ -391,13 +399,22 @@ mod tests {
         let verified = trusted.verify(&signed).unwrap();
         let mut tampered = payload.clone();
         tampered[0] ^= 1;
-        assert!(matches!(check_payload(&verified, &tampered), Err(Refusal::PayloadHash { .. })));
-        assert!(matches!(check_payload(&verified, &payload[1..]), Err(Refusal::PayloadSize { .. })));
+        assert!(matches!(
+            check_payload(&verified, &tampered),
+            Err(Refusal::PayloadHash { .. })
+        ));
+        assert!(matches!(
+            check_payload(&verified, &payload[1..]),
+            Err(Refusal::PayloadSize { .. })
+        ));
         // A valid bundle for another channel.
         let mut beta = manifest(&payload);
         beta.channel = "beta".into();
         let beta = trusted.verify(&key.sign(&beta)).unwrap();
-        assert!(matches!(check_applicable(&beta, &car(), None, None, now()), Err(Refusal::WrongChannel { .. })));
+        assert!(matches!(
+            check_applicable(&beta, &car(), None, None, now()),
+            Err(Refusal::WrongChannel { .. })
+        ));
         // An unknown key, and a revoked one.
         let stranger = SigningKey::generate().unwrap();
         assert_eq!(
@@ -419,15 +436,24 @@ mod tests {
             model: "Roadster".into(),
             ..car()
         };
-        assert!(matches!(check_applicable(&verified, &roadster, None, None, now()), Err(Refusal::NotForThisCar(_))));
+        assert!(matches!(
+            check_applicable(&verified, &roadster, None, None, now()),
+            Err(Refusal::NotForThisCar(_))
+        ));
         let uk = Car {
             market: "UK".into(),
             ..car()
         };
-        assert!(matches!(check_applicable(&verified, &uk, None, None, now()), Err(Refusal::NotForThisCar(_))));
+        assert!(matches!(
+            check_applicable(&verified, &uk, None, None, now()),
+            Err(Refusal::NotForThisCar(_))
+        ));
         // Expired.
         let later: jiff::Timestamp = "2026-11-27T00:00:00Z".parse().unwrap();
-        assert!(matches!(check_applicable(&verified, &car(), None, None, later), Err(Refusal::Expired(_))));
+        assert!(matches!(
+            check_applicable(&verified, &car(), None, None, later),
+            Err(Refusal::Expired(_))
+        ));
         // A delta on the wrong base.
         let mut delta = manifest(&payload);
         delta.payload = PayloadKind::Delta { base_version: 5 };
