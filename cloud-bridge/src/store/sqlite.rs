@@ -723,7 +723,10 @@ impl AnalyticsStore for SqliteStore {
                 day: day.clone(),
                 ..Default::default()
             };
-            let mut intents: BTreeMap<String, u64> = BTreeMap::new();
+            // The cars count every turn (escalated ones too); the escalations
+            // alone are the fallback when no car's counters arrived that day.
+            let mut escalated_intents: BTreeMap<String, u64> = BTreeMap::new();
+            let mut edge_intents: BTreeMap<String, u64> = BTreeMap::new();
             let mut sentiment_sum = 0.0;
             let mut negative = 0u64;
             {
@@ -733,7 +736,7 @@ impl AnalyticsStore for SqliteStore {
                 for row in rows {
                     let outcome: Outcome = json_column(&row?)?;
                     report.escalations += 1;
-                    *intents.entry(outcome.intent.clone()).or_default() += 1;
+                    *escalated_intents.entry(outcome.intent.clone()).or_default() += 1;
                     sentiment_sum += f64::from(outcome.sentiment_score);
                     negative += u64::from(outcome.sentiment == "negative");
                     report.corrections += u64::from(outcome.correction.is_some());
@@ -749,7 +752,7 @@ impl AnalyticsStore for SqliteStore {
                 for row in rows {
                     let (counter, value) = row?;
                     if let Some(intent) = counter.strip_prefix("intent.") {
-                        *intents.entry(intent.to_string()).or_default() += value;
+                        *edge_intents.entry(intent.to_string()).or_default() += value;
                     } else if let Some(handling) = counter.strip_prefix("handling.") {
                         report.edge_turns += value;
                         match handling {
@@ -768,10 +771,19 @@ impl AnalyticsStore for SqliteStore {
             if report.escalations > 0 {
                 report.mean_sentiment = Some(sentiment_sum / report.escalations as f64);
             }
-            let (neg, all) = (negative + edge_sentiment.0, report.escalations + edge_sentiment.1);
+            let (neg, all) = if edge_sentiment.1 > 0 {
+                edge_sentiment
+            } else {
+                (negative, report.escalations)
+            };
             if all > 0 {
                 report.negative_share = Some(neg as f64 / all as f64);
             }
+            let intents = if edge_intents.is_empty() {
+                escalated_intents
+            } else {
+                edge_intents
+            };
             let mut top: Vec<(String, u64)> = intents.into_iter().collect();
             top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             top.truncate(5);
@@ -968,11 +980,16 @@ mod tests {
         let d = &report[1];
         assert_eq!(d.day, day);
         assert_eq!((d.escalations, d.edge_local, d.edge_escalated), (3, 8, 2));
-        assert_eq!(d.top_intents[0], ("fuel_level".to_string(), 6));
-        assert_eq!(d.top_intents[1], ("book_service".to_string(), 2));
+        // Top intents and the negative share come from the cars' counters, which
+        // count escalated turns too (no double counting).
+        assert_eq!(d.top_intents, vec![("fuel_level".to_string(), 6)]);
         assert_eq!(d.corrections, 3);
         assert!((d.cost_usd - 1.5).abs() < 1e-9);
-        assert!((d.negative_share.unwrap() - 2.0 / 13.0).abs() < 1e-9);
+        assert!((d.negative_share.unwrap() - 1.0 / 10.0).abs() < 1e-9);
+        assert!(
+            (d.mean_sentiment.unwrap() - 0.0).abs() < 1e-6,
+            "from the escalations' scores"
+        );
         assert_eq!(report[0].escalations, 0);
     }
 }
