@@ -4,7 +4,7 @@
 //! conversation may have ("Want me to connect you to an agent?"), rephrase-then-
 //! escalate below the gate, cancel and repeat, and queueing escalations. Until the
 //! uplink exists an escalation is stored as `pending`, and the driver is told
-//! honestly that it will be handled once the car is connected.
+//! honestly that it will be answered shortly, or once the car is back online.
 //!
 //! **Invariant:** an `urgent` intent bypasses everything: no gate, no rephrase, no
 //! pending question. The driver always hears the market's emergency number.
@@ -295,7 +295,7 @@ impl Assistant {
                 };
                 turn.dropped = dropped;
                 turn.answer = format!(
-                    "{} {cloud} will handle it once the car is connected.",
+                    "{} {cloud} will answer here shortly, or once the car is back online.",
                     cloud_opening(prediction.intent, &market.emergency_number)
                 );
                 turn.understood.route = Route::Cloud;

@@ -111,7 +111,7 @@ fn json_chat_writes_one_object_per_turn_and_nothing_else() {
     assert!(turns[2]["answer"]
         .as_str()
         .unwrap()
-        .contains("once the car is connected"));
+        .contains("once the car is back online"));
 }
 
 /// Spawns a JSON chat and talks to it a turn at a time.
