@@ -202,10 +202,11 @@ impl Supervisor {
         let mut usage = Usage::default();
         let mut failure = None;
 
+        let deadline = self.deadline();
         // Urgent first: nothing may hold an emergency back.
         let mut route = route(&edge.intent, escalation.priority);
         if route != Route::Urgent && self.should_recheck(escalation) {
-            match tokio::time::timeout(self.deadline(), self.provider.understand(&context)).await {
+            match tokio::time::timeout_at(deadline, self.provider.understand(&context)).await {
                 Ok(Ok((understood, spent))) => {
                     usage.add(spent);
                     context.understanding = understood;
@@ -276,8 +277,7 @@ impl Supervisor {
                 articles_used = articles.iter().map(|a| a.id.clone()).collect();
                 context.articles = articles;
                 let tools = Toolbox::new(self.stores.appointments.as_ref(), &profile, now);
-                let result = match tokio::time::timeout(self.deadline(), self.provider.respond(&context, &tools)).await
-                {
+                let result = match tokio::time::timeout_at(deadline, self.provider.respond(&context, &tools)).await {
                     Ok(result) => result,
                     Err(_) => Err(LlmError::Timeout),
                 };
@@ -367,10 +367,11 @@ impl Supervisor {
         }
     }
 
-    fn deadline(&self) -> Duration {
-        // The provider retries within its own deadline; this one also bounds a
-        // provider that never returns.
-        Duration::from_millis(self.config.llm.deadline_ms + 500)
+    /// One deadline for every model call of an escalation (the re-check and the
+    /// answer together). The provider also retries within its own deadline per
+    /// call; this one bounds the whole, and a provider that never returns.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_millis(self.config.llm.deadline_ms + 500)
     }
 
     fn should_recheck(&self, escalation: &Escalation) -> bool {

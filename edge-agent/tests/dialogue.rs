@@ -74,7 +74,11 @@ fn below_the_gate_the_driver_is_asked_to_rephrase_once_then_it_is_escalated() {
     let second = car.say("mumble flumph");
     assert_eq!(second.handling, Handling::Escalated);
     assert_eq!(second.understood.route, Route::Cloud);
-    assert!(second.answer.contains("once the car is back online"), "{}", second.answer);
+    assert!(
+        second.answer.contains("once the car is back online"),
+        "{}",
+        second.answer
+    );
     assert_eq!(car.pending(), [("out_of_scope".to_string(), Priority::Normal)]);
     // The next miss starts over with a rephrase.
     assert_eq!(car.say("zork").handling, Handling::Rephrase);
