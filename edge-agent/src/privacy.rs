@@ -19,6 +19,9 @@ static EMAIL: LazyLock<Regex> =
 /// A run of digits with the separators people and recognisers put in numbers:
 /// spaces, dashes, dots, brackets, a leading plus.
 static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\+?\(?\d[\d\s().-]{5,}\d").expect("valid"));
+/// An ISO date (the vehicle snapshot's service dates, timestamps): eight digits,
+/// but never a phone number.
+static ISO_DATE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}$").expect("valid"));
 
 pub const PHONE: &str = "[phone]";
 pub const EMAIL_ADDRESS: &str = "[email]";
@@ -78,7 +81,9 @@ impl Privacy {
             .replace_all(&out, |caps: &regex::Captures| {
                 let run = &caps[0];
                 let digits: String = run.chars().filter(char::is_ascii_digit).collect();
-                if self.config.redact_payment_cards && (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+                if ISO_DATE.is_match(run) {
+                    run.to_string()
+                } else if self.config.redact_payment_cards && (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
                     counts.cards += 1;
                     CARD.to_string()
                 } else if self.config.redact_phone_numbers && (7..=15).contains(&digits.len()) {
@@ -192,6 +197,8 @@ mod tests {
             "at 10:30 tomorrow",
             "35 psi",
             "P0420",
+            "last service on 2026-06-28",
+            "sent at 2026-11-25T02:00:00Z",
         ] {
             let mut counts = Redactions::default();
             assert_eq!(p.redact(text, &mut counts), text);
