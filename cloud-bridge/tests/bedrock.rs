@@ -2,13 +2,14 @@
 //! in-process server that speaks the Converse REST protocol, checks every
 //! request's structure and SigV4 signature, and plays a scripted model.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloud_bridge::config::Config;
 use cloud_bridge::llm::bedrock::{BedrockProvider, BedrockSettings};
 use cloud_bridge::metrics::Metrics;
-use cloud_bridge::store::{AppointmentStatus, SqliteStore, Stores};
+use cloud_bridge::store::{AppointmentStatus, Stores};
 use cloud_bridge::supervisor::{Supervisor, FALLBACK_TEXT};
 use cloud_bridge::testing::{last_tool_result, text_reply, tool_reply, AwsStandIn, Step, ACCESS_KEY, SECRET_KEY};
 use protocol::{Action, Body, Envelope, Escalation, Priority};
@@ -25,17 +26,7 @@ struct Bench {
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
 async fn bench(deadline: Duration) -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::layered(
-        None,
-        [(
-            "CLOUD_BRIDGE__STORE__PATH".to_string(),
-            dir.path().join("cb.sqlite").display().to_string(),
-        )]
-        .into_iter(),
-    )
-    .unwrap();
-    let stores = Stores::sqlite(Arc::new(SqliteStore::open(&config.store_path()).unwrap()));
+    let (config, stores, dir) = common::temp_stores();
     let knowledge = tokio::task::block_in_place(|| cloud_bridge::open_knowledge(&config)).unwrap();
     let aws = AwsStandIn::start().await;
     let metrics = Metrics::new();

@@ -1,27 +1,18 @@
 //! The supervisor pipeline with the local provider (no model): routing, the
 //! emergency protocol, handoffs, the keyword re-check, and deterministic booking.
 
+mod common;
+
 use std::sync::Arc;
 
-use cloud_bridge::config::Config;
 use cloud_bridge::llm::local::LocalProvider;
 use cloud_bridge::metrics::Metrics;
-use cloud_bridge::store::{AppointmentStatus, SqliteStore, Stores};
+use cloud_bridge::store::{AppointmentStatus, Stores};
 use cloud_bridge::supervisor::{Handled, Supervisor};
 use protocol::{Body, Envelope, Escalation, HandoffStatus, Priority};
 
 fn supervisor() -> (Supervisor, Stores, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::layered(
-        None,
-        [(
-            "CLOUD_BRIDGE__STORE__PATH".to_string(),
-            dir.path().join("cb.sqlite").display().to_string(),
-        )]
-        .into_iter(),
-    )
-    .unwrap();
-    let stores = Stores::sqlite(Arc::new(SqliteStore::open(&config.store_path()).unwrap()));
+    let (config, stores, dir) = common::temp_stores();
     let supervisor = Supervisor::new(
         stores.clone(),
         Arc::new(LocalProvider),
