@@ -62,19 +62,30 @@ pub fn build_knowledge(
     pack: Option<&std::path::Path>,
     out: &std::path::Path,
 ) -> anyhow::Result<knowledge::BuildReport> {
+    compile_knowledge(config, pack, out, embedder()?.as_ref())
+}
+
+fn compile_knowledge(
+    config: &Config,
+    pack: Option<&std::path::Path>,
+    out: &std::path::Path,
+    embedder: &dyn knowledge::Embedder,
+) -> anyhow::Result<knowledge::BuildReport> {
     let pack = match pack {
         Some(p) => p.to_path_buf(),
         None => edge_agent::locate::find_pack_dir(&config.knowledge.pack)?,
     };
-    edge_agent::knowledge_base::build(&pack, out, embedder()?.as_ref())
+    edge_agent::knowledge_base::build(&pack, out, embedder)
 }
 
 /// The cloud knowledge base: the configured pack (the shipped one by default),
 /// compiled beside the store with the shipped model's embeddings.
 pub fn open_knowledge(config: &Config) -> anyhow::Result<knowledge::KnowledgeBase> {
     let db = config.store_path().with_file_name("cloud-knowledge.sqlite");
-    build_knowledge(config, None, &db)?;
-    Ok(knowledge::KnowledgeBase::open(&db, embedder()?)?)
+    // One model load for both the compile and the searches.
+    let embedder = embedder()?;
+    compile_knowledge(config, None, &db, embedder.as_ref())?;
+    Ok(knowledge::KnowledgeBase::open(&db, embedder)?)
 }
 
 /// The configured provider.

@@ -1,3 +1,6 @@
+//! The `cloud-bridge` binary: parses the command line, sets up tracing and
+//! signals, and hands each command to the library.
+
 use clap::Parser;
 use cloud_bridge::cli::{AgentCommand, Cli, Command, KnowledgeCommand};
 use cloud_bridge::config::Config;

@@ -190,19 +190,7 @@ async fn load(port: u16, rate: u64, seconds: u64) -> (usize, Vec<Duration>, Dura
     for i in 0..total {
         tick.tick().await;
         let (thing, client) = &clients[i % CARS];
-        let escalation = protocol::Escalation {
-            utterance: format!("how is the traffic on my route number {i}"),
-            intent: "traffic".into(),
-            intent_confidence: 0.97,
-            sentiment: "neutral".into(),
-            sentiment_score: 0.0,
-            vehicle: serde_json::Value::Null,
-            recent_turns: vec![],
-            locale: "en-US".into(),
-            market: "US".into(),
-            priority: protocol::Priority::Normal,
-        };
-        let envelope = protocol::Envelope::new(thing, Some(&format!("b-{i}")), protocol::Body::Escalation(escalation));
+        let envelope = e2e::traffic_escalation(thing, i);
         let payload = protocol::encode(&envelope).unwrap();
         sent_at.lock().unwrap().insert(envelope.message_id, Instant::now());
         client

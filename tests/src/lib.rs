@@ -1,7 +1,8 @@
-//! What the end-to-end tests share: mosquitto as production runs it (mutual TLS
-//! with a test CA, `require_certificate`, the ACL rendered by `protocol`), and the
-//! rule for external tools: without mosquitto a test prints `SKIP:` and passes;
-//! with `EDGE_REQUIRE_EXTERNALS=1` (CI) it fails.
+//! What the end-to-end tests and the benchmark share: mosquitto as production
+//! runs it (mutual TLS with a test CA, `require_certificate`, the ACL rendered by
+//! `protocol`), the rule for external tools (without mosquitto a test prints
+//! `SKIP:` and passes; with `EDGE_REQUIRE_EXTERNALS=1`, as in CI, it fails), and
+//! a typical escalation.
 //!
 //! The tests themselves are in `tests/`; they also include edge-agent's test
 //! support (the daemon, the in-process broker, the test network) by path.
@@ -119,4 +120,22 @@ pub fn start_mosquitto_on(binary: &Path, pki: &Pki, port: u16) -> Mosquitto {
         std::thread::sleep(Duration::from_millis(20));
     }
     Mosquitto { child, port }
+}
+
+/// A car's escalation asking about traffic (answered at once, without tools, by
+/// the local provider), numbered `i` in its own conversation.
+pub fn traffic_escalation(thing: &str, i: usize) -> protocol::Envelope {
+    let escalation = protocol::Escalation {
+        utterance: format!("what's traffic like on route {i}"),
+        intent: "traffic".into(),
+        intent_confidence: 0.97,
+        sentiment: "neutral".into(),
+        sentiment_score: 0.0,
+        vehicle: Default::default(),
+        recent_turns: vec![],
+        locale: "en-US".into(),
+        market: "US".into(),
+        priority: protocol::Priority::Normal,
+    };
+    protocol::Envelope::new(thing, Some(&format!("s-{i}")), protocol::Body::Escalation(escalation))
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{require_mosquitto, start_mosquitto_on, Mosquitto, Pki};
+use e2e::{require_mosquitto, start_mosquitto_on, traffic_escalation, Mosquitto, Pki};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use support::{ask, free_port, open_events, workspace_binary, Daemon};
@@ -426,22 +426,6 @@ fn raw_car(w: &World, thing: &str) -> (rumqttc::Client, rumqttc::Connection) {
         .subscribe(format!("kestrel/v1/cars/{thing}/responses"), rumqttc::QoS::AtLeastOnce)
         .unwrap();
     (client, connection)
-}
-
-fn traffic_escalation(thing: &str, i: usize) -> protocol::Envelope {
-    let escalation = protocol::Escalation {
-        utterance: format!("what's traffic like on route {i}"),
-        intent: "traffic".into(),
-        intent_confidence: 0.97,
-        sentiment: "neutral".into(),
-        sentiment_score: 0.0,
-        vehicle: Value::Null,
-        recent_turns: vec![],
-        locale: "en-US".into(),
-        market: "US".into(),
-        priority: protocol::Priority::Normal,
-    };
-    protocol::Envelope::new(thing, Some(&format!("s-{i}")), protocol::Body::Escalation(escalation))
 }
 
 #[test]
