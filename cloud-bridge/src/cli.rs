@@ -76,14 +76,21 @@ pub enum KnowledgeCommand {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
-    /// Compiles a knowledge pack into a bundle (the shipped pack by default).
+    /// Makes a bundle payload from a knowledge pack (the shipped pack by default):
+    /// the whole pack, or with --delta-from only the changes.
     Build {
         #[arg(long)]
         pack: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// An earlier full payload: write a delta against it.
+        #[arg(long, requires = "base_version")]
+        delta_from: Option<PathBuf>,
+        /// The version the earlier payload was published as.
+        #[arg(long)]
+        base_version: Option<u64>,
     },
-    /// Describes a bundle in a manifest, signs it, and writes the notice cars receive.
+    /// Describes a payload in a manifest, signs it, and writes the notice cars receive.
     Sign {
         #[arg(long)]
         bundle: PathBuf,
@@ -94,7 +101,7 @@ pub enum KnowledgeCommand {
         channel: String,
         #[arg(long)]
         version: u64,
-        /// Where cars download the bundle (https://; a presigned URL in production).
+        /// Where cars download the payload (https://; a presigned URL in production).
         #[arg(long)]
         url: String,
         /// How long the manifest is valid; re-sign before a presigned URL expires.
@@ -108,11 +115,74 @@ pub enum KnowledgeCommand {
         markets: Vec<String>,
         #[arg(long, env = "CLOUD_BRIDGE_PUBLISHER")]
         publisher: String,
-        /// A delta against this version instead of a full bundle.
-        #[arg(long)]
-        delta_base: Option<u64>,
         /// The notice file to write (JSON).
         #[arg(long)]
         out: PathBuf,
     },
+    /// Publishes a signed notice, retained on its channel's topic. Without
+    /// --notice, re-publishes the channel's newest release with a new stage
+    /// (widen a rollout, or resume a paused one).
+    Publish {
+        #[arg(long, required_unless_present = "channel")]
+        notice: Option<PathBuf>,
+        #[arg(long, conflicts_with = "notice")]
+        channel: Option<String>,
+        #[command(flatten)]
+        stage: StageArgs,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Stops a channel's rollout: cars that have not applied it do not start.
+    Pause {
+        #[arg(long)]
+        channel: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Publishes the content of an earlier full release as a new, higher version.
+    Rollback {
+        #[arg(long)]
+        channel: String,
+        /// The version whose content goes back out.
+        #[arg(long)]
+        to: u64,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, default_value_t = 24)]
+        valid_hours: i64,
+        /// A fresh payload URL (a presigned URL expires); default: the old one.
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Each car's knowledge version, when it applied it and its last failure, the
+    /// rollout's stage, and the audit log's newest entries.
+    Status {
+        #[arg(long)]
+        channel: String,
+        /// With delivery.mode = "iot_data": first read these cars' named shadows
+        /// (`knowledge`) with GetThingShadow.
+        #[arg(long, value_delimiter = ',')]
+        shadows: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StageArgs {
+    /// Share of the fleet that takes it now (0 to 100).
+    #[arg(long, default_value_t = 100)]
+    pub percent: u8,
+    /// Cars that take it now whatever the share.
+    #[arg(long, value_delimiter = ',')]
+    pub cars: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ActorArgs {
+    /// Who is acting, for the audit log.
+    #[arg(long, env = "CLOUD_BRIDGE_PUBLISHER")]
+    pub actor: String,
 }

@@ -17,6 +17,12 @@ pub enum DeliveryError {
 pub trait Delivery: Send + Sync {
     /// Publishes `payload` (an encoded envelope) on `topic` at QoS 1.
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError>;
+    /// A retained publish: what a car gets on subscribing (a fleet channel's notice).
+    async fn publish_retained(&self, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError>;
+    /// The IoT Data client behind it, if it is one (fleet status reads shadows).
+    fn iot_data_client(&self) -> Option<aws_sdk_iotdataplane::Client> {
+        None
+    }
 }
 
 /// On the MQTT 5 connection the service reads from.
@@ -29,6 +35,13 @@ impl Delivery for MqttDelivery {
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
         self.client
             .publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| DeliveryError::Mqtt(e.to_string()))
+    }
+
+    async fn publish_retained(&self, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
+        self.client
+            .publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, true, payload)
             .await
             .map_err(|e| DeliveryError::Mqtt(e.to_string()))
     }
@@ -59,10 +72,29 @@ impl IotDataDelivery {
 #[async_trait]
 impl Delivery for IotDataDelivery {
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
+        self.send(topic, payload, false).await
+    }
+
+    async fn publish_retained(&self, topic: &str, payload: Vec<u8>) -> Result<(), DeliveryError> {
+        self.send(topic, payload, true).await
+    }
+
+    fn iot_data_client(&self) -> Option<aws_sdk_iotdataplane::Client> {
+        Some(self.client.clone())
+    }
+}
+
+impl IotDataDelivery {
+    pub fn client(&self) -> &aws_sdk_iotdataplane::Client {
+        &self.client
+    }
+
+    async fn send(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), DeliveryError> {
         self.client
             .publish()
             .topic(topic)
             .qos(1)
+            .retain(retain)
             .content_type("application/json")
             .payload(aws_smithy_types::Blob::new(payload))
             .send()

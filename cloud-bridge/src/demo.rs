@@ -109,6 +109,7 @@ pub fn run() -> anyhow::Result<()> {
             connector,
             engine.clone(),
             car_config.uplink.clone(),
+            None,
             shutdown.child_token(),
         ));
         let stores = crate::open_stores(&config)?;

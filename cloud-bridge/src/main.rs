@@ -5,6 +5,20 @@ use clap::Parser;
 use cloud_bridge::cli::{AgentCommand, Cli, Command, KnowledgeCommand};
 use cloud_bridge::config::Config;
 
+fn fleet_ops<'a>(
+    config: &Config,
+    stores: &'a cloud_bridge::store::Stores,
+    transport: &'a dyn cloud_bridge::delivery::Delivery,
+    actor: &str,
+) -> anyhow::Result<cloud_bridge::fleet::FleetOps<'a>> {
+    Ok(cloud_bridge::fleet::FleetOps {
+        stores,
+        topics: protocol::Topics::new(&config.mqtt.topic_prefix)?,
+        transport,
+        actor: actor.to_string(),
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -70,13 +84,29 @@ fn main() -> anyhow::Result<()> {
                 println!("cars trust it with, in their config:\n[fleet.keys.{id}]\npublic_key = \"{public}\"");
                 Ok(())
             }
-            KnowledgeCommand::Build { pack, out } => {
-                let report = cloud_bridge::build_knowledge(&config, pack.as_deref(), &out)?;
+            KnowledgeCommand::Build {
+                pack,
+                out,
+                delta_from,
+                base_version,
+            } => {
+                let pack = match pack {
+                    Some(p) => p,
+                    None => edge_agent::locate::find_pack_dir(&config.knowledge.pack)?,
+                };
+                let delta = delta_from.as_deref().zip(base_version);
+                let payload = cloud_bridge::fleet::build(
+                    &pack,
+                    &edge_agent::knowledge_base::intent_labels(),
+                    &out,
+                    delta,
+                )?;
                 println!(
-                    "built {} v{}: {} articles into {}",
-                    report.name,
-                    report.version,
-                    report.articles,
+                    "built {} v{} ({:?}, {} articles once applied) into {}",
+                    payload.pack.name,
+                    payload.pack.version,
+                    payload.kind(),
+                    payload.article_count,
                     out.display()
                 );
                 Ok(())
@@ -91,7 +121,6 @@ fn main() -> anyhow::Result<()> {
                 models,
                 markets,
                 publisher,
-                delta_base,
                 out,
             } => {
                 let key = cloud_bridge::fleet::read_key(&key)?;
@@ -102,7 +131,6 @@ fn main() -> anyhow::Result<()> {
                     targets: knowledge::bundle::Targets { models, markets },
                     payload_url: url,
                     publisher,
-                    delta_base,
                 };
                 let notice = cloud_bridge::fleet::sign(&bundle, &key, &release)?;
                 std::fs::write(&out, serde_json::to_vec_pretty(&notice)?)?;
@@ -114,6 +142,80 @@ fn main() -> anyhow::Result<()> {
                     out.display()
                 );
                 Ok(())
+            }
+            KnowledgeCommand::Status { channel, shadows, json } => {
+                let stores = cloud_bridge::open_stores(&config)?;
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                if !shadows.is_empty() {
+                    let transport = runtime.block_on(cloud_bridge::fleet::transport(&config))?;
+                    let Some(iot) = transport.iot_data_client() else {
+                        anyhow::bail!("--shadows needs delivery.mode = \"iot_data\"");
+                    };
+                    for thing in &shadows {
+                        if let Some(car) = runtime.block_on(cloud_bridge::fleet::car_from_shadow(&iot, thing))? {
+                            stores.fleet.record_car(&car)?;
+                        }
+                    }
+                }
+                let status = cloud_bridge::fleet::status(&stores, &channel)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&status)?);
+                } else {
+                    print!("{status}");
+                }
+                Ok(())
+            }
+            command => {
+                let stores = cloud_bridge::open_stores(&config)?;
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async {
+                    let transport = cloud_bridge::fleet::transport(&config).await?;
+                    let manifest = match command {
+                        KnowledgeCommand::Publish {
+                            notice,
+                            channel,
+                            stage,
+                            actor,
+                        } => {
+                            let ops = fleet_ops(&config, &stores, transport.as_ref(), &actor.actor)?;
+                            let rollout = protocol::Rollout {
+                                percent: stage.percent,
+                                cars: stage.cars,
+                                paused: false,
+                            };
+                            match (notice, channel) {
+                                (Some(path), _) => {
+                                    let notice: protocol::KnowledgeManifestNotice =
+                                        serde_json::from_slice(&std::fs::read(&path)?)?;
+                                    ops.publish(notice, rollout, "publish").await?
+                                }
+                                (None, Some(channel)) => ops.restage(&channel, rollout, "restage").await?,
+                                (None, None) => anyhow::bail!("give --notice or --channel"),
+                            }
+                        }
+                        KnowledgeCommand::Pause { channel, actor } => {
+                            fleet_ops(&config, &stores, transport.as_ref(), &actor.actor)?
+                                .pause(&channel)
+                                .await?
+                        }
+                        KnowledgeCommand::Rollback {
+                            channel,
+                            to,
+                            key,
+                            valid_hours,
+                            url,
+                            actor,
+                        } => {
+                            let key = cloud_bridge::fleet::read_key(&key)?;
+                            fleet_ops(&config, &stores, transport.as_ref(), &actor.actor)?
+                                .rollback(&channel, to, &key, jiff::SignedDuration::from_hours(valid_hours), url)
+                                .await?
+                        }
+                        _ => unreachable!("handled above"),
+                    };
+                    print!("{}", cloud_bridge::fleet::status(&stores, &manifest.channel)?);
+                    Ok(())
+                })
             }
         },
         Command::Validate => {

@@ -305,8 +305,14 @@ impl Shared {
                     agent_version = %status.agent_version,
                     queued = status.queued_escalations,
                     knowledge = ?status.knowledge_version,
+                    failure = ?status.knowledge_failure,
                     "car status"
                 );
+                let car = crate::fleet::car_from_status(thing, status, envelope.sent_at);
+                if let Err(error) = self.stores.fleet.record_car(&car) {
+                    self.metrics.failure("store");
+                    tracing::error!(%error, "cannot record a car's status");
+                }
             }
             _ => {
                 self.metrics.rejected("wrong_kind");

@@ -100,6 +100,37 @@ pub enum KbCommand {
     /// Measure retrieval top-1 on question -> article pairs (tuning and held-out
     /// halves); with --tune, grid-search the fusion weights on the tuning half.
     Eval(KbEvalArgs),
+    /// Apply a signed bundle from files at hand (a notice from `cloud-bridge
+    /// knowledge sign` and its payload): every fleet check applies.
+    Apply(KbApplyArgs),
+    /// The knowledge version answering, the high-water mark, the previous version
+    /// kept, the last failure, and the content hash.
+    Status(KbStatusArgs),
+    /// Restore the previous knowledge version kept by the last update. Restart the
+    /// service afterwards to serve it.
+    Rollback(KbStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KbApplyArgs {
+    #[command(flatten)]
+    pub status: KbStatusArgs,
+    /// The notice (JSON, as `cloud-bridge knowledge sign` writes it).
+    pub notice: PathBuf,
+    /// The payload the manifest describes.
+    #[arg(long)]
+    pub payload: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KbStatusArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

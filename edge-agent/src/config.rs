@@ -39,6 +39,36 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub outbox: OutboxConfig,
     pub uplink: UplinkConfig,
+    pub fleet: FleetConfig,
+}
+
+/// Signed knowledge updates from fleet ops (see [`crate::fleet`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The channel followed; empty: no fleet updates.
+    pub channel: String,
+    /// CA bundle for the payload's HTTPS server; empty: the system's roots.
+    pub ca_file: String,
+    pub report: FleetReport,
+    pub max_payload_bytes: u64,
+    /// A download that receives nothing for this long is cut and resumed later.
+    pub idle_timeout_seconds: u64,
+    /// Retry delay after a failed download: jittered exponential, up to the most.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// The keys trusted to sign bundles, by id.
+    pub keys: knowledge::bundle::TrustedKeys,
+}
+
+/// Where the car reports the version it applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetReport {
+    /// A status message on the car's status topic, recorded by cloud-bridge.
+    Status,
+    /// The IoT Core named shadow `knowledge` (and the status message).
+    Shadow,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +228,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "vehicle.recommended_tire_kpa and vehicle.service_interval_km must be positive".to_string(),
             ));
+        }
+        if !self.fleet.channel.is_empty() {
+            protocol::topics::check_level(&self.fleet.channel)
+                .map_err(|e| ConfigError::Invalid(format!("fleet.channel: {e}")))?;
+            if self.fleet.keys.0.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "fleet.channel is set but no key is trusted: add [fleet.keys.<id>] public_key = \"...\" \
+                     (from `cloud-bridge knowledge keygen`)"
+                        .to_string(),
+                ));
+            }
         }
         if self.api.rate_per_second == 0 || self.api.rate_burst == 0 || self.api.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(

@@ -109,13 +109,15 @@ pub struct Turn {
 pub struct Assistant {
     config: Config,
     classifier: Arc<Classifier>,
-    kb: Arc<KnowledgeBase>,
+    /// Swapped whole when a fleet update is applied; a turn answers from the
+    /// base it loaded at its start.
+    kb: crate::fleet::LiveKnowledge,
     privacy: Privacy,
 }
 
 impl std::fmt::Debug for Assistant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Assistant").field("kb", &self.kb).finish()
+        f.debug_struct("Assistant").field("kb", &self.kb.load()).finish()
     }
 }
 
@@ -125,7 +127,7 @@ impl Assistant {
         Assistant {
             config,
             classifier,
-            kb,
+            kb: Arc::new(arc_swap::ArcSwap::new(kb)),
             privacy,
         }
     }
@@ -138,8 +140,14 @@ impl Assistant {
         &self.classifier
     }
 
-    pub fn knowledge(&self) -> &KnowledgeBase {
-        &self.kb
+    /// The knowledge base answering now.
+    pub fn knowledge(&self) -> Arc<KnowledgeBase> {
+        self.kb.load_full()
+    }
+
+    /// The handle a fleet update swaps the knowledge base through.
+    pub fn live_knowledge(&self) -> crate::fleet::LiveKnowledge {
+        self.kb.clone()
     }
 
     /// Answers one turn, records it, and queues what must go to the cloud.
@@ -239,7 +247,7 @@ impl Assistant {
                 let ctx = AnswerContext {
                     config: &self.config,
                     state,
-                    kb: &self.kb,
+                    kb: &self.kb.load_full(),
                     units: market.units,
                     today: now.to_zoned_datetime(jiff::tz::TimeZone::system()).date(),
                 };

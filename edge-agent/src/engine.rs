@@ -144,6 +144,9 @@ pub struct KnowledgeHealth {
     pub pack: String,
     pub version: u64,
     pub articles: usize,
+    /// The fleet bundle answering, when one was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -383,7 +386,8 @@ impl Engine {
         let pending = m.store.pending_count()?;
         self.metrics.pending_escalations.set(pending as i64);
         let classifier = self.assistant.classifier();
-        let kb = self.assistant.knowledge().info();
+        let knowledge = self.assistant.knowledge();
+        let kb = knowledge.info();
         Ok(Health {
             status: "ok",
             version: env!("CARGO_PKG_VERSION"),
@@ -396,6 +400,7 @@ impl Engine {
                 pack: kb.name.clone(),
                 version: kb.version,
                 articles: kb.articles,
+                bundle_version: kb.bundle_version,
             },
             uplink: UplinkHealth {
                 state: self.uplink_state(),

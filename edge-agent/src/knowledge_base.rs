@@ -68,14 +68,16 @@ pub fn build(pack: &Path, out: &Path, embedder: &dyn Embedder) -> anyhow::Result
 }
 
 /// Opens the compiled base, first building it from the shipped pack if there is
-/// none or the shipped pack is a newer version.
+/// none or the shipped pack is a newer version. A base a fleet update put in place
+/// is kept whatever the shipped pack's version: fleet ops own it from then on.
 pub fn open(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<KnowledgeBase> {
     let db = db_path(config);
+    crate::fleet::KbFiles::beside(&db).clean_up();
     let pack = crate::locate::find_pack_dir(&config.knowledge.pack)?;
     let shipped_version = pack_version(&pack)?;
     let existing = if db.is_file() {
         match KnowledgeBase::open(&db, embedder.clone()) {
-            Ok(kb) if kb.info().version >= shipped_version => return Ok(kb),
+            Ok(kb) if kb.info().bundle_version.is_some() || kb.info().version >= shipped_version => return Ok(kb),
             Ok(kb) => Some(kb.info().version),
             Err(error) => {
                 tracing::warn!(db = %db.display(), %error, "the compiled knowledge base is unusable: rebuilding it");

@@ -16,6 +16,8 @@ pub mod client;
 pub mod config;
 pub mod dialogue;
 pub mod engine;
+pub mod failpoint;
+pub mod fleet;
 pub mod knowledge_base;
 pub mod locate;
 pub mod metrics;
@@ -69,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     connector,
                     engine.clone(),
                     config.uplink.clone(),
+                    None,
                     shutdown.clone(),
                 ));
                 Some(runtime)
@@ -182,6 +185,44 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Kb {
+            command: KbCommand::Apply(args),
+        } => {
+            let (config, updater) = open_updater(&args.status)?;
+            let notice: protocol::KnowledgeManifestNotice = serde_json::from_slice(
+                &std::fs::read(&args.notice).with_context(|| format!("cannot read {}", args.notice.display()))?,
+            )
+            .with_context(|| format!("{} is not a knowledge notice", args.notice.display()))?;
+            let payload =
+                std::fs::read(&args.payload).with_context(|| format!("cannot read {}", args.payload.display()))?;
+            let applied = updater
+                .apply_local(&notice, &payload)
+                .with_context(|| format!("knowledge update for {}", config.uplink.thing_name))?;
+            eprintln!(
+                "applied knowledge version {}: {} articles in {} ms",
+                applied.version, applied.articles, applied.apply_ms
+            );
+            print_kb_status(&updater, args.status.json)
+        }
+        Command::Kb {
+            command: KbCommand::Status(args),
+        } => {
+            let (_, updater) = open_updater(&args)?;
+            print_kb_status(&updater, args.json)
+        }
+        Command::Kb {
+            command: KbCommand::Rollback(args),
+        } => {
+            let config = Config::load(args.config.config.as_deref())?;
+            let files = fleet::KbFiles::beside(&knowledge_base::db_path(&config));
+            let state = fleet::rollback(&files)?;
+            eprintln!(
+                "knowledge rolled back to {} (the high-water mark stays at {:?}); restart edge-agent to serve it",
+                state.current.map_or("the shipped pack".to_string(), |v| format!("version {v}")),
+                state.high_water
+            );
+            Ok(())
+        }
         Command::Validate(args) => {
             let config = Config::load(args.config.config.as_deref())?;
             let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;
@@ -204,6 +245,55 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The live base and the fleet updater over it, for the `kb` commands.
+fn open_updater(args: &cli::KbStatusArgs) -> anyhow::Result<(Config, fleet::Updater)> {
+    let config = Config::load(args.config.config.as_deref())?;
+    let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
+    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier));
+    let kb = knowledge_base::open(&config, embedder)?;
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(kb));
+    let updater = fleet::updater_for(&config, live)?;
+    Ok((config, updater))
+}
+
+fn print_kb_status(updater: &fleet::Updater, json: bool) -> anyhow::Result<()> {
+    let state = updater.state();
+    let kb = updater.live().load_full();
+    let info = kb.info();
+    let status = serde_json::json!({
+        "pack": info.name,
+        "pack_version": info.version,
+        "articles": info.articles,
+        "bundle_version": info.bundle_version,
+        "high_water": state.high_water,
+        "applied_at": state.applied_at,
+        "previous": state.previous,
+        "last_failure": state.last_failure,
+        "content_hash": kb.content_hash()?,
+    });
+    if json {
+        println!("{status}");
+    } else {
+        println!(
+            "knowledge: {} v{} ({} articles), bundle {}, high-water {}, previous {}",
+            info.name,
+            info.version,
+            info.articles,
+            info.bundle_version.map_or("none (shipped pack)".into(), |v| v.to_string()),
+            state.high_water.map_or("none".into(), |v| v.to_string()),
+            state.previous.map_or("none".into(), |v| v.to_string()),
+        );
+        if let Some(failure) = &state.last_failure {
+            println!(
+                "last failure at {}: version {:?}: {}",
+                failure.at, failure.version, failure.reason
+            );
+        }
+        println!("content hash: {}", status["content_hash"].as_str().unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// The engine `serve` runs, assembled from `config` (the demo in cloud-bridge

@@ -41,6 +41,29 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned()),
         )
     };
+    let fleet = if config.fleet.channel.is_empty() {
+        None
+    } else if config.uplink.host.is_empty() {
+        tracing::warn!(channel = %config.fleet.channel, "fleet.channel is set but there is no uplink: no fleet updates");
+        None
+    } else {
+        let updater = Arc::new(crate::fleet::updater_for(config, engine.assistant().live_knowledge())?);
+        let (notices, received) = tokio::sync::mpsc::channel(16);
+        let topic = protocol::Topics::new(&config.uplink.topic_prefix)?.fleet_knowledge(&config.fleet.channel)?;
+        let link = crate::uplink::FleetLink {
+            topic,
+            notices,
+            reports: updater.reports(),
+            shadow: config.fleet.report == crate::config::FleetReport::Shadow,
+        };
+        let retry = (
+            Duration::from_millis(config.fleet.retry_initial_ms),
+            Duration::from_millis(config.fleet.retry_max_ms),
+        );
+        tracker.spawn(crate::fleet::run(updater, received, retry, shutdown.clone()));
+        tracing::info!(channel = %config.fleet.channel, "following fleet knowledge updates");
+        Some(link)
+    };
     let uplink = if config.uplink.host.is_empty() {
         tracing::info!("no uplink configured: escalations wait in the outbox");
         None
@@ -50,6 +73,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
             connector,
             engine.clone(),
             config.uplink.clone(),
+            fleet,
             shutdown.clone(),
         )))
     };

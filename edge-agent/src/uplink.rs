@@ -225,15 +225,37 @@ impl SeenIds {
 /// Stands for an analytics batch among the outbox rows awaiting a PUBACK
 /// (outbox ids are positive).
 const ANALYTICS_BATCH: i64 = -1;
+/// Stands for a status report (or shadow update) awaiting its PUBACK. A lost one
+/// is not resent: the next connection reports the state as it is then.
+const STATUS_REPORT: i64 = -2;
+
+/// The uplink's part in fleet knowledge updates: notices from the channel's
+/// retained topic go to the updater, and what it reports goes up.
+#[derive(Debug)]
+pub struct FleetLink {
+    /// `<prefix>/fleet/<channel>/knowledge`, subscribed by its exact name.
+    pub topic: String,
+    pub notices: tokio::sync::mpsc::Sender<Vec<u8>>,
+    pub reports: tokio::sync::watch::Receiver<crate::fleet::KnowledgeReport>,
+    /// Also update the IoT Core named shadow `knowledge`.
+    pub shadow: bool,
+}
 
 /// Runs the uplink until `shutdown`.
 pub async fn run<C: Connector>(
     mut connector: C,
     engine: Arc<Engine>,
     config: UplinkConfig,
+    mut fleet: Option<FleetLink>,
     shutdown: CancellationToken,
 ) -> Result<(), UplinkError> {
     let topics = Topics::new(&config.topic_prefix).map_err(|e| UplinkError::Config(e.to_string()))?;
+    let status_topic = topics
+        .status(&config.thing_name)
+        .map_err(|e| UplinkError::Config(e.to_string()))?;
+    let shadow_topic = topics
+        .knowledge_shadow(&config.thing_name, "update")
+        .map_err(|e| UplinkError::Config(e.to_string()))?;
     let escalations = topics
         .escalations(&config.thing_name)
         .map_err(|e| UplinkError::Config(e.to_string()))?;
@@ -318,6 +340,19 @@ pub async fn run<C: Connector>(
                         }
                     }
                 }
+                changed = async { fleet.as_mut().expect("guarded").reports.changed().await }, if connection.connected && fleet.is_some() => {
+                    if changed.is_err() {
+                        // The updater has stopped: nothing more to report.
+                        fleet = None;
+                        continue;
+                    }
+                    let fleet = fleet.as_mut().expect("guarded");
+                    let report = fleet.reports.borrow_and_update().clone();
+                    match send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await {
+                        Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(STATUS_REPORT, n)),
+                        Err(e) => break e,
+                    }
+                }
                 _ = throttle, if connection.connected && min_interval.is_some() && connection.need_pump => {}
                 // Expiry is checked at send time; a quiet outbox is looked at now and then.
                 _ = tokio::time::sleep(Duration::from_secs(5)) => connection.need_pump = true,
@@ -331,6 +366,17 @@ pub async fn run<C: Connector>(
                         if let Err(e) = link.subscribe(&responses) {
                             break e;
                         }
+                        if let Some(fleet) = fleet.as_mut() {
+                            if let Err(e) = link.subscribe(&fleet.topic) {
+                                break e;
+                            }
+                            let report = fleet.reports.borrow_and_update().clone();
+                            let sent = send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await;
+                            match sent {
+                                Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(STATUS_REPORT, n)),
+                                Err(e) => break e,
+                            }
+                        }
                     }
                     Ok(LinkEvent::Sent { pkid }) => {
                         if let Some(id) = connection.awaiting_pkid.pop_front() {
@@ -338,7 +384,9 @@ pub async fn run<C: Connector>(
                         }
                     }
                     Ok(LinkEvent::Acked { pkid }) => {
-                        if connection.by_pkid.get(&pkid) == Some(&ANALYTICS_BATCH) {
+                        if connection.by_pkid.get(&pkid) == Some(&STATUS_REPORT) {
+                            connection.by_pkid.remove(&pkid);
+                        } else if connection.by_pkid.get(&pkid) == Some(&ANALYTICS_BATCH) {
                             connection.by_pkid.remove(&pkid);
                             connection.analytics_in_flight = None;
                         } else if let Some(id) = connection.by_pkid.remove(&pkid) {
@@ -354,6 +402,10 @@ pub async fn run<C: Connector>(
                     Ok(LinkEvent::Received { topic, payload }) => {
                         if topic == responses {
                             deliver_response(&engine, &payload, &mut seen);
+                        } else if let Some(fleet) = fleet.as_ref().filter(|f| f.topic == topic) {
+                            if fleet.notices.try_send(payload).is_err() {
+                                tracing::warn!("the knowledge updater is busy: a fleet notice waits for the next delivery");
+                            }
                         }
                     }
                     Ok(LinkEvent::Other) => {}
@@ -449,6 +501,48 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// Publishes the car's status (and the knowledge shadow, when asked); returns how
+/// many publishes await a PUBACK.
+async fn send_report<L: MqttLink>(
+    link: &mut L,
+    engine: &Arc<Engine>,
+    thing: &str,
+    status_topic: &str,
+    shadow_topic: Option<&str>,
+    report: &crate::fleet::KnowledgeReport,
+) -> Result<usize, UplinkError> {
+    let e = engine.clone();
+    let queued = tokio::task::spawn_blocking(move || e.health().map(|h| h.pending_escalations).unwrap_or(0))
+        .await
+        .unwrap_or(0);
+    let status = protocol::Status {
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        knowledge_version: report.version,
+        knowledge_failure: report.failure.as_ref().map(|f| f.reason.clone()),
+        queued_escalations: queued as u64,
+        knowledge_applied_at: report.applied_at,
+        knowledge_failure_version: report.failure.as_ref().and_then(|f| f.version),
+        knowledge_failure_at: report.failure.as_ref().map(|f| f.at),
+    };
+    let envelope = Envelope::new(thing, None, Body::Status(status));
+    let bytes = protocol::encode(&envelope).map_err(|e| UplinkError::Request(e.to_string()))?;
+    link.publish(status_topic, bytes)?;
+    let mut sent = 1;
+    if let Some(topic) = shadow_topic {
+        // The named shadow's reported state, as the IoT Device Shadow service reads it.
+        let shadow = serde_json::json!({ "state": { "reported": {
+            "version": report.version,
+            "applied_at": report.applied_at,
+            "failure": report.failure.as_ref().map(|f| &f.reason),
+            "failure_version": report.failure.as_ref().and_then(|f| f.version),
+            "failure_at": report.failure.as_ref().map(|f| f.at),
+        }}});
+        link.publish(topic, shadow.to_string().into_bytes())?;
+        sent += 1;
+    }
+    Ok(sent)
 }
 
 /// The wire form of an outbox row: its own message id on every attempt, so the

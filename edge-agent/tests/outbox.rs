@@ -78,6 +78,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
         connector,
         engine.clone(),
         config,
+        None,
         shutdown.clone(),
     ));
 

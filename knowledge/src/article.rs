@@ -1,9 +1,9 @@
 //! An article and where it applies.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One answer a driver can be given, with the full text behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
     /// Stable id, cited in answers (`warning-light-oil-pressure`).
     pub id: String,
@@ -41,7 +41,7 @@ impl Article {
 }
 
 /// Which vehicles an article is for. An empty list means any.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Applicability {
     pub models: Vec<String>,
     /// Inclusive model years.

@@ -14,6 +14,9 @@ use ed25519_dalek::{Signer, Verifier};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::article::Article;
+use crate::pack::PackMeta;
+
 /// What a bundle's payload is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -295,6 +298,159 @@ pub fn check_applicable(
         }
     }
     Ok(())
+}
+
+/// The first field of every payload: its format and version.
+pub const PAYLOAD_FORMAT: &str = "kestrel-knowledge-bundle/1";
+
+/// What a bundle carries (JSON): the pack's metadata and its articles, whole or as
+/// the changes against a base version. Embeddings never travel: each side computes
+/// them with its own model, so a bundle fits any encoder a car runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    pub format: String,
+    pub pack: PackMeta,
+    /// Articles once applied (for a delta: after the changes).
+    pub article_count: u64,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Content {
+    Full {
+        articles: Vec<Article>,
+    },
+    Delta {
+        base_version: u64,
+        /// New and changed articles, whole.
+        upsert: Vec<Article>,
+        /// Ids of the articles removed.
+        delete: Vec<String>,
+    },
+}
+
+impl Payload {
+    /// Everything, sorted by id so that equal content gives equal bytes.
+    pub fn full(pack: PackMeta, mut articles: Vec<Article>) -> Payload {
+        articles.sort_by(|a, b| a.id.cmp(&b.id));
+        Payload {
+            format: PAYLOAD_FORMAT.to_string(),
+            pack,
+            article_count: articles.len() as u64,
+            content: Content::Full { articles },
+        }
+    }
+
+    /// The changes that take `old` (the content of `base_version`) to `new`.
+    pub fn delta(pack: PackMeta, base_version: u64, old: &[Article], new: &[Article]) -> Payload {
+        let before: BTreeMap<&str, &Article> = old.iter().map(|a| (a.id.as_str(), a)).collect();
+        let after: BTreeMap<&str, &Article> = new.iter().map(|a| (a.id.as_str(), a)).collect();
+        let upsert = after
+            .iter()
+            .filter(|(id, a)| before.get(*id) != Some(*a))
+            .map(|(_, a)| (*a).clone())
+            .collect();
+        let delete = before
+            .keys()
+            .filter(|id| !after.contains_key(*id))
+            .map(|id| id.to_string())
+            .collect();
+        Payload {
+            format: PAYLOAD_FORMAT.to_string(),
+            pack,
+            article_count: after.len() as u64,
+            content: Content::Delta {
+                base_version,
+                upsert,
+                delete,
+            },
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a payload serialises")
+    }
+
+    /// Reads a payload, refusing another format.
+    pub fn parse(bytes: &[u8]) -> Result<Payload, Refusal> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: String,
+        }
+        let format: Format =
+            serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed(format!("the payload: {e}")))?;
+        if format.format != PAYLOAD_FORMAT {
+            return Err(Refusal::Malformed(format!(
+                "the payload's format is `{}`, this build reads `{PAYLOAD_FORMAT}`",
+                format.format
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed(format!("the payload: {e}")))
+    }
+
+    pub fn kind(&self) -> PayloadKind {
+        match self.content {
+            Content::Full { .. } => PayloadKind::Full,
+            Content::Delta { base_version, .. } => PayloadKind::Delta { base_version },
+        }
+    }
+
+    /// The articles once applied to `current` (the car's articles, for a delta),
+    /// sorted by id. Refuses a payload that does not match its manifest, a delta
+    /// that does not fit, and duplicate or empty ids.
+    pub fn resolve(self, manifest: &Manifest, current: &[Article]) -> Result<(PackMeta, Vec<Article>), Refusal> {
+        if self.kind() != manifest.payload {
+            return Err(Refusal::Malformed(format!(
+                "the manifest describes a {:?} payload, the payload is a {:?}",
+                manifest.payload,
+                self.kind()
+            )));
+        }
+        let articles = match self.content {
+            Content::Full { articles } => articles,
+            Content::Delta {
+                base_version,
+                upsert,
+                delete,
+            } => {
+                let mut by_id: BTreeMap<String, Article> =
+                    current.iter().map(|a| (a.id.clone(), a.clone())).collect();
+                for id in &delete {
+                    if by_id.remove(id).is_none() {
+                        return Err(Refusal::Malformed(format!(
+                            "the delta on version {base_version} deletes `{id}`, which this car does not have"
+                        )));
+                    }
+                }
+                for article in upsert {
+                    by_id.insert(article.id.clone(), article);
+                }
+                by_id.into_values().collect()
+            }
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &articles {
+            if a.id.trim().is_empty() || a.summary.trim().is_empty() {
+                return Err(Refusal::Malformed(format!("article `{}` has no id or no summary", a.id)));
+            }
+            if !seen.insert(a.id.as_str()) {
+                return Err(Refusal::Malformed(format!("article `{}` appears twice", a.id)));
+            }
+        }
+        if articles.len() as u64 != self.article_count || self.article_count != manifest.article_count {
+            return Err(Refusal::Malformed(format!(
+                "applying gives {} articles; the payload says {} and the manifest {}",
+                articles.len(),
+                self.article_count,
+                manifest.article_count
+            )));
+        }
+        let mut articles = articles;
+        articles.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((self.pack, articles))
+    }
 }
 
 /// The payload is exactly what the manifest describes.

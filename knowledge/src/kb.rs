@@ -72,6 +72,9 @@ pub struct PackInfo {
     pub version: u64,
     pub articles: usize,
     pub embedding_model: String,
+    /// The fleet bundle it came from, when it came from one.
+    pub bundle_version: Option<u64>,
+    pub locale: String,
 }
 
 pub struct KnowledgeBase {
@@ -158,6 +161,8 @@ impl KnowledgeBase {
             })?,
             articles: 0,
             embedding_model: embedder.model_id(),
+            bundle_version: meta(&conn, "bundle_version").ok().and_then(|v| v.parse().ok()),
+            locale: meta(&conn, "locale").unwrap_or_else(|_| "en".to_string()),
         };
         let entries = load_entries(&conn, location)?;
         info.articles = entries.len();
@@ -175,6 +180,11 @@ impl KnowledgeBase {
         &self.info
     }
 
+    /// The embedder its vectors came from (a rebuilt base uses the same).
+    pub fn embedder(&self) -> Arc<dyn Embedder> {
+        self.embedder.clone()
+    }
+
     pub fn set_weights(&mut self, weights: SearchWeights) {
         self.weights = weights;
     }
@@ -189,6 +199,43 @@ impl KnowledgeBase {
             Some(rowid) => self.fetch(&conn, rowid).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Every article, in the order it was compiled.
+    pub fn articles(&self) -> Result<Vec<Article>> {
+        let conn = self.conn.lock().expect("kb mutex");
+        self.entries.iter().map(|e| self.fetch(&conn, e.rowid)).collect()
+    }
+
+    /// The pack's metadata as a bundle carries it.
+    pub fn meta(&self) -> crate::pack::PackMeta {
+        crate::pack::PackMeta {
+            name: self.info.name.clone(),
+            title: self.info.title.clone(),
+            version: self.info.version,
+            locale: self.info.locale.clone(),
+        }
+    }
+
+    /// A hash of what the base holds: the pack's metadata, then every article (by
+    /// id) with its intents and its embedding. Two bases with equal hashes answer
+    /// alike, however they were built (a full bundle, or a delta on an older one).
+    pub fn content_hash(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let conn = self.conn.lock().expect("kb mutex");
+        let mut rows: Vec<(Article, &Entry)> = self
+            .entries
+            .iter()
+            .map(|e| Ok((self.fetch(&conn, e.rowid)?, e)))
+            .collect::<Result<_>>()?;
+        rows.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let mut hash = Sha256::new();
+        hash.update(serde_json::to_vec(&self.meta()).expect("metadata serialises"));
+        for (article, entry) in rows {
+            hash.update(serde_json::to_vec(&article).expect("an article serialises"));
+            hash.update(vector_to_blob(&entry.vector));
+        }
+        Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The articles tagged with `intent` that apply to the vehicle, in pack order.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::article::{Applicability, Article};
@@ -79,6 +79,26 @@ struct ArticleSource {
     locale: Option<String>,
     #[serde(default)]
     version: Option<u64>,
+}
+
+/// What a compiled base says about itself: its `pack` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackMeta {
+    pub name: String,
+    pub title: String,
+    pub version: u64,
+    pub locale: String,
+}
+
+impl From<&PackManifest> for PackMeta {
+    fn from(m: &PackManifest) -> PackMeta {
+        PackMeta {
+            name: m.name.clone(),
+            title: m.title.clone(),
+            version: m.version,
+            locale: m.locale.clone(),
+        }
+    }
 }
 
 /// What a build did.
@@ -259,9 +279,15 @@ pub fn compile(dir: &Path, out: &Path, embedder: &dyn Embedder, known_intents: &
     let _ = std::fs::remove_file(&staging);
     let location = staging.display().to_string();
     let mut conn = Connection::open(&staging).at(&location)?;
-    let report = write(&mut conn, &location, &manifest, &articles, embedder, files_in(dir))?;
+    write(&mut conn, &location, &(&manifest).into(), &articles, embedder, &[])?;
     conn.pragma_update(None, "journal_mode", "WAL").at(&location)?;
     conn.close().map_err(|(_, e)| e).at(&location)?;
+    let report = BuildReport {
+        name: manifest.name.clone(),
+        version: manifest.version,
+        articles: articles.len(),
+        files: files_in(dir),
+    };
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(PathBuf::from(format!("{}{suffix}", out.display())));
     }
@@ -280,7 +306,44 @@ pub fn compile_into(
     known_intents: &[&str],
 ) -> Result<BuildReport> {
     let (manifest, articles) = load(dir, known_intents)?;
-    write(conn, ":memory:", &manifest, &articles, embedder, files_in(dir))
+    write(conn, ":memory:", &(&manifest).into(), &articles, embedder, &[])?;
+    Ok(BuildReport {
+        name: manifest.name.clone(),
+        version: manifest.version,
+        articles: articles.len(),
+        files: files_in(dir),
+    })
+}
+
+/// Writes a new base at `out` (which must not exist) from articles already
+/// checked, with `extra` keys in its `pack` table. The caller owns where it goes
+/// next: a fleet update writes a staging file and renames it into place.
+pub fn write_base(
+    out: &Path,
+    meta: &PackMeta,
+    articles: &[Article],
+    embedder: &dyn Embedder,
+    extra: &[(&str, String)],
+) -> Result<()> {
+    let location = out.display().to_string();
+    let mut conn = Connection::open_with_flags(
+        out,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE,
+    )
+    .at(&location)?;
+    // One file, written once: no journal to leave behind.
+    conn.pragma_update(None, "journal_mode", "OFF").at(&location)?;
+    conn.pragma_update(None, "synchronous", "OFF").at(&location)?;
+    write(&mut conn, &location, meta, articles, embedder, extra)?;
+    conn.pragma_update(None, "journal_mode", "DELETE").at(&location)?;
+    conn.close().map_err(|(_, e)| e).at(&location)?;
+    // Durable before anyone renames it into place.
+    std::fs::File::open(out)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| KnowledgeError::Io {
+            path: out.to_path_buf(),
+            source,
+        })
 }
 
 fn files_in(dir: &Path) -> usize {
@@ -290,11 +353,11 @@ fn files_in(dir: &Path) -> usize {
 fn write(
     conn: &mut Connection,
     location: &str,
-    manifest: &PackManifest,
+    manifest: &PackMeta,
     articles: &[Article],
     embedder: &dyn Embedder,
-    files: usize,
-) -> Result<BuildReport> {
+    extra: &[(&str, String)],
+) -> Result<()> {
     schema::migrate(conn, location)?;
     let tx = conn.transaction().at(location)?;
     tx.execute_batch("DELETE FROM articles; DELETE FROM article_intents; DELETE FROM articles_fts; DELETE FROM embeddings; DELETE FROM pack;")
@@ -305,7 +368,10 @@ fn write(
         ("version", manifest.version.to_string()),
         ("locale", manifest.locale.clone()),
         ("embedding_model", embedder.model_id()),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
+    {
         tx.execute("INSERT INTO pack (key, value) VALUES (?1, ?2)", params![key, value])
             .at(location)?;
     }
@@ -363,13 +429,7 @@ fn write(
                 .at(location)?;
         }
     }
-    tx.commit().at(location)?;
-    Ok(BuildReport {
-        name: manifest.name.clone(),
-        version: manifest.version,
-        articles: articles.len(),
-        files,
-    })
+    tx.commit().at(location)
 }
 
 fn read(path: &Path) -> Result<String> {

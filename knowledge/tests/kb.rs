@@ -288,3 +288,73 @@ fn a_file_that_is_not_a_pack_is_refused_clearly() {
         KnowledgeBase::open(&tmp.path().join("none.sqlite"), Arc::new(HashingEmbedder::default())).unwrap_err();
     assert!(missing.to_string().contains("kb build"), "{missing}");
 }
+
+/// A delta on version 1 gives the same base, content and embeddings, as the full
+/// bundle of version 2; and a delta that does not fit is refused.
+#[test]
+fn a_delta_applied_gives_the_same_base_as_the_full_bundle() {
+    use knowledge::bundle::{Manifest, Payload, PayloadKind, Targets};
+    let tmp = tempfile::tempdir().unwrap();
+    let embedder = HashingEmbedder::default();
+    let v1 = build(tmp.path(), &embedder);
+    let old = v1.articles().unwrap();
+    let mut new = old.clone();
+    new.retain(|a| a.id != "pair-phone");
+    new.iter_mut()
+        .find(|a| a.id == "tire-pressure-recommended")
+        .unwrap()
+        .summary = "Front tyres take 2.5 bar and rear tyres 2.7 bar when cold.".into();
+    let mut added = old[0].clone();
+    added.id = "jump-start".into();
+    added.title = "Jump starting".into();
+    new.push(added);
+    let meta = v1.meta();
+
+    let manifest = |payload: &Payload| Manifest {
+        channel: "stable".into(),
+        version: 2,
+        created_at: jiff::Timestamp::now(),
+        expires_at: jiff::Timestamp::now(),
+        targets: Targets::default(),
+        article_count: payload.article_count,
+        payload: payload.kind(),
+        payload_sha256: String::new(),
+        payload_size: 0,
+        payload_url: String::new(),
+        publisher: "test".into(),
+    };
+    let full = Payload::parse(&Payload::full(meta.clone(), new.clone()).to_bytes()).unwrap();
+    let delta = Payload::parse(&Payload::delta(meta.clone(), 1, &old, &new).to_bytes()).unwrap();
+    match &delta.content {
+        knowledge::bundle::Content::Delta { upsert, delete, .. } => {
+            assert_eq!((upsert.len(), delete.as_slice()), (2, &["pair-phone".to_string()][..]));
+        }
+        other => panic!("not a delta: {other:?}"),
+    }
+    assert_eq!(delta.kind(), PayloadKind::Delta { base_version: 1 });
+
+    let open = |name: &str, payload: Payload| {
+        let (meta, articles) = payload.clone().resolve(&manifest(&payload), &old).unwrap();
+        let out = tmp.path().join(name);
+        knowledge::pack::write_base(&out, &meta, &articles, &embedder, &[("bundle_version", "2".into())]).unwrap();
+        KnowledgeBase::open(&out, Arc::new(embedder.clone())).unwrap()
+    };
+    let from_full = open("full.sqlite", full);
+    let from_delta = open("delta.sqlite", delta.clone());
+    assert_eq!(from_full.content_hash().unwrap(), from_delta.content_hash().unwrap());
+    assert_ne!(from_full.content_hash().unwrap(), v1.content_hash().unwrap());
+    assert_eq!(from_delta.info().bundle_version, Some(2));
+    assert_eq!(from_delta.info().articles, 4);
+    assert!(from_delta.article("pair-phone").unwrap().is_none());
+    assert!(from_delta
+        .article("tire-pressure-recommended")
+        .unwrap()
+        .unwrap()
+        .summary
+        .contains("2.5 bar"));
+
+    // The same delta on a base without `pair-phone` does not fit.
+    let wrong_base: Vec<_> = old.iter().filter(|a| a.id != "pair-phone").cloned().collect();
+    let err = delta.clone().resolve(&manifest(&delta), &wrong_base).unwrap_err();
+    assert!(err.to_string().contains("pair-phone"), "{err}");
+}

@@ -118,6 +118,49 @@ pub struct KnowledgeManifestNotice {
     pub signature: String,
     /// Which of the car's trusted keys signed it.
     pub key_id: String,
+    /// Which cars should take it now. Not signed, and need not be: it only
+    /// narrows who applies a bundle the signature already allows.
+    #[serde(default)]
+    pub rollout: Rollout,
+}
+
+/// A staged rollout: the cars listed, plus a stable share of the fleet; or
+/// paused. The default is every car.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Share of the fleet, 0..=100, chosen by a hash of the thing name (so
+    /// widening keeps the cars already in).
+    pub percent: u8,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cars: Vec<String>,
+    /// Stopped: no car that has not applied it starts now.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            percent: 100,
+            cars: Vec::new(),
+            paused: false,
+        }
+    }
+}
+
+impl Rollout {
+    /// Whether the car `thing` takes the bundle now.
+    pub fn includes(&self, thing: &str) -> bool {
+        !self.paused && (self.cars.iter().any(|c| c == thing) || Rollout::bucket(thing) < u32::from(self.percent))
+    }
+
+    /// The car's place in the fleet, 0..100 (FNV-1a of the thing name).
+    pub fn bucket(thing: &str) -> u32 {
+        let hash = thing
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        (hash % 100) as u32
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,4 +190,12 @@ pub struct Status {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knowledge_failure: Option<String>,
     pub queued_escalations: u64,
+    /// When the knowledge version was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_applied_at: Option<jiff::Timestamp>,
+    /// The version the last failure was about, and when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_failure_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_failure_at: Option<jiff::Timestamp>,
 }

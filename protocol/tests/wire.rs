@@ -57,6 +57,11 @@ fn every_kind_round_trips_with_its_envelope() {
             manifest: "{\"version\": 7}".into(),
             signature: "c2ln".into(),
             key_id: "ops-2026".into(),
+            rollout: protocol::Rollout {
+                percent: 10,
+                cars: vec!["car-0001".into()],
+                paused: false,
+            },
         }),
         Body::AnalyticsBatch(AnalyticsBatch {
             period_start: now,
@@ -74,8 +79,11 @@ fn every_kind_round_trips_with_its_envelope() {
         Body::Status(Status {
             agent_version: "0.1.0".into(),
             knowledge_version: Some(3),
-            knowledge_failure: None,
+            knowledge_failure: Some("the manifest expired".into()),
             queued_escalations: 2,
+            knowledge_applied_at: Some(now),
+            knowledge_failure_version: Some(4),
+            knowledge_failure_at: Some(now),
         }),
     ];
     for body in bodies {
@@ -251,4 +259,25 @@ fn a_car_may_use_only_its_own_topics_and_read_the_fleet() {
         !policy.contains("cars/+") && !policy.contains("cars/*"),
         "no car may reach another's topics"
     );
+}
+
+#[test]
+fn a_rollout_takes_the_listed_cars_and_a_stable_share_and_nobody_when_paused() {
+    use protocol::Rollout;
+    let cars: Vec<String> = (0..1000).map(|i| format!("car-{i:04}")).collect();
+    let share = |r: &Rollout| cars.iter().filter(|c| r.includes(c)).count();
+    assert_eq!(share(&Rollout::default()), 1000);
+    let ten = Rollout { percent: 10, cars: vec![], paused: false };
+    let thirty = Rollout { percent: 30, ..ten.clone() };
+    assert!((60..=140).contains(&share(&ten)), "{}", share(&ten));
+    // Widening keeps every car already in.
+    assert!(cars.iter().filter(|c| ten.includes(c)).all(|c| thirty.includes(c)));
+    let listed = Rollout { percent: 0, cars: vec!["car-0007".into()], paused: false };
+    assert_eq!(share(&listed), 1);
+    assert!(listed.includes("car-0007"));
+    assert_eq!(share(&Rollout { paused: true, ..Rollout::default() }), 0);
+    // An old notice without a rollout means everyone.
+    let old: protocol::KnowledgeManifestNotice =
+        serde_json::from_str(r#"{"channel":"s","manifest":"{}","signature":"x","key_id":"k"}"#).unwrap();
+    assert_eq!(old.rollout, Rollout::default());
 }

@@ -335,6 +335,56 @@ pub trait AnalyticsStore: Send + Sync {
     fn report(&self, days: u32, today: jiff::civil::Date) -> StoreResult<Vec<DayReport>>;
 }
 
+/// A signed knowledge release as published: the notice, keyed by channel and
+/// version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub channel: String,
+    pub version: u64,
+    pub notice: protocol::KnowledgeManifestNotice,
+    pub published_at: jiff::Timestamp,
+    pub published_by: String,
+}
+
+/// What a car last reported about its knowledge (partition key: thing name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarKnowledge {
+    pub thing: String,
+    pub version: Option<u64>,
+    pub applied_at: Option<jiff::Timestamp>,
+    pub failure: Option<String>,
+    pub failure_version: Option<u64>,
+    pub failure_at: Option<jiff::Timestamp>,
+    pub reported_at: jiff::Timestamp,
+}
+
+/// One line of the fleet-ops audit log: who did what to which channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: jiff::Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub channel: String,
+    pub version: Option<u64>,
+    pub detail: String,
+}
+
+/// Knowledge releases, the cars' reports and the audit log. Releases are keyed
+/// by (channel, version) and written once; a car's report replaces the one
+/// before only when it is newer; the audit log is append-only.
+pub trait FleetStore: Send + Sync {
+    /// Records a release, or updates its rollout (same channel, version and manifest).
+    fn put_release(&self, release: &Release) -> StoreResult<()>;
+    fn release(&self, channel: &str, version: u64) -> StoreResult<Option<Release>>;
+    /// The newest release of a channel.
+    fn latest_release(&self, channel: &str) -> StoreResult<Option<Release>>;
+    fn record_car(&self, report: &CarKnowledge) -> StoreResult<()>;
+    fn cars(&self) -> StoreResult<Vec<CarKnowledge>>;
+    fn audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// The newest `limit` entries, newest first.
+    fn audit_log(&self, limit: usize) -> StoreResult<Vec<AuditEntry>>;
+}
+
 /// Every store the supervisor uses.
 #[derive(Clone)]
 pub struct Stores {
@@ -344,6 +394,7 @@ pub struct Stores {
     pub appointments: std::sync::Arc<dyn AppointmentStore>,
     pub handoffs: std::sync::Arc<dyn HandoffStore>,
     pub analytics: std::sync::Arc<dyn AnalyticsStore>,
+    pub fleet: std::sync::Arc<dyn FleetStore>,
 }
 
 impl Stores {
@@ -355,7 +406,8 @@ impl Stores {
             profiles: store.clone(),
             appointments: store.clone(),
             handoffs: store.clone(),
-            analytics: store,
+            analytics: store.clone(),
+            fleet: store,
         }
     }
 }
