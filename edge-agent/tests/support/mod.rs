@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
 
+pub mod blob_server;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
