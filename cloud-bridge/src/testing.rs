@@ -1,7 +1,8 @@
 //! Test-only: an in-process server that speaks the AWS wire protocols cloud-bridge
 //! uses, for the real SDK clients to call on loopback (behind the `test-util`
 //! feature). It serves Bedrock Converse (`POST /model/{modelId}/converse`) and IoT
-//! Data Publish (`POST /topics/{topic}`), verifies each request's SigV4 signature
+//! Data Publish (`POST /topics/{topic}`) and GetThingShadow
+//! (`GET /things/{thing}/shadow?name=`, from documents the test puts), verifies each request's SigV4 signature
 //! by recomputing it with `aws-sigv4` from the static test credentials, checks the
 //! structure of every Converse request (roles alternate, tool results answer the
 //! tool uses just made, the system blocks are there), and answers from a script.
@@ -50,6 +51,8 @@ pub struct Seen {
 
 #[derive(Default)]
 struct Inner {
+    /// Shadow documents by (thing, shadow name).
+    shadows: std::collections::HashMap<(String, String), Value>,
     script: VecDeque<Script>,
     seen: Vec<Seen>,
     violations: Vec<String>,
@@ -68,6 +71,7 @@ impl AwsStandIn {
         let app = Router::new()
             .route("/model/{model}/converse", post(converse))
             .route("/topics/{*topic}", post(publish))
+            .route("/things/{thing}/shadow", axum::routing::get(get_shadow))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -85,6 +89,23 @@ impl AwsStandIn {
     pub fn then(&self, step: impl Fn(&Value) -> Step + Send + Sync + 'static) -> &Self {
         self.inner.lock().unwrap().script.push_back(Box::new(step));
         self
+    }
+
+    /// Applies a device's shadow update (`{"state": {"reported": ...}}`, as it
+    /// publishes it on `$aws/things/{thing}/shadow/name/{name}/update`) the way
+    /// the Device Shadow service does: the reported state replaces the old one,
+    /// the version goes up, and the document is stamped.
+    pub fn accept_shadow_update(&self, thing: &str, name: &str, update: &Value) {
+        let mut inner = self.inner.lock().unwrap();
+        let key = (thing.to_string(), name.to_string());
+        let version = inner.shadows.get(&key).and_then(|d| d["version"].as_u64()).unwrap_or(0) + 1;
+        let document = json!({
+            "state": { "reported": update["state"]["reported"].clone() },
+            "metadata": {},
+            "version": version,
+            "timestamp": jiff::Timestamp::now().as_second(),
+        });
+        inner.shadows.insert(key, document);
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -360,6 +381,53 @@ async fn converse(
                 step = *inner_step;
             }
         }
+    }
+}
+
+async fn get_shadow(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(thing): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let signature_ok = signature_matches(&method, &uri, &headers, &[], "iotdata");
+    let name = query.get("name").cloned().unwrap_or_default();
+    let mut inner = inner.lock().unwrap();
+    if !signature_ok {
+        inner
+            .violations
+            .push("the SigV4 signature of a GetThingShadow does not verify".into());
+    }
+    inner.seen.push(Seen {
+        path: uri.path().to_string(),
+        target: format!("{thing}/{name}"),
+        query,
+        body: Bytes::new(),
+        signature_ok,
+    });
+    if !signature_ok {
+        return (
+            StatusCode::FORBIDDEN,
+            [("x-amzn-errortype", "ForbiddenException")],
+            r#"{"message":"The request signature we calculated does not match the signature you provided."}"#,
+        )
+            .into_response();
+    }
+    match inner.shadows.get(&(thing.clone(), name.clone())) {
+        Some(document) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            document.to_string(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [("x-amzn-errortype", "ResourceNotFoundException")],
+            json!({ "message": format!("No shadow exists with name: '{name}'") }).to_string(),
+        )
+            .into_response(),
     }
 }
 

@@ -531,15 +531,7 @@ async fn send_report<L: MqttLink>(
     link.publish(status_topic, bytes)?;
     let mut sent = 1;
     if let Some(topic) = shadow_topic {
-        // The named shadow's reported state, as the IoT Device Shadow service reads it.
-        let shadow = serde_json::json!({ "state": { "reported": {
-            "version": report.version,
-            "applied_at": report.applied_at,
-            "failure": report.failure.as_ref().map(|f| &f.reason),
-            "failure_version": report.failure.as_ref().and_then(|f| f.version),
-            "failure_at": report.failure.as_ref().map(|f| f.at),
-        }}});
-        link.publish(topic, shadow.to_string().into_bytes())?;
+        link.publish(topic, report.shadow_update().to_string().into_bytes())?;
         sent += 1;
     }
     Ok(sent)

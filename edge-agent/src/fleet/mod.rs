@@ -194,6 +194,20 @@ pub struct KnowledgeReport {
     pub failure: Option<Failure>,
 }
 
+impl KnowledgeReport {
+    /// The update a car publishes on its named shadow `knowledge`
+    /// (`$aws/things/{thing}/shadow/name/knowledge/update`): the reported state.
+    pub fn shadow_update(&self) -> serde_json::Value {
+        serde_json::json!({ "state": { "reported": {
+            "version": self.version,
+            "applied_at": self.applied_at,
+            "failure": self.failure.as_ref().map(|f| &f.reason),
+            "failure_version": self.failure.as_ref().and_then(|f| f.version),
+            "failure_at": self.failure.as_ref().map(|f| f.at),
+        }}})
+    }
+}
+
 impl From<&FleetState> for KnowledgeReport {
     fn from(s: &FleetState) -> Self {
         KnowledgeReport {
