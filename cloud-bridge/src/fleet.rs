@@ -257,7 +257,11 @@ impl FleetOps<'_> {
             detail: format!(
                 "{}% of the fleet{}{}; payload {} ({} bytes, {} articles, {:?}); signed by key {}, publisher {}",
                 r.percent,
-                if r.cars.is_empty() { String::new() } else { format!(" plus {}", r.cars.join(", ")) },
+                if r.cars.is_empty() {
+                    String::new()
+                } else {
+                    format!(" plus {}", r.cars.join(", "))
+                },
                 if r.paused { "; paused" } else { "" },
                 &manifest.payload_sha256[..16.min(manifest.payload_sha256.len())],
                 manifest.payload_size,
@@ -271,7 +275,12 @@ impl FleetOps<'_> {
     }
 
     /// Re-publishes the channel's newest release with a new stage (widen, or resume).
-    pub async fn restage(&self, channel: &str, rollout: protocol::Rollout, action: &str) -> Result<Manifest, FleetError> {
+    pub async fn restage(
+        &self,
+        channel: &str,
+        rollout: protocol::Rollout,
+        action: &str,
+    ) -> Result<Manifest, FleetError> {
         let latest = self
             .stores
             .fleet
@@ -332,18 +341,24 @@ impl FleetOps<'_> {
             old_manifest.payload_size,
         )?;
         let published = self
-            .publish(notice(key, &manifest), protocol::Rollout::default(), &format!("rollback to the content of {to}"))
+            .publish(
+                notice(key, &manifest),
+                protocol::Rollout::default(),
+                &format!("rollback to the content of {to}"),
+            )
             .await?;
         Ok(published)
     }
-
 }
 
 /// Where the channel's rollout stands and where each car is.
 pub fn status(stores: &Stores, channel: &str) -> Result<FleetStatus, FleetError> {
     Ok(FleetStatus {
         channel: channel.to_string(),
-        latest: stores.fleet.latest_release(channel)?.map(|r| (r.version, r.notice.rollout)),
+        latest: stores
+            .fleet
+            .latest_release(channel)?
+            .map(|r| (r.version, r.notice.rollout)),
         cars: stores.fleet.cars()?,
         audit: stores.fleet.audit_log(10)?,
     })
@@ -369,7 +384,11 @@ impl std::fmt::Display for FleetStatus {
                 "channel {}: version {version}, {}% of the fleet{}{}",
                 self.channel,
                 r.percent,
-                if r.cars.is_empty() { String::new() } else { format!(" plus {}", r.cars.join(", ")) },
+                if r.cars.is_empty() {
+                    String::new()
+                } else {
+                    format!(" plus {}", r.cars.join(", "))
+                },
                 if r.paused { ", PAUSED" } else { "" }
             )?,
         }
@@ -485,8 +504,7 @@ pub async fn transport(config: &Config) -> Result<Box<dyn Delivery>, FleetError>
             .await,
         ),
         DeliveryMode::Mqtt => {
-            let mut options =
-                crate::service::mqtt_options(config).map_err(|e| FleetError::Publish(e.to_string()))?;
+            let mut options = crate::service::mqtt_options(config).map_err(|e| FleetError::Publish(e.to_string()))?;
             let id = format!("{}-fleet-{}", options.client_id(), std::process::id());
             options.set_client_id(id);
             Box::new(OneShotMqtt { options })

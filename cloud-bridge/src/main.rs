@@ -95,12 +95,8 @@ fn main() -> anyhow::Result<()> {
                     None => edge_agent::locate::find_pack_dir(&config.knowledge.pack)?,
                 };
                 let delta = delta_from.as_deref().zip(base_version);
-                let payload = cloud_bridge::fleet::build(
-                    &pack,
-                    &edge_agent::knowledge_base::intent_labels(),
-                    &out,
-                    delta,
-                )?;
+                let payload =
+                    cloud_bridge::fleet::build(&pack, &edge_agent::knowledge_base::intent_labels(), &out, delta)?;
                 println!(
                     "built {} v{} ({:?}, {} articles once applied) into {}",
                     payload.pack.name,

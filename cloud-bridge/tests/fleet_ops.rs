@@ -54,7 +54,9 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     let v3 = signed(&key, dir.path(), 3, "Three.");
     let v4 = signed(&key, dir.path(), 4, "Four.");
 
-    ops.publish(v3.clone(), protocol::Rollout::default(), "publish").await.unwrap();
+    ops.publish(v3.clone(), protocol::Rollout::default(), "publish")
+        .await
+        .unwrap();
     let cohort = protocol::Rollout {
         percent: 10,
         cars: vec!["car-1".into()],
@@ -62,15 +64,29 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     };
     ops.publish(v4.clone(), cohort.clone(), "publish").await.unwrap();
     // An older version cannot be published over a newer one.
-    let refused = ops.publish(v3.clone(), protocol::Rollout::default(), "publish").await.unwrap_err();
+    let refused = ops
+        .publish(v3.clone(), protocol::Rollout::default(), "publish")
+        .await
+        .unwrap_err();
     assert!(refused.to_string().contains("use `rollback`"), "{refused}");
 
-    let published: Vec<_> = aws.seen().into_iter().filter(|s| s.target.starts_with("kestrel/")).collect();
+    let published: Vec<_> = aws
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("kestrel/"))
+        .collect();
     assert_eq!(published.len(), 2);
     assert_eq!(published[1].target, "kestrel/v1/fleet/stable/knowledge");
-    assert_eq!(published[1].query.get("retain").map(String::as_str), Some("true"), "{:?}", published[1].query);
+    assert_eq!(
+        published[1].query.get("retain").map(String::as_str),
+        Some("true"),
+        "{:?}",
+        published[1].query
+    );
     let sent = protocol::decode(&published[1].body).unwrap();
-    let protocol::Body::KnowledgeManifest(sent) = sent.body else { panic!("not a notice") };
+    let protocol::Body::KnowledgeManifest(sent) = sent.body else {
+        panic!("not a notice")
+    };
     assert_eq!(sent.rollout, cohort);
     assert_eq!(sent.manifest, v4.manifest, "the signed bytes travel untouched");
 
@@ -85,7 +101,16 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     assert_eq!(back.payload_sha256, v3_manifest.payload_sha256);
     let released = stores.fleet.latest_release("stable").unwrap().unwrap();
     assert_eq!(released.version, 5);
-    let trusted = TrustedKeys([(key.id(), TrustedKey { public_key: key.public_base64(), revoked: false })].into());
+    let trusted = TrustedKeys(
+        [(
+            key.id(),
+            TrustedKey {
+                public_key: key.public_base64(),
+                revoked: false,
+            },
+        )]
+        .into(),
+    );
     let manifest = trusted
         .verify(&SignedManifest {
             manifest: released.notice.manifest.clone(),
@@ -104,7 +129,14 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     // Two cars reported through their named shadows; a third never did.
     let applied_at = jiff::Timestamp::now();
     let reports = [
-        ("car-1", KnowledgeReport { version: Some(5), applied_at: Some(applied_at), failure: None }),
+        (
+            "car-1",
+            KnowledgeReport {
+                version: Some(5),
+                applied_at: Some(applied_at),
+                failure: None,
+            },
+        ),
         (
             "car-2",
             KnowledgeReport {
@@ -131,12 +163,23 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
 
     let status = fleet::status(&stores, "stable").unwrap();
     assert_eq!(status.latest.as_ref().map(|(v, r)| (*v, r.paused)), Some((5, true)));
-    let cars: Vec<_> = status.cars.iter().map(|c| (c.thing.as_str(), c.version, c.failure_version)).collect();
+    let cars: Vec<_> = status
+        .cars
+        .iter()
+        .map(|c| (c.thing.as_str(), c.version, c.failure_version))
+        .collect();
     assert_eq!(cars, [("car-1", Some(5), None), ("car-2", Some(3), Some(4))]);
     assert_eq!(status.cars[0].applied_at, Some(applied_at));
     let text = status.to_string();
-    assert!(text.contains("PAUSED") && text.contains("the manifest expired"), "{text}");
-    let actions: Vec<_> = status.audit.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.version)).collect();
+    assert!(
+        text.contains("PAUSED") && text.contains("the manifest expired"),
+        "{text}"
+    );
+    let actions: Vec<_> = status
+        .audit
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.version))
+        .collect();
     assert_eq!(
         actions,
         [

@@ -218,7 +218,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let state = fleet::rollback(&files)?;
             eprintln!(
                 "knowledge rolled back to {} (the high-water mark stays at {:?}); restart edge-agent to serve it",
-                state.current.map_or("the shipped pack".to_string(), |v| format!("version {v}")),
+                state
+                    .current
+                    .map_or("the shipped pack".to_string(), |v| format!("version {v}")),
                 state.high_water
             );
             Ok(())
@@ -281,7 +283,8 @@ fn print_kb_status(updater: &fleet::Updater, json: bool) -> anyhow::Result<()> {
             info.name,
             info.version,
             info.articles,
-            info.bundle_version.map_or("none (shipped pack)".into(), |v| v.to_string()),
+            info.bundle_version
+                .map_or("none (shipped pack)".into(), |v| v.to_string()),
             state.high_water.map_or("none".into(), |v| v.to_string()),
             state.previous.map_or("none".into(), |v| v.to_string()),
         );

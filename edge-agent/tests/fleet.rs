@@ -33,8 +33,20 @@ fn car(key: &SigningKey, revoked: &SigningKey) -> Car {
     config.fleet.channel = "stable".into();
     config.fleet.keys = TrustedKeys(
         [
-            (key.id(), TrustedKey { public_key: key.public_base64(), revoked: false }),
-            (revoked.id(), TrustedKey { public_key: revoked.public_base64(), revoked: true }),
+            (
+                key.id(),
+                TrustedKey {
+                    public_key: key.public_base64(),
+                    revoked: false,
+                },
+            ),
+            (
+                revoked.id(),
+                TrustedKey {
+                    public_key: revoked.public_base64(),
+                    revoked: true,
+                },
+            ),
         ]
         .into(),
     );
@@ -154,7 +166,10 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
         let state = updater.state();
         let failure = state.last_failure.expect("the failure is recorded");
         assert_eq!(failure.reason, error.to_string());
-        assert_eq!(updater.reports().borrow().failure.as_ref().map(|f| &f.reason), Some(&failure.reason));
+        assert_eq!(
+            updater.reports().borrow().failure.as_ref().map(|f| &f.reason),
+            Some(&failure.reason)
+        );
         let kb = updater.live().load_full();
         assert_eq!(kb.content_hash().unwrap(), before, "{expect}: the knowledge changed");
         assert_eq!((state.current, state.high_water), (None, None), "{expect}");
@@ -202,7 +217,9 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
     refused(notice(&key, &expired), &good.payload, "expired");
 
     // The good one applies; then the same content as an older version is a replay.
-    let applied = updater.apply_local(&notice(&key, &good.manifest), &good.payload).unwrap();
+    let applied = updater
+        .apply_local(&notice(&key, &good.manifest), &good.payload)
+        .unwrap();
     assert_eq!(applied.version, 2);
     let after = updater.live().load_full();
     assert_eq!(after.info().bundle_version, Some(2));
@@ -210,9 +227,14 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
     assert!(after.article("fleet-added-article").unwrap().is_some());
     assert_eq!(after.content_hash().unwrap(), applied.content_hash);
     let state = updater.state();
-    assert_eq!((state.current, state.high_water, state.last_failure.clone()), (Some(2), Some(2), None));
+    assert_eq!(
+        (state.current, state.high_water, state.last_failure.clone()),
+        (Some(2), Some(2), None)
+    );
     let older = bundle(1, &payload, "https://bundles.example/stable/1");
-    let error = updater.apply_local(&notice(&key, &older.manifest), &older.payload).unwrap_err();
+    let error = updater
+        .apply_local(&notice(&key, &older.manifest), &older.payload)
+        .unwrap_err();
     assert!(error.to_string().contains("not newer than 2"), "{error}");
     assert_eq!(updater.live().load_full().content_hash().unwrap(), applied.content_hash);
 
@@ -223,7 +245,9 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
     assert_eq!((state.current, state.high_water), (None, Some(2)));
     let reopened = car.updater(None);
     assert_eq!(reopened.live().load_full().content_hash().unwrap(), before);
-    let error = reopened.apply_local(&notice(&key, &older.manifest), &older.payload).unwrap_err();
+    let error = reopened
+        .apply_local(&notice(&key, &older.manifest), &older.payload)
+        .unwrap_err();
     assert!(error.to_string().contains("not newer than 2"), "{error}");
     assert!(matches!(fleet::rollback(&files), Err(UpdateError::NoPrevious)));
 }
@@ -249,7 +273,10 @@ fn a_download_cut_midway_resumes_with_a_range_request_and_then_verifies() {
         let first = updater.handle(&notice).await.unwrap_err();
         assert!(first.is_transient(), "{first}");
         assert_eq!(updater.state().current, None, "nothing applied from half a payload");
-        assert!(updater.state().last_failure.is_none(), "a cut transfer is not a verdict");
+        assert!(
+            updater.state().last_failure.is_none(),
+            "a cut transfer is not a verdict"
+        );
 
         let second = updater.handle(&notice).await.unwrap();
         let Outcome::Applied(applied) = second else {
@@ -396,9 +423,22 @@ fn a_kill_at_every_step_of_the_apply_leaves_the_old_or_the_new_knowledge() {
             assert_eq!(after["high_water"], 2, "{point}");
             "new"
         };
-        assert_eq!(after["articles"], if outcome == "old" { old["articles"].clone() } else { new["articles"].clone() });
-        assert!(!state.join("knowledge.staging.sqlite").exists(), "{point}: staging left behind");
-        eprintln!("killed at {point}: {outcome} knowledge ({} ms after the point)", killed_at.elapsed().as_millis());
+        assert_eq!(
+            after["articles"],
+            if outcome == "old" {
+                old["articles"].clone()
+            } else {
+                new["articles"].clone()
+            }
+        );
+        assert!(
+            !state.join("knowledge.staging.sqlite").exists(),
+            "{point}: staging left behind"
+        );
+        eprintln!(
+            "killed at {point}: {outcome} knowledge ({} ms after the point)",
+            killed_at.elapsed().as_millis()
+        );
         outcomes.push(outcome);
     }
     assert!(outcomes.contains(&"old") && outcomes.contains(&"new"), "{outcomes:?}");

@@ -415,8 +415,7 @@ impl Payload {
                 upsert,
                 delete,
             } => {
-                let mut by_id: BTreeMap<String, Article> =
-                    current.iter().map(|a| (a.id.clone(), a.clone())).collect();
+                let mut by_id: BTreeMap<String, Article> = current.iter().map(|a| (a.id.clone(), a.clone())).collect();
                 for id in &delete {
                     if by_id.remove(id).is_none() {
                         return Err(Refusal::Malformed(format!(
@@ -433,7 +432,10 @@ impl Payload {
         let mut seen = std::collections::BTreeSet::new();
         for a in &articles {
             if a.id.trim().is_empty() || a.summary.trim().is_empty() {
-                return Err(Refusal::Malformed(format!("article `{}` has no id or no summary", a.id)));
+                return Err(Refusal::Malformed(format!(
+                    "article `{}` has no id or no summary",
+                    a.id
+                )));
             }
             if !seen.insert(a.id.as_str()) {
                 return Err(Refusal::Malformed(format!("article `{}` appears twice", a.id)));

@@ -156,9 +156,9 @@ impl Rollout {
 
     /// The car's place in the fleet, 0..100 (FNV-1a of the thing name).
     pub fn bucket(thing: &str) -> u32 {
-        let hash = thing
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let hash = thing.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         (hash % 100) as u32
     }
 }

@@ -267,15 +267,32 @@ fn a_rollout_takes_the_listed_cars_and_a_stable_share_and_nobody_when_paused() {
     let cars: Vec<String> = (0..1000).map(|i| format!("car-{i:04}")).collect();
     let share = |r: &Rollout| cars.iter().filter(|c| r.includes(c)).count();
     assert_eq!(share(&Rollout::default()), 1000);
-    let ten = Rollout { percent: 10, cars: vec![], paused: false };
-    let thirty = Rollout { percent: 30, ..ten.clone() };
+    let ten = Rollout {
+        percent: 10,
+        cars: vec![],
+        paused: false,
+    };
+    let thirty = Rollout {
+        percent: 30,
+        ..ten.clone()
+    };
     assert!((60..=140).contains(&share(&ten)), "{}", share(&ten));
     // Widening keeps every car already in.
     assert!(cars.iter().filter(|c| ten.includes(c)).all(|c| thirty.includes(c)));
-    let listed = Rollout { percent: 0, cars: vec!["car-0007".into()], paused: false };
+    let listed = Rollout {
+        percent: 0,
+        cars: vec!["car-0007".into()],
+        paused: false,
+    };
     assert_eq!(share(&listed), 1);
     assert!(listed.includes("car-0007"));
-    assert_eq!(share(&Rollout { paused: true, ..Rollout::default() }), 0);
+    assert_eq!(
+        share(&Rollout {
+            paused: true,
+            ..Rollout::default()
+        }),
+        0
+    );
     // An old notice without a rollout means everyone.
     let old: protocol::KnowledgeManifestNotice =
         serde_json::from_str(r#"{"channel":"s","manifest":"{}","signature":"x","key_id":"k"}"#).unwrap();

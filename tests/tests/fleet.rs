@@ -34,7 +34,11 @@ fn ops(pki: &Pki, broker: u16, store: &Path, args: &[&str]) -> String {
         .env("CLOUD_BRIDGE_PUBLISHER", "ops@example")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -82,11 +86,21 @@ fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_tru
 
     // Fleet ops: a key, a payload (the shipped pack) on "S3", a signed notice.
     let keys = dir.path().join("keys");
-    let out = ops(&pki, broker.port, &store, &["knowledge", "keygen", "--out", keys.to_str().unwrap()]);
+    let out = ops(
+        &pki,
+        broker.port,
+        &store,
+        &["knowledge", "keygen", "--out", keys.to_str().unwrap()],
+    );
     let id = out.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
     let public = std::fs::read_to_string(keys.join(format!("{id}.pub"))).unwrap();
     let payload = dir.path().join("payload.json");
-    ops(&pki, broker.port, &store, &["knowledge", "build", "--out", payload.to_str().unwrap()]);
+    ops(
+        &pki,
+        broker.port,
+        &store,
+        &["knowledge", "build", "--out", payload.to_str().unwrap()],
+    );
     server.put("/stable/2", std::fs::read(&payload).unwrap());
     let notice = dir.path().join("notice.json");
     let secret = keys.join(format!("{id}.key"));
@@ -95,9 +109,24 @@ fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_tru
         broker.port,
         &store,
         &[
-            "knowledge", "sign", "--bundle", payload.to_str().unwrap(), "--key", secret.to_str().unwrap(),
-            "--channel", "stable", "--version", "2", "--url", &server.url("/stable/2"), "--models", "Voyager",
-            "--publisher", "ops@example", "--out", notice.to_str().unwrap(),
+            "knowledge",
+            "sign",
+            "--bundle",
+            payload.to_str().unwrap(),
+            "--key",
+            secret.to_str().unwrap(),
+            "--channel",
+            "stable",
+            "--version",
+            "2",
+            "--url",
+            &server.url("/stable/2"),
+            "--models",
+            "Voyager",
+            "--publisher",
+            "ops@example",
+            "--out",
+            notice.to_str().unwrap(),
         ],
     );
 
@@ -150,43 +179,95 @@ fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_tru
         ])
     };
     let cars = [car("car-a"), car("car-b"), car("car-c")];
-    wait_for(&pki, broker.port, &store, &[("car-a", None), ("car-b", None), ("car-c", None)]);
+    wait_for(
+        &pki,
+        broker.port,
+        &store,
+        &[("car-a", None), ("car-b", None), ("car-c", None)],
+    );
 
     // Stage 1: car-a alone.
     let staged = ops(
         &pki,
         broker.port,
         &store,
-        &["knowledge", "publish", "--notice", notice.to_str().unwrap(), "--percent", "0", "--cars", "car-a"],
+        &[
+            "knowledge",
+            "publish",
+            "--notice",
+            notice.to_str().unwrap(),
+            "--percent",
+            "0",
+            "--cars",
+            "car-a",
+        ],
     );
     assert!(staged.contains("version 2, 0% of the fleet plus car-a"), "{staged}");
-    wait_for(&pki, broker.port, &store, &[("car-a", Some(2)), ("car-b", None), ("car-c", None)]);
+    wait_for(
+        &pki,
+        broker.port,
+        &store,
+        &[("car-a", Some(2)), ("car-b", None), ("car-c", None)],
+    );
 
     // Pause: nobody else starts, and status says so.
-    let paused = ops(&pki, broker.port, &store, &["knowledge", "pause", "--channel", "stable"]);
+    let paused = ops(
+        &pki,
+        broker.port,
+        &store,
+        &["knowledge", "pause", "--channel", "stable"],
+    );
     assert!(paused.contains("PAUSED"), "{paused}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         versions(&pki, broker.port, &store),
-        [("car-a".to_string(), Some(2)), ("car-b".to_string(), None), ("car-c".to_string(), None)]
+        [
+            ("car-a".to_string(), Some(2)),
+            ("car-b".to_string(), None),
+            ("car-c".to_string(), None)
+        ]
     );
 
     // Widen to the whole fleet.
-    let widened = ops(&pki, broker.port, &store, &["knowledge", "publish", "--channel", "stable", "--percent", "100"]);
+    let widened = ops(
+        &pki,
+        broker.port,
+        &store,
+        &["knowledge", "publish", "--channel", "stable", "--percent", "100"],
+    );
     assert!(widened.contains("version 2, 100% of the fleet"), "{widened}");
     assert!(!widened.contains("PAUSED"), "{widened}");
-    wait_for(&pki, broker.port, &store, &[("car-a", Some(2)), ("car-b", Some(2)), ("car-c", Some(2))]);
+    wait_for(
+        &pki,
+        broker.port,
+        &store,
+        &[("car-a", Some(2)), ("car-b", Some(2)), ("car-c", Some(2))],
+    );
 
     // Each car downloaded the payload once, and the audit log has every step.
     let downloads = server.served().iter().filter(|s| s.path == "/stable/2").count();
     assert_eq!(downloads, 3, "{:?}", server.served());
-    let status = ops(&pki, broker.port, &store, &["knowledge", "status", "--channel", "stable"]);
-    for step in ["ops@example publish stable v2", "ops@example pause stable v2", "ops@example restage stable v2"] {
+    let status = ops(
+        &pki,
+        broker.port,
+        &store,
+        &["knowledge", "status", "--channel", "stable"],
+    );
+    for step in [
+        "ops@example publish stable v2",
+        "ops@example pause stable v2",
+        "ops@example restage stable v2",
+    ] {
         assert!(status.contains(step), "{step:?} not in the audit log:\n{status}");
     }
     for daemon in &cars {
         let (status, body) = runtime
-            .block_on(edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None))
+            .block_on(edge_agent::client::request(
+                &daemon.socket,
+                hyper::Method::GET,
+                "/v1/health",
+                None,
+            ))
             .unwrap();
         assert_eq!(status, 200);
         let health: Value = serde_json::from_slice(&body).unwrap();

@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE escalations (
     message_id TEXT PRIMARY KEY,
     thing TEXT NOT NULL,
@@ -93,7 +94,8 @@ CREATE TABLE edge_counters (
     value INTEGER NOT NULL,
     PRIMARY KEY (day, counter)
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE knowledge_releases (
     channel TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -111,7 +113,8 @@ CREATE TABLE fleet_audit (
     seq INTEGER PRIMARY KEY,
     entry TEXT NOT NULL
 );
-"#];
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -831,6 +834,123 @@ impl AnalyticsStore for SqliteStore {
     }
 }
 
+impl FleetStore for SqliteStore {
+    fn put_release(&self, release: &Release) -> StoreResult<()> {
+        let conn = self.conn();
+        // Written once per version: a second put may change the rollout, never
+        // the signed manifest.
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT notice FROM knowledge_releases WHERE channel = ?1 AND version = ?2",
+                params![release.channel, release.version as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(existing) = existing {
+            let existing: protocol::KnowledgeManifestNotice = json_column(&existing)?;
+            if existing.manifest != release.notice.manifest {
+                return Err(StoreError::Conflict(format!(
+                    "{} version {} was already published with another manifest: publish a new version",
+                    release.channel, release.version
+                )));
+            }
+        }
+        conn.execute(
+            "INSERT INTO knowledge_releases (channel, version, notice, published_at, published_by)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (channel, version) DO UPDATE SET notice = excluded.notice",
+            params![
+                release.channel,
+                release.version as i64,
+                to_json(&release.notice),
+                release.published_at.to_string(),
+                release.published_by
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn release(&self, channel: &str, version: u64) -> StoreResult<Option<Release>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT version, notice, published_at, published_by FROM knowledge_releases
+             WHERE channel = ?1 AND version = ?2",
+            params![channel, version as i64],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|row| release_row(channel, row))
+        .transpose()
+    }
+
+    fn latest_release(&self, channel: &str) -> StoreResult<Option<Release>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT version, notice, published_at, published_by FROM knowledge_releases
+             WHERE channel = ?1 ORDER BY version DESC LIMIT 1",
+            params![channel],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|row| release_row(channel, row))
+        .transpose()
+    }
+
+    fn record_car(&self, report: &CarKnowledge) -> StoreResult<()> {
+        self.conn().execute(
+            "INSERT INTO car_knowledge (thing, report, reported_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (thing) DO UPDATE SET report = excluded.report, reported_at = excluded.reported_at
+             WHERE excluded.reported_at >= car_knowledge.reported_at",
+            params![report.thing, to_json(report), report.reported_at.as_millisecond()],
+        )?;
+        Ok(())
+    }
+
+    fn cars(&self) -> StoreResult<Vec<CarKnowledge>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT report FROM car_knowledge ORDER BY thing")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| json_column(&r?)).collect()
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        self.conn()
+            .execute("INSERT INTO fleet_audit (entry) VALUES (?1)", params![to_json(entry)])?;
+        Ok(())
+    }
+
+    fn audit_log(&self, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT entry FROM fleet_audit ORDER BY seq DESC LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|r| json_column(&r?)).collect()
+    }
+}
+
+fn release_row(channel: &str, (version, notice, at, by): (i64, String, String, String)) -> StoreResult<Release> {
+    Ok(Release {
+        channel: channel.to_string(),
+        version: version as u64,
+        notice: json_column(&notice)?,
+        published_at: parse_ts(&at)?,
+        published_by: by,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1010,107 +1130,4 @@ mod tests {
         );
         assert_eq!(report[0].escalations, 0);
     }
-}
-
-impl FleetStore for SqliteStore {
-    fn put_release(&self, release: &Release) -> StoreResult<()> {
-        let conn = self.conn();
-        // Written once per version: a second put may change the rollout, never
-        // the signed manifest.
-        let existing: Option<String> = conn
-            .query_row(
-                "SELECT notice FROM knowledge_releases WHERE channel = ?1 AND version = ?2",
-                params![release.channel, release.version as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(existing) = existing {
-            let existing: protocol::KnowledgeManifestNotice = json_column(&existing)?;
-            if existing.manifest != release.notice.manifest {
-                return Err(StoreError::Conflict(format!(
-                    "{} version {} was already published with another manifest: publish a new version",
-                    release.channel, release.version
-                )));
-            }
-        }
-        conn.execute(
-            "INSERT INTO knowledge_releases (channel, version, notice, published_at, published_by)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (channel, version) DO UPDATE SET notice = excluded.notice",
-            params![
-                release.channel,
-                release.version as i64,
-                to_json(&release.notice),
-                release.published_at.to_string(),
-                release.published_by
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn release(&self, channel: &str, version: u64) -> StoreResult<Option<Release>> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT version, notice, published_at, published_by FROM knowledge_releases
-             WHERE channel = ?1 AND version = ?2",
-            params![channel, version as i64],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)),
-        )
-        .optional()?
-        .map(|row| release_row(channel, row))
-        .transpose()
-    }
-
-    fn latest_release(&self, channel: &str) -> StoreResult<Option<Release>> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT version, notice, published_at, published_by FROM knowledge_releases
-             WHERE channel = ?1 ORDER BY version DESC LIMIT 1",
-            params![channel],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)),
-        )
-        .optional()?
-        .map(|row| release_row(channel, row))
-        .transpose()
-    }
-
-    fn record_car(&self, report: &CarKnowledge) -> StoreResult<()> {
-        self.conn().execute(
-            "INSERT INTO car_knowledge (thing, report, reported_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (thing) DO UPDATE SET report = excluded.report, reported_at = excluded.reported_at
-             WHERE excluded.reported_at >= car_knowledge.reported_at",
-            params![report.thing, to_json(report), report.reported_at.as_millisecond()],
-        )?;
-        Ok(())
-    }
-
-    fn cars(&self) -> StoreResult<Vec<CarKnowledge>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT report FROM car_knowledge ORDER BY thing")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|r| json_column(&r?)).collect()
-    }
-
-    fn audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        self.conn()
-            .execute("INSERT INTO fleet_audit (entry) VALUES (?1)", params![to_json(entry)])?;
-        Ok(())
-    }
-
-    fn audit_log(&self, limit: usize) -> StoreResult<Vec<AuditEntry>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT entry FROM fleet_audit ORDER BY seq DESC LIMIT ?1")?;
-        let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
-        rows.map(|r| json_column(&r?)).collect()
-    }
-}
-
-fn release_row(channel: &str, (version, notice, at, by): (i64, String, String, String)) -> StoreResult<Release> {
-    Ok(Release {
-        channel: channel.to_string(),
-        version: version as u64,
-        notice: json_column(&notice)?,
-        published_at: parse_ts(&at)?,
-        published_by: by,
-    })
 }

@@ -125,7 +125,10 @@ impl Downloader {
         if uri.scheme_str() != Some("https") {
             return Err(DownloadError::NotHttps(redact(url)));
         }
-        let host = uri.host().ok_or_else(|| DownloadError::NotHttps(redact(url)))?.to_string();
+        let host = uri
+            .host()
+            .ok_or_else(|| DownloadError::NotHttps(redact(url)))?
+            .to_string();
         let port = uri.port_u16().unwrap_or(443);
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
 
@@ -156,7 +159,10 @@ impl Downloader {
         };
         let mut request = hyper::Request::get(path)
             .header(hyper::header::HOST, host_header)
-            .header(hyper::header::USER_AGENT, concat!("edge-agent/", env!("CARGO_PKG_VERSION")));
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("edge-agent/", env!("CARGO_PKG_VERSION")),
+            );
         if have > 0 {
             request = request.header(hyper::header::RANGE, format!("bytes={have}-"));
         }

@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use knowledge::bundle::{check_applicable, check_payload, Car, Manifest, Payload, PayloadKind, Refusal, SignedManifest, TrustedKeys};
+use knowledge::bundle::{
+    check_applicable, check_payload, Car, Manifest, Payload, PayloadKind, Refusal, SignedManifest, TrustedKeys,
+};
 use knowledge::{Embedder, KnowledgeBase, KnowledgeError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -280,7 +282,11 @@ pub struct UpdaterConfig {
 
 impl Updater {
     /// Reads the fleet state and reconciles it with the live base.
-    pub fn new(config: UpdaterConfig, embedder: Arc<dyn Embedder>, live: LiveKnowledge) -> Result<Updater, UpdateError> {
+    pub fn new(
+        config: UpdaterConfig,
+        embedder: Arc<dyn Embedder>,
+        live: LiveKnowledge,
+    ) -> Result<Updater, UpdateError> {
         config.files.clean_up();
         let mut state = match FleetState::load(&config.files.state) {
             Ok(state) => state,
@@ -395,7 +401,11 @@ impl Updater {
     }
 
     /// Applies a notice with a payload already at hand (`kb apply`; a USB stick).
-    pub fn apply_local(&self, notice: &protocol::KnowledgeManifestNotice, payload: &[u8]) -> Result<Applied, UpdateError> {
+    pub fn apply_local(
+        &self,
+        notice: &protocol::KnowledgeManifestNotice,
+        payload: &[u8],
+    ) -> Result<Applied, UpdateError> {
         let manifest = self
             .check(notice)
             .map_err(|r| self.failed(notice_version(notice), r.into()))?;
@@ -538,7 +548,9 @@ fn notice_version(notice: &protocol::KnowledgeManifestNotice) -> Option<u64> {
     struct Version {
         version: u64,
     }
-    serde_json::from_str::<Version>(&notice.manifest).ok().map(|v| v.version)
+    serde_json::from_str::<Version>(&notice.manifest)
+        .ok()
+        .map(|v| v.version)
 }
 
 /// The updater for `config`'s car, over the live base (whose embedder computes the

@@ -205,7 +205,7 @@ pub fn start_broker(port: u16) {
         id: 0,
         v4: Some(std::collections::HashMap::from([("1".to_string(), server)])),
         router: rumqttd::RouterConfig {
-            max_connections: 100,
+            max_connections: 1000,
             max_outgoing_packet_count: 200,
             max_segment_size: 1 << 20,
             max_segment_count: 10,

@@ -1,0 +1,200 @@
+//! A fleet update reaching many cars: a ~1 MB signed bundle, announced once
+//! (retained) on a loopback broker (rumqttd), downloaded by every car from a
+//! loopback HTTPS server (the test CA), verified and applied by each car's own
+//! updater (its own state folder and knowledge base, the compact encoder).
+//!
+//! cargo bench -p e2e --bench fleet_rollout [-- CARS]
+//!
+//! Counts verified applies, not notices received. The cars share this machine's
+//! two cores, so at most four apply at once (a real car has its own CPU).
+
+#[path = "../../edge-agent/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_agent::cli::ModelArgs;
+use edge_agent::config::Config;
+use edge_agent::fleet::Outcome;
+use edge_agent::{knowledge_base, locate};
+use knowledge::bundle::{sha256_hex, Manifest, Payload, SigningKey, Targets, TrustedKey, TrustedKeys};
+use support::blob_server::BlobServer;
+
+fn main() {
+    let cars: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
+    let runtime = support::threaded_runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    support::start_broker(port);
+    let server = runtime.block_on(BlobServer::start());
+    let ca = server.write_ca(dir.path());
+    let key = SigningKey::generate().unwrap();
+
+    // One model for every car, and the shipped base compiled once and copied.
+    let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
+    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier));
+    let template_config = car_config(&dir.path().join("template"), "template", &key, &ca);
+    let template = knowledge_base::open(&template_config, embedder.clone()).unwrap();
+    let shipped = template.articles().unwrap();
+
+    // A payload of about 1 MB: the shipped articles, then distinct variants.
+    let mut articles = shipped.clone();
+    let mut i = 0;
+    while Payload::full(template.meta(), articles.clone()).to_bytes().len() < 1_000_000 {
+        for _ in 0..50 {
+            let mut a = shipped[i % shipped.len()].clone();
+            a.id = format!("variant-{i:05}");
+            a.summary = format!("{} Variant {i}.", a.summary);
+            articles.push(a);
+            i += 1;
+        }
+    }
+    let payload = Payload::full(template.meta(), articles);
+    let bytes = payload.to_bytes();
+    server.put("/stable/2", bytes.clone());
+    let now = jiff::Timestamp::now();
+    let manifest = Manifest {
+        channel: "stable".into(),
+        version: 2,
+        created_at: now,
+        expires_at: now + jiff::SignedDuration::from_hours(1),
+        targets: Targets::default(),
+        article_count: payload.article_count,
+        payload: payload.kind(),
+        payload_sha256: sha256_hex(&bytes),
+        payload_size: bytes.len() as u64,
+        payload_url: server.url("/stable/2"),
+        publisher: "bench".into(),
+    };
+    let signed = key.sign(&manifest);
+    let notice = protocol::KnowledgeManifestNotice {
+        channel: "stable".into(),
+        manifest: signed.manifest,
+        signature: signed.signature,
+        key_id: signed.key_id,
+        rollout: protocol::Rollout::default(),
+    };
+    let envelope = protocol::encode(&protocol::Envelope::new(
+        "fleet-ops",
+        None,
+        protocol::Body::KnowledgeManifest(notice),
+    ))
+    .unwrap();
+    let topic = protocol::Topics::default().fleet_knowledge("stable").unwrap();
+    let base = template_config.state_dir().join("knowledge.sqlite");
+    drop(template);
+
+    let applying = Arc::new(tokio::sync::Semaphore::new(4));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant, u64)>();
+    let (subscribed_tx, mut subscribed_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    for n in 0..cars {
+        let thing = format!("car-{n:03}");
+        let state = dir.path().join(&thing);
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::copy(&base, state.join("knowledge.sqlite")).unwrap();
+        let config = car_config(&state, &thing, &key, &ca);
+        let kb = knowledge_base::open(&config, embedder.clone()).unwrap();
+        let updater =
+            Arc::new(edge_agent::fleet::updater_for(&config, Arc::new(arc_swap::ArcSwap::from_pointee(kb))).unwrap());
+        let (topic, done, subscribed, applying) =
+            (topic.clone(), done_tx.clone(), subscribed_tx.clone(), applying.clone());
+        runtime.spawn(async move {
+            let mut options = rumqttc::MqttOptions::new(&thing, "127.0.0.1", port);
+            options.set_max_packet_size(256 * 1024, 256 * 1024);
+            let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+            client.subscribe(&topic, rumqttc::QoS::AtLeastOnce).await.unwrap();
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = subscribed.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) if p.topic == topic => {
+                        let protocol::Body::KnowledgeManifest(notice) = protocol::decode(&p.payload).unwrap().body
+                        else {
+                            continue;
+                        };
+                        let updater = updater.clone();
+                        let (done, applying, thing) = (done.clone(), applying.clone(), thing.clone());
+                        tokio::spawn(async move {
+                            let _slot = applying.acquire().await.unwrap();
+                            loop {
+                                match updater.handle(&notice).await {
+                                    Ok(Outcome::Applied(a)) => {
+                                        let _ = done.send((thing, Instant::now(), a.fetched.map_or(0, |f| f.received)));
+                                        return;
+                                    }
+                                    Ok(other) => panic!("{thing}: {other:?}"),
+                                    Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
+                                    Err(e) => panic!("{thing}: {e}"),
+                                }
+                            }
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+    runtime.block_on(async {
+        for _ in 0..cars {
+            subscribed_rx.recv().await.unwrap();
+        }
+    });
+    println!(
+        "{cars} cars subscribed; payload {:.2} MB, {} articles",
+        bytes.len() as f64 / 1e6,
+        payload.article_count
+    );
+
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut options = rumqttc::MqttOptions::new("fleet-ops", "127.0.0.1", port);
+        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        let (ops, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+        ops.publish(&topic, rumqttc::QoS::AtLeastOnce, true, envelope)
+            .await
+            .unwrap();
+        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    });
+    let mut finished = Vec::new();
+    let mut downloaded = 0u64;
+    runtime.block_on(async {
+        while finished.len() < cars {
+            let (_, at, bytes) = tokio::time::timeout(Duration::from_secs(300), done_rx.recv())
+                .await
+                .expect("every car applies within 5 minutes")
+                .unwrap();
+            downloaded += bytes;
+            finished.push(at.duration_since(started));
+        }
+    });
+    let total = started.elapsed();
+    println!(
+        "{cars} cars verified and applied version 2 in {:.1} s (first {:.2} s, median {:.1} s); {:.0} MB downloaded",
+        total.as_secs_f64(),
+        finished[0].as_secs_f64(),
+        finished[cars / 2].as_secs_f64(),
+        downloaded as f64 / 1e6
+    );
+}
+
+fn car_config(state: &std::path::Path, thing: &str, key: &SigningKey, ca: &std::path::Path) -> Config {
+    let mut config = Config::embedded();
+    config.state.dir = state.display().to_string();
+    config.uplink.thing_name = thing.into();
+    config.fleet.channel = "stable".into();
+    config.fleet.ca_file = ca.display().to_string();
+    config.fleet.keys = TrustedKeys(
+        [(
+            key.id(),
+            TrustedKey {
+                public_key: key.public_base64(),
+                revoked: false,
+            },
+        )]
+        .into(),
+    );
+    config
+}
