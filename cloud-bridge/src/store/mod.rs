@@ -373,7 +373,8 @@ pub struct AuditEntry {
 /// by (channel, version) and written once; a car's report replaces the one
 /// before only when it is newer; the audit log is append-only.
 pub trait FleetStore: Send + Sync {
-    /// Records a release, or updates its rollout (same channel, version and manifest).
+    /// Records a release, or updates its rollout or refreshes its manifest (same
+    /// channel, version and payload); other content under a version is a conflict.
     fn put_release(&self, release: &Release) -> StoreResult<()>;
     fn release(&self, channel: &str, version: u64) -> StoreResult<Option<Release>>;
     /// The newest release of a channel.

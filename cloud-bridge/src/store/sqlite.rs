@@ -837,8 +837,8 @@ impl AnalyticsStore for SqliteStore {
 impl FleetStore for SqliteStore {
     fn put_release(&self, release: &Release) -> StoreResult<()> {
         let conn = self.conn();
-        // Written once per version: a second put may change the rollout, never
-        // the signed manifest.
+        // One content per version: a second put may change the rollout or
+        // refresh the manifest, never what the cars get.
         let existing: Option<String> = conn
             .query_row(
                 "SELECT notice FROM knowledge_releases WHERE channel = ?1 AND version = ?2",
@@ -847,10 +847,16 @@ impl FleetStore for SqliteStore {
             )
             .optional()?;
         if let Some(existing) = existing {
+            // A refreshed manifest (a new presigned URL, a later expiry) is fine;
+            // other content under the same version is not.
             let existing: protocol::KnowledgeManifestNotice = json_column(&existing)?;
-            if existing.manifest != release.notice.manifest {
+            let payload = |notice: &protocol::KnowledgeManifestNotice| -> StoreResult<serde_json::Value> {
+                let manifest: serde_json::Value = json_column(&notice.manifest)?;
+                Ok(serde_json::json!([manifest["payload_sha256"], manifest["payload"], manifest["targets"]]))
+            };
+            if payload(&existing)? != payload(&release.notice)? {
                 return Err(StoreError::Conflict(format!(
-                    "{} version {} was already published with another manifest: publish a new version",
+                    "{} version {} was already published with other content: publish a new version",
                     release.channel, release.version
                 )));
             }
