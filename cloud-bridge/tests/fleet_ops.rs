@@ -204,14 +204,24 @@ async fn a_refreshed_manifest_republishes_but_other_content_under_a_version_is_r
     };
     let key = SigningKey::generate().unwrap();
     let first = signed(&key, dir.path(), 3, "Three.");
-    ops.publish(first.clone(), protocol::Rollout::default(), "publish").await.unwrap();
+    ops.publish(first.clone(), protocol::Rollout::default(), "publish")
+        .await
+        .unwrap();
     // Re-signed later (a fresh expiry): the same payload, so the same release.
     std::thread::sleep(std::time::Duration::from_millis(5));
     let refreshed = signed(&key, dir.path(), 3, "Three.");
     assert_ne!(refreshed.manifest, first.manifest);
-    ops.publish(refreshed.clone(), protocol::Rollout::default(), "refresh").await.unwrap();
-    assert_eq!(stores.fleet.latest_release("stable").unwrap().unwrap().notice.manifest, refreshed.manifest);
+    ops.publish(refreshed.clone(), protocol::Rollout::default(), "refresh")
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.fleet.latest_release("stable").unwrap().unwrap().notice.manifest,
+        refreshed.manifest
+    );
     let other = signed(&key, dir.path(), 3, "Something else.");
-    let error = ops.publish(other, protocol::Rollout::default(), "publish").await.unwrap_err();
+    let error = ops
+        .publish(other, protocol::Rollout::default(), "publish")
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("other content"), "{error}");
 }

@@ -72,7 +72,6 @@ pub fn build(pack: &Path, out: &Path, embedder: &dyn Embedder) -> anyhow::Result
 /// is kept whatever the shipped pack's version: fleet ops own it from then on.
 pub fn open(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<KnowledgeBase> {
     let db = db_path(config);
-    crate::fleet::KbFiles::beside(&db).clean_up();
     let pack = crate::locate::find_pack_dir(&config.knowledge.pack)?;
     let shipped_version = pack_version(&pack)?;
     let existing = if db.is_file() {

@@ -189,6 +189,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: KbCommand::Apply(args),
         } => {
             let (config, updater) = open_updater(&args.status)?;
+            anyhow::ensure!(
+                !config.fleet.channel.is_empty(),
+                "fleet.channel is not set: a car applies only bundles of the channel it follows"
+            );
+            updater.clean_up();
             let notice: protocol::KnowledgeManifestNotice = serde_json::from_slice(
                 &std::fs::read(&args.notice).with_context(|| format!("cannot read {}", args.notice.display()))?,
             )

@@ -47,7 +47,18 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
         tracing::warn!(channel = %config.fleet.channel, "fleet.channel is set but there is no uplink: no fleet updates");
         None
     } else {
-        let updater = Arc::new(crate::fleet::updater_for(config, engine.assistant().live_knowledge())?);
+        match crate::fleet::updater_for(config, engine.assistant().live_knowledge()) {
+            Ok(updater) => Some(updater),
+            Err(error) => {
+                // The assistant still answers; only updates wait for a fixed config.
+                tracing::error!(%error, "fleet updates are off: the updater cannot start");
+                None
+            }
+        }
+    }
+    .map(|updater| -> anyhow::Result<crate::uplink::FleetLink> {
+        let updater = Arc::new(updater);
+        updater.clean_up();
         let (notices, received) = tokio::sync::mpsc::channel(16);
         let topic = protocol::Topics::new(&config.uplink.topic_prefix)?.fleet_knowledge(&config.fleet.channel)?;
         let link = crate::uplink::FleetLink {
@@ -62,8 +73,9 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
         );
         tracker.spawn(crate::fleet::run(updater, received, retry, shutdown.clone()));
         tracing::info!(channel = %config.fleet.channel, "following fleet knowledge updates");
-        Some(link)
-    };
+        Ok(link)
+    })
+    .transpose()?;
     let uplink = if config.uplink.host.is_empty() {
         tracing::info!("no uplink configured: escalations wait in the outbox");
         None

@@ -431,6 +431,18 @@ fn a_kill_at_every_step_of_the_apply_leaves_the_old_or_the_new_knowledge() {
                 new["articles"].clone()
             }
         );
+        // The next apply finishes the job (or finds it done), and leaves no staging file.
+        let again = apply(None).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        match outcome {
+            "old" => assert!(again.status.success(), "{point}: {stderr}"),
+            _ => assert!(stderr.contains("not newer than 2"), "{point}: {stderr}"),
+        }
+        assert_eq!(
+            status_of(&car)["content_hash"].as_str(),
+            Some(new_hash.as_str()),
+            "{point}"
+        );
         assert!(
             !state.join("knowledge.staging.sqlite").exists(),
             "{point}: staging left behind"

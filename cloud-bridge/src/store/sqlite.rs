@@ -852,7 +852,11 @@ impl FleetStore for SqliteStore {
             let existing: protocol::KnowledgeManifestNotice = json_column(&existing)?;
             let payload = |notice: &protocol::KnowledgeManifestNotice| -> StoreResult<serde_json::Value> {
                 let manifest: serde_json::Value = json_column(&notice.manifest)?;
-                Ok(serde_json::json!([manifest["payload_sha256"], manifest["payload"], manifest["targets"]]))
+                Ok(serde_json::json!([
+                    manifest["payload_sha256"],
+                    manifest["payload"],
+                    manifest["targets"]
+                ]))
             };
             if payload(&existing)? != payload(&release.notice)? {
                 return Err(StoreError::Conflict(format!(

@@ -106,7 +106,9 @@ impl KbFiles {
         }
     }
 
-    /// Removes what a crash mid-apply may have left (a staging file is never live).
+    /// Removes what a crash mid-apply may have left (a staging file is never
+    /// live). Only the process that applies updates calls it: a `kb status` run
+    /// beside the daemon must not pull a staging file from under its apply.
     pub fn clean_up(&self) {
         for stale in [self.staging.clone(), self.previous.with_extension("tmp")] {
             if stale.exists() {
@@ -287,7 +289,6 @@ impl Updater {
         embedder: Arc<dyn Embedder>,
         live: LiveKnowledge,
     ) -> Result<Updater, UpdateError> {
-        config.files.clean_up();
         let mut state = match FleetState::load(&config.files.state) {
             Ok(state) => state,
             Err(error) => {
@@ -314,6 +315,12 @@ impl Updater {
             max_payload_bytes: config.max_payload_bytes,
             reports,
         })
+    }
+
+    /// Removes what an interrupted apply left; for the one process that applies.
+    pub fn clean_up(&self) {
+        let _one = self.applying.lock().expect("apply lock");
+        self.files.clean_up();
     }
 
     pub fn state(&self) -> FleetState {
