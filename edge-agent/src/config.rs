@@ -51,6 +51,8 @@ pub struct FleetConfig {
     /// CA bundle for the payload's HTTPS server; empty: the system's roots.
     pub ca_file: String,
     pub report: FleetReport,
+    /// The report also goes up this often (besides on connecting and on changes).
+    pub report_interval_seconds: u64,
     pub max_payload_bytes: u64,
     /// A download that receives nothing for this long is cut and resumed later.
     pub idle_timeout_seconds: u64,

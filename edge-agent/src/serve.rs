@@ -66,6 +66,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
             notices,
             reports: updater.reports(),
             shadow: config.fleet.report == crate::config::FleetReport::Shadow,
+            report_every: Duration::from_secs(config.fleet.report_interval_seconds.max(1)),
         };
         let retry = (
             Duration::from_millis(config.fleet.retry_initial_ms),

@@ -239,6 +239,9 @@ pub struct FleetLink {
     pub reports: tokio::sync::watch::Receiver<crate::fleet::KnowledgeReport>,
     /// Also update the IoT Core named shadow `knowledge`.
     pub shadow: bool,
+    /// The report is sent on connecting, on every change, and this often, so a
+    /// report the cloud missed (it was down) is made good.
+    pub report_every: Duration,
 }
 
 /// Runs the uplink until `shutdown`.
@@ -268,6 +271,7 @@ pub async fn run<C: Connector>(
     let analytics_every =
         (config.analytics_interval_seconds > 0).then(|| Duration::from_secs(config.analytics_interval_seconds));
     let mut next_analytics = tokio::time::Instant::now() + analytics_every.unwrap_or(Duration::ZERO);
+    let mut next_report = tokio::time::Instant::now();
     let mut backoff = Backoff::new(
         Duration::from_millis(config.backoff_initial_ms),
         Duration::from_millis(config.backoff_max_ms.max(config.backoff_initial_ms)),
@@ -340,13 +344,20 @@ pub async fn run<C: Connector>(
                         }
                     }
                 }
-                changed = async { fleet.as_mut().expect("guarded").reports.changed().await }, if connection.connected && fleet.is_some() => {
+                changed = async {
+                    let fleet = fleet.as_mut().expect("guarded");
+                    tokio::select! {
+                        changed = fleet.reports.changed() => changed.map_err(|_| ()),
+                        _ = tokio::time::sleep_until(next_report) => Ok(()),
+                    }
+                }, if connection.connected && fleet.is_some() => {
                     if changed.is_err() {
                         // The updater has stopped: nothing more to report.
                         fleet = None;
                         continue;
                     }
                     let fleet = fleet.as_mut().expect("guarded");
+                    next_report = tokio::time::Instant::now() + fleet.report_every;
                     let report = fleet.reports.borrow_and_update().clone();
                     match send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await {
                         Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(STATUS_REPORT, n)),
@@ -370,6 +381,7 @@ pub async fn run<C: Connector>(
                             if let Err(e) = link.subscribe(&fleet.topic) {
                                 break e;
                             }
+                            next_report = tokio::time::Instant::now() + fleet.report_every;
                             let report = fleet.reports.borrow_and_update().clone();
                             let sent = send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await;
                             match sent {

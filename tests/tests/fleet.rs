@@ -74,6 +74,18 @@ fn wait_for(pki: &Pki, broker: u16, store: &Path, want: &[(&str, Option<u64>)]) 
     }
 }
 
+/// `GET /health` is 200: connected and subscribed.
+fn health_ok(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let mut text = String::new();
+    write!(stream, "GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").is_ok()
+        && stream.read_to_string(&mut text).is_ok()
+        && text.starts_with("HTTP/1.1 200")
+}
+
 #[test]
 fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_truthfully() {
     let Some(mosquitto) = require_mosquitto() else { return };
@@ -151,6 +163,15 @@ fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_tru
         .stderr(bridge_log)
         .spawn()
         .unwrap();
+    let started = Instant::now();
+    while !health_ok(&http) {
+        assert!(bridge.try_wait().unwrap().is_none(), "cloud-bridge exited");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cloud-bridge never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let ca = server.write_ca(dir.path());
     let car = |thing: &str| -> Daemon {
         let (cert, key) = pki.issue(thing, &[]);
@@ -176,6 +197,7 @@ fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_tru
             ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
             ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
             ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+            ("EDGE_AGENT__FLEET__REPORT_INTERVAL_SECONDS", "2"),
         ])
     };
     let cars = [car("car-a"), car("car-b"), car("car-c")];
