@@ -623,6 +623,8 @@ pub async fn run(
         u64::from(std::process::id()) ^ jiff::Timestamp::now().as_nanosecond() as u64,
     );
     let mut pending: Option<protocol::KnowledgeManifestNotice> = None;
+    // The uplink has gone: finish what is in hand, and listen no more.
+    let mut closed = false;
     loop {
         let notice = match pending.take() {
             Some(n) => n,
@@ -639,13 +641,11 @@ pub async fn run(
         };
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            bytes = notices.recv() => {
+            bytes = notices.recv(), if !closed => {
                 // A newer notice (a widened or paused rollout, a refreshed URL)
                 // replaces this one; a download resumes where it stopped.
-                pending = bytes.as_deref().and_then(parse_notice);
-                if pending.is_none() {
-                    pending = Some(notice);
-                }
+                closed = bytes.is_none();
+                pending = bytes.as_deref().and_then(parse_notice).or(Some(notice));
                 continue;
             }
             outcome = updater.handle(&notice) => outcome,
@@ -665,7 +665,8 @@ pub async fn run(
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => pending = Some(notice),
-                    bytes = notices.recv() => {
+                    bytes = notices.recv(), if !closed => {
+                        closed = bytes.is_none();
                         pending = bytes.as_deref().and_then(parse_notice).or(Some(notice));
                     }
                 }
