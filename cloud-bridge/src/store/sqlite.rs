@@ -881,43 +881,11 @@ impl FleetStore for SqliteStore {
     }
 
     fn release(&self, channel: &str, version: u64) -> StoreResult<Option<Release>> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT version, notice, published_at, published_by FROM knowledge_releases
-             WHERE channel = ?1 AND version = ?2",
-            params![channel, version as i64],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
-        )
-        .optional()?
-        .map(|row| release_row(channel, row))
-        .transpose()
+        self.one_release(channel, "AND version = ?2", params![channel, version as i64])
     }
 
     fn latest_release(&self, channel: &str) -> StoreResult<Option<Release>> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT version, notice, published_at, published_by FROM knowledge_releases
-             WHERE channel = ?1 ORDER BY version DESC LIMIT 1",
-            params![channel],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
-        )
-        .optional()?
-        .map(|row| release_row(channel, row))
-        .transpose()
+        self.one_release(channel, "ORDER BY version DESC LIMIT 1", params![channel])
     }
 
     fn record_car(&self, report: &CarKnowledge) -> StoreResult<()> {
@@ -951,14 +919,38 @@ impl FleetStore for SqliteStore {
     }
 }
 
-fn release_row(channel: &str, (version, notice, at, by): (i64, String, String, String)) -> StoreResult<Release> {
-    Ok(Release {
-        channel: channel.to_string(),
-        version: version as u64,
-        notice: json_column(&notice)?,
-        published_at: parse_ts(&at)?,
-        published_by: by,
-    })
+impl SqliteStore {
+    /// The first release of `channel` that `rest` (the query's tail) selects.
+    fn one_release(&self, channel: &str, rest: &str, args: impl rusqlite::Params) -> StoreResult<Option<Release>> {
+        let row = self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT version, notice, published_at, published_by FROM knowledge_releases
+                     WHERE channel = ?1 {rest}"
+                ),
+                args,
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((version, notice, at, by)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Release {
+            channel: channel.to_string(),
+            version: version as u64,
+            notice: json_column(&notice)?,
+            published_at: parse_ts(&at)?,
+            published_by: by,
+        }))
+    }
 }
 
 #[cfg(test)]
