@@ -143,7 +143,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         "cloud-bridge: provider {label}; broker {}:{}; health on http://{}/health",
         config.mqtt.host, config.mqtt.port, config.http.listen
     );
-    service::run(config, supervisor, metrics, shutdown).await?;
+    // Under systemd: ready once the stores, the knowledge and the HTTP listener
+    // are up (the broker may come later: the service reconnects on its own), and
+    // the watchdog is fed while the MQTT loop beats.
+    let heartbeats = edge_agent::heartbeat::Heartbeats::default();
+    let heartbeat = heartbeats.register("mqtt");
+    let watchdog_tasks = tokio_util::task::TaskTracker::new();
+    edge_agent::systemd::start_watchdog(&heartbeats, &watchdog_tasks, &shutdown);
+    edge_agent::systemd::notify_ready(&format!(
+        "provider {label}; health on http://{}/health",
+        config.http.listen
+    ));
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        edge_agent::systemd::notify_stopping();
+    });
+    service::run(config, supervisor, metrics, Some(heartbeat), shutdown).await?;
     http.await??;
+    watchdog_tasks.close();
+    watchdog_tasks.wait().await;
     Ok(())
 }

@@ -21,11 +21,7 @@ fn fleet_ops<'a>(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    edge_agent::logging::init("CLOUD_BRIDGE", "info");
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {

@@ -100,9 +100,12 @@ pub async fn run(
     config: Arc<Config>,
     supervisor: Arc<Supervisor>,
     metrics: Metrics,
+    heartbeat: Option<edge_agent::heartbeat::Heartbeat>,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let topics = Topics::new(&config.mqtt.topic_prefix)?;
+    let mut beat = tokio::time::interval(edge_agent::heartbeat::BEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let options = mqtt_options(&config)?;
     let owner = options.client_id();
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
@@ -159,6 +162,12 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = beat.tick() => {
+                if let Some(heartbeat) = &heartbeat {
+                    heartbeat.beat();
+                }
+                continue;
+            }
             event = eventloop.poll() => event,
         };
         match event {
@@ -207,9 +216,18 @@ pub async fn run(
                     backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64,
                 ));
                 tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "broker connection failed; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => {}
+                let wait = async {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => true,
+                        _ = tokio::time::sleep(pause) => false,
+                    }
+                };
+                let stop = match &heartbeat {
+                    Some(heartbeat) => heartbeat.waiting(wait).await,
+                    None => wait.await,
+                };
+                if stop {
+                    break;
                 }
                 backoff = (backoff * 2).min(Duration::from_millis(config.mqtt.backoff_max_ms));
             }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::dialogue::{Assistant, DialogueError, Session, Turn};
+use crate::heartbeat::{Heartbeat, Heartbeats};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TurnRecord};
 use crate::vehicle::Vehicle;
@@ -112,7 +113,14 @@ pub struct Engine {
     analytics: Mutex<crate::analytics::Analytics>,
     /// Wakes the uplink when something is queued.
     pub outbox_changed: tokio::sync::Notify,
+    /// The loops' heartbeats, for the systemd watchdog.
+    heartbeats: Heartbeats,
+    /// Every turn is a task of this loop: one that never finishes makes it stale.
+    inference: Heartbeat,
 }
+
+/// What the watchdog's inference probe classifies.
+const INFERENCE_PROBE: &str = "how much range do I have left";
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +175,7 @@ pub enum UplinkState {
 impl Engine {
     pub fn new(assistant: Assistant, vehicle: Vehicle, store: Store) -> Engine {
         let (events, _) = broadcast::channel(256);
+        let heartbeats = Heartbeats::default();
         Engine {
             assistant,
             mutable: Mutex::new(Mutable {
@@ -180,7 +189,22 @@ impl Engine {
             uplink: Mutex::new(UplinkState::NotConfigured),
             analytics: Mutex::new(crate::analytics::Analytics::default()),
             outbox_changed: tokio::sync::Notify::new(),
+            inference: heartbeats.register("inference"),
+            heartbeats,
         }
+    }
+
+    /// The heartbeats of the daemon's loops; inference is registered from the start.
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.heartbeats
+    }
+
+    /// Runs the classifier on a fixed utterance, as a driver's turn would, and
+    /// counts as inference showing life (the watchdog's probe; blocking).
+    pub fn probe_inference(&self) -> Result<(), models::ModelError> {
+        let _task = self.inference.task();
+        self.assistant.classifier().classify(INFERENCE_PROBE)?;
+        Ok(())
     }
 
     pub fn assistant(&self) -> &Assistant {
@@ -199,6 +223,7 @@ impl Engine {
     /// Answers one turn (blocking).
     pub fn ask(&self, turn_id: uuid::Uuid, conversation_id: &str, text: &str) -> Result<AskResponse, DialogueError> {
         let started = Instant::now();
+        let _task = self.inference.task();
         let mut guard = self.mutable.lock().expect("engine mutex");
         let m = &mut *guard;
         m.vehicle.refresh();
@@ -217,6 +242,7 @@ impl Engine {
             .entry(conversation_id.to_string())
             .or_insert_with(|| (Session::new(conversation_id), Instant::now()));
         *used = Instant::now();
+        crate::failpoint::hit("inference:wedge");
         let turn = self.assistant.respond(session, m.vehicle.state(), &m.store, text)?;
         drop(guard);
         self.metrics.turn(&turn, started.elapsed());

@@ -18,13 +18,16 @@ pub mod dialogue;
 pub mod engine;
 pub mod failpoint;
 pub mod fleet;
+pub mod heartbeat;
 pub mod knowledge_base;
 pub mod locate;
+pub mod logging;
 pub mod metrics;
 pub mod privacy;
 pub mod serve;
 pub mod signals;
 pub mod store;
+pub mod systemd;
 pub mod uplink;
 pub mod vehicle;
 

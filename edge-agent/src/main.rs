@@ -1,5 +1,6 @@
-//! The `edge-agent` binary: parses the command line, sets up logging to stderr, and
-//! hands over to the library. Nothing else lives here.
+//! The `edge-agent` binary: parses the command line, sets up logging (the journal
+//! under systemd, else stderr), and hands over to the library. Nothing else lives
+//! here.
 
 use std::process::ExitCode;
 
@@ -8,11 +9,7 @@ use edge_agent::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG").unwrap_or_else(|_| "warn".into()))
-        .init();
+    edge_agent::logging::init("EDGE", "warn");
     match edge_agent::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

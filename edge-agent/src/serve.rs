@@ -3,8 +3,12 @@
 //! requests finish within the grace period, flushes, and returns.
 //!
 //! There is one cancellation tree: the token passed in (cancelled by SIGTERM or
-//! SIGINT in [`crate::signals`]) ends the listeners, the SSE streams and the
-//! background tasks the requests started.
+//! SIGINT in [`crate::signals`]) ends the listeners, the SSE streams, the
+//! background tasks the requests started, and the watchdog's probes.
+//!
+//! Under systemd it says `READY=1` once the socket is bound (the models and the
+//! knowledge base are loaded before), runs the watchdog ([`crate::systemd`]), and
+//! says `STOPPING=1` when the token fires.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -58,6 +62,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     }
     .map(|updater| -> anyhow::Result<crate::uplink::FleetLink> {
         let updater = Arc::new(updater);
+        updater.watched_by(engine.heartbeats().register("knowledge"));
         updater.clean_up();
         let (notices, received) = tokio::sync::mpsc::channel(16);
         let topic = protocol::Topics::new(&config.uplink.topic_prefix)?.fleet_knowledge(&config.fleet.channel)?;
@@ -92,6 +97,14 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     };
     tracing::info!(socket = %socket.display(), "API listening");
     eprintln!("edge-agent: serving on {}", socket.display());
+    // The models and the knowledge base were loaded before `run`, and the
+    // socket is bound: requests are answered from here on.
+    let watchdog = crate::systemd::start_daemon_watchdog(&engine, socket.clone(), &tracker, &shutdown);
+    crate::systemd::notify_ready(&format!(
+        "answering on {}{}",
+        socket.display(),
+        if watchdog.is_some() { ", watchdog on" } else { "" }
+    ));
 
     let grace = Duration::from_millis(config.api.shutdown_grace_ms);
     let served = async {
@@ -109,6 +122,11 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
         tokio::time::sleep(grace).await;
         started
     };
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        crate::systemd::notify_stopping();
+    });
     tokio::select! {
         result = served => result.context("the API server failed")?,
         started = deadline => {

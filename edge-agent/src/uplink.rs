@@ -284,12 +284,19 @@ pub async fn run<C: Connector>(
     };
     let min_connect_interval = Duration::from_millis(config.min_connect_interval_ms);
     let mut last_connect: Option<tokio::time::Instant> = None;
+    let heartbeat = engine.heartbeats().register("uplink");
+    let mut beat = heartbeat.ticker();
     loop {
         // Never two CONNECTs closer than IoT Core allows, even after a flap.
         if let Some(last) = last_connect {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep_until(last + min_connect_interval) => {}
+            let wait = async {
+                tokio::select! {
+                    _ = shutdown.cancelled() => true,
+                    _ = tokio::time::sleep_until(last + min_connect_interval) => false,
+                }
+            };
+            if heartbeat.waiting(wait).await {
+                return Ok(());
             }
         }
         last_connect = Some(tokio::time::Instant::now());
@@ -320,6 +327,7 @@ pub async fn run<C: Connector>(
                     engine.set_uplink_state(UplinkState::Disconnected);
                     return Ok(());
                 }
+                _ = beat.tick() => heartbeat.beat(),
                 _ = engine.outbox_changed.notified() => connection.need_pump = true,
                 _ = tokio::time::sleep_until(next_analytics), if connection.connected && analytics_every.is_some() => {
                     next_analytics = tokio::time::Instant::now() + analytics_every.unwrap_or_default();
@@ -432,9 +440,14 @@ pub async fn run<C: Connector>(
         }
         let delay = backoff.next_delay();
         tracing::warn!(error = %ended, retry_in_ms = delay.as_millis() as u64, "uplink disconnected");
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(delay) => {}
+        let wait = async {
+            tokio::select! {
+                _ = shutdown.cancelled() => true,
+                _ = tokio::time::sleep(delay) => false,
+            }
+        };
+        if heartbeat.waiting(wait).await {
+            return Ok(());
         }
     }
 }

@@ -81,6 +81,7 @@ fn main() {
             config,
             supervisor,
             metrics.clone(),
+            None,
             shutdown.clone(),
         ));
         while !metrics.connected() {

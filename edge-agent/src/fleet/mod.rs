@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use download::{DownloadError, Downloader, Fetched};
 
 use crate::failpoint;
+use crate::heartbeat::Heartbeat;
 
 /// The knowledge base answers come from; an applied update replaces it whole.
 pub type LiveKnowledge = Arc<ArcSwap<KnowledgeBase>>;
@@ -262,7 +263,14 @@ pub struct Updater {
     downloader: Option<Downloader>,
     max_payload_bytes: u64,
     reports: watch::Sender<KnowledgeReport>,
+    /// The watchdog's view of this loop, when the daemon runs one.
+    heartbeat: std::sync::OnceLock<Heartbeat>,
 }
+
+/// How long one apply (embedding every article of a full bundle on the car) may
+/// take before the watchdog counts the updater as wedged. 10,000 articles take
+/// about 3 s on a desktop core; a head unit is allowed a hundred times that.
+pub const APPLY_ALLOWANCE: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Updater {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -314,6 +322,7 @@ impl Updater {
             downloader: config.downloader,
             max_payload_bytes: config.max_payload_bytes,
             reports,
+            heartbeat: std::sync::OnceLock::new(),
         })
     }
 
@@ -358,6 +367,12 @@ impl Updater {
         Ok(manifest)
     }
 
+    /// Lets the watchdog see this updater: [`run`] beats `heartbeat` while it
+    /// waits, and each apply is a task with [`APPLY_ALLOWANCE`]. Set once.
+    pub fn watched_by(&self, heartbeat: Heartbeat) {
+        let _ = self.heartbeat.set(heartbeat);
+    }
+
     /// Handles one notice: check, download (one attempt), apply. A verdict
     /// (anything but a network failure) is recorded as the last failure.
     pub async fn handle(self: &Arc<Self>, notice: &protocol::KnowledgeManifestNotice) -> Result<Outcome, UpdateError> {
@@ -394,6 +409,7 @@ impl Updater {
             return Err(self.failed(Some(manifest.version), refusal.into()));
         }
         let this = self.clone();
+        let _task = self.heartbeat.get().map(|h| h.task_for(APPLY_ALLOWANCE));
         let applied = tokio::task::spawn_blocking(move || this.apply_checked(&manifest, &payload))
             .await
             .map_err(|e| UpdateError::Io {
@@ -625,11 +641,24 @@ pub async fn run(
     let mut pending: Option<protocol::KnowledgeManifestNotice> = None;
     // The uplink has gone: finish what is in hand, and listen no more.
     let mut closed = false;
+    // While it waits, and while a download runs (each of its steps is bounded by
+    // the idle timeout), the loop beats; an apply is a task of its own.
+    let mut ticker = tokio::time::interval(crate::heartbeat::BEAT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let beat = || {
+        if let Some(heartbeat) = updater.heartbeat.get() {
+            heartbeat.beat();
+        }
+    };
     loop {
         let notice = match pending.take() {
             Some(n) => n,
             None => tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    beat();
+                    continue;
+                }
                 bytes = notices.recv() => match bytes {
                     None => return,
                     Some(bytes) => match parse_notice(&bytes) {
@@ -639,17 +668,25 @@ pub async fn run(
                 },
             },
         };
-        let outcome = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            bytes = notices.recv(), if !closed => {
-                // A newer notice (a widened or paused rollout, a refreshed URL)
-                // replaces this one; a download resumes where it stopped.
-                closed = bytes.is_none();
-                pending = bytes.as_deref().and_then(parse_notice).or(Some(notice));
-                continue;
+        let outcome = {
+            let handling = updater.handle(&notice);
+            tokio::pin!(handling);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticker.tick() => beat(),
+                    outcome = &mut handling => break Some(outcome),
+                    bytes = notices.recv(), if !closed => {
+                        // A newer notice (a widened or paused rollout, a refreshed URL)
+                        // replaces this one; a download resumes where it stopped.
+                        closed = bytes.is_none();
+                        pending = bytes.as_deref().and_then(parse_notice).or(Some(notice.clone()));
+                        break None;
+                    }
+                }
             }
-            outcome = updater.handle(&notice) => outcome,
         };
+        let Some(outcome) = outcome else { continue };
         match outcome {
             Ok(Outcome::Applied(applied)) => {
                 backoff.reset();
@@ -662,13 +699,21 @@ pub async fn run(
             Err(error) if error.is_transient() => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "knowledge download interrupted: it resumes");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => pending = Some(notice),
-                    bytes = notices.recv(), if !closed => {
-                        closed = bytes.is_none();
-                        pending = bytes.as_deref().and_then(parse_notice).or(Some(notice));
+                let retry_at = tokio::time::Instant::now() + delay;
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = ticker.tick() => {
+                            beat();
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(retry_at) => pending = Some(notice),
+                        bytes = notices.recv(), if !closed => {
+                            closed = bytes.is_none();
+                            pending = bytes.as_deref().and_then(parse_notice).or(Some(notice));
+                        }
                     }
+                    break;
                 }
             }
             Err(_) => {} // recorded and reported by the updater

@@ -110,6 +110,16 @@ impl Drop for Daemon {
     }
 }
 
+/// Kills and reaps a child when the test ends, however it ends.
+pub struct KillOnDrop<'a>(pub &'a mut Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Opens `/v1/events` for one conversation; the response's body is the stream.
 pub async fn open_events(socket: &std::path::Path, conversation: &str) -> hyper::Response<hyper::body::Incoming> {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();

@@ -1,0 +1,160 @@
+//! The daemon under systemd's service protocol, with a notify socket the test
+//! owns: `READY=1` only once it answers, `WATCHDOG=1` while every loop shows life,
+//! and no more pings once a driver's turn wedges inference (the test-only
+//! failpoint `inference:wedge` blocks the turn where the model runs).
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::edge_binary;
+
+/// The notifications received so far, with when they arrived.
+struct NotifyListener {
+    socket: UnixDatagram,
+    received: Vec<(Instant, String)>,
+}
+
+impl NotifyListener {
+    fn bind(path: &Path) -> NotifyListener {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        NotifyListener {
+            socket,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads until `until` returns true for a message, or `timeout` passes.
+    fn read_until(&mut self, timeout: Duration, until: impl Fn(&str) -> bool) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let at = Instant::now();
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                let hit = until(&text);
+                self.received.push((at, text));
+                if hit {
+                    return Some(at);
+                }
+            }
+        }
+        None
+    }
+
+    fn pings_between(&self, from: Instant, to: Instant) -> Vec<Instant> {
+        self.received
+            .iter()
+            .filter(|(at, text)| *at >= from && *at <= to && text.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
+#[test]
+fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = dir.path().join("api.sock");
+    let mut listener = NotifyListener::bind(&notify);
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let period = Duration::from_secs(2);
+
+    let started = Instant::now();
+    // systemd sets WATCHDOG_PID to the service's pid; `exec` keeps the shell's.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" serve"#)
+        .arg(edge_binary())
+        .env_remove("EDGE_AGENT_MODEL_DIR")
+        .env_remove("EDGE_AGENT_CONFIG")
+        .env("EDGE_AGENT__STATE__DIR", dir.path())
+        .env("EDGE_AGENT__API__SOCKET", &socket)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", period.as_micros().to_string())
+        .env("EDGE_AGENT_FAILPOINT", "inference:wedge")
+        .env("EDGE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _reap = support::KillOnDrop(&mut child);
+
+    let ready = listener
+        .read_until(Duration::from_secs(30), |m| m.lines().any(|l| l == "READY=1"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no READY=1; daemon log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            )
+        });
+    println!(
+        "time to READY=1: {} ms (model, knowledge base, socket)",
+        (ready - started).as_millis()
+    );
+    // Ready means answering: the socket is bound and the knowledge is loaded.
+    let runtime = support::runtime();
+    let (status, health) = runtime
+        .block_on(edge_agent::client::request(&socket, hyper::Method::GET, "/v1/health", None))
+        .unwrap();
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_slice(&health).unwrap();
+    assert!(health["knowledge"]["articles"].as_u64().unwrap() > 0, "{health}");
+    assert!(
+        listener.pings_between(started, ready).is_empty(),
+        "a watchdog ping came before READY=1"
+    );
+
+    // Idle: pings keep coming, about four per period.
+    let idle = Duration::from_secs(4);
+    listener.read_until(idle, |_| false);
+    let pings = listener.pings_between(ready, ready + idle + Duration::from_millis(500));
+    assert!(
+        pings.len() >= 8,
+        "{} pings in {idle:?} of idling with a {period:?} watchdog: {:?}",
+        pings.len(),
+        listener.received
+    );
+    let gaps = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(gaps < period / 2, "the longest gap between pings was {gaps:?}");
+
+    // A driver's turn wedges inference; the pings stop before systemd's deadline.
+    let wedged_socket = socket.clone();
+    std::thread::spawn(move || {
+        let runtime = support::runtime();
+        let _ = runtime.block_on(edge_agent::client::ask(&wedged_socket, "what's my tyre pressure", None, true));
+    });
+    let wedged = Instant::now();
+    listener.read_until(period * 3, |_| false);
+    let after = listener.pings_between(wedged + period, Instant::now());
+    assert!(
+        after.is_empty(),
+        "{} pings came more than {period:?} after inference wedged",
+        after.len()
+    );
+    let last = listener
+        .pings_between(ready, Instant::now())
+        .last()
+        .copied()
+        .unwrap();
+    println!(
+        "last ping {} ms after the wedge (systemd's deadline: {} ms)",
+        last.saturating_duration_since(wedged).as_millis(),
+        period.as_millis()
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("failpoint inference:wedge reached"), "{log}");
+    // The turn holds the engine, so the API's own probe stalls too; inference is
+    // named once its turn has run past the limit.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("watchdog pings stop") && l.contains("inference")),
+        "no log line names inference as stale:\n{log}"
+    );
+}
