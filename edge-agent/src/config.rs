@@ -12,7 +12,8 @@ use serde::Deserialize;
 use crate::vehicle::Units;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
-/// Read when it exists and no `--config` is given.
+/// Read when it exists and no `--config` is given (`$CONFIGURATION_DIRECTORY/config.toml`
+/// instead when systemd sets that variable).
 pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 const ENV_PREFIX: &str = "EDGE_AGENT__";
 
@@ -335,9 +336,18 @@ impl Config {
 
 /// The file to layer: the one given, else `system` when it exists.
 pub fn config_file(given: Option<&Path>, system: &str) -> Option<PathBuf> {
+    // Under systemd, `ConfigurationDirectory=` names the folder (the first, when
+    // several are given); its `config.toml` stands in for the system file.
+    let system = match std::env::var_os("CONFIGURATION_DIRECTORY") {
+        Some(dirs) => {
+            let dirs = dirs.to_string_lossy().to_string();
+            PathBuf::from(dirs.split(':').next().unwrap_or_default()).join("config.toml")
+        }
+        None => PathBuf::from(system),
+    };
     given
         .map(Path::to_path_buf)
-        .or_else(|| Path::new(system).is_file().then(|| PathBuf::from(system)))
+        .or_else(|| system.is_file().then_some(system))
 }
 
 /// Layers TOML settings: `defaults`, then `file`, then every `{prefix}SECTION__KEY`
@@ -390,6 +400,16 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
         .cloned()
         .unwrap_or_else(|| first.to_lowercase());
     if rest.is_empty() {
+        // A key whose default is a string stays a string (`SOCKET_GROUP=1000`).
+        let value = match (table.get(&key), value) {
+            (Some(toml::Value::String(_)), value) if !value.is_str() => match value {
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    toml::Value::String(value.to_string())
+                }
+                other => other,
+            },
+            (_, value) => value,
+        };
         table.insert(key, value);
         return;
     }
@@ -445,12 +465,17 @@ mod tests {
         let env = vec![
             ("EDGE_AGENT__VEHICLE__SIGNALS".to_string(), "/run/b.jsonl".to_string()),
             ("EDGE_AGENT__HISTORY__RETENTION_DAYS".to_string(), "7".to_string()),
+            ("EDGE_AGENT__API__SOCKET_GROUP".to_string(), "1000".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let config = Config::layered(Some(&file), env.into_iter()).unwrap();
         assert_eq!(config.vehicle.market, "DE");
         assert_eq!(config.vehicle.signals, "/run/b.jsonl");
         assert_eq!(config.history.retention_days, 7);
+        assert_eq!(
+            config.api.socket_group, "1000",
+            "a number where a string is due stays a string"
+        );
         assert_eq!(config.vehicle.year, 2025, "untouched keys keep their defaults");
     }
 

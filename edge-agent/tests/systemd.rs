@@ -101,7 +101,12 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
     // Ready means answering: the socket is bound and the knowledge is loaded.
     let runtime = support::runtime();
     let (status, health) = runtime
-        .block_on(edge_agent::client::request(&socket, hyper::Method::GET, "/v1/health", None))
+        .block_on(edge_agent::client::request(
+            &socket,
+            hyper::Method::GET,
+            "/v1/health",
+            None,
+        ))
         .unwrap();
     assert_eq!(status, 200);
     let health: serde_json::Value = serde_json::from_slice(&health).unwrap();
@@ -128,7 +133,12 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
     let wedged_socket = socket.clone();
     std::thread::spawn(move || {
         let runtime = support::runtime();
-        let _ = runtime.block_on(edge_agent::client::ask(&wedged_socket, "what's my tyre pressure", None, true));
+        let _ = runtime.block_on(edge_agent::client::ask(
+            &wedged_socket,
+            "what's my tyre pressure",
+            None,
+            true,
+        ));
     });
     let wedged = Instant::now();
     listener.read_until(period * 3, |_| false);
@@ -138,11 +148,7 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
         "{} pings came more than {period:?} after inference wedged",
         after.len()
     );
-    let last = listener
-        .pings_between(ready, Instant::now())
-        .last()
-        .copied()
-        .unwrap();
+    let last = listener.pings_between(ready, Instant::now()).last().copied().unwrap();
     println!(
         "last ping {} ms after the wedge (systemd's deadline: {} ms)",
         last.saturating_duration_since(wedged).as_millis(),

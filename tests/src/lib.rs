@@ -1,8 +1,8 @@
 //! What the end-to-end tests and the benchmark share: mosquitto as production
 //! runs it (mutual TLS with a test CA, `require_certificate`, the ACL rendered by
-//! `protocol`), the rule for external tools (without mosquitto a test prints
-//! `SKIP:` and passes; with `EDGE_REQUIRE_EXTERNALS=1`, as in CI, it fails), and
-//! a typical escalation.
+//! `protocol`), the rule for external tools (without mosquitto or bubblewrap a
+//! test prints `SKIP:` and passes; with `EDGE_REQUIRE_EXTERNALS=1`, as in CI, it
+//! fails), and a typical escalation.
 //!
 //! The tests themselves are in `tests/`; they also include edge-agent's test
 //! support (the daemon, the in-process broker, the test network) by path.
@@ -22,13 +22,29 @@ pub fn mosquitto_binary() -> Option<PathBuf> {
 
 /// The mosquitto binary, or `None` after a visible skip (a failure in CI).
 pub fn require_mosquitto() -> Option<PathBuf> {
-    let found = mosquitto_binary();
+    require_external(
+        mosquitto_binary(),
+        "mosquitto is not installed (apt-get install mosquitto)",
+    )
+}
+
+/// bubblewrap, or `None` after a visible skip (a failure in CI).
+pub fn require_bwrap() -> Option<PathBuf> {
+    let found = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    require_external(found, "bubblewrap is not installed (apt-get install bubblewrap)")
+}
+
+/// `found`, or `None` after printing `SKIP: {missing}`; with
+/// `EDGE_REQUIRE_EXTERNALS=1` a missing tool fails the test instead.
+fn require_external(found: Option<PathBuf>, missing: &str) -> Option<PathBuf> {
     if found.is_none() {
-        let message = "mosquitto is not installed (apt-get install mosquitto)";
         if std::env::var("EDGE_REQUIRE_EXTERNALS").is_ok_and(|v| v == "1") {
-            panic!("EDGE_REQUIRE_EXTERNALS=1 but {message}");
+            panic!("EDGE_REQUIRE_EXTERNALS=1 but {missing}");
         }
-        eprintln!("SKIP: {message}");
+        eprintln!("SKIP: {missing}");
     }
     found
 }
