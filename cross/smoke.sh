@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs a cross-built edge-agent under qemu-user and checks what it says, not
 # just that it exits 0: `classify` on a few lines (intents, routes, sentiment,
-# a malformed line answered with an error), and a scripted `chat` (a local
-# answer from the knowledge pack, an emergency escalated).
+# a malformed line answered with an error), `validate` (with the CPU features
+# candle uses: NEON on aarch64, scalar on armv7), and a scripted `chat` (a
+# fuel answer from the live vehicle, a warning light from the knowledge pack).
 #
 #   cross/smoke.sh TARGET BINARY
 set -euo pipefail
@@ -35,6 +36,16 @@ line 2 | grep -q '"intent":"emergency"' || fail "line 2 is not an emergency"
 line 2 | grep -q '"route":"urgent"' || fail "the emergency is not routed urgent"
 line 3 | grep -q '"error"' || fail "the malformed line got no error"
 line 4 | grep -q '"sentiment":"negative"' || fail "line 4 is not negative"
+
+echo "--- $target: validate (and the CPU features candle uses)"
+state=$(mktemp -d)
+validated=$(EDGE_AGENT__STATE__DIR="$state" "${run[@]}" "$bin" validate 2>&1)
+rm -rf "$state"
+echo "$validated"
+case "$target" in
+  aarch64-*) echo "$validated" | grep -q 'neon=true' || fail "candle is not using NEON on aarch64" ;;
+  armv7-*) echo "$validated" | grep -q 'neon=false' || fail "expected candle's scalar kernels on armv7" ;;
+esac
 
 echo "--- $target: chat"
 state=$(mktemp -d)

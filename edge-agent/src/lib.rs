@@ -244,9 +244,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 uplink::RumqttcConnector::new(&config.uplink)?;
             }
             eprintln!(
-                "config ok (market {}); model ok ({}); pack ok ({} v{}, {} articles); state in {}",
+                "config ok (market {}); model ok ({}; cpu {}); pack ok ({} v{}, {} articles); state in {}",
                 config.vehicle.market,
                 classifier.dir().display(),
+                models::cpu_features(),
                 manifest.name,
                 manifest.version,
                 articles.len(),

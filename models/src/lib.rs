@@ -31,7 +31,7 @@ pub mod rng;
 pub mod train;
 pub mod transformer;
 
-pub use classifier::{Classifier, EncoderKind, Gate, Prediction};
+pub use classifier::{cpu_features, Classifier, EncoderKind, Gate, Prediction};
 pub use error::ModelError;
 pub use labels::{Intent, Route, Sentiment};
 
