@@ -104,8 +104,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let topics = Topics::new(&config.mqtt.topic_prefix)?;
-    let mut beat = tokio::time::interval(edge_agent::heartbeat::BEAT_EVERY);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     let options = mqtt_options(&config)?;
     let owner = options.client_id();
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
@@ -160,15 +159,17 @@ pub async fn run(
         .collect::<Result<_, _>>()?;
     let mut backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
     loop {
+        // The loop beats while it awaits the broker; the poll is cancelled only
+        // by shutdown, as rumqttc's poll is not documented as cancel-safe.
+        let poll = async {
+            match &heartbeat {
+                Some(heartbeat) => heartbeat.waiting(eventloop.poll()).await,
+                None => eventloop.poll().await,
+            }
+        };
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = beat.tick() => {
-                if let Some(heartbeat) = &heartbeat {
-                    heartbeat.beat();
-                }
-                continue;
-            }
-            event = eventloop.poll() => event,
+            event = poll => event,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {

@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// How often a waiting loop beats. Well under any watchdog period systemd is
-/// configured with (seconds), and cheap.
-pub const BEAT_EVERY: Duration = Duration::from_millis(250);
+/// A waiting loop beats four times per `stale_after`, within these bounds: often
+/// enough that a late tick never makes it stale, rarely enough that an idle head
+/// unit is not woken for nothing (every 3.75 s with `WatchdogSec=30s`).
+const BEAT_BOUNDS: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
 
 /// The registry of loops. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -83,6 +84,11 @@ impl Heartbeats {
     /// How long a loop may stay silent.
     pub fn stale_after(&self) -> Duration {
         self.inner.stale_after()
+    }
+
+    /// How often a waiting loop (or a probe) should beat.
+    pub fn beat_every(&self) -> Duration {
+        self.inner.beat_every()
     }
 
     /// Sets how long a loop may stay silent (the watchdog sets it from systemd's
@@ -158,6 +164,10 @@ impl Registry {
     fn stale_after(&self) -> Duration {
         Duration::from_millis(self.stale_after_ms.load(Ordering::Acquire))
     }
+
+    fn beat_every(&self) -> Duration {
+        (self.stale_after() / 4).clamp(BEAT_BOUNDS.0, BEAT_BOUNDS.1)
+    }
 }
 
 impl Heartbeat {
@@ -193,9 +203,15 @@ impl Heartbeat {
         }
     }
 
+    /// How often this loop should beat while it waits.
+    pub fn beat_every(&self) -> Duration {
+        self.registry.beat_every()
+    }
+
     /// A ticker for a `select!` arm: `_ = ticker.tick() => heartbeat.beat()`.
+    /// Set the registry's `stale_after` before loops make their tickers.
     pub fn ticker(&self) -> tokio::time::Interval {
-        let mut ticker = tokio::time::interval(BEAT_EVERY);
+        let mut ticker = tokio::time::interval(self.registry.beat_every());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker
     }
@@ -267,6 +283,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(400));
         knowledge.beat();
         assert_eq!(beats.stale(), vec!["knowledge"]);
+    }
+
+    #[test]
+    fn beats_are_four_per_stale_period_within_bounds() {
+        let beats = Heartbeats::new(Duration::from_secs(15));
+        assert_eq!(beats.beat_every(), Duration::from_millis(3750));
+        beats.set_stale_after(Duration::from_secs(1));
+        assert_eq!(beats.beat_every(), Duration::from_millis(250));
+        beats.set_stale_after(Duration::from_secs(600));
+        assert_eq!(beats.beat_every(), Duration::from_secs(5));
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::engine::Engine;
 pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let socket = config.socket_path();
     let unix = bind_unix(&socket, &config.api.socket_group)?;
+    // Before any loop registers and makes its ticker.
+    crate::systemd::prepare_heartbeats(engine.heartbeats());
     let tracker = TaskTracker::new();
     let app = api::router(engine.clone(), &config.api, tracker.clone(), shutdown.clone());
 

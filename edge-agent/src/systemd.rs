@@ -53,7 +53,7 @@ pub fn start_watchdog(
     shutdown: &CancellationToken,
 ) -> Option<Duration> {
     let period = watchdog_period()?;
-    heartbeats.set_stale_after(period / 2);
+    prepare_heartbeats(heartbeats);
     tracker.spawn(ping(heartbeats.clone(), period, shutdown.clone()));
     tracing::info!(period_ms = period.as_millis() as u64, loops = ?heartbeats.loops(), "systemd watchdog on");
     Some(period)
@@ -71,6 +71,14 @@ pub fn start_daemon_watchdog(
     tracker.spawn(probe_api(socket, engine.heartbeats().register("api"), shutdown.clone()));
     tracker.spawn(probe_inference(engine.clone(), shutdown.clone()));
     start_watchdog(engine.heartbeats(), tracker, shutdown)
+}
+
+/// Sets how long a loop may stay silent from systemd's watchdog period (half of
+/// it), before any loop makes its ticker. Without a watchdog, nothing changes.
+pub fn prepare_heartbeats(heartbeats: &Heartbeats) {
+    if let Some(period) = watchdog_period() {
+        heartbeats.set_stale_after(period / 2);
+    }
 }
 
 /// Sends `WATCHDOG=1` every quarter period while no loop is stale.
@@ -101,7 +109,7 @@ async fn ping(heartbeats: Heartbeats, period: Duration, shutdown: CancellationTo
 
 /// A request to the daemon's own socket, now and then.
 async fn probe_api(socket: PathBuf, heartbeat: Heartbeat, shutdown: CancellationToken) {
-    let every = crate::heartbeat::BEAT_EVERY * 2;
+    let every = heartbeat.beat_every();
     loop {
         let started = Instant::now();
         let probe = crate::client::request(&socket, hyper::Method::GET, "/v1/health", None);
@@ -122,7 +130,7 @@ async fn probe_api(socket: PathBuf, heartbeat: Heartbeat, shutdown: Cancellation
 
 /// Classifies a fixed utterance on the blocking pool, now and then.
 async fn probe_inference(engine: Arc<Engine>, shutdown: CancellationToken) {
-    let every = crate::heartbeat::BEAT_EVERY * 2;
+    let every = engine.heartbeats().beat_every();
     loop {
         let probing = engine.clone();
         let probe = tokio::task::spawn_blocking(move || probing.probe_inference());

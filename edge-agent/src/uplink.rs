@@ -284,8 +284,10 @@ pub async fn run<C: Connector>(
     };
     let min_connect_interval = Duration::from_millis(config.min_connect_interval_ms);
     let mut last_connect: Option<tokio::time::Instant> = None;
+    // The loop beats while it awaits the link (and its backoffs), so a loop stuck
+    // anywhere else falls silent. The beat adds no branch to the select: the
+    // link's future is cancelled no more often than before.
     let heartbeat = engine.heartbeats().register("uplink");
-    let mut beat = heartbeat.ticker();
     loop {
         // Never two CONNECTs closer than IoT Core allows, even after a flap.
         if let Some(last) = last_connect {
@@ -327,7 +329,6 @@ pub async fn run<C: Connector>(
                     engine.set_uplink_state(UplinkState::Disconnected);
                     return Ok(());
                 }
-                _ = beat.tick() => heartbeat.beat(),
                 _ = engine.outbox_changed.notified() => connection.need_pump = true,
                 _ = tokio::time::sleep_until(next_analytics), if connection.connected && analytics_every.is_some() => {
                     next_analytics = tokio::time::Instant::now() + analytics_every.unwrap_or_default();
@@ -375,7 +376,7 @@ pub async fn run<C: Connector>(
                 _ = throttle, if connection.connected && min_interval.is_some() && connection.need_pump => {}
                 // Expiry is checked at send time; a quiet outbox is looked at now and then.
                 _ = tokio::time::sleep(Duration::from_secs(5)) => connection.need_pump = true,
-                event = link.next() => match event {
+                event = heartbeat.waiting(link.next()) => match event {
                     Ok(LinkEvent::Connected { session_present }) => {
                         tracing::info!(session_present, "uplink connected");
                         connection.connected = true;

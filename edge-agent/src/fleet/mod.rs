@@ -643,8 +643,10 @@ pub async fn run(
     let mut closed = false;
     // While it waits, and while a download runs (each of its steps is bounded by
     // the idle timeout), the loop beats; an apply is a task of its own.
-    let mut ticker = tokio::time::interval(crate::heartbeat::BEAT_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = match updater.heartbeat.get() {
+        Some(heartbeat) => heartbeat.ticker(),
+        None => tokio::time::interval(Duration::from_secs(3600)),
+    };
     let beat = || {
         if let Some(heartbeat) = updater.heartbeat.get() {
             heartbeat.beat();
