@@ -98,7 +98,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(args.runtime.config.config.as_deref())?;
             let (assistant, vehicle, store) = assemble(&config, &args.runtime, false)?;
             let engine = Arc::new(engine::Engine::new(assistant, vehicle, store));
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            // Turns run on the blocking pool under one mutex; 64 threads is far
+            // more than they can use, and stays inside the unit's TasksMax.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(64)
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 signals::cancel_on_signals(shutdown.clone())?;
