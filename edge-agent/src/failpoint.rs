@@ -2,7 +2,8 @@
 //!
 //! Built with the `test-util` feature, [`hit`] stops the process at the point
 //! named by `EDGE_AGENT_FAILPOINT`: it says so on stderr and waits, so that the
-//! test can kill it (-9) exactly there. Without the feature it is nothing.
+//! test can kill it (-9) exactly there, or watch what a wedged loop does to the
+//! watchdog (`inference:wedge`). Without the feature it is nothing.
 
 /// Stops here when `EDGE_AGENT_FAILPOINT` names this point (`test-util` only).
 #[cfg(feature = "test-util")]
