@@ -6,8 +6,8 @@
 //! `select!`, or [`Heartbeat::waiting`]). Work it hands elsewhere (a blocking
 //! thread) it tracks as a [`Task`] ([`Heartbeat::task`], or
 //! [`Heartbeat::task_for`] with its own allowance), so that one stuck unit makes
-//! the loop stale even while the loop itself still beats. A loop that ends on purpose drops its heartbeat and
-//! is no longer asked about.
+//! the loop stale even while the loop itself still beats. A loop that ends on
+//! purpose drops its heartbeat and is no longer asked about.
 //!
 //! **Invariant:** a loop is never reported alive by anything but its own code
 //! path: the beats come from inside the loop (or from a probe that goes through
