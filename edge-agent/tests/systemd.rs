@@ -42,14 +42,7 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
         .unwrap();
     let _reap = support::KillOnDrop(&mut child);
 
-    let ready = listener
-        .read_until(Duration::from_secs(30), |m| m.lines().any(|l| l == "READY=1"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no READY=1; daemon log:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            )
-        });
+    let ready = listener.wait_ready(&log_path);
     println!(
         "time to READY=1: {} ms (model, knowledge base, socket)",
         (ready - started).as_millis()

@@ -44,14 +44,7 @@ fn cloud_bridge_is_ready_and_fed_while_the_broker_is_down() {
         .unwrap();
     let _reap = KillOnDrop(&mut child);
 
-    let ready = listener
-        .read_until(Duration::from_secs(30), |m| m.lines().any(|l| l == "READY=1"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no READY=1:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            )
-        });
+    let ready = listener.wait_ready(&log_path);
     println!("cloud-bridge: READY=1 after {} ms", (ready - started).as_millis());
 
     // Reconnect waits of up to 3 s, longer than the 2 s watchdog: the pings

@@ -39,6 +39,12 @@ impl NotifyListener {
         None
     }
 
+    /// Waits up to 30 s for `READY=1`; panics with the service's log if it never comes.
+    pub fn wait_ready(&mut self, log: &Path) -> Instant {
+        self.read_until(Duration::from_secs(30), |m| m.lines().any(|l| l == "READY=1"))
+            .unwrap_or_else(|| panic!("no READY=1; log:\n{}", std::fs::read_to_string(log).unwrap_or_default()))
+    }
+
     pub fn pings_between(&self, from: Instant, to: Instant) -> Vec<Instant> {
         self.received
             .iter()
