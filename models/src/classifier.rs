@@ -274,6 +274,17 @@ pub fn check_utterance(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The CPU features candle's kernels use in this build (NEON on aarch64; AVX and
+/// F16C on x86_64), for `edge-agent validate` and the cross-build smoke runs.
+pub fn cpu_features() -> String {
+    format!(
+        "neon={} avx={} f16c={}",
+        candle_core::utils::with_neon(),
+        candle_core::utils::with_avx(),
+        candle_core::utils::with_f16c()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,15 +394,4 @@ mod tests {
         assert!(check_utterance(&long).unwrap_err().to_string().contains("limit"));
         assert!(check_utterance("how much gas").is_ok());
     }
-}
-
-/// The CPU features candle's kernels use in this build (NEON on aarch64; AVX and
-/// F16C on x86_64), for `edge-agent validate` and the cross-build smoke runs.
-pub fn cpu_features() -> String {
-    format!(
-        "neon={} avx={} f16c={}",
-        candle_core::utils::with_neon(),
-        candle_core::utils::with_avx(),
-        candle_core::utils::with_f16c()
-    )
 }
