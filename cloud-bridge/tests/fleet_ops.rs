@@ -11,7 +11,7 @@ use cloud_bridge::delivery::IotDataDelivery;
 use cloud_bridge::fleet::{self, FleetOps, Release};
 use cloud_bridge::testing::AwsStandIn;
 use edge_agent::fleet::{Failure, KnowledgeReport};
-use knowledge::bundle::{Car, Payload, PayloadKind, SignedManifest, SigningKey, Targets, TrustedKey, TrustedKeys};
+use knowledge::bundle::{Car, Payload, PayloadKind, SignedManifest, SigningKey, Targets, TrustedKeys};
 
 fn signed(key: &SigningKey, dir: &std::path::Path, version: u64, summary: &str) -> protocol::KnowledgeManifestNotice {
     let article: knowledge::Article = serde_json::from_value(serde_json::json!({
@@ -101,16 +101,7 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     assert_eq!(back.payload_sha256, v3_manifest.payload_sha256);
     let released = stores.fleet.latest_release("stable").unwrap().unwrap();
     assert_eq!(released.version, 5);
-    let trusted = TrustedKeys(
-        [(
-            key.id(),
-            TrustedKey {
-                public_key: key.public_base64(),
-                revoked: false,
-            },
-        )]
-        .into(),
-    );
+    let trusted = TrustedKeys::default().with_key(&key, false);
     let manifest = trusted
         .verify(&SignedManifest {
             manifest: released.notice.manifest.clone(),

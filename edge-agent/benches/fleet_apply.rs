@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use edge_agent::cli::{ConfigArgs, ModelArgs, RuntimeArgs};
 use edge_agent::config::Config;
-use knowledge::bundle::{sha256_hex, Manifest, Payload, SigningKey, Targets, TrustedKey, TrustedKeys};
+use knowledge::bundle::{Payload, SigningKey, Targets, TrustedKeys};
 
 const QUESTIONS: &[&str] = &[
     "what does the orange engine light mean",
@@ -36,16 +36,7 @@ fn main() {
     config.api.rate_per_second = 100_000;
     config.api.rate_burst = 100_000;
     config.fleet.channel = "stable".into();
-    config.fleet.keys = TrustedKeys(
-        [(
-            key.id(),
-            TrustedKey {
-                public_key: key.public_base64(),
-                revoked: false,
-            },
-        )]
-        .into(),
-    );
+    config.fleet.keys = TrustedKeys::default().with_key(&key, false);
     let args = RuntimeArgs {
         model: ModelArgs::default(),
         config: ConfigArgs { config: None },
@@ -67,28 +58,14 @@ fn main() {
     }
     let payload = Payload::full(live.load().meta(), all);
     let bytes = payload.to_bytes();
-    let now = jiff::Timestamp::now();
-    let manifest = Manifest {
-        channel: "stable".into(),
-        version: 2,
-        created_at: now,
-        expires_at: now + jiff::SignedDuration::from_hours(1),
-        targets: Targets::default(),
-        article_count: payload.article_count,
-        payload: payload.kind(),
-        payload_sha256: sha256_hex(&bytes),
-        payload_size: bytes.len() as u64,
-        payload_url: "https://bundles.example/stable/2".into(),
-        publisher: "bench".into(),
-    };
-    let signed = key.sign(&manifest);
-    let notice = protocol::KnowledgeManifestNotice {
-        channel: "stable".into(),
-        manifest: signed.manifest,
-        signature: signed.signature,
-        key_id: signed.key_id,
-        rollout: protocol::Rollout::default(),
-    };
+    let manifest = support::bundle::manifest(
+        2,
+        &payload,
+        &bytes,
+        "https://bundles.example/stable/2",
+        Targets::default(),
+    );
+    let notice = support::bundle::notice(&key, &manifest);
 
     let runtime = support::threaded_runtime();
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -14,10 +14,11 @@ use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::fleet::{self, Outcome, UpdateError};
 use edge_agent::{knowledge_base, locate};
-use knowledge::bundle::{sha256_hex, Manifest, Payload, PayloadKind, SigningKey, Targets, TrustedKey, TrustedKeys};
+use knowledge::bundle::{Manifest, Payload, PayloadKind, SigningKey, Targets, TrustedKeys};
 use knowledge::Article;
 
 use support::blob_server::BlobServer;
+use support::bundle::notice;
 
 /// A car following `stable`, a Voyager in the US, trusting `key` (and a revoked one).
 struct Car {
@@ -31,25 +32,7 @@ fn car(key: &SigningKey, revoked: &SigningKey) -> Car {
     config.state.dir = dir.path().join("state").display().to_string();
     config.uplink.thing_name = "car-1".into();
     config.fleet.channel = "stable".into();
-    config.fleet.keys = TrustedKeys(
-        [
-            (
-                key.id(),
-                TrustedKey {
-                    public_key: key.public_base64(),
-                    revoked: false,
-                },
-            ),
-            (
-                revoked.id(),
-                TrustedKey {
-                    public_key: revoked.public_base64(),
-                    revoked: true,
-                },
-            ),
-        ]
-        .into(),
-    );
+    config.fleet.keys = TrustedKeys::default().with_key(key, false).with_key(revoked, true);
     Car { dir, config }
 }
 
@@ -107,36 +90,13 @@ struct Bundle {
 
 fn bundle(version: u64, payload: &Payload, url: &str) -> Bundle {
     let bytes = payload.to_bytes();
-    let now = jiff::Timestamp::now();
+    let targets = Targets {
+        models: vec!["Voyager".into()],
+        markets: vec![],
+    };
     Bundle {
-        manifest: Manifest {
-            channel: "stable".into(),
-            version,
-            created_at: now,
-            expires_at: now + jiff::SignedDuration::from_hours(24),
-            targets: Targets {
-                models: vec!["Voyager".into()],
-                markets: vec![],
-            },
-            article_count: payload.article_count,
-            payload: payload.kind(),
-            payload_sha256: sha256_hex(&bytes),
-            payload_size: bytes.len() as u64,
-            payload_url: url.into(),
-            publisher: "ops@example".into(),
-        },
+        manifest: support::bundle::manifest(version, payload, &bytes, url, targets),
         payload: bytes,
-    }
-}
-
-fn notice(key: &SigningKey, manifest: &Manifest) -> protocol::KnowledgeManifestNotice {
-    let signed = key.sign(manifest);
-    protocol::KnowledgeManifestNotice {
-        channel: manifest.channel.clone(),
-        manifest: signed.manifest,
-        signature: signed.signature,
-        key_id: signed.key_id,
-        rollout: protocol::Rollout::default(),
     }
 }
 

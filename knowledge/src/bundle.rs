@@ -209,6 +209,17 @@ pub struct TrustedKey {
 pub struct TrustedKeys(pub BTreeMap<String, TrustedKey>);
 
 impl TrustedKeys {
+    /// These keys and `key`'s public half (revoked or not): for tools and tests
+    /// that hold the signing key itself.
+    pub fn with_key(mut self, key: &SigningKey, revoked: bool) -> TrustedKeys {
+        let trusted = TrustedKey {
+            public_key: key.public_base64(),
+            revoked,
+        };
+        self.0.insert(key.id(), trusted);
+        self
+    }
+
     /// Verifies the signature over the exact bytes, then parses them.
     pub fn verify(&self, signed: &SignedManifest) -> Result<Manifest, Refusal> {
         let trusted = self

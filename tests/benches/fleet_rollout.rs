@@ -18,7 +18,7 @@ use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::fleet::Outcome;
 use edge_agent::{knowledge_base, locate};
-use knowledge::bundle::{sha256_hex, Manifest, Payload, SigningKey, Targets, TrustedKey, TrustedKeys};
+use knowledge::bundle::{Payload, SigningKey, Targets, TrustedKeys};
 use support::blob_server::BlobServer;
 
 fn main() {
@@ -53,28 +53,8 @@ fn main() {
     let payload = Payload::full(template.meta(), articles);
     let bytes = payload.to_bytes();
     server.put("/stable/2", bytes.clone());
-    let now = jiff::Timestamp::now();
-    let manifest = Manifest {
-        channel: "stable".into(),
-        version: 2,
-        created_at: now,
-        expires_at: now + jiff::SignedDuration::from_hours(1),
-        targets: Targets::default(),
-        article_count: payload.article_count,
-        payload: payload.kind(),
-        payload_sha256: sha256_hex(&bytes),
-        payload_size: bytes.len() as u64,
-        payload_url: server.url("/stable/2"),
-        publisher: "bench".into(),
-    };
-    let signed = key.sign(&manifest);
-    let notice = protocol::KnowledgeManifestNotice {
-        channel: "stable".into(),
-        manifest: signed.manifest,
-        signature: signed.signature,
-        key_id: signed.key_id,
-        rollout: protocol::Rollout::default(),
-    };
+    let manifest = support::bundle::manifest(2, &payload, &bytes, &server.url("/stable/2"), Targets::default());
+    let notice = support::bundle::notice(&key, &manifest);
     let envelope = protocol::encode(&protocol::Envelope::new(
         "fleet-ops",
         None,
@@ -186,15 +166,6 @@ fn car_config(state: &std::path::Path, thing: &str, key: &SigningKey, ca: &std::
     config.uplink.thing_name = thing.into();
     config.fleet.channel = "stable".into();
     config.fleet.ca_file = ca.display().to_string();
-    config.fleet.keys = TrustedKeys(
-        [(
-            key.id(),
-            TrustedKey {
-                public_key: key.public_base64(),
-                revoked: false,
-            },
-        )]
-        .into(),
-    );
+    config.fleet.keys = TrustedKeys::default().with_key(key, false);
     config
 }

@@ -49,6 +49,17 @@ fn require_external(found: Option<PathBuf>, missing: &str) -> Option<PathBuf> {
     found
 }
 
+/// Runs `command` to completion; its stdout, or a panic with its stderr.
+pub fn stdout_of(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A test CA and the certificates it signs, as PEM files in `dir`.
 pub struct Pki {
     pub dir: PathBuf,

@@ -119,18 +119,12 @@ impl Bridge {
 
     /// Runs a `cloud-bridge` command on this bridge's store.
     fn command(&self, args: &[&str]) -> String {
-        let out = Command::new(workspace_binary("cloud-bridge"))
+        let mut command = Command::new(workspace_binary("cloud-bridge"));
+        command
             .args(args)
             .env("CLOUD_BRIDGE__STORE__PATH", &self.store)
-            .env_remove("CLOUD_BRIDGE_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+            .env_remove("CLOUD_BRIDGE_CONFIG");
+        e2e::stdout_of(command)
     }
 
     fn kill_hard(&mut self) {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{require_mosquitto, start_mosquitto_on, Pki};
+use e2e::{require_mosquitto, start_mosquitto_on, stdout_of, Pki};
 use serde_json::Value;
 use support::blob_server::BlobServer;
 use support::{free_port, workspace_binary, Daemon};
@@ -20,7 +20,8 @@ use support::{free_port, workspace_binary, Daemon};
 /// Runs `cloud-bridge` with the fleet-ops identity on the broker and `store`.
 fn ops(pki: &Pki, broker: u16, store: &Path, args: &[&str]) -> String {
     let (cert, key) = pki.issue("cloud-bridge", &[]);
-    let out = Command::new(workspace_binary("cloud-bridge"))
+    let mut command = Command::new(workspace_binary("cloud-bridge"));
+    command
         .args(args)
         .env_remove("CLOUD_BRIDGE_CONFIG")
         .env("CLOUD_BRIDGE__MQTT__HOST", "localhost")
@@ -31,15 +32,8 @@ fn ops(pki: &Pki, broker: u16, store: &Path, args: &[&str]) -> String {
         .env("CLOUD_BRIDGE__MQTT__KEY_FILE", key)
         .env("CLOUD_BRIDGE__MQTT__CLIENT_ID", "fleet-ops")
         .env("CLOUD_BRIDGE__STORE__PATH", store)
-        .env("CLOUD_BRIDGE_PUBLISHER", "ops@example")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .env("CLOUD_BRIDGE_PUBLISHER", "ops@example");
+    stdout_of(command)
 }
 
 fn versions(pki: &Pki, broker: u16, store: &Path) -> Vec<(String, Option<u64>)> {

@@ -6,6 +6,7 @@
 #![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
 
 pub mod blob_server;
+pub mod bundle;
 pub mod notify;
 
 use std::path::PathBuf;
