@@ -255,4 +255,20 @@ mod tests {
         let unique: HashSet<String> = corpus.examples.iter().map(|e| normalise(&e.text)).collect();
         assert_eq!(unique.len(), corpus.examples.len(), "corpus has near-duplicate lines");
     }
+
+    #[test]
+    fn no_dev_line_is_also_a_training_line() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let corpus = Corpus::load(&root.join("corpus")).unwrap();
+        for dev in ["dev.jsonl", "dev2.jsonl"] {
+            let lines = load_jsonl(&root.join("eval").join(dev)).unwrap();
+            let seen: HashSet<String> = corpus.examples.iter().map(|e| normalise(&e.text)).collect();
+            let shared: Vec<&str> = lines
+                .iter()
+                .filter(|e| seen.contains(&normalise(&e.text)))
+                .map(|e| e.text.as_str())
+                .collect();
+            assert!(shared.is_empty(), "{dev} lines also in the corpus: {shared:?}");
+        }
+    }
 }

@@ -33,6 +33,28 @@ impl MlpHead {
         self.w2.dims()[0]
     }
 
+    /// One head whose logits are the mean of `heads`' logits: their hidden layers
+    /// side by side (`w1`, `b1` stacked) and their output layers scaled by `1/k`
+    /// (`w2` side by side, `b2` averaged). An ensemble that loads, runs and is
+    /// stored exactly like a single, wider head.
+    pub fn average_logits(heads: &[MlpHead]) -> Result<MlpHead> {
+        let k = heads.len();
+        if k == 0 {
+            return Err(ModelError::Input("an ensemble needs at least one head".into()));
+        }
+        let cat = |f: &dyn Fn(&MlpHead) -> &Tensor, dim: usize| -> Result<Tensor> {
+            let parts: Vec<&Tensor> = heads.iter().map(f).collect();
+            Ok(Tensor::cat(&parts, dim)?)
+        };
+        let b2 = Tensor::stack(&heads.iter().map(|h| &h.b2).collect::<Vec<_>>(), 0)?.mean(0)?;
+        Ok(MlpHead {
+            w1: cat(&|h| &h.w1, 0)?,
+            b1: cat(&|h| &h.b1, 0)?,
+            w2: (cat(&|h| &h.w2, 1)? / k as f64)?,
+            b2,
+        })
+    }
+
     fn from_map(map: &HashMap<String, Tensor>, prefix: &str, dim: usize, classes: usize) -> Result<Self, String> {
         let get = |name: &str| -> Result<Tensor, String> {
             let key = format!("{prefix}.{name}");
@@ -82,6 +104,16 @@ pub struct Heads {
 }
 
 impl Heads {
+    /// Both heads of every member averaged in logit space ([`MlpHead::average_logits`]).
+    pub fn ensemble(members: &[Heads]) -> Result<Heads> {
+        let intent: Vec<MlpHead> = members.iter().map(|h| h.intent.clone()).collect();
+        let sentiment: Vec<MlpHead> = members.iter().map(|h| h.sentiment.clone()).collect();
+        Ok(Heads {
+            intent: MlpHead::average_logits(&intent)?,
+            sentiment: MlpHead::average_logits(&sentiment)?,
+        })
+    }
+
     /// Reads both heads from a tensor map, checking every shape against the encoder
     /// width and the contract's label counts.
     pub fn from_map(map: &HashMap<String, Tensor>, dim: usize, dir: &std::path::Path) -> Result<Self> {
@@ -132,6 +164,43 @@ pub fn zero_heads(dim: usize, hidden: usize) -> Heads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn random_head(seed: u64, dim: usize, hidden: usize, classes: usize) -> MlpHead {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut t = |shape: &[usize]| {
+            let n = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+            Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        };
+        MlpHead {
+            w1: t(&[hidden, dim]),
+            b1: t(&[hidden]),
+            w2: t(&[classes, hidden]),
+            b2: t(&[classes]),
+        }
+    }
+
+    #[test]
+    fn an_ensemble_head_gives_the_mean_of_its_members_logits() {
+        let members: Vec<MlpHead> = (0..3).map(|s| random_head(s, 6, 4, 5)).collect();
+        let merged = MlpHead::average_logits(&members).unwrap();
+        assert_eq!(merged.w1.dims(), &[12, 6]);
+        assert_eq!(merged.w2.dims(), &[5, 12]);
+        let x = random_head(9, 6, 2, 1).w1; // two inputs of width 6
+        let want: Vec<Vec<f32>> = {
+            let sum = members
+                .iter()
+                .map(|h| h.logits(&x).unwrap())
+                .reduce(|a, b| (a + b).unwrap())
+                .unwrap();
+            (sum / 3.0).unwrap().to_vec2().unwrap()
+        };
+        let got: Vec<Vec<f32>> = merged.logits(&x).unwrap().to_vec2().unwrap();
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() < 1e-5, "{got:?} != {want:?}");
+        }
+        assert!(MlpHead::average_logits(&[]).is_err());
+    }
 
     #[test]
     fn zero_heads_have_the_contract_shapes_and_give_uniform_probabilities() {

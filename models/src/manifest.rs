@@ -66,7 +66,8 @@ pub struct TrainingRecord {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub dropout: f32,
-    /// Frozen table: augmented copies per line. Fine-tuned table: unused (0).
+    /// Augmented copies per line for heads trained on a fixed table: the frozen
+    /// table's heads, or the extra heads on a tuned one. Otherwise unused (0).
     pub token_dropout_copies: usize,
     /// Probability of dropping each token of a training line.
     #[serde(default)]
@@ -75,6 +76,10 @@ pub struct TrainingRecord {
     /// (and always for transformer heads).
     #[serde(default)]
     pub embedding_learning_rate: Option<f64>,
+    /// Heads trained on the tuned table besides the joint pair, averaged with it in
+    /// logit space (the stored head is their concatenation).
+    #[serde(default)]
+    pub extra_heads: usize,
     pub held_out_percent: u64,
     pub train_examples: usize,
     pub held_out_examples: usize,

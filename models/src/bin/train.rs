@@ -42,6 +42,11 @@ struct Args {
     /// Reuse the static embeddings already in --compact-out instead of distilling.
     #[arg(long)]
     reuse_embeddings: bool,
+    /// With --reuse-embeddings: take the table from this compact folder instead of
+    /// --compact-out (say, one written by `--epochs 0`, which holds the distilled
+    /// table untouched, so that experiments start from the same table as a full run).
+    #[arg(long, requires = "reuse_embeddings")]
+    embeddings_from: Option<PathBuf>,
     /// PCA components kept in the compact table (240 x 30522 x f16 fits 16 MB).
     #[arg(long, default_value_t = 240)]
     pca_dim: usize,
@@ -60,6 +65,10 @@ struct Args {
     /// Keep the compact table frozen (train the heads only, on token-dropout copies).
     #[arg(long)]
     frozen: bool,
+    /// Extra heads (other seeds) trained on the tuned compact table and averaged
+    /// with the joint pair in logit space.
+    #[arg(long, default_value_t = 0)]
+    extra_heads: usize,
     /// Epochs for the transformer heads (the compact default is --epochs).
     #[arg(long, default_value_t = 30)]
     transformer_epochs: usize,
@@ -90,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         recipe.heads.hidden = h;
     }
     recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
+    recipe.extra_heads = args.extra_heads;
     let mut dev = Vec::new();
     for path in &args.dev {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
@@ -107,17 +117,13 @@ fn main() -> anyhow::Result<()> {
 
     if args.only != Some(EncoderKind::Transformer) {
         let (embeddings, distillation, tokenizer_src) = if args.reuse_embeddings {
-            let tensors =
-                candle_core::safetensors::load(args.compact_out.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
-            let previous = models::manifest::Manifest::load_checked(&args.compact_out)?;
+            let source = args.embeddings_from.as_ref().unwrap_or(&args.compact_out);
+            let tensors = candle_core::safetensors::load(source.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
+            let previous = models::manifest::Manifest::load_checked(source)?;
             let Some(e) = tensors.get("embeddings") else {
-                bail!("no embeddings in {}", args.compact_out.display())
+                bail!("no embeddings in {}", source.display())
             };
-            (
-                e.clone(),
-                previous.distillation,
-                args.compact_out.join("tokenizer.json"),
-            )
+            (e.clone(), previous.distillation, source.join("tokenizer.json"))
         } else {
             let t = transformer.as_ref().expect("loaded above");
             let pooling = if args.token_position {
