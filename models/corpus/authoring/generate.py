@@ -27,8 +27,10 @@ from seeds_round3 import ROUND3, OOS_ROUND3  # noqa: E402
 from seeds_round4 import ROUND4, OOS_ROUND4, SLOTS4  # noqa: E402
 from seeds_round5 import ROUND5, OOS_ROUND5, SLOTS5  # noqa: E402
 from seeds_round6 import OOS_ROUND6  # noqa: E402
+from seeds_round7 import ROUND7, OOS_ROUND7, SLOTS7  # noqa: E402
+from seeds_round8 import ROUND8, OOS_ROUND8, SLOTS8  # noqa: E402
 
-ALL_SLOTS = {**SLOTS, **OOS_SLOTS, **SLOTS4, **SLOTS5}
+ALL_SLOTS = {**SLOTS, **OOS_SLOTS, **SLOTS4, **SLOTS5, **SLOTS7, **SLOTS8}
 SENT = {"n": "neutral", "-": "negative", "+": "positive"}
 DIALOGUE = {"greeting", "goodbye", "affirm", "deny", "cancel", "repeat"}
 
@@ -161,13 +163,21 @@ def main():
     for intent, extra in list(MORE.items()) + list(EXTRA.items()) + list(ROUND3.items()) + list(ROUND4.items()) + list(ROUND5.items()):
         seeds[intent] = seeds[intent] + extra
     seeds["out_of_scope"] = seeds["out_of_scope"] + OOS_EXTRA + OOS_ROUND3 + OOS_ROUND4 + OOS_ROUND5 + OOS_ROUND6
+    # Later rounds draw from a generator of their own per intent, so that adding a
+    # round leaves every line of the earlier ones (and their split) as it was.
+    first_later = {intent: len(seeds[intent]) for intent in seeds}
+    for later in ({**ROUND7, "out_of_scope": OOS_ROUND7}, {**ROUND8, "out_of_scope": OOS_ROUND8}):
+        for intent, extra in later.items():
+            seeds[intent] = seeds[intent] + extra
     seen = set()
     for intent in sorted(seeds):
         rows = []
+        later_rng = random.Random(f"round7/{intent}")
         for i, (s, template) in enumerate(seeds[intent]):
             family = f"{intent}/{i:03d}"
-            for text in fillings(template, rng, MAX_FILLINGS_OOS if intent == "out_of_scope" else MAX_FILLINGS):
-                for line, sentiment in variants(intent, SENT[s], text, rng):
+            r = rng if i < first_later[intent] else later_rng
+            for text in fillings(template, r, MAX_FILLINGS_OOS if intent == "out_of_scope" else MAX_FILLINGS):
+                for line, sentiment in variants(intent, SENT[s], text, r):
                     key = norm(line)
                     if key in seen:
                         continue
