@@ -52,10 +52,17 @@ impl std::fmt::Display for EncoderKind {
 /// `emergency_threshold` (lower than `threshold`), the intent is `emergency`, even if
 /// another label scored higher: a false alarm costs a question, a missed emergency
 /// costs far more.
+///
+/// The gate also carries the sentiment head's prior correction, `sentiment_bias`
+/// (log-odds added per class, in [`Sentiment::ALL`] order, tuned on the held-out
+/// families like the threshold): the head learns the corpus's mix of feelings, and
+/// the correction moves its boundaries to where the classes are best told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
     pub threshold: f32,
     pub emergency_threshold: f32,
+    #[serde(default)]
+    pub sentiment_bias: [f32; 3],
 }
 
 impl Default for Gate {
@@ -63,6 +70,7 @@ impl Default for Gate {
         Gate {
             threshold: 0.5,
             emergency_threshold: 0.25,
+            sentiment_bias: [0.0; 3],
         }
     }
 }
@@ -80,12 +88,32 @@ pub struct Prediction {
     pub top_intent: Intent,
     pub top_confidence: f32,
     pub sentiment: Sentiment,
-    /// `p(positive) - p(negative)`, in [-1, 1].
+    /// `p(positive) - p(negative)`, in [-1, 1], from the same corrected
+    /// probabilities that pick `sentiment` (see [`Gate::sentiment_bias`]), so a
+    /// negative label always comes with a score at or below zero and a positive
+    /// label with one at or above zero.
     pub sentiment_score: f32,
     pub route: Route,
 }
 
 impl Gate {
+    /// The sentiment head's probabilities with `sentiment_bias` added to their
+    /// logarithms, renormalised.
+    fn corrected_sentiment(&self, probs: &[f32]) -> Vec<f32> {
+        if self.sentiment_bias == [0.0; 3] || probs.len() != 3 {
+            return probs.to_vec();
+        }
+        let logits: Vec<f32> = probs
+            .iter()
+            .zip(self.sentiment_bias)
+            .map(|(p, b)| p.max(1e-12).ln() + b)
+            .collect();
+        let max = logits.iter().copied().fold(f32::MIN, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        exp.iter().map(|e| e / sum).collect()
+    }
+
     /// Applies the gate to the heads' probabilities (in label order).
     pub fn decide(&self, intent_probs: &[f32], sentiment_probs: &[f32]) -> Prediction {
         let oos = Intent::OutOfScope.index();
@@ -108,6 +136,7 @@ impl Gate {
             (Intent::OutOfScope, p_oos.max(1.0 - top_confidence))
         };
 
+        let sentiment_probs = self.corrected_sentiment(sentiment_probs);
         let (sentiment_index, _) = sentiment_probs
             .iter()
             .copied()
@@ -301,10 +330,30 @@ mod tests {
     const NEUTRAL: [f32; 3] = [0.1, 0.8, 0.1];
 
     #[test]
+    fn the_sentiment_correction_moves_the_label_and_the_score_together() {
+        let probs = probs_with(&[(Intent::FuelLevel, 0.9)]);
+        let plain = Gate::default().decide(&probs, &[0.35, 0.6, 0.05]);
+        assert_eq!(plain.sentiment, Sentiment::Neutral);
+        let gate = Gate {
+            sentiment_bias: [0.7, 0.0, 0.0],
+            ..Default::default()
+        };
+        let corrected = gate.decide(&probs, &[0.35, 0.6, 0.05]);
+        assert_eq!(corrected.sentiment, Sentiment::Negative);
+        assert!(corrected.sentiment_score < plain.sentiment_score && corrected.sentiment_score < 0.0);
+        // The intent side is untouched.
+        assert_eq!(
+            (corrected.intent, corrected.intent_confidence),
+            (plain.intent, plain.intent_confidence)
+        );
+    }
+
+    #[test]
     fn confident_in_scope_label_passes_the_gate() {
         let gate = Gate {
             threshold: 0.5,
             emergency_threshold: 0.25,
+            ..Default::default()
         };
         let p = gate.decide(&probs_with(&[(Intent::FuelLevel, 0.9)]), &NEUTRAL);
         assert_eq!(
@@ -319,6 +368,7 @@ mod tests {
         let gate = Gate {
             threshold: 0.5,
             emergency_threshold: 0.25,
+            ..Default::default()
         };
         let p = gate.decide(
             &probs_with(&[(Intent::Traffic, 0.4), (Intent::Directions, 0.3)]),
@@ -336,6 +386,7 @@ mod tests {
         let gate = Gate {
             threshold: 0.3,
             emergency_threshold: 0.25,
+            ..Default::default()
         };
         let p = gate.decide(
             &probs_with(&[(Intent::OutOfScope, 0.6), (Intent::Greeting, 0.35)]),
@@ -351,6 +402,7 @@ mod tests {
         let gate = Gate {
             threshold: 0.6,
             emergency_threshold: 0.25,
+            ..Default::default()
         };
         let p = gate.decide(
             &probs_with(&[(Intent::Emergency, 0.3), (Intent::OutOfScope, 0.29)]),

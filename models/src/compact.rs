@@ -35,11 +35,11 @@ impl CompactEncoder {
     }
 
     /// The utterance's token ids, without special tokens (they carry no meaning in a
-    /// static bag of tokens).
+    /// static bag of tokens) and without long numbers ([`without_long_numbers`]).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .tokenizer
-            .encode(text, false)
+            .encode(without_long_numbers(text).as_ref(), false)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
@@ -60,6 +60,79 @@ impl CompactEncoder {
 
     pub fn embeddings(&self) -> &Tensor {
         &self.embeddings
+    }
+}
+
+/// Digits a number must have, spaces and dashes aside, to be left out.
+const LONG_NUMBER_DIGITS: usize = 7;
+
+/// `text` with every run of digits, spaces, dashes, dots, brackets and `+` that holds
+/// at least [`LONG_NUMBER_DIGITS`] digits (a phone, card or account number) blanked.
+/// Such numbers say nothing of what the driver wants, but in a bag of tokens their
+/// many digit pieces outweigh the words around them. Shorter numbers (times, codes,
+/// mileages, "i-95") are kept.
+pub fn without_long_numbers(text: &str) -> std::borrow::Cow<'_, str> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out: Option<String> = None;
+    let mut copied_to = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].1.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // Extend over the number's characters, remembering the last digit.
+        let (mut j, mut last_digit, mut digits) = (i, i, 0);
+        while j < chars.len() && (chars[j].1.is_ascii_digit() || " -.()+".contains(chars[j].1)) {
+            if chars[j].1.is_ascii_digit() {
+                digits += 1;
+                last_digit = j;
+            }
+            j += 1;
+        }
+        if digits >= LONG_NUMBER_DIGITS {
+            let start = chars[i].0;
+            let end = chars.get(last_digit + 1).map_or(text.len(), |c| c.0);
+            let s = out.get_or_insert_with(String::new);
+            s.push_str(&text[copied_to..start]);
+            s.push(' ');
+            copied_to = end;
+        }
+        i = last_digit + 1;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut s) => {
+            s.push_str(&text[copied_to..]);
+            std::borrow::Cow::Owned(s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_long_numbers;
+
+    #[test]
+    fn long_numbers_are_blanked_and_short_ones_kept() {
+        assert_eq!(
+            without_long_numbers("send a tow truck, my card is 4111 1111 1111 1111"),
+            "send a tow truck, my card is  "
+        );
+        assert_eq!(
+            without_long_numbers("text me on 07700 900123 or 555-123-4567 please"),
+            "text me on   or   please"
+        );
+        for kept in [
+            "book for 3:30 on the 14th",
+            "code p0420",
+            "traffic on i-95",
+            "the 30,000 mile service",
+            "call 999",
+        ] {
+            assert_eq!(without_long_numbers(kept), kept);
+        }
+        assert_eq!(without_long_numbers("١٢٣٤٥٦٧٨ é 12345678"), "١٢٣٤٥٦٧٨ é  ");
     }
 }
 

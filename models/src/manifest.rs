@@ -57,6 +57,10 @@ pub struct Distillation {
     pub sif_coefficient: f64,
 }
 
+fn one() -> usize {
+    1
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingRecord {
     pub seed: u64,
@@ -80,6 +84,10 @@ pub struct TrainingRecord {
     /// logit space (the stored head is their concatenation).
     #[serde(default)]
     pub extra_heads: usize,
+    /// Joint runs averaged weight by weight into the shipped table and heads (a
+    /// model soup); 1 (or absent, in older manifests) is a single run.
+    #[serde(default = "one")]
+    pub soup_runs: usize,
     pub held_out_percent: u64,
     pub train_examples: usize,
     pub held_out_examples: usize,

@@ -213,6 +213,7 @@ pub fn tune_gate(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Intent], emerge
         let gate = Gate {
             threshold: step as f32 / 100.0,
             emergency_threshold: emergency_threshold.min(step as f32 / 100.0),
+            ..Default::default()
         };
         let scored: Vec<Scored> = probabilities
             .iter()
@@ -241,6 +242,87 @@ pub fn tune_gate(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Intent], emerge
         }
     }
     best.1
+}
+
+/// The least negative recall the sentiment correction may leave on the held-out
+/// families. Missing a driver's anger or fear costs more than calling a calm line
+/// negative (the cloud then offers a human too early), so macro-F1 alone does not
+/// pick the correction: left to itself it trades negative recall away.
+pub const SENTIMENT_NEGATIVE_RECALL_FLOOR: f64 = 0.93;
+
+/// How far below the best sentiment macro-F1 a smaller correction may score and
+/// still be kept (the one-standard-error rule: on the ~1,900 held-out lines, half a
+/// point of macro-F1 is within the noise, and a smaller correction trusts the heads
+/// more and the held-out families' label mix less).
+pub const SENTIMENT_F1_TOLERANCE: f64 = 0.005;
+
+/// The report of `gate` on `probabilities` against gold sentiments `gold` (only its
+/// sentiment figures mean anything: every gold intent is taken as out of scope).
+fn sentiment_report(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Sentiment], gate: Gate) -> Report {
+    let scored: Vec<Scored> = probabilities
+        .iter()
+        .zip(gold)
+        .map(|((i, s), &g)| Scored {
+            gold_intent: Intent::OutOfScope,
+            gold_sentiment: g,
+            prediction: gate.decide(i, s),
+            latency_us: 0.0,
+        })
+        .collect();
+    Report::compute(&scored)
+}
+
+/// The sentiment prior correction ([`Gate::sentiment_bias`]) for `probabilities`
+/// with gold sentiments `gold`: log-odds for negative and positive (neutral stays at
+/// 0) on a grid of 0.1 in [-2, 2]. Among the corrections that hold negative recall
+/// at [`SENTIMENT_NEGATIVE_RECALL_FLOOR`] or more, it keeps the smallest one whose
+/// sentiment macro-F1 is within [`SENTIMENT_F1_TOLERANCE`] of the best (ties to the
+/// better F1). When none holds the floor, the one with the best negative recall.
+/// Returns `gate` with it set.
+pub fn tune_sentiment_bias(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Sentiment], gate: Gate) -> Gate {
+    struct Candidate {
+        gate: Gate,
+        size: i32,
+        macro_f1: f64,
+        negative_recall: f64,
+    }
+    let mut candidates = Vec::new();
+    for neg in -20i32..=20 {
+        for pos in -20i32..=20 {
+            let candidate = Gate {
+                sentiment_bias: [neg as f32 / 10.0, 0.0, pos as f32 / 10.0],
+                ..gate
+            };
+            let report = sentiment_report(probabilities, gold, candidate);
+            candidates.push(Candidate {
+                gate: candidate,
+                size: neg.abs() + pos.abs(),
+                macro_f1: report.sentiment_macro_f1,
+                negative_recall: report.negative_recall,
+            });
+        }
+    }
+    let keeping_floor: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.negative_recall >= SENTIMENT_NEGATIVE_RECALL_FLOOR - 1e-9)
+        .collect();
+    if keeping_floor.is_empty() {
+        return candidates
+            .iter()
+            .max_by(|a, b| {
+                a.negative_recall
+                    .total_cmp(&b.negative_recall)
+                    .then(a.macro_f1.total_cmp(&b.macro_f1))
+                    .then(b.size.cmp(&a.size))
+            })
+            .map_or(gate, |c| c.gate);
+    }
+    let best_f1 = keeping_floor.iter().map(|c| c.macro_f1).fold(f64::MIN, f64::max);
+    keeping_floor
+        .into_iter()
+        .filter(|c| c.macro_f1 >= best_f1 - SENTIMENT_F1_TOLERANCE - 1e-9)
+        .min_by(|a, b| a.size.cmp(&b.size).then(b.macro_f1.total_cmp(&a.macro_f1)))
+        .map_or(gate, |c| c.gate)
 }
 
 #[cfg(test)]
@@ -312,6 +394,59 @@ mod tests {
         gold.truncate(19);
         let gate = tune_gate(&p, &gold, 0.25);
         assert!((gate.threshold - 0.31).abs() < 1e-6, "{gate:?}");
+    }
+
+    /// Sentiment-head outputs and gold labels: `count` lines of each group.
+    fn sentiment_lines(groups: &[(usize, [f32; 3], Sentiment)]) -> (Vec<(Vec<f32>, Vec<f32>)>, Vec<Sentiment>) {
+        groups
+            .iter()
+            .flat_map(|&(count, probs, gold)| {
+                std::iter::repeat_n(((vec![0.0; Intent::COUNT], probs.to_vec()), gold), count)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn the_sentiment_correction_is_tuned_towards_an_under_called_class() {
+        // The head calls every line neutral, but the negative lines carry more
+        // negative probability than the neutral ones: a correction that lifts
+        // negative just enough separates them.
+        let (p, gold) = sentiment_lines(&[
+            (10, [0.4, 0.55, 0.05], Sentiment::Negative),
+            (10, [0.1, 0.85, 0.05], Sentiment::Neutral),
+        ]);
+        let gate = tune_sentiment_bias(&p, &gold, Gate::default());
+        let neg = gate.sentiment_bias[0];
+        assert!(neg > 0.3 && neg <= 2.1, "{gate:?}");
+        let predicted: Vec<Sentiment> = p.iter().map(|(i, s)| gate.decide(i, s).sentiment).collect();
+        assert_eq!(predicted, gold);
+        // Already separated: no correction.
+        let (clean, gold) = sentiment_lines(&[
+            (10, [0.8, 0.15, 0.05], Sentiment::Negative),
+            (10, [0.1, 0.85, 0.05], Sentiment::Neutral),
+        ]);
+        assert_eq!(
+            tune_sentiment_bias(&clean, &gold, Gate::default()).sentiment_bias,
+            [0.0; 3]
+        );
+    }
+
+    #[test]
+    fn the_sentiment_correction_keeps_negative_recall_above_the_floor_at_a_cost_in_f1() {
+        // Two negative lines look exactly like the ten neutral ones. Macro-F1 alone
+        // would leave them neutral (recall 0.8); the floor makes the correction call
+        // them negative, and the neutral lines that look like them with them.
+        let (p, gold) = sentiment_lines(&[
+            (8, [0.6, 0.35, 0.05], Sentiment::Negative),
+            (2, [0.3, 0.65, 0.05], Sentiment::Negative),
+            (10, [0.3, 0.65, 0.05], Sentiment::Neutral),
+        ]);
+        let report = |gate: Gate| sentiment_report(&p, &gold, gate);
+        let tuned = tune_sentiment_bias(&p, &gold, Gate::default());
+        let (tuned, untuned) = (report(tuned), report(Gate::default()));
+        assert!(tuned.negative_recall >= SENTIMENT_NEGATIVE_RECALL_FLOOR, "{tuned:?}");
+        assert!((untuned.negative_recall - 0.8).abs() < 1e-9);
+        assert!(tuned.sentiment_macro_f1 < untuned.sentiment_macro_f1);
     }
 
     #[test]

@@ -231,6 +231,11 @@ pub struct JointConfig {
     pub embedding_learning_rate: f64,
     /// Probability of dropping each token of a training line, drawn afresh per epoch.
     pub token_dropout: f32,
+    /// Which stream of batch orders, dropout masks and token drops to draw from.
+    /// The initial heads come from `heads.seed` alone, so runs that differ only in
+    /// this start from the same point, and their weights can be averaged (a soup).
+    /// Stream 0 continues the seed's own stream.
+    pub order_stream: u64,
 }
 
 /// Trains both heads and fine-tunes the compact embedding table with them
@@ -265,6 +270,9 @@ pub fn train_joint(
     };
     let intent_head = make_head(Intent::COUNT)?;
     let sentiment_head = make_head(Sentiment::COUNT)?;
+    if config.order_stream != 0 {
+        rng = SplitMix64::new(hc.seed ^ config.order_stream.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    }
     let mut head_optimizer = AdamW::new(
         intent_head.iter().chain(sentiment_head.iter()).cloned().collect(),
         ParamsAdamW {
@@ -374,6 +382,39 @@ pub fn train_joint(
     ))
 }
 
+/// The element-wise mean of `members`' tables and heads: a "model soup" of joint
+/// runs that started from the same table and the same initial heads and differed
+/// only in their order streams ([`JointConfig::order_stream`]), so their weights
+/// lie in one basin and their mean is a model of the same shape.
+pub fn soup(members: &[(Tensor, Heads)]) -> Result<(Tensor, Heads)> {
+    if members.is_empty() {
+        return Err(crate::error::ModelError::Input("a soup needs at least one run".into()));
+    }
+    let k = members.len() as f64;
+    let mean = |pick: &dyn Fn(&(Tensor, Heads)) -> &Tensor| -> Result<Tensor> {
+        let mut sum = pick(&members[0]).clone();
+        for m in &members[1..] {
+            sum = (sum + pick(m))?;
+        }
+        Ok((sum / k)?)
+    };
+    let head = |pick: &dyn Fn(&Heads) -> &MlpHead| -> Result<MlpHead> {
+        Ok(MlpHead {
+            w1: mean(&|m| &pick(&m.1).w1)?,
+            b1: mean(&|m| &pick(&m.1).b1)?,
+            w2: mean(&|m| &pick(&m.1).w2)?,
+            b2: mean(&|m| &pick(&m.1).b2)?,
+        })
+    };
+    Ok((
+        mean(&|m| &m.0)?,
+        Heads {
+            intent: head(&|h| &h.intent)?,
+            sentiment: head(&|h| &h.sentiment)?,
+        },
+    ))
+}
+
 /// An embedding table trained with lazy Adam: moments are kept for every row, but a
 /// step reads and writes only the rows its batch used.
 struct SparseAdamTable {
@@ -439,5 +480,45 @@ impl SparseAdamTable {
 
     fn into_tensor(self) -> Result<Tensor> {
         Ok(Tensor::from_vec(self.values, (self.vocab, self.dim), &Device::Cpu)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn member(value: f32) -> (Tensor, Heads) {
+        let t = |shape: (usize, usize)| Tensor::full(value, shape, &Device::Cpu).unwrap();
+        let head = |classes| MlpHead {
+            w1: t((2, 3)),
+            b1: Tensor::full(value, 3, &Device::Cpu).unwrap(),
+            w2: t((3, classes)),
+            b2: Tensor::full(value, classes, &Device::Cpu).unwrap(),
+        };
+        (
+            t((4, 2)),
+            Heads {
+                intent: head(5),
+                sentiment: head(3),
+            },
+        )
+    }
+
+    #[test]
+    fn a_soup_is_the_mean_of_every_weight() {
+        let (table, heads) = soup(&[member(1.0), member(2.0), member(6.0)]).unwrap();
+        let all = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for t in [
+            &table,
+            &heads.intent.w1,
+            &heads.intent.b2,
+            &heads.sentiment.w2,
+            &heads.sentiment.b1,
+        ] {
+            assert!(all(t).iter().all(|v| (v - 3.0).abs() < 1e-6), "{t}");
+        }
+        assert_eq!(heads.intent.w2.dims(), &[3, 5]);
+        assert!(soup(&[]).is_err());
     }
 }

@@ -83,6 +83,7 @@ fn a_trained_folder_loads_and_classifies_what_it_learned() {
     classifier.set_gate(models::Gate {
         threshold: 0.3,
         emergency_threshold: 0.2,
+        ..Default::default()
     });
     assert_eq!(
         classifier.classify("call ambulance crash").unwrap().intent,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Parser;
 use models::baseline::Baseline;
 use models::corpus::{count_near_duplicates, load_jsonl, split_by_family, Corpus};
-use models::metrics::{print_comparison, tune_gate, Report, Scored};
+use models::metrics::{print_comparison, tune_gate, tune_sentiment_bias, Report, Scored};
 use models::recipe::evaluate;
 use models::transformer::default_encoder_dir;
 use models::{Classifier, EncoderKind};
@@ -85,7 +85,16 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|e| e.intent)
         .collect();
-    let baseline_gate = tune_gate(&held_probs, &held_gold, classifier.gate().emergency_threshold);
+    let held_sentiments: Vec<_> = split_by_family(&corpus.examples, held_out_percent)
+        .1
+        .iter()
+        .map(|e| e.sentiment)
+        .collect();
+    let baseline_gate = tune_sentiment_bias(
+        &held_probs,
+        &held_sentiments,
+        tune_gate(&held_probs, &held_gold, classifier.gate().emergency_threshold),
+    );
     let baseline_scored: Vec<Scored> = data
         .iter()
         .map(|e| {

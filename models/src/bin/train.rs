@@ -69,6 +69,10 @@ struct Args {
     /// with the joint pair in logit space.
     #[arg(long, default_value_t = 0)]
     extra_heads: usize,
+    /// Joint runs of the compact model (other order streams, same start) averaged
+    /// weight by weight: a model soup. 1 trains a single run.
+    #[arg(long, default_value_t = 5)]
+    soup_runs: usize,
     /// Epochs for the transformer heads (the compact default is --epochs).
     #[arg(long, default_value_t = 30)]
     transformer_epochs: usize,
@@ -100,6 +104,7 @@ fn main() -> anyhow::Result<()> {
     }
     recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
     recipe.extra_heads = args.extra_heads;
+    recipe.soup_runs = args.soup_runs;
     let mut dev = Vec::new();
     for path in &args.dev {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
