@@ -89,7 +89,14 @@ pub struct TrainingRecord {
     #[serde(default = "one")]
     pub soup_runs: usize,
     pub held_out_percent: u64,
+    /// Training lines from the corpus, before any augmented copies.
     pub train_examples: usize,
+    /// Misspelt copies of training lines added to them (compact, fine-tuned only).
+    #[serde(default)]
+    pub misspelt_copies: usize,
+    /// Nearest trained rows that moved each untrained row of the table (0: none).
+    #[serde(default)]
+    pub propagate_neighbours: usize,
     pub held_out_examples: usize,
     pub seconds: f64,
 }

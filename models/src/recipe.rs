@@ -17,7 +17,9 @@ use crate::heads::Heads;
 use crate::manifest::{write_atomically, Distillation, Manifest, TrainingRecord, FORMAT_VERSION};
 use crate::metrics::{tune_gate, tune_sentiment_bias, Report, Scored};
 use crate::rng::SplitMix64;
-use crate::train::{compact_features, train_heads, train_joint, Features, HeadConfig, JointConfig};
+use crate::train::{
+    compact_features, misspelt, propagate_neighbour_moves, train_heads, train_joint, Features, HeadConfig, JointConfig,
+};
 use crate::Classifier;
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,15 @@ pub struct Recipe {
     /// the order of its batches; the soup of five holds them steady at five times
     /// the training time (about a minute on two cores) and no cost at inference.
     pub soup_runs: usize,
+    /// Compact, fine-tuned table only: the share of training lines that get one
+    /// extra copy with a word misspelt ([`crate::train::misspelt`]). The corpus's
+    /// own typos cover only the words of their families; these teach the table the
+    /// word pieces a misspelling breaks any corpus word into. 1.0 copies every line.
+    pub misspelt_copies: f32,
+    /// Compact, fine-tuned table only: each row the training lines never touched
+    /// moves with this many nearest trained rows
+    /// ([`crate::train::propagate_neighbour_moves`]); 0 leaves it as distilled.
+    pub propagate_neighbours: usize,
 }
 
 impl Default for Recipe {
@@ -55,6 +66,8 @@ impl Default for Recipe {
             embedding_learning_rate: Some(1e-3),
             extra_heads: 0,
             soup_runs: 5,
+            misspelt_copies: 1.0,
+            propagate_neighbours: 10,
         }
     }
 }
@@ -146,9 +159,26 @@ fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tune
         soup_runs: if tuned_table { recipe.soup_runs.max(1) } else { 1 },
         held_out_percent: recipe.held_out_percent,
         train_examples: train,
+        misspelt_copies: 0,
+        propagate_neighbours: 0,
         held_out_examples: held_out,
         seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// One misspelt copy of about `rate` of `lines` (those with a word long enough to
+/// misspell), drawn from a stream of their own so the rest of training is unmoved.
+pub fn misspelt_copies(lines: &[Example], rate: f32, seed: u64) -> Vec<Example> {
+    let mut rng = SplitMix64::new(seed ^ 0x7970);
+    lines
+        .iter()
+        .filter_map(|line| {
+            if rng.next_f32() >= rate {
+                return None;
+            }
+            misspelt(&line.text, &mut rng).map(|text| Example { text, ..line.clone() })
+        })
+        .collect()
 }
 
 fn argmax(p: &[f32]) -> usize {
@@ -224,6 +254,10 @@ pub fn train_compact(
         let record = record(recipe, train.len(), held_out.len(), started, false);
         return finish(encoder, heads, &held_out, recipe, record, progress);
     };
+    let copies = misspelt_copies(&train, recipe.misspelt_copies, recipe.heads.seed);
+    progress(&format!("{} misspelt copies of training lines", copies.len()));
+    let (corpus_lines, copy_count) = (train.len(), copies.len());
+    let train: Vec<Example> = train.into_iter().chain(copies).collect();
     let token_ids = train
         .iter()
         .map(|e| encoder.token_ids(&e.text))
@@ -254,6 +288,22 @@ pub fn train_compact(
         runs.pop().expect("one run")
     } else {
         crate::train::soup(&runs)?
+    };
+    let table = if recipe.propagate_neighbours > 0 {
+        let mut trained = vec![false; table.dims2()?.0];
+        for &id in token_ids.iter().flatten() {
+            if let Some(row) = trained.get_mut(id as usize) {
+                *row = true;
+            }
+        }
+        progress(&format!(
+            "moving {} untrained rows with their {} nearest trained rows",
+            trained.iter().filter(|t| !**t).count(),
+            recipe.propagate_neighbours
+        ));
+        propagate_neighbour_moves(encoder.embeddings(), &table, &trained, recipe.propagate_neighbours)?
+    } else {
+        table
     };
     let f32_table = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
     let texts: Vec<&str> = held_out.iter().map(|e| e.text.as_str()).collect();
@@ -294,7 +344,9 @@ pub fn train_compact(
         }
         Heads::ensemble(&members)?
     };
-    let record = record(recipe, train.len(), held_out.len(), started, true);
+    let mut record = record(recipe, corpus_lines, held_out.len(), started, true);
+    record.misspelt_copies = copy_count;
+    record.propagate_neighbours = recipe.propagate_neighbours;
     let mut trained = finish(&tuned, heads, &held_out, recipe, record, progress)?;
     trained.embeddings = Some(table);
     Ok(trained)

@@ -483,6 +483,86 @@ impl SparseAdamTable {
     }
 }
 
+/// Carries the fine-tuning over to the rows training never touched. Lazy Adam moves
+/// only the rows of tokens in the training lines, so a word the corpus never used
+/// (a synonym, a misspelling's word pieces) keeps its distilled row while its
+/// neighbours moved on into the tuned space, and pools like noise. Here each row
+/// outside `trained` moves by the mean move of its `k` nearest trained rows
+/// (cosine similarity in the distilled space), each weighted by its similarity,
+/// so "course" follows "route" and "destination" wherever those went. Trained rows
+/// are returned as tuned. `k = 0` returns `tuned` unchanged.
+pub fn propagate_neighbour_moves(distilled: &Tensor, tuned: &Tensor, trained: &[bool], k: usize) -> Result<Tensor> {
+    let (rows, dim) = distilled.dims2()?;
+    let device = distilled.device();
+    let d = distilled.to_dtype(DType::F32)?;
+    let t = tuned.to_dtype(DType::F32)?;
+    let trained_ids: Vec<u32> = (0..rows as u32)
+        .filter(|&r| trained.get(r as usize).copied().unwrap_or(false))
+        .collect();
+    let untrained_ids: Vec<u32> = (0..rows as u32)
+        .filter(|&r| !trained.get(r as usize).copied().unwrap_or(false))
+        .collect();
+    if trained_ids.is_empty() || untrained_ids.is_empty() || k == 0 {
+        return Ok(tuned.clone());
+    }
+    let normalised = d.broadcast_div(&d.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?)?;
+    let trained_index = Tensor::new(trained_ids.as_slice(), device)?;
+    let trained_unit = normalised.index_select(&trained_index, 0)?;
+    let moves: Vec<Vec<f32>> = (t.index_select(&trained_index, 0)? - d.index_select(&trained_index, 0)?)?.to_vec2()?;
+    let mut out: Vec<Vec<f32>> = t.to_vec2()?;
+    let base: Vec<Vec<f32>> = d.to_vec2()?;
+    for chunk in untrained_ids.chunks(2048) {
+        let index = Tensor::new(chunk, device)?;
+        let similarity: Vec<Vec<f32>> = normalised
+            .index_select(&index, 0)?
+            .matmul(&trained_unit.t()?)?
+            .to_vec2()?;
+        for (row, sims) in chunk.iter().zip(similarity) {
+            let mut order: Vec<usize> = (0..sims.len()).collect();
+            order.select_nth_unstable_by(k.min(sims.len()) - 1, |&a, &b| sims[b].total_cmp(&sims[a]));
+            let neighbours = &order[..k.min(sims.len())];
+            let total: f32 = neighbours.iter().map(|&n| sims[n].max(0.0)).sum();
+            let target = &mut out[*row as usize];
+            for j in 0..dim {
+                let shift: f32 = if total > 0.0 {
+                    neighbours.iter().map(|&n| sims[n].max(0.0) * moves[n][j]).sum::<f32>() / total
+                } else {
+                    0.0
+                };
+                target[j] = base[*row as usize][j] + shift;
+            }
+        }
+    }
+    let flat: Vec<f32> = out.into_iter().flatten().collect();
+    Ok(Tensor::from_vec(flat, (rows, dim), device)?)
+}
+
+/// `text` with one word of four or more letters misspelt the way a hurried typist
+/// does: two neighbouring letters swapped, or a letter dropped or doubled, never the
+/// first letter (the corpus's own typos are made the same way). `None` when no word
+/// qualifies.
+pub fn misspelt(text: &str, rng: &mut SplitMix64) -> Option<String> {
+    let mut words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    let candidates: Vec<usize> = (0..words.len())
+        .filter(|&i| words[i].chars().count() >= 4 && words[i].chars().all(char::is_alphabetic))
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let i = candidates[rng.below(candidates.len())];
+    let mut letters: Vec<char> = words[i].chars().collect();
+    let j = 1 + rng.below(letters.len() - 2);
+    match rng.below(3) {
+        0 => letters.swap(j, j + 1),
+        1 => {
+            letters.remove(j);
+        }
+        _ => letters.insert(j, letters[j]),
+    }
+    words[i] = letters.into_iter().collect();
+    Some(words.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +600,107 @@ mod tests {
         }
         assert_eq!(heads.intent.w2.dims(), &[3, 5]);
         assert!(soup(&[]).is_err());
+    }
+
+    /// The edit distance (insertions, deletions, substitutions) between two words.
+    fn edits(a: &str, b: &str) -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for i in 1..=a.len() {
+            let mut diagonal = row[0];
+            row[0] = i;
+            for j in 1..=b.len() {
+                let above = row[j];
+                row[j] = (row[j] + 1)
+                    .min(row[j - 1] + 1)
+                    .min(diagonal + usize::from(a[i - 1] != b[j - 1]));
+                diagonal = above;
+            }
+        }
+        row[b.len()]
+    }
+
+    #[test]
+    fn a_misspelling_changes_one_long_word_and_keeps_its_ends() {
+        let mut rng = SplitMix64::new(7);
+        let text = "my car is on fire at exit 42";
+        let mut changed_words = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let out = misspelt(text, &mut rng).expect("\"fire\" and \"exit\" qualify");
+            let (before, after): (Vec<&str>, Vec<&str>) = (text.split(' ').collect(), out.split(' ').collect());
+            assert_eq!(before.len(), after.len(), "{out}");
+            let differing: Vec<usize> = (0..before.len()).filter(|&i| before[i] != after[i]).collect();
+            // A swap of two equal letters is no change; anything else is one word.
+            assert!(differing.len() <= 1, "{out}");
+            for i in differing {
+                assert!(
+                    ["fire", "exit"].contains(&before[i]),
+                    "{out}: short words and numbers stay"
+                );
+                let (b, a) = (before[i], after[i]);
+                assert!(edits(b, a) <= 2, "{b} -> {a}");
+                assert_eq!(b.chars().next(), a.chars().next(), "{b} -> {a}: first letter kept");
+                let sorted = |w: &str| {
+                    let mut letters: Vec<char> = w.chars().collect();
+                    letters.sort();
+                    letters
+                };
+                let same_letters = sorted(a) == sorted(b);
+                assert!(
+                    same_letters || a.len().abs_diff(b.len()) == 1,
+                    "{b} -> {a}: a swap, a drop or a double"
+                );
+                changed_words.insert(b);
+            }
+        }
+        assert_eq!(changed_words.len(), 2, "both long words get misspelt");
+        assert_eq!(misspelt("yes ok no 1234", &mut rng), None);
+        let (mut a, mut b) = (SplitMix64::new(3), SplitMix64::new(3));
+        assert_eq!(
+            misspelt(text, &mut a),
+            misspelt(text, &mut b),
+            "same stream, same misspelling"
+        );
+    }
+
+    #[test]
+    fn untrained_rows_move_with_their_nearest_trained_rows() {
+        let distilled = Tensor::new(
+            &[[1.0f32, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9], [-1.0, 0.0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        // Rows 0 and 1 were trained: row 0 moved by (+2, 0), row 1 by (0, -3).
+        let tuned = Tensor::new(
+            &[[3.0f32, 0.0], [0.0, -2.0], [0.9, 0.1], [0.1, 0.9], [-1.0, 0.0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let trained = [true, true, false, false, false];
+        let rows = |t: Tensor| t.to_vec2::<f32>().unwrap();
+        let near = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+
+        let one = rows(propagate_neighbour_moves(&distilled, &tuned, &trained, 1).unwrap());
+        assert!(
+            near(&one[0], &[3.0, 0.0]) && near(&one[1], &[0.0, -2.0]),
+            "trained rows stay as tuned"
+        );
+        assert!(near(&one[2], &[2.9, 0.1]), "row 2 follows row 0: {:?}", one[2]);
+        assert!(near(&one[3], &[0.1, -2.1]), "row 3 follows row 1: {:?}", one[3]);
+        assert!(
+            near(&one[4], &[-1.0, 0.0]),
+            "a row unlike every trained row stays: {:?}",
+            one[4]
+        );
+
+        // With two neighbours the move is the similarity-weighted mean of both.
+        let two = rows(propagate_neighbour_moves(&distilled, &tuned, &trained, 2).unwrap());
+        let cos = |x: f32, y: f32| x / (x * x + y * y).sqrt();
+        let (to_0, to_1) = (cos(0.9, 0.1), cos(0.1, 0.9));
+        let expected = [0.9 + 2.0 * to_0 / (to_0 + to_1), 0.1 - 3.0 * to_1 / (to_0 + to_1)];
+        assert!(near(&two[2], &expected), "{:?} != {expected:?}", two[2]);
+
+        let none = rows(propagate_neighbour_moves(&distilled, &tuned, &trained, 0).unwrap());
+        assert_eq!(none, rows(tuned));
     }
 }

@@ -100,32 +100,77 @@ fn a_trained_folder_loads_and_classifies_what_it_learned() {
 }
 
 #[test]
-fn joint_training_moves_only_the_rows_the_corpus_uses() {
+fn joint_training_moves_only_the_rows_the_corpus_uses_until_propagation_moves_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer_path = dir.path().join("tokenizer.json");
     write_tokenizer(&tokenizer_path);
     let table = random_table(8, 5);
     let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), table.clone()).unwrap();
-    let trained = train_compact(&encoder, &tiny_corpus(), &tiny_recipe(true), &mut |_| {}).unwrap();
-    let tuned = trained
-        .embeddings
-        .expect("the table is tuned")
-        .to_dtype(candle_core::DType::F32)
-        .unwrap();
-    let before = table.to_vec2::<f32>().unwrap();
-    let after = tuned.to_vec2::<f32>().unwrap();
-    let moved = |word: &str| {
-        let i = WORDS.iter().position(|w| *w == word).unwrap();
-        before[i]
-            .iter()
-            .zip(&after[i])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max)
+    let distilled = table.to_vec2::<f32>().unwrap();
+    let before = &distilled;
+    // Misspelt copies are off: the tiny tokenizer reads a misspelt word as "[UNK]".
+    let tuned_with = |propagate_neighbours: usize| {
+        let recipe = Recipe {
+            misspelt_copies: 0.0,
+            propagate_neighbours,
+            ..tiny_recipe(true)
+        };
+        let trained = train_compact(&encoder, &tiny_corpus(), &recipe, &mut |_| {}).unwrap();
+        assert_eq!(trained.record.propagate_neighbours, propagate_neighbours);
+        let after = trained
+            .embeddings
+            .expect("the table is tuned")
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        move |word: &str| {
+            let i = WORDS.iter().position(|w| *w == word).unwrap();
+            before[i]
+                .iter()
+                .zip(&after[i])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max)
+        }
     };
+    let moved = tuned_with(0);
     assert!(moved("ambulance") > 1e-2, "a training word's row must move");
-    // "hello" is only in the tiny corpus's greeting lines... and "[UNK]" in none.
+    // "[UNK]" is in no training line.
     assert!(
         moved("[UNK]") < 1e-3,
         "an unused row must stay as distilled (f16 rounding aside)"
     );
+    let moved = tuned_with(3);
+    assert!(moved("ambulance") > 1e-2);
+    assert!(
+        moved("[UNK]") > 1e-3,
+        "with propagation an unused row follows its trained neighbours"
+    );
+}
+
+#[test]
+fn misspelt_copies_join_the_training_lines_and_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer_path = dir.path().join("tokenizer.json");
+    write_tokenizer(&tokenizer_path);
+    let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_path, None).unwrap(), random_table(8, 5)).unwrap();
+    let corpus = tiny_corpus();
+    let count = |rate: f32| {
+        let recipe = Recipe {
+            misspelt_copies: rate,
+            ..tiny_recipe(true)
+        };
+        train_compact(&encoder, &corpus, &recipe, &mut |_| {}).unwrap().record
+    };
+    let (none, all) = (count(0.0), count(1.0));
+    assert_eq!(none.misspelt_copies, 0);
+    assert_eq!(none.train_examples, all.train_examples, "copies are not corpus lines");
+    let long_word_lines = models::recipe::misspelt_copies(
+        &models::corpus::split_by_family(&corpus.examples, 20).0,
+        1.0,
+        tiny_recipe(true).heads.seed,
+    )
+    .len();
+    assert!(long_word_lines > 0);
+    assert_eq!(all.misspelt_copies, long_word_lines);
 }

@@ -29,6 +29,7 @@ from seeds_round5 import ROUND5, OOS_ROUND5, SLOTS5  # noqa: E402
 from seeds_round6 import OOS_ROUND6  # noqa: E402
 from seeds_round7 import ROUND7, OOS_ROUND7, SLOTS7  # noqa: E402
 from seeds_round8 import ROUND8, OOS_ROUND8, SLOTS8  # noqa: E402
+from seeds_round9 import OOS_ROUND9  # noqa: E402
 
 ALL_SLOTS = {**SLOTS, **OOS_SLOTS, **SLOTS4, **SLOTS5, **SLOTS7, **SLOTS8}
 SENT = {"n": "neutral", "-": "negative", "+": "positive"}
@@ -166,7 +167,7 @@ def main():
     # Later rounds draw from a generator of their own per intent, so that adding a
     # round leaves every line of the earlier ones (and their split) as it was.
     first_later = {intent: len(seeds[intent]) for intent in seeds}
-    for later in ({**ROUND7, "out_of_scope": OOS_ROUND7}, {**ROUND8, "out_of_scope": OOS_ROUND8}):
+    for later in ({**ROUND7, "out_of_scope": OOS_ROUND7}, {**ROUND8, "out_of_scope": OOS_ROUND8}, {"out_of_scope": OOS_ROUND9}):
         for intent, extra in later.items():
             seeds[intent] = seeds[intent] + extra
     seen = set()

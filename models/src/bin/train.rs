@@ -73,6 +73,14 @@ struct Args {
     /// weight by weight: a model soup. 1 trains a single run.
     #[arg(long, default_value_t = 5)]
     soup_runs: usize,
+    /// The share of compact training lines that get one extra copy with a word
+    /// misspelt (0 to 1).
+    #[arg(long, default_value_t = 1.0)]
+    misspelt_copies: f32,
+    /// Nearest trained rows that move each row of the compact table training never
+    /// touched (0 leaves those rows as distilled).
+    #[arg(long, default_value_t = 10)]
+    propagate_neighbours: usize,
     /// Epochs for the transformer heads (the compact default is --epochs).
     #[arg(long, default_value_t = 30)]
     transformer_epochs: usize,
@@ -105,6 +113,8 @@ fn main() -> anyhow::Result<()> {
     recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
     recipe.extra_heads = args.extra_heads;
     recipe.soup_runs = args.soup_runs;
+    recipe.misspelt_copies = args.misspelt_copies;
+    recipe.propagate_neighbours = args.propagate_neighbours;
     let mut dev = Vec::new();
     for path in &args.dev {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
