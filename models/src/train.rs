@@ -489,8 +489,8 @@ impl SparseAdamTable {
 /// neighbours moved on into the tuned space, and pools like noise. Here each row
 /// outside `trained` moves by the mean move of its `k` nearest trained rows
 /// (cosine similarity in the distilled space), each weighted by its similarity,
-/// so "course" follows "route" and "destination" wherever those went. Trained rows
-/// are returned as tuned. `k = 0` returns `tuned` unchanged.
+/// so an unseen word follows the trained words it resembles. Trained rows are
+/// returned as tuned. `k = 0` returns `tuned` unchanged.
 pub fn propagate_neighbour_moves(distilled: &Tensor, tuned: &Tensor, trained: &[bool], k: usize) -> Result<Tensor> {
     let (rows, dim) = distilled.dims2()?;
     let device = distilled.device();
