@@ -496,12 +496,8 @@ pub fn propagate_neighbour_moves(distilled: &Tensor, tuned: &Tensor, trained: &[
     let device = distilled.device();
     let d = distilled.to_dtype(DType::F32)?;
     let t = tuned.to_dtype(DType::F32)?;
-    let trained_ids: Vec<u32> = (0..rows as u32)
-        .filter(|&r| trained.get(r as usize).copied().unwrap_or(false))
-        .collect();
-    let untrained_ids: Vec<u32> = (0..rows as u32)
-        .filter(|&r| !trained.get(r as usize).copied().unwrap_or(false))
-        .collect();
+    let (trained_ids, untrained_ids): (Vec<u32>, Vec<u32>) =
+        (0..rows as u32).partition(|&r| trained.get(r as usize).copied().unwrap_or(false));
     if trained_ids.is_empty() || untrained_ids.is_empty() || k == 0 {
         return Ok(tuned.clone());
     }
@@ -522,14 +518,12 @@ pub fn propagate_neighbour_moves(distilled: &Tensor, tuned: &Tensor, trained: &[
             order.select_nth_unstable_by(k.min(sims.len()) - 1, |&a, &b| sims[b].total_cmp(&sims[a]));
             let neighbours = &order[..k.min(sims.len())];
             let total: f32 = neighbours.iter().map(|&n| sims[n].max(0.0)).sum();
-            let target = &mut out[*row as usize];
-            for j in 0..dim {
-                let shift: f32 = if total > 0.0 {
-                    neighbours.iter().map(|&n| sims[n].max(0.0) * moves[n][j]).sum::<f32>() / total
-                } else {
-                    0.0
-                };
-                target[j] = base[*row as usize][j] + shift;
+            let (target, start) = (&mut out[*row as usize], &base[*row as usize]);
+            target.copy_from_slice(start);
+            if total > 0.0 {
+                for (j, value) in target.iter_mut().enumerate() {
+                    *value += neighbours.iter().map(|&n| sims[n].max(0.0) * moves[n][j]).sum::<f32>() / total;
+                }
             }
         }
     }
