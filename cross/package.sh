@@ -41,6 +41,7 @@ for path in usr/bin/edge-agent usr/lib/systemd/system/edge-agent.service etc/edg
     usr/lib/sysusers.d/edge-agent.conf \
     usr/share/edge-agent/models/compact/model.safetensors usr/share/edge-agent/models/compact/tokenizer.json \
     usr/share/edge-agent/models/compact/labels.json usr/share/edge-agent/models/compact/manifest.json \
+    usr/share/edge-agent/models/compact/words.txt \
     usr/share/edge-agent/knowledge/kestrel-voyager/pack.toml \
     usr/share/edge-agent/knowledge/kestrel-voyager/articles/warning_lights.toml \
     usr/share/doc/edge-agent/THIRD-PARTY-NOTICES usr/share/doc/edge-agent/copyright \

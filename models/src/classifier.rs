@@ -13,6 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::heads::Heads;
 use crate::labels::{Intent, Route, Sentiment};
 use crate::manifest::Manifest;
+use crate::spelling::Speller;
 use crate::transformer::TransformerEncoder;
 use crate::MAX_UTTERANCE_BYTES;
 
@@ -166,6 +167,9 @@ pub struct Classifier {
 /// File names inside model folders.
 pub const COMPACT_WEIGHTS: &str = "model.safetensors";
 pub const TOKENIZER: &str = "tokenizer.json";
+/// The compact model's known words for typo correction, one per line, most frequent
+/// first ([`crate::spelling`]). Optional: a folder without it corrects nothing.
+pub const SPELLING_WORDS: &str = "words.txt";
 pub const TRANSFORMER_HEADS: &str = "heads.safetensors";
 
 impl Classifier {
@@ -200,8 +204,18 @@ impl Classifier {
         }
         let heads = Heads::from_map(&tensors, dim, dir)?;
         let tokenizer = load_tokenizer(&dir.join(TOKENIZER), None)?;
-        let encoder =
-            CompactEncoder::new(tokenizer, embeddings).map_err(|e| ModelError::invalid(dir, e.to_string()))?;
+        let speller = if manifest.files.contains_key(SPELLING_WORDS) {
+            let path = dir.join(SPELLING_WORDS);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ModelError::invalid(dir, format!("{SPELLING_WORDS} cannot be read: {e}")))?;
+            let words: Vec<String> = text.lines().map(str::to_string).collect();
+            Speller::new(&words, &tokenizer)
+        } else {
+            Speller::default()
+        };
+        let encoder = CompactEncoder::new(tokenizer, embeddings)
+            .map_err(|e| ModelError::invalid(dir, e.to_string()))?
+            .with_speller(speller);
         Ok(Classifier {
             encoder: Box::new(encoder),
             heads,

@@ -9,6 +9,7 @@ use tokenizers::Tokenizer;
 
 use crate::encoder::{l2_normalise, SentenceEncoder};
 use crate::error::{ModelError, Result};
+use crate::spelling::Speller;
 
 pub struct CompactEncoder {
     tokenizer: Tokenizer,
@@ -16,6 +17,8 @@ pub struct CompactEncoder {
     /// converted to f32 after the lookup, so the table stays half-size in memory.
     embeddings: Tensor,
     dim: usize,
+    /// Corrects one-edit typos before tokenizing (knows no words by default).
+    speller: Speller,
 }
 
 impl CompactEncoder {
@@ -31,15 +34,24 @@ impl CompactEncoder {
             tokenizer,
             embeddings,
             dim,
+            speller: Speller::default(),
         })
     }
 
+    /// The same encoder, reading every utterance through `speller` first.
+    pub fn with_speller(mut self, speller: Speller) -> Self {
+        self.speller = speller;
+        self
+    }
+
     /// The utterance's token ids, without special tokens (they carry no meaning in a
-    /// static bag of tokens) and without long numbers ([`without_long_numbers`]).
+    /// static bag of tokens), without long numbers ([`without_long_numbers`]) and
+    /// with one-edit typos of known words corrected ([`Speller::correct`]).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let text = without_long_numbers(text);
         let encoding = self
             .tokenizer
-            .encode(without_long_numbers(text).as_ref(), false)
+            .encode(self.speller.correct(&text).as_ref(), false)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod recipe;
 pub mod rng;
+pub mod spelling;
 pub mod train;
 pub mod transformer;
 

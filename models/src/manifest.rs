@@ -97,6 +97,9 @@ pub struct TrainingRecord {
     /// Nearest trained rows that moved each untrained row of the table (0: none).
     #[serde(default)]
     pub propagate_neighbours: usize,
+    /// Corpus words the compact model's typo correction knows (0: no correction).
+    #[serde(default)]
+    pub spelling_words: usize,
     pub held_out_examples: usize,
     pub seconds: f64,
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 
-use crate::classifier::{EncoderKind, Gate, COMPACT_WEIGHTS, TOKENIZER, TRANSFORMER_HEADS};
+use crate::classifier::{EncoderKind, Gate, COMPACT_WEIGHTS, SPELLING_WORDS, TOKENIZER, TRANSFORMER_HEADS};
 use crate::compact::CompactEncoder;
 use crate::corpus::{split_by_family, Corpus, Example};
 use crate::encoder::SentenceEncoder;
@@ -17,6 +17,7 @@ use crate::heads::Heads;
 use crate::manifest::{write_atomically, Distillation, Manifest, TrainingRecord, FORMAT_VERSION};
 use crate::metrics::{tune_gate, tune_sentiment_bias, Report, Scored};
 use crate::rng::SplitMix64;
+use crate::spelling::{corpus_words, Speller};
 use crate::train::{
     compact_features, misspelt, propagate_neighbour_moves, train_heads, train_joint, Features, HeadConfig, JointConfig,
 };
@@ -53,6 +54,11 @@ pub struct Recipe {
     /// moves with this many nearest trained rows
     /// ([`crate::train::propagate_neighbour_moves`]); 0 leaves it as distilled.
     pub propagate_neighbours: usize,
+    /// Compact only: the shipped model corrects typing slips towards the training
+    /// lines' words ([`crate::spelling`]) before it classifies. Training reads the
+    /// lines as written; the gate is tuned, and the held-out families measured,
+    /// through the speller, as the product reads them.
+    pub spelling: bool,
 }
 
 impl Default for Recipe {
@@ -68,6 +74,7 @@ impl Default for Recipe {
             soup_runs: 5,
             misspelt_copies: 1.0,
             propagate_neighbours: 10,
+            spelling: true,
         }
     }
 }
@@ -81,6 +88,9 @@ pub struct Trained {
     pub record: TrainingRecord,
     /// The fine-tuned static table (f16), when the recipe tunes it.
     pub embeddings: Option<Tensor>,
+    /// The words the compact model's typo correction knows, most frequent first
+    /// (empty: no correction).
+    pub spelling_words: Vec<String>,
 }
 
 /// The training lines and the held-out families.
@@ -132,6 +142,7 @@ fn finish(
         held_out: Report::compute(&scored),
         record,
         embeddings: None,
+        spelling_words: Vec::new(),
     })
 }
 
@@ -161,6 +172,7 @@ fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tune
         train_examples: train,
         misspelt_copies: 0,
         propagate_neighbours: 0,
+        spelling_words: 0,
         held_out_examples: held_out,
         seconds: started.elapsed().as_secs_f64(),
     }
@@ -241,6 +253,25 @@ pub fn train_compact(
 ) -> Result<Trained> {
     let started = Instant::now();
     let (train, held_out) = split(corpus, recipe, progress);
+    // The speller knows the training lines' words only: the held-out families
+    // stay unseen in every way. It reads what the model is asked, not what it is
+    // taught: training keeps the corpus's typos and the misspelt copies as they are,
+    // so the rows of a slip's word pieces still learn where their words belong, for
+    // the slips the speller cannot undo.
+    let spelling_words = if recipe.spelling {
+        corpus_words(train.iter().map(|e| e.text.as_str()))
+    } else {
+        Vec::new()
+    };
+    let speller = if recipe.spelling {
+        Speller::new(&spelling_words, encoder.tokenizer())
+    } else {
+        Speller::default()
+    };
+    progress(&format!("typo correction knows {} corpus words", spelling_words.len()));
+    let with_speller = |table: Tensor| -> Result<CompactEncoder> {
+        Ok(CompactEncoder::new(encoder.tokenizer().clone(), table)?.with_speller(speller.clone()))
+    };
     let Some(embedding_learning_rate) = recipe.embedding_learning_rate else {
         let mut rng = SplitMix64::new(recipe.heads.seed ^ 0xa11a);
         let features = compact_features(
@@ -251,8 +282,12 @@ pub fn train_compact(
             &mut rng,
         )?;
         let heads = train_heads(&features, &recipe.heads, progress)?;
-        let record = record(recipe, train.len(), held_out.len(), started, false);
-        return finish(encoder, heads, &held_out, recipe, record, progress);
+        let mut record = record(recipe, train.len(), held_out.len(), started, false);
+        record.spelling_words = spelling_words.len();
+        let spelled = with_speller(encoder.embeddings().clone())?;
+        let mut trained = finish(&spelled, heads, &held_out, recipe, record, progress)?;
+        trained.spelling_words = spelling_words;
+        return Ok(trained);
     };
     let copies = misspelt_copies(&train, recipe.misspelt_copies, recipe.heads.seed);
     progress(&format!("{} misspelt copies of training lines", copies.len()));
@@ -305,14 +340,14 @@ pub fn train_compact(
     } else {
         table
     };
-    let f32_table = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
+    let f32_table = with_speller(table.clone())?;
     let texts: Vec<&str> = held_out.iter().map(|e| e.text.as_str()).collect();
     let f32_argmax: Vec<usize> = batch_probabilities(&f32_table, &heads, &texts)?
         .iter()
         .map(|(p, _)| argmax(p))
         .collect();
     let table = table.to_dtype(DType::F16)?;
-    let tuned = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
+    let tuned = with_speller(table.clone())?;
     let f16_argmax: Vec<usize> = batch_probabilities(&tuned, &heads, &texts)?
         .iter()
         .map(|(p, _)| argmax(p))
@@ -326,8 +361,10 @@ pub fn train_compact(
         heads
     } else {
         let mut rng = SplitMix64::new(recipe.heads.seed ^ 0xe45e);
+        // Trained on the lines as written, like the joint pair.
+        let unspelled = CompactEncoder::new(encoder.tokenizer().clone(), table.clone())?;
         let features = compact_features(
-            &tuned,
+            &unspelled,
             &train,
             recipe.token_dropout_copies,
             recipe.token_dropout,
@@ -347,8 +384,10 @@ pub fn train_compact(
     let mut record = record(recipe, corpus_lines, held_out.len(), started, true);
     record.misspelt_copies = copy_count;
     record.propagate_neighbours = recipe.propagate_neighbours;
+    record.spelling_words = spelling_words.len();
     let mut trained = finish(&tuned, heads, &held_out, recipe, record, progress)?;
     trained.embeddings = Some(table);
+    trained.spelling_words = spelling_words;
     Ok(trained)
 }
 
@@ -402,6 +441,18 @@ pub fn write_compact(
         let bytes = std::fs::read(tokenizer_json).map_err(|e| ModelError::io(tokenizer_json, e))?;
         write_atomically(&dir.join(TOKENIZER), &bytes)?;
     }
+    let mut files = vec![COMPACT_WEIGHTS, TOKENIZER];
+    let words_path = dir.join(SPELLING_WORDS);
+    if trained.spelling_words.is_empty() {
+        if words_path.exists() {
+            std::fs::remove_file(&words_path).map_err(|e| ModelError::io(&words_path, e))?;
+        }
+    } else {
+        let mut text = trained.spelling_words.join("\n");
+        text.push('\n');
+        write_atomically(&words_path, text.as_bytes())?;
+        files.push(SPELLING_WORDS);
+    }
     Manifest {
         format_version: FORMAT_VERSION,
         encoder: EncoderKind::Compact,
@@ -414,7 +465,7 @@ pub fn write_compact(
         training: trained.record.clone(),
         metrics: metrics_map(trained),
     }
-    .write(dir, &[COMPACT_WEIGHTS, TOKENIZER])
+    .write(dir, &files)
 }
 
 /// Writes a transformer heads folder: `heads.safetensors`, `labels.json`,

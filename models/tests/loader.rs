@@ -87,6 +87,18 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
     });
     assert!(err.contains("tokenizer.json"), "{err}");
 
+    // The speller's word list is vouched for like the weights: an edited list would
+    // quietly change what the model reads.
+    let err = case("edited-words", &|d| {
+        let path = d.join("words.txt");
+        let mut words = std::fs::read_to_string(&path).unwrap();
+        words.push_str("brake\n");
+        std::fs::write(&path, words).unwrap();
+    });
+    assert!(err.contains("words.txt is corrupt"), "{err}");
+    let err = case("missing-words", &|d| std::fs::remove_file(d.join("words.txt")).unwrap());
+    assert!(err.contains("words.txt listed in the manifest cannot be read"), "{err}");
+
     let err = case("wrong-kind", &|d| {
         edit_json(&d.join("manifest.json"), |m| m["encoder"] = "transformer".into())
     });

@@ -174,3 +174,38 @@ fn misspelt_copies_join_the_training_lines_and_are_recorded() {
     assert!(long_word_lines > 0);
     assert_eq!(all.misspelt_copies, long_word_lines);
 }
+
+#[test]
+fn the_shipped_folder_reads_typing_slips_as_the_words_it_knows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tiny_model_folder_trained_for(dir.path(), 150);
+    let manifest = models::manifest::Manifest::load_checked(&out).unwrap();
+    assert!(
+        manifest.files.contains_key(models::classifier::SPELLING_WORDS),
+        "the speller's words are stored and hash-checked with the model"
+    );
+    let classifier = Classifier::load_compact(&out).unwrap();
+    let clean = classifier.classify("call ambulance crash").unwrap();
+    // A doubled and a swapped letter: the same tokens as the clean line, so the
+    // very same confidence.
+    let slipped = classifier.classify("call ambulancce carsh").unwrap();
+    assert_eq!(slipped.intent, clean.intent);
+    assert_eq!(slipped.top_confidence, clean.top_confidence);
+
+    // A folder from before the speller (no word list) reads the slip as written.
+    let old = dir.path().join("without-speller");
+    copy_folder(&out, &old);
+    std::fs::remove_file(old.join(models::classifier::SPELLING_WORDS)).unwrap();
+    let manifest_path = old.join("manifest.json");
+    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    value["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove(models::classifier::SPELLING_WORDS);
+    std::fs::write(&manifest_path, serde_json::to_vec(&value).unwrap()).unwrap();
+    let as_written = Classifier::load_compact(&old)
+        .unwrap()
+        .classify("call ambulancce carsh")
+        .unwrap();
+    assert_ne!(as_written.top_confidence, clean.top_confidence);
+}

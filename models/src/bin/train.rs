@@ -81,6 +81,9 @@ struct Args {
     /// touched (0 leaves those rows as distilled).
     #[arg(long, default_value_t = 10)]
     propagate_neighbours: usize,
+    /// Train and ship the compact model without typo correction.
+    #[arg(long)]
+    no_spelling: bool,
     /// Epochs for the transformer heads (the compact default is --epochs).
     #[arg(long, default_value_t = 30)]
     transformer_epochs: usize,
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
     recipe.soup_runs = args.soup_runs;
     recipe.misspelt_copies = args.misspelt_copies;
     recipe.propagate_neighbours = args.propagate_neighbours;
+    recipe.spelling = !args.no_spelling;
     let mut dev = Vec::new();
     for path in &args.dev {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
