@@ -1,5 +1,6 @@
 //! The compact encoder: static token embeddings (distilled from the pretrained
-//! sentence encoder, see [`crate::distill`]) mean-pooled over the utterance's tokens.
+//! sentence encoder, see [`crate::distill`]) mean-pooled over the utterance's tokens,
+//! read after long numbers are blanked and typing slips corrected ([`crate::spelling`]).
 //!
 //! It is a table lookup and an average, so it answers in microseconds on a head unit
 //! and its whole table fits the 16 MB budget (f16).
@@ -17,7 +18,7 @@ pub struct CompactEncoder {
     /// converted to f32 after the lookup, so the table stays half-size in memory.
     embeddings: Tensor,
     dim: usize,
-    /// Corrects one-edit typos before tokenizing (knows no words by default).
+    /// Corrects typing slips before tokenizing (knows no words by default).
     speller: Speller,
 }
 
@@ -46,7 +47,7 @@ impl CompactEncoder {
 
     /// The utterance's token ids, without special tokens (they carry no meaning in a
     /// static bag of tokens), without long numbers ([`without_long_numbers`]) and
-    /// with one-edit typos of known words corrected ([`Speller::correct`]).
+    /// with typing slips of known words corrected ([`Speller::correct`]).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
         let text = without_long_numbers(text);
         let encoding = self
@@ -121,6 +122,17 @@ pub fn without_long_numbers(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+impl SentenceEncoder for CompactEncoder {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed(&self, text: &str) -> Result<Tensor> {
+        let ids = self.token_ids(text)?;
+        self.pool_ids(&ids)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::without_long_numbers;
@@ -145,16 +157,5 @@ mod tests {
             assert_eq!(without_long_numbers(kept), kept);
         }
         assert_eq!(without_long_numbers("١٢٣٤٥٦٧٨ é 12345678"), "١٢٣٤٥٦٧٨ é  ");
-    }
-}
-
-impl SentenceEncoder for CompactEncoder {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-
-    fn embed(&self, text: &str) -> Result<Tensor> {
-        let ids = self.token_ids(text)?;
-        self.pool_ids(&ids)
     }
 }

@@ -1,10 +1,10 @@
-//! Single-edit typo correction before the compact encoder tokenizes. A typed or
-//! mis-recognised word ("wehre", "disreegard") breaks into word pieces whose rows
-//! say little, so a word the model does not know, one edit away from one it does,
-//! is read as that word. The known words are the training corpus's own (stored with
-//! the model, most frequent first) and the tokenizer's whole-word tokens; a word
-//! either list holds is never touched, so real words, names and numbers pass as
-//! they are.
+//! Typing-slip correction before the compact encoder tokenizes. A slip ("wehre",
+//! "disreegard") breaks a word into word pieces whose rows say little, so a word the
+//! model does not know, one slip away from one it does, is read as that word. The
+//! known words are the training corpus's own (stored with the model as `words.txt`,
+//! most frequent first) and the tokenizer's whole-word tokens; a word either list
+//! holds is never touched, so known words, numbers and anything not spelt in ASCII
+//! letters pass as they are.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -39,16 +39,11 @@ impl Speller {
         }
         let offset = corpus_words.len();
         for (token, id) in tokenizer.get_vocab(false) {
-            if token.chars().all(|c| c.is_ascii_lowercase()) {
+            if !token.is_empty() && token.chars().all(|c| c.is_ascii_lowercase()) {
                 rank.entry(token).or_insert(offset + id as usize);
             }
         }
         Speller { rank }
-    }
-
-    /// Whether the speller knows any word (an empty one corrects nothing).
-    pub fn is_empty(&self) -> bool {
-        self.rank.is_empty()
     }
 
     /// `text` with every unknown word of [`MIN_CORRECTED_LETTERS`] or more letters
@@ -57,8 +52,9 @@ impl Speller {
     /// more letters) a letter left out. The first letter is never changed. Other
     /// edits (a letter changed, or a stray one dropped) are not tried: they turn
     /// real words the model does not know into other real words ("router" into
-    /// "route") far more often than they undo a slip. Words with no such neighbour stay as they are, and so does the
-    /// punctuation around a word (a corrected word comes out lowercase).
+    /// "route") far more often than they undo a slip. Words with no such neighbour
+    /// stay as they are, and so does the punctuation around a word (a corrected
+    /// word comes out lowercase).
     pub fn correct<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if self.rank.is_empty() {
             return Cow::Borrowed(text);
