@@ -258,15 +258,12 @@ pub fn train_compact(
     // taught: training keeps the corpus's typos and the misspelt copies as they are,
     // so the rows of a slip's word pieces still learn where their words belong, for
     // the slips the speller cannot undo.
-    let spelling_words = if recipe.spelling {
-        corpus_words(train.iter().map(|e| e.text.as_str()))
+    let (spelling_words, speller) = if recipe.spelling {
+        let words = corpus_words(train.iter().map(|e| e.text.as_str()));
+        let speller = Speller::new(&words, encoder.tokenizer());
+        (words, speller)
     } else {
-        Vec::new()
-    };
-    let speller = if recipe.spelling {
-        Speller::new(&spelling_words, encoder.tokenizer())
-    } else {
-        Speller::default()
+        (Vec::new(), Speller::default())
     };
     progress(&format!("typo correction knows {} corpus words", spelling_words.len()));
     let with_speller = |table: Tensor| -> Result<CompactEncoder> {
@@ -441,16 +438,12 @@ pub fn write_compact(
         let bytes = std::fs::read(tokenizer_json).map_err(|e| ModelError::io(tokenizer_json, e))?;
         write_atomically(&dir.join(TOKENIZER), &bytes)?;
     }
+    // Without a word list the manifest lists no `words.txt`, and the loader reads none.
     let mut files = vec![COMPACT_WEIGHTS, TOKENIZER];
-    let words_path = dir.join(SPELLING_WORDS);
-    if trained.spelling_words.is_empty() {
-        if words_path.exists() {
-            std::fs::remove_file(&words_path).map_err(|e| ModelError::io(&words_path, e))?;
-        }
-    } else {
+    if !trained.spelling_words.is_empty() {
         let mut text = trained.spelling_words.join("\n");
         text.push('\n');
-        write_atomically(&words_path, text.as_bytes())?;
+        write_atomically(&dir.join(SPELLING_WORDS), text.as_bytes())?;
         files.push(SPELLING_WORDS);
     }
     Manifest {
