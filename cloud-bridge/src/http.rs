@@ -30,15 +30,17 @@ pub fn router(metrics: Metrics, stores: Stores, provider: String) -> Router {
         })
 }
 
-/// 200 when connected to the broker and the store answers; 503 otherwise, with
-/// what is wrong.
+/// 200 when connected to the broker, subscribed to the cars' topics, and the
+/// store answers; 503 otherwise, with what is wrong.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let connected = state.metrics.connected();
+    let subscribed = state.metrics.subscribed();
     let store = state.stores.handoffs.queued().map(|q| q.len());
-    let healthy = connected && store.is_ok();
+    let healthy = connected && subscribed && store.is_ok();
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "broker_connected": connected,
+        "broker_subscribed": subscribed,
         "store": match &store { Ok(_) => "ok".to_string(), Err(e) => e.to_string() },
         "handoffs_queued": store.ok(),
         "provider": state.provider.as_ref(),

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod failpoint;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod fleet;

@@ -41,6 +41,8 @@ struct Inner {
     delivered: Counter,
     handling_seconds: Histogram,
     connected: Gauge,
+    subscribed: Gauge,
+    acknowledged: Counter,
     in_flight: Gauge,
 }
 
@@ -68,6 +70,8 @@ impl Metrics {
             delivered: Counter::default(),
             handling_seconds: Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
             connected: Gauge::default(),
+            subscribed: Gauge::default(),
+            acknowledged: Counter::default(),
             in_flight: Gauge::default(),
             registry: Registry::default(),
         };
@@ -118,8 +122,18 @@ impl Metrics {
         );
         registry.register(
             "broker_connected",
-            "1 while connected to the broker and subscribed",
+            "1 while connected to the broker (see broker_subscribed)",
             inner.connected.clone(),
+        );
+        registry.register(
+            "broker_subscribed",
+            "1 while the broker has granted every subscription of this connection",
+            inner.subscribed.clone(),
+        );
+        registry.register(
+            "escalations_acknowledged",
+            "Acknowledgements sent to cars, once an escalation (or a copy of it) is claimed",
+            inner.acknowledged.clone(),
         );
         registry.register(
             "escalations_in_flight",
@@ -194,6 +208,18 @@ impl Metrics {
 
     pub fn connected(&self) -> bool {
         self.0.connected.get() == 1
+    }
+
+    pub fn set_subscribed(&self, subscribed: bool) {
+        self.0.subscribed.set(i64::from(subscribed));
+    }
+
+    pub fn subscribed(&self) -> bool {
+        self.0.subscribed.get() == 1
+    }
+
+    pub fn acknowledged(&self) {
+        self.0.acknowledged.inc();
     }
 
     pub fn in_flight(&self, delta: i64) {

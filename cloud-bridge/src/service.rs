@@ -5,14 +5,22 @@
 //! died; and the HTTP endpoints.
 //!
 //! Delivery is at least once on both hops, so each escalation is claimed in the
-//! dedupe store by `message_id` before it is handled, and acknowledged to the
-//! broker (a manual PUBACK) only once its response is published or queued.
+//! dedupe store by `message_id` before it is handled. Once the claim is durable
+//! the car gets an `ack` on its responses topic (it keeps the escalation, and
+//! sends it again, until then; a copy is acknowledged again), then the answer.
+//! The broker gets its PUBACK (manual) only once the response is published or
+//! queued.
+//!
+//! The subscriptions are made on every CONNACK, whatever `session_present` says
+//! (mosquitto restores a persistent session without its `$share` subscriptions),
+//! and every SUBACK's reason codes are checked: `/health` is `ok` only while the
+//! broker has granted them all.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::{Body, Envelope, Topics};
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio_util::sync::CancellationToken;
@@ -92,6 +100,27 @@ struct Shared {
     /// Claims and outcomes, group-committed off the async workers.
     claims: GroupCommit<NewClaim, Result<Claim, String>>,
     completions: GroupCommit<Completed, Result<(), String>>,
+    /// Escalations this process is handling now.
+    in_progress: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+}
+
+/// Marks an escalation as being handled here, for as long as it lives.
+struct InProgress {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>,
+    id: uuid::Uuid,
+}
+
+impl InProgress {
+    /// `None` when it is being handled here already.
+    fn enter(set: &Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>, id: uuid::Uuid) -> Option<InProgress> {
+        set.lock().expect("in-progress set").insert(id).then(|| InProgress { set: set.clone(), id })
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.set.lock().expect("in-progress set").remove(&self.id);
+    }
 }
 
 /// Runs until `shutdown`: the broker connection, the message tasks, the
@@ -120,8 +149,9 @@ pub async fn run(
     };
     let stores = supervisor.stores().clone();
     let (dedupe, lease_ms, claimer) = (stores.dedupe.clone(), config.store.lease_ms, owner.clone());
-    // A claim is on the way to the driver's answer: no linger. An outcome is
-    // written after the answer has gone: a longer one, and bigger batches.
+    // Claims and outcomes are both on the way to the driver's answer (an
+    // outcome is durable before its reply goes): no linger, batches of
+    // whatever is waiting.
     let claims = GroupCommit::start("store-claims", Duration::ZERO, move |batch: &[NewClaim]| {
         match dedupe.claim_many(batch, &claimer, lease_ms) {
             Ok(found) => found.into_iter().map(Ok).collect(),
@@ -131,7 +161,7 @@ pub async fn run(
     let dedupe = stores.dedupe.clone();
     let completions = GroupCommit::start(
         "store-outcomes",
-        Duration::from_millis(20),
+        Duration::ZERO,
         move |batch: &[Completed]| {
             let result = dedupe.complete_many(batch).map_err(|e| e.to_string());
             batch.iter().map(|_| result.clone()).collect()
@@ -148,6 +178,7 @@ pub async fn run(
         owner,
         claims,
         completions,
+        in_progress: Arc::default(),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(outbound_loop(shared.clone(), shutdown.clone()));
@@ -173,22 +204,12 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                // Ready (and healthy) once the subscriptions are in place too.
-                metrics.set_connected(ack.session_present);
+                // Healthy once the subscriptions are granted too.
+                metrics.set_connected(true);
+                metrics.set_subscribed(false);
                 backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
                 tracing::info!(session_present = ack.session_present, "connected to the broker");
-                if !ack.session_present {
-                    // From a task: subscribing inside the poll loop can deadlock on a full channel.
-                    let (client, filters) = (client.clone(), filters.clone());
-                    tokio::spawn(async move {
-                        let subscriptions = filters
-                            .into_iter()
-                            .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, QoS::AtLeastOnce));
-                        if let Err(error) = client.subscribe_many(subscriptions).await {
-                            tracing::error!(%error, "cannot subscribe");
-                        }
-                    });
-                }
+                subscribe(&client, &filters, Duration::ZERO);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let shared = shared.clone();
@@ -201,17 +222,31 @@ pub async fn run(
                     }
                 });
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                metrics.set_connected(true);
-                tracing::info!("subscribed to the cars' topics");
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused: Vec<_> = ack
+                    .return_codes
+                    .iter()
+                    .filter(|code| !matches!(code, SubscribeReasonCode::Success(_)))
+                    .collect();
+                if refused.is_empty() {
+                    metrics.set_subscribed(true);
+                    tracing::info!("subscribed to the cars' topics");
+                } else {
+                    metrics.set_subscribed(false);
+                    metrics.failure("subscription_refused");
+                    tracing::error!(?refused, "the broker refused a subscription; trying again in 5 s");
+                    subscribe(&client, &filters, Duration::from_secs(5));
+                }
             }
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
                 metrics.set_connected(false);
+                metrics.set_subscribed(false);
                 tracing::warn!(reason = ?d.reason_code, "the broker disconnected us");
             }
             Ok(_) => {}
             Err(error) => {
                 metrics.set_connected(false);
+                metrics.set_subscribed(false);
                 metrics.failure("broker_connection");
                 let pause = Duration::from_millis(rand::random_range(
                     backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64,
@@ -250,7 +285,23 @@ pub async fn run(
     }
     let _ = client.disconnect().await;
     metrics.set_connected(false);
+    metrics.set_subscribed(false);
     Ok(())
+}
+
+/// Subscribes to the cars' topics after `delay`, from a task: subscribing inside
+/// the poll loop can deadlock on a full request channel.
+fn subscribe(client: &AsyncClient, filters: &[String], delay: Duration) {
+    let (client, filters) = (client.clone(), filters.to_vec());
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let subscriptions = filters
+            .into_iter()
+            .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, QoS::AtLeastOnce));
+        if let Err(error) = client.subscribe_many(subscriptions).await {
+            tracing::error!(%error, "cannot subscribe");
+        }
+    });
 }
 
 impl Shared {
@@ -289,10 +340,19 @@ impl Shared {
                     .await
                     .unwrap_or_else(|| Err("the store writer stopped".into()));
                 match claimed {
-                    Ok(Claim::New) => self.handle_escalation(envelope).await,
+                    Ok(Claim::New) => {
+                        crate::failpoint::hit("escalation:claimed");
+                        self.acknowledge(&envelope).await;
+                        crate::failpoint::hit("escalation:acknowledged");
+                        self.handle_escalation(envelope).await;
+                    }
                     Ok(Claim::Duplicate) => {
+                        // The car sent it again: it missed the acknowledgement,
+                        // or the answer. Both go again; the car drops a repeat.
                         self.metrics.duplicate();
-                        tracing::debug!(message_id = %id, "a duplicate escalation was dropped");
+                        tracing::debug!(message_id = %id, "a duplicate escalation acknowledged again and dropped");
+                        self.acknowledge(&envelope).await;
+                        self.deliver_again(&envelope).await;
                     }
                     Err(error) => {
                         // Handled without a claim rather than dropped: a duplicate
@@ -346,6 +406,13 @@ impl Shared {
         let Body::Escalation(escalation) = &envelope.body else {
             return;
         };
+        // One handling per escalation in this process: a pause past the lease
+        // (a stopped process, a slow disk) must not let the takeover loop start
+        // a second one beside it.
+        let Some(_handling) = InProgress::enter(&self.in_progress, envelope.message_id) else {
+            tracing::debug!(message_id = %envelope.message_id, "already being handled here");
+            return;
+        };
         let handled = self.supervisor.handle(&envelope, escalation).await;
         let mut reply = Envelope::new(
             &handled.thing,
@@ -353,6 +420,26 @@ impl Shared {
             Body::Response(handled.response.clone()),
         );
         reply.traceparent = envelope.traceparent.clone();
+        // The outcome and the reply are durable before the reply goes: a crash
+        // after publishing must not let a takeover answer (or book) a second
+        // time. A crash between the two loses only the publish, and the car,
+        // still without its answer, asks again and gets the stored reply.
+        let completed = Completed {
+            outcome: handled.outcome,
+            turns: handled.turns,
+            reply: protocol::encode(&reply).ok(),
+        };
+        match self.completions.submit(completed).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot record the outcome");
+            }
+            None => {
+                self.metrics.failure("store");
+                tracing::error!("the store writer stopped before the outcome was recorded");
+            }
+        }
         if let Err(error) = self.deliver(&reply).await {
             self.metrics.failure("delivery");
             tracing::warn!(%error, "cannot deliver a response now; it is queued");
@@ -365,20 +452,52 @@ impl Shared {
                 tracing::error!(%error, "cannot queue the response either");
             }
         }
-        let completed = Completed {
-            outcome: handled.outcome,
-            turns: handled.turns,
+    }
+
+    /// Tells the car its escalation is claimed here, so it may leave the car's
+    /// outbox. A lost acknowledgement costs a re-sent copy, acknowledged again.
+    async fn acknowledge(&self, escalation: &Envelope) {
+        let ack = Envelope::new(
+            &escalation.thing_name,
+            escalation.conversation_id.as_deref(),
+            Body::Ack(protocol::Ack {
+                acknowledges: escalation.message_id,
+            }),
+        );
+        let sent = async {
+            let topic = self.topics.responses(&ack.thing_name)?;
+            self.delivery.publish(&topic, protocol::encode(&ack)?).await
         };
-        match self.completions.submit(completed).await {
-            Some(Ok(())) => {}
-            Some(Err(error)) => {
-                self.metrics.failure("store");
-                tracing::error!(%error, "cannot record the outcome");
+        match sent.await {
+            Ok(()) => self.metrics.acknowledged(),
+            Err(error) => {
+                self.metrics.failure("ack_delivery");
+                tracing::warn!(%error, message_id = %escalation.message_id, "cannot acknowledge an escalation; the car will send it again");
             }
-            None => {
+        }
+    }
+
+    /// Publishes the stored reply of a completed escalation again, byte for byte
+    /// (same message id): a car that asks again lost it with a broker that had
+    /// no persistence. Nothing when the escalation is not answered yet.
+    async fn deliver_again(&self, escalation: &Envelope) {
+        let stored = self.stores.dedupe.reply(&escalation.message_id.to_string());
+        let bytes = match stored {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(error) => {
                 self.metrics.failure("store");
-                tracing::error!("the store writer stopped before the outcome was recorded");
+                tracing::error!(%error, "cannot read a stored reply");
+                return;
             }
+        };
+        let sent = async {
+            let topic = self.topics.responses(&escalation.thing_name)?;
+            self.delivery.publish(&topic, bytes).await
+        };
+        if let Err(error) = sent.await {
+            self.metrics.failure("delivery");
+            tracing::warn!(%error, "cannot deliver a stored reply again; the car will ask again");
         }
     }
 

@@ -92,6 +92,10 @@ pub struct UplinkConfig {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub min_connect_interval_ms: u64,
+    pub ack_timeout_ms: u64,
+    pub ack_timeout_max_ms: u64,
+    pub ack_window: usize,
+    pub answer_timeout_ms: u64,
     pub analytics_interval_seconds: u64,
 }
 

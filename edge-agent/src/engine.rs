@@ -61,7 +61,9 @@ pub enum Event {
     },
     /// The uplink's connection changed.
     Uplink { state: UplinkState },
-    /// Something was queued for the cloud.
+    /// A request for the cloud changed state: `pending` (queued in the car),
+    /// `sent` (the broker took it), `received` (the cloud acknowledged it); its
+    /// answer comes as a `response`.
     Escalation {
         conversation_id: String,
         escalation_id: i64,
@@ -109,6 +111,8 @@ pub struct Engine {
     pub metrics: Metrics,
     started: Instant,
     uplink: Mutex<UplinkState>,
+    /// The broker granted every subscription of the current connection.
+    uplink_subscribed: std::sync::atomic::AtomicBool,
     /// Anonymous counters since the last batch went up.
     analytics: Mutex<crate::analytics::Analytics>,
     /// Wakes the uplink when something is queued.
@@ -160,6 +164,9 @@ pub struct KnowledgeHealth {
 #[derive(Debug, Clone, Serialize)]
 pub struct UplinkHealth {
     pub state: UplinkState,
+    /// The broker granted the subscriptions of this connection: the cloud's
+    /// answers and acknowledgements can arrive.
+    pub subscribed: bool,
 }
 
 /// Where the uplink stands; escalations wait in the outbox whatever it is.
@@ -187,6 +194,7 @@ impl Engine {
             metrics: Metrics::new(),
             started: Instant::now(),
             uplink: Mutex::new(UplinkState::NotConfigured),
+            uplink_subscribed: std::sync::atomic::AtomicBool::new(false),
             analytics: Mutex::new(crate::analytics::Analytics::default()),
             outbox_changed: tokio::sync::Notify::new(),
             inference: heartbeats.register("inference"),
@@ -287,9 +295,30 @@ impl Engine {
 
     /// The cloud answered an escalation: into the conversation's history, and out
     /// on `/v1/events` (blocking).
-    pub fn deliver_response(&self, envelope_conversation: Option<String>, response: protocol::Response) {
+    /// Returns the outbox row the answer acknowledged, if it was still queued.
+    /// A message taken before (by its envelope id, across restarts) is dropped.
+    pub fn deliver_response(
+        &self,
+        envelope_id: uuid::Uuid,
+        envelope_conversation: Option<String>,
+        response: protocol::Response,
+    ) -> Option<i64> {
         let now = jiff::Timestamp::now();
+        let first = self.mutable.lock().expect("engine mutex").store.first_sight(&envelope_id, now);
+        if matches!(first, Ok(false)) {
+            tracing::debug!(%envelope_id, "a response already taken was dropped");
+            return None;
+        }
+        // An answer is also an acknowledgement (a cloud older than 1.3 sends no
+        // other, and an `ack` may have been lost).
+        let acknowledged = self.outbox_acknowledged(&response.in_reply_to).unwrap_or_else(|error| {
+            tracing::error!(%error, "an answered escalation could not leave the outbox: it will be sent again");
+            None
+        });
         let m = self.mutable.lock().expect("engine mutex");
+        if let Err(error) = m.store.answered(&response.in_reply_to, now) {
+            tracing::warn!(%error, "an answer could not be marked: the cloud may be asked for it again");
+        }
         let known = m
             .store
             .delivered_escalation(&response.in_reply_to)
@@ -301,7 +330,7 @@ impl Engine {
             known.or_else(|| envelope_conversation.map(|c| (c, "out_of_scope".into())))
         else {
             tracing::warn!(in_reply_to = %response.in_reply_to, "a response to no known escalation was ignored");
-            return;
+            return acknowledged;
         };
         let record = TurnRecord {
             at: now.to_string(),
@@ -328,6 +357,7 @@ impl Engine {
             handoff: response.handoff,
             answered_by: response.answered_by,
         });
+        acknowledged
     }
 
     /// Takes the counters for a batch, starting a new period (empty: `None`).
@@ -348,7 +378,22 @@ impl Engine {
         *self.uplink.lock().expect("uplink mutex")
     }
 
+    /// Whether the broker granted the uplink's subscriptions (responses, fleet
+    /// notices) on the current connection.
+    pub fn uplink_subscribed(&self) -> bool {
+        self.uplink_subscribed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_uplink_subscribed(&self, subscribed: bool) {
+        self.uplink_subscribed
+            .store(subscribed, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.uplink_subscribed.set(i64::from(subscribed));
+    }
+
     pub fn set_uplink_state(&self, state: UplinkState) {
+        if state != UplinkState::Connected {
+            self.set_uplink_subscribed(false);
+        }
         let previous = std::mem::replace(&mut *self.uplink.lock().expect("uplink mutex"), state);
         if previous != state {
             self.metrics
@@ -378,9 +423,50 @@ impl Engine {
         m.store.pending_by_ids(&ids)
     }
 
-    /// Deletes a delivered row (after its PUBACK).
-    pub fn outbox_delivered(&self, id: i64) -> Result<(), StoreError> {
-        self.mutable.lock().expect("engine mutex").store.delivered(id)
+    /// The broker took a row (its PUBACK): the driver's request is `sent`. It
+    /// stays in the outbox until the cloud acknowledges it.
+    pub fn outbox_sent(&self, id: i64) -> Result<(), StoreError> {
+        let row = self
+            .mutable
+            .lock()
+            .expect("engine mutex")
+            .store
+            .mark_sent(id, jiff::Timestamp::now())?;
+        if let Some(row) = row {
+            self.publish_status(row, "sent");
+        }
+        Ok(())
+    }
+
+    /// The cloud acknowledged an escalation: it leaves the outbox, and its driver's
+    /// request is `received`. The row's id, or `None` for a repeated acknowledgement.
+    pub fn outbox_acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<i64>, StoreError> {
+        let row = self.mutable.lock().expect("engine mutex").store.acknowledged(message_id)?;
+        Ok(row.map(|row| {
+            let id = row.id;
+            self.publish_status(row, "received");
+            self.outbox_changed.notify_one();
+            id
+        }))
+    }
+
+    /// Acknowledged escalations still without an answer after `wait_ms` (the
+    /// wait doubling each time): the uplink asks for them again (blocking).
+    pub fn outbox_unanswered(&self, wait_ms: i64, limit: usize) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
+        self.mutable
+            .lock()
+            .expect("engine mutex")
+            .store
+            .unanswered_due(jiff::Timestamp::now(), wait_ms, 12, limit)
+    }
+
+    fn publish_status(&self, row: crate::store::Outboxed, status: &str) {
+        self.publish(Event::Escalation {
+            conversation_id: row.conversation_id,
+            escalation_id: row.id,
+            intent: row.intent,
+            status: status.to_string(),
+        });
     }
 
     /// Removes a row that can never be sent, and tells its driver.
@@ -430,6 +516,7 @@ impl Engine {
             },
             uplink: UplinkHealth {
                 state: self.uplink_state(),
+                subscribed: self.uplink_subscribed(),
             },
             pending_escalations: pending,
             open_conversations: m.sessions.len(),

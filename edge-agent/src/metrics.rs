@@ -33,6 +33,8 @@ pub struct Metrics {
     pub pending_escalations: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// 1 when connected to the cloud; 0 until the uplink exists.
     pub uplink_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// 1 when the broker granted the uplink's subscriptions on this connection.
+    pub uplink_subscribed: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub late_answers: Counter<u64, AtomicU64>,
 }
 
@@ -60,6 +62,7 @@ impl Metrics {
         let rate_limited = Counter::default();
         let pending_escalations = Gauge::default();
         let uplink_connected = Gauge::default();
+        let uplink_subscribed = Gauge::default();
         let late_answers = Counter::default();
         registry.register("api_requests", "API requests by endpoint and status", requests.clone());
         registry.register("turns", "Answered turns by intent and route", turns.clone());
@@ -80,6 +83,11 @@ impl Metrics {
             uplink_connected.clone(),
         );
         registry.register(
+            "uplink_subscribed",
+            "1 when the broker granted the uplink's subscriptions (responses, acknowledgements, fleet notices)",
+            uplink_subscribed.clone(),
+        );
+        registry.register(
             "late_answers",
             "Answers delivered on /v1/events after a 202",
             late_answers.clone(),
@@ -92,6 +100,7 @@ impl Metrics {
             rate_limited,
             pending_escalations,
             uplink_connected,
+            uplink_subscribed,
             late_answers,
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! Nothing a driver asks for is dropped: an escalation is written here (status
 //! `pending`) before the driver is told it will be handled, and leaves this table
-//! only when it has been delivered (the uplink's job) or withdrawn by the driver.
+//! only when the cloud has acknowledged it (the uplink's job; a broker's PUBACK
+//! only marks it sent) or when withdrawn by the driver.
 //! History is pruned by age and by count per conversation, on every write.
 
 use std::path::Path;
@@ -84,6 +85,28 @@ const MIGRATIONS: &[&str] = &[
         intent          TEXT NOT NULL,
         delivered_unix  INTEGER NOT NULL
     ) STRICT;
+    "#,
+    // 5: end-to-end acknowledgement. A row stays until the cloud acknowledges it;
+    // `sent_unix` says when the broker last took it (the driver's "sent").
+    r#"
+    ALTER TABLE escalations ADD COLUMN sent_unix INTEGER;
+    ALTER TABLE escalations ADD COLUMN created_unix_ms INTEGER;
+    CREATE INDEX escalations_by_message ON escalations (message_id);
+    ALTER TABLE delivered ADD COLUMN queued_unix_ms INTEGER;
+    ALTER TABLE delivered ADD COLUMN acknowledged_unix_ms INTEGER;
+    -- Acknowledged but not answered: asked again (same message id) now and then,
+    -- since an answer can be lost with a broker that keeps nothing.
+    ALTER TABLE delivered ADD COLUMN payload TEXT;
+    ALTER TABLE delivered ADD COLUMN answered_unix INTEGER;
+    ALTER TABLE delivered ADD COLUMN asked_unix_ms INTEGER;
+    ALTER TABLE delivered ADD COLUMN asked_again INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX delivered_unanswered ON delivered (asked_unix_ms) WHERE answered_unix IS NULL;
+    -- The cloud's messages already taken (their envelope ids), across restarts.
+    CREATE TABLE responses_seen (
+        message_id  TEXT PRIMARY KEY,
+        seen_unix   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX responses_seen_by_age ON responses_seen (seen_unix);
     "#,
 ];
 
@@ -199,6 +222,14 @@ pub struct PendingEscalation {
     pub priority: Priority,
     pub intent: String,
     pub payload: serde_json::Value,
+}
+
+/// An outbox row, named for the driver's status events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outboxed {
+    pub id: i64,
+    pub conversation_id: String,
+    pub intent: String,
 }
 
 /// How long and how much history is kept.
@@ -399,8 +430,8 @@ impl Store {
         let message_id = uuid::Uuid::now_v7();
         tx.execute(
             "INSERT INTO escalations (conversation_id, created_at, priority, intent, status, payload,
-                                      message_id, created_unix, ttl_seconds)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
+                                      message_id, created_unix, ttl_seconds, created_unix_ms)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
             params![
                 conversation_id,
                 now.to_string(),
@@ -409,7 +440,8 @@ impl Store {
                 payload.to_string(),
                 message_id.to_string(),
                 now.as_second(),
-                ttl
+                ttl,
+                now.as_millisecond()
             ],
         )
         .at(loc)?;
@@ -481,24 +513,148 @@ impl Store {
         }))
     }
 
-    /// Deletes a delivered escalation (after its PUBACK).
-    pub fn delivered(&self, id: i64) -> Result<()> {
+    /// The broker took the escalation (its PUBACK): it is `sent`, and stays
+    /// queued until the cloud acknowledges it. The escalation, when it is still
+    /// queued.
+    pub fn mark_sent(&self, id: i64, now: jiff::Timestamp) -> Result<Option<Outboxed>> {
         let loc = &self.location;
-        let now = jiff::Timestamp::now().as_second();
+        self.conn
+            .execute(
+                "UPDATE escalations SET sent_unix = ?2 WHERE id = ?1 AND status = 'pending'",
+                params![id, now.as_second()],
+            )
+            .at(loc)?;
+        self.conn
+            .query_row(
+                "SELECT id, conversation_id, intent FROM escalations WHERE id = ?1 AND status = 'pending'",
+                [id],
+                row_to_outboxed,
+            )
+            .optional()
+            .at(loc)
+    }
+
+    /// The cloud acknowledged an escalation: it leaves the outbox (kept in
+    /// `delivered` so its answer finds its conversation). `None` when it had
+    /// already left (a repeated acknowledgement).
+    pub fn acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<Outboxed>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, conversation_id, intent FROM escalations WHERE message_id = ?1",
+                [message_id.to_string()],
+                row_to_outboxed,
+            )
+            .optional()
+            .at(&self.location)?;
+        if let Some(row) = &row {
+            self.delivered(row.id)?;
+        }
+        Ok(row)
+    }
+
+    /// Moves an escalation out of the outbox into `delivered`.
+    fn delivered(&self, id: i64) -> Result<()> {
+        let loc = &self.location;
+        let now = jiff::Timestamp::now();
         let tx = self.conn.unchecked_transaction().at(loc)?;
         tx.execute(
-            "INSERT OR REPLACE INTO delivered (message_id, conversation_id, intent, delivered_unix)
-             SELECT message_id, conversation_id, intent, ?2 FROM escalations WHERE id = ?1 AND message_id IS NOT NULL",
-            params![id, now],
+            "INSERT OR REPLACE INTO delivered (message_id, conversation_id, intent, delivered_unix,
+                                              queued_unix_ms, acknowledged_unix_ms, payload, asked_unix_ms)
+             SELECT message_id, conversation_id, intent, ?2, created_unix_ms, ?3, payload, ?3 FROM escalations
+             WHERE id = ?1 AND message_id IS NOT NULL",
+            params![id, now.as_second(), now.as_millisecond()],
         )
         .at(loc)?;
         tx.execute("DELETE FROM escalations WHERE id = ?1", [id]).at(loc)?;
         tx.execute(
             "DELETE FROM delivered WHERE delivered_unix < ?1",
-            [now - i64::from(self.retention.days) * 86_400],
+            [now.as_second() - i64::from(self.retention.days) * 86_400],
         )
         .at(loc)?;
         tx.commit().at(loc)
+    }
+
+    /// True the first time the cloud's message `message_id` is seen; false for a
+    /// repeat (a redelivery after a restart, a stored reply sent again).
+    pub fn first_sight(&self, message_id: &uuid::Uuid, now: jiff::Timestamp) -> Result<bool> {
+        let loc = &self.location;
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO responses_seen (message_id, seen_unix) VALUES (?1, ?2)",
+                params![message_id.to_string(), now.as_second()],
+            )
+            .at(loc)?;
+        self.conn
+            .execute(
+                "DELETE FROM responses_seen WHERE seen_unix < ?1",
+                [now.as_second() - i64::from(self.retention.days) * 86_400],
+            )
+            .at(loc)?;
+        Ok(inserted == 1)
+    }
+
+    /// The cloud answered the escalation `message_id`: it is not asked again.
+    pub fn answered(&self, message_id: &uuid::Uuid, now: jiff::Timestamp) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE delivered SET answered_unix = ?2 WHERE message_id = ?1 AND answered_unix IS NULL",
+                params![message_id.to_string(), now.as_second()],
+            )
+            .at(&self.location)
+            .map(drop)
+    }
+
+    /// Acknowledged escalations whose answer has not come `wait_ms` after they
+    /// were last asked (the wait doubling each time, at most `max_times`), at
+    /// most `limit`: they are asked again, and their time is reset.
+    pub fn unanswered_due(
+        &self,
+        now: jiff::Timestamp,
+        wait_ms: i64,
+        max_times: u32,
+        limit: usize,
+    ) -> Result<Vec<PendingEscalation>> {
+        let loc = &self.location;
+        let now_ms = now.as_millisecond();
+        let due: Vec<PendingEscalation> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT message_id, conversation_id, intent, payload FROM delivered
+                     WHERE answered_unix IS NULL AND payload IS NOT NULL AND asked_again < ?3
+                       AND asked_unix_ms + ?2 * (1 << asked_again) <= ?1
+                     ORDER BY asked_unix_ms LIMIT ?4",
+                )
+                .at(loc)?;
+            let rows = stmt
+                .query_map(params![now_ms, wait_ms, max_times, limit as i64], |r| {
+                    let payload: String = r.get(3)?;
+                    let message_id: String = r.get(0)?;
+                    Ok(PendingEscalation {
+                        id: 0,
+                        message_id: message_id.parse().ok(),
+                        conversation_id: r.get(1)?,
+                        created_at: String::new(),
+                        priority: Priority::Normal,
+                        intent: r.get(2)?,
+                        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    })
+                })
+                .at(loc)?;
+            rows.collect::<std::result::Result<_, _>>().at(loc)?
+        };
+        for row in &due {
+            let id = row.message_id.map(|m| m.to_string()).unwrap_or_default();
+            self.conn
+                .execute(
+                    "UPDATE delivered SET asked_unix_ms = ?2, asked_again = asked_again + 1 WHERE message_id = ?1",
+                    params![id, now_ms],
+                )
+                .at(loc)?;
+        }
+        Ok(due)
     }
 
     /// The conversation and intent of a delivered escalation, by its message id.
@@ -590,6 +746,14 @@ impl Store {
             .at(&self.location)?;
         Ok(changed == 1)
     }
+}
+
+fn row_to_outboxed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outboxed> {
+    Ok(Outboxed {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        intent: r.get(2)?,
+    })
 }
 
 fn row_to_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingEscalation> {

@@ -22,7 +22,12 @@
 //!   trims anything bigger before it is published;
 //! - `publish().await` blocks on a full request channel: `try_publish` is used.
 //!
-//! A row leaves the outbox only when its PUBACK arrives.
+//! A broker's PUBACK means the broker has the escalation, not the cloud (a broker
+//! restart can lose a shared subscription, and with it every message the broker
+//! acknowledged). So a row leaves the outbox only when cloud-bridge acknowledges
+//! it (`protocol::Ack`, or its answer): the PUBACK only marks it `sent`. Until the
+//! cloud's acknowledgement it is sent again with the same `message_id`, after a
+//! timeout that doubles per attempt and after every reconnect ([`AwaitingCloud`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -58,6 +63,11 @@ pub enum LinkEvent {
     /// The broker acknowledged a publish.
     Acked {
         pkid: u16,
+    },
+    /// The broker answered a subscription: `granted` is false when it refused
+    /// any of its filters.
+    Subscribed {
+        granted: bool,
     },
     Received {
         topic: String,
@@ -158,6 +168,12 @@ impl MqttLink for RumqttcLink {
                 session_present: ack.session_present,
             },
             Event::Incoming(Incoming::PubAck(ack)) => LinkEvent::Acked { pkid: ack.pkid },
+            Event::Incoming(Incoming::SubAck(ack)) => LinkEvent::Subscribed {
+                granted: ack
+                    .return_codes
+                    .iter()
+                    .all(|code| matches!(code, rumqttc::SubscribeReasonCode::Success(_))),
+            },
             Event::Incoming(Incoming::Publish(p)) => LinkEvent::Received {
                 topic: p.topic,
                 payload: p.payload.to_vec(),
@@ -222,12 +238,97 @@ impl SeenIds {
     }
 }
 
+/// Escalations published but not yet acknowledged by the cloud, across
+/// connections: each is sent again when its timer runs out (the timeout doubles
+/// per attempt, jittered) and after every reconnect.
+struct AwaitingCloud {
+    rows: HashMap<i64, Awaiting>,
+    timeout: Duration,
+    max_timeout: Duration,
+    rng: models::rng::SplitMix64,
+}
+
+struct Awaiting {
+    attempts: u32,
+    /// When it is sent again; `None` while a publish is on the wire.
+    due: Option<tokio::time::Instant>,
+}
+
+impl AwaitingCloud {
+    fn new(config: &UplinkConfig, seed: u64) -> AwaitingCloud {
+        AwaitingCloud {
+            rows: HashMap::new(),
+            timeout: Duration::from_millis(config.ack_timeout_ms.max(1)),
+            max_timeout: Duration::from_millis(config.ack_timeout_max_ms.max(config.ack_timeout_ms)),
+            rng: models::rng::SplitMix64::new(seed),
+        }
+    }
+
+    /// A publish of the row left.
+    fn published(&mut self, id: i64) {
+        let row = self.rows.entry(id).or_insert(Awaiting { attempts: 0, due: None });
+        row.attempts += 1;
+        row.due = None;
+    }
+
+    /// The broker took the row: the cloud's acknowledgement is awaited from now.
+    fn broker_took(&mut self, id: i64) {
+        let base = self.timeout.saturating_mul(1 << self.rows.get(&id).map_or(0, |r| r.attempts.saturating_sub(1).min(16)));
+        let wait = base.min(self.max_timeout).mul_f64(0.5 + 0.5 * f64::from(self.rng.next_f32()));
+        if let Some(row) = self.rows.get_mut(&id) {
+            row.due = Some(tokio::time::Instant::now() + wait);
+        }
+    }
+
+    fn acknowledged(&mut self, id: i64) {
+        self.rows.remove(&id);
+    }
+
+    /// A new connection: everything unacknowledged is sent again now.
+    fn reconnected(&mut self) {
+        let now = tokio::time::Instant::now();
+        for row in self.rows.values_mut() {
+            row.due = Some(now);
+        }
+    }
+
+    /// Rows that must not be sent now: on the wire, or waiting for their timer.
+    fn held(&self, now: tokio::time::Instant) -> HashSet<i64> {
+        self.rows
+            .iter()
+            .filter(|(_, r)| r.due.is_none_or(|due| due > now))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.rows.values().filter_map(|r| r.due).min()
+    }
+
+    fn contains(&self, id: i64) -> bool {
+        self.rows.contains_key(&id)
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Forgets the rows that were due at `now` but not sent then.
+    fn forget_due_unsent(&mut self, now: tokio::time::Instant, sent: &HashSet<i64>) {
+        self.rows
+            .retain(|id, row| sent.contains(id) || row.due.is_none_or(|due| due > now));
+    }
+}
+
 /// Stands for an analytics batch among the outbox rows awaiting a PUBACK
 /// (outbox ids are positive).
 const ANALYTICS_BATCH: i64 = -1;
 /// Stands for a status report (or shadow update) awaiting its PUBACK. A lost one
 /// is not resent: the next connection reports the state as it is then.
 const STATUS_REPORT: i64 = -2;
+/// Stands for an acknowledged escalation asked again for its answer; a lost one
+/// is asked again later.
+const ASKED_AGAIN: i64 = -3;
 
 /// The uplink's part in fleet knowledge updates: notices from the channel's
 /// retained topic go to the updater, and what it reports goes up.
@@ -288,6 +389,9 @@ pub async fn run<C: Connector>(
     // anywhere else falls silent. The beat adds no branch to the select: the
     // link's future is cancelled no more often than before.
     let heartbeat = engine.heartbeats().register("uplink");
+    let mut awaiting = AwaitingCloud::new(&config, u64::from(std::process::id()).rotate_left(17));
+    let ask_again_every = Duration::from_millis((config.answer_timeout_ms / 2).max(100));
+    let mut next_ask_again = tokio::time::Instant::now() + ask_again_every;
     loop {
         // Never two CONNECTs closer than IoT Core allows, even after a flap.
         if let Some(last) = last_connect {
@@ -313,11 +417,12 @@ pub async fn run<C: Connector>(
             need_pump: true,
             last_expiry: None,
             analytics_in_flight: None,
+            subacks_awaited: 0,
         };
         let ended = loop {
             if connection.connected && connection.need_pump {
                 if let Err(e) = connection
-                    .pump(&mut link, &engine, &config, &escalations, min_interval)
+                    .pump(&mut link, &engine, &config, &escalations, min_interval, &mut awaiting)
                     .await
                 {
                     break e;
@@ -376,20 +481,48 @@ pub async fn run<C: Connector>(
                 _ = throttle, if connection.connected && min_interval.is_some() && connection.need_pump => {}
                 // Expiry is checked at send time; a quiet outbox is looked at now and then.
                 _ = tokio::time::sleep(Duration::from_secs(5)) => connection.need_pump = true,
+                // An answer that has not come is asked for again (same message id):
+                // the cloud sends its stored reply, which the car drops if it has it.
+                _ = tokio::time::sleep_until(next_ask_again), if connection.connected => {
+                    next_ask_again = tokio::time::Instant::now() + ask_again_every;
+                    let e = engine.clone();
+                    let wait_ms = config.answer_timeout_ms as i64;
+                    let limit = usize::from(config.inflight);
+                    let due = tokio::task::spawn_blocking(move || e.outbox_unanswered(wait_ms, limit)).await;
+                    for row in due.ok().and_then(Result::ok).unwrap_or_default() {
+                        let Ok(bytes) = envelope_for(&row, &config.thing_name) else { continue };
+                        // A refused publish shows as the link's error on its next event.
+                        if link.publish(&escalations, bytes).is_err() {
+                            break;
+                        }
+                        connection.awaiting_pkid.push_back(ASKED_AGAIN);
+                    }
+                }
+                // An escalation the cloud has not acknowledged in time goes again.
+                _ = tokio::time::sleep_until(awaiting.next_due().unwrap_or_else(tokio::time::Instant::now)),
+                    if connection.connected && awaiting.next_due().is_some() && connection.in_flight.len() < usize::from(config.inflight) => {
+                    connection.need_pump = true;
+                }
                 event = heartbeat.waiting(link.next()) => match event {
                     Ok(LinkEvent::Connected { session_present }) => {
                         tracing::info!(session_present, "uplink connected");
                         connection.connected = true;
                         connection.need_pump = true;
                         backoff.reset();
+                        awaiting.reconnected();
                         engine.set_uplink_state(UplinkState::Connected);
+                        // Subscribed on every CONNACK, whatever the session says: a
+                        // restarted broker may restore a session without its subscriptions.
+                        engine.set_uplink_subscribed(false);
                         if let Err(e) = link.subscribe(&responses) {
                             break e;
                         }
+                        connection.subacks_awaited = 1;
                         if let Some(fleet) = fleet.as_mut() {
                             if let Err(e) = link.subscribe(&fleet.topic) {
                                 break e;
                             }
+                            connection.subacks_awaited += 1;
                             next_report = tokio::time::Instant::now() + fleet.report_every;
                             let report = fleet.reports.borrow_and_update().clone();
                             let sent = send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await;
@@ -404,25 +537,39 @@ pub async fn run<C: Connector>(
                             connection.by_pkid.insert(pkid, id);
                         }
                     }
+                    Ok(LinkEvent::Subscribed { granted }) => {
+                        connection.subacks_awaited = connection.subacks_awaited.saturating_sub(1);
+                        if !granted {
+                            tracing::error!("the broker refused a subscription: responses or fleet notices will not arrive (check the policy)");
+                            connection.subacks_awaited = usize::MAX;
+                        } else if connection.subacks_awaited == 0 {
+                            engine.set_uplink_subscribed(true);
+                        }
+                    }
                     Ok(LinkEvent::Acked { pkid }) => {
-                        if connection.by_pkid.get(&pkid) == Some(&STATUS_REPORT) {
+                        if matches!(connection.by_pkid.get(&pkid), Some(&STATUS_REPORT | &ASKED_AGAIN)) {
                             connection.by_pkid.remove(&pkid);
                         } else if connection.by_pkid.get(&pkid) == Some(&ANALYTICS_BATCH) {
                             connection.by_pkid.remove(&pkid);
                             connection.analytics_in_flight = None;
                         } else if let Some(id) = connection.by_pkid.remove(&pkid) {
+                            // The broker has it; the row stays until the cloud says so.
                             connection.in_flight.remove(&id);
                             connection.need_pump = true;
+                            awaiting.broker_took(id);
                             let engine = engine.clone();
-                            let deleted = tokio::task::spawn_blocking(move || engine.outbox_delivered(id)).await;
-                            if !matches!(deleted, Ok(Ok(()))) {
-                                tracing::error!(id, "delivered, but could not be removed from the outbox: it will be sent again");
+                            let marked = tokio::task::spawn_blocking(move || engine.outbox_sent(id)).await;
+                            if !matches!(marked, Ok(Ok(()))) {
+                                tracing::warn!(id, "sent, but its status could not be recorded");
                             }
                         }
                     }
                     Ok(LinkEvent::Received { topic, payload }) => {
                         if topic == responses {
-                            deliver_response(&engine, &payload, &mut seen);
+                            if let Some(id) = on_response_topic(&engine, payload, &mut seen).await {
+                                awaiting.acknowledged(id);
+                                connection.need_pump = true;
+                            }
                         } else if let Some(fleet) = fleet.as_ref().filter(|f| f.topic == topic) {
                             if fleet.notices.try_send(payload).is_err() {
                                 tracing::warn!("the knowledge updater is busy: a fleet notice waits for the next delivery");
@@ -468,6 +615,9 @@ struct Connection {
     last_expiry: Option<tokio::time::Instant>,
     /// The analytics batch awaiting its PUBACK.
     analytics_in_flight: Option<crate::analytics::Analytics>,
+    /// SUBACKs still to come before the car counts as subscribed (`usize::MAX`
+    /// after a refusal: not subscribed on this connection).
+    subacks_awaited: usize,
 }
 
 impl Connection {
@@ -479,6 +629,7 @@ impl Connection {
         config: &UplinkConfig,
         topic: &str,
         min_interval: Option<Duration>,
+        awaiting: &mut AwaitingCloud,
     ) -> Result<(), UplinkError> {
         let window = usize::from(config.inflight);
         let free = window.saturating_sub(self.in_flight.len());
@@ -491,19 +642,27 @@ impl Connection {
             self.last_expiry = Some(tokio::time::Instant::now());
         }
         let e = engine.clone();
-        let in_flight = self.in_flight.clone();
+        let now = tokio::time::Instant::now();
+        let mut held = awaiting.held(now);
+        held.extend(self.in_flight.iter().copied());
         let pending = tokio::task::spawn_blocking(move || {
             if expire {
                 e.outbox_expire()?;
             }
-            e.outbox_next(free, &in_flight)
+            e.outbox_next(free, &held)
         })
         .await
         .map_err(|e| UplinkError::Request(e.to_string()))?
         .map_err(|e| UplinkError::Request(e.to_string()))?;
         // Everything sendable is sent unless the throttle stops us first.
         self.need_pump = false;
+        let mut sent = HashSet::new();
         for row in pending {
+            // Only so many wait for the cloud at once; an emergency always goes.
+            let new = !awaiting.contains(row.id);
+            if new && row.priority == crate::store::Priority::Normal && awaiting.len() >= config.ack_window {
+                continue;
+            }
             if let Some(interval) = min_interval {
                 let now = tokio::time::Instant::now();
                 if now < self.next_publish {
@@ -524,7 +683,12 @@ impl Connection {
             link.publish(topic, bytes)?;
             self.awaiting_pkid.push_back(row.id);
             self.in_flight.insert(row.id);
+            awaiting.published(row.id);
+            sent.insert(row.id);
         }
+        // A row whose time came but was not sent has left the outbox, or waits
+        // its turn as any queued row does: either way it needs no timer.
+        awaiting.forget_due_unsent(now, &sent);
         Ok(())
     }
 }
@@ -579,25 +743,43 @@ fn envelope_for(row: &crate::store::PendingEscalation, thing: &str) -> Result<Ve
     Ok(bytes)
 }
 
-fn deliver_response(engine: &Arc<Engine>, payload: &[u8], seen: &mut SeenIds) {
-    let envelope = match protocol::decode(payload) {
+/// A message on the car's response topic: the cloud's acknowledgement of an
+/// escalation, or an answer (which acknowledges too). Returns the outbox row the
+/// cloud acknowledged, if one left the outbox now.
+async fn on_response_topic(engine: &Arc<Engine>, payload: Vec<u8>, seen: &mut SeenIds) -> Option<i64> {
+    let envelope = match protocol::decode(&payload) {
         Ok(envelope) => envelope,
         Err(error) => {
             tracing::warn!(%error, "ignored a message on the response topic");
-            return;
+            return None;
         }
     };
     if !seen.first_time(envelope.message_id) {
         tracing::debug!(message_id = %envelope.message_id, "duplicate response dropped");
-        return;
+        return None;
     }
-    let Body::Response(response) = envelope.body else {
-        tracing::warn!("ignored a message of another kind on the response topic");
-        return;
-    };
-    // History is SQLite: off the async workers.
+    // The outbox and history are SQLite: off the async workers.
     let engine = engine.clone();
-    tokio::task::spawn_blocking(move || engine.deliver_response(envelope.conversation_id, response));
+    let handled = tokio::task::spawn_blocking(move || match envelope.body {
+        Body::Ack(ack) => engine.outbox_acknowledged(&ack.acknowledges),
+        Body::Response(response) => Ok(engine.deliver_response(envelope.message_id, envelope.conversation_id, response)),
+        _ => {
+            tracing::warn!("ignored a message of another kind on the response topic");
+            Ok(None)
+        }
+    })
+    .await;
+    match handled {
+        Ok(Ok(acknowledged)) => acknowledged,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "an acknowledged escalation could not leave the outbox: it will be sent again");
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "a response could not be handled");
+            None
+        }
+    }
 }
 
 #[cfg(any(test, feature = "test-util"))]
@@ -629,6 +811,14 @@ pub mod fake {
         /// Acknowledges a packet id on the current connection.
         pub fn ack(&self, pkid: u16) {
             self.send(Ok(LinkEvent::Acked { pkid }));
+        }
+
+        /// A message from the broker on `topic` (the cloud's acknowledgement, say).
+        pub fn deliver(&self, topic: &str, payload: Vec<u8>) {
+            self.send(Ok(LinkEvent::Received {
+                topic: topic.to_string(),
+                payload,
+            }));
         }
 
         /// Drops the current connection.

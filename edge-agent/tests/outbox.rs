@@ -1,6 +1,7 @@
 //! The uplink's bookkeeping against a fake link the test drives: PUBACKs paired
-//! with their rows whatever their order, and what was not acknowledged sent again
-//! on the next connection, under the same message id.
+//! with their rows whatever their order (they mark a row `sent`, nothing more),
+//! the cloud's acknowledgements removing their own rows, and what the cloud did
+//! not acknowledge sent again on the next connection, under the same message id.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +59,8 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     }
 }
 
+const RESPONSES: &str = "kestrel/v1/cars/kestrel-demo-car/responses";
+
 fn message_id(payload: &[u8]) -> uuid::Uuid {
     protocol::decode(payload).unwrap().message_id
 }
@@ -73,6 +76,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     config.backoff_initial_ms = 10;
     config.backoff_max_ms = 20;
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut events = engine.subscribe();
     let started = Instant::now();
     let task = tokio::spawn(edge_agent::uplink::run(
         connector,
@@ -95,15 +99,44 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
         [(1, 1), (1, 2), (1, 3)]
     );
 
-    // Out of order: the third, then the first.
+    // PUBACKs out of order, the third, then the first: each marks its own row
+    // sent, and no row leaves the outbox for it.
     broker.ack(3);
     broker.ack(1);
+    let sent = |events: &mut tokio::sync::broadcast::Receiver<edge_agent::engine::Event>| {
+        let mut sent = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let edge_agent::engine::Event::Escalation { escalation_id, status, .. } = event {
+                if status == "sent" {
+                    sent.push(escalation_id);
+                }
+            }
+        }
+        sent
+    };
+    let mut seen = Vec::new();
+    let started_waiting = Instant::now();
+    while seen.len() < 2 {
+        assert!(started_waiting.elapsed() < Duration::from_secs(10), "sent: {seen:?}");
+        seen.extend(sent(&mut events));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 3], "each PUBACK marks its own row");
+    assert_eq!(engine.health().unwrap().pending_escalations, 3, "a PUBACK removes nothing");
+
+    // The cloud acknowledges the first and the third.
+    for (_, _, id) in [first[2], first[0]] {
+        let ack = protocol::Envelope::new("kestrel-demo-car", None, protocol::Body::Ack(protocol::Ack { acknowledges: id }));
+        broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
+    }
     let e = engine.clone();
     until("two rows gone", move || e.health().unwrap().pending_escalations == 1).await;
     let left = engine.outbox_next(10, &Default::default()).unwrap();
     assert_eq!(left[0].message_id, Some(first[1].2), "the unacknowledged one stays");
 
-    // The connection drops: the next one sends it again, with its own id.
+    // The connection drops: the next one sends it again, with its own id, and
+    // only it.
     broker.fail();
     until("the resend", || published.lock().unwrap().len() == 4).await;
     // The connection flapped well within a second of its CONNECT, and the backoff
@@ -116,9 +149,15 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     let (connection, pkid, _, payload) = published.lock().unwrap()[3].clone();
     assert_eq!((connection, pkid), (2, 1));
     assert_eq!(message_id(&payload), first[1].2);
-    broker.ack(1);
+    let ack = protocol::Envelope::new(
+        "kestrel-demo-car",
+        None,
+        protocol::Body::Ack(protocol::Ack { acknowledges: first[1].2 }),
+    );
+    broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
     let e = engine.clone();
     until("an empty outbox", move || e.health().unwrap().pending_escalations == 0).await;
+    assert_eq!(published.lock().unwrap().len(), 4, "nothing acknowledged went again");
 
     shutdown.cancel();
     task.await.unwrap().unwrap();

@@ -1,7 +1,7 @@
 //! The uplink through the real binary against a real broker (rumqttd, in
 //! process, on loopback): offline first, then delivery with the envelope of
-//! `protocol`, the outbox emptied on PUBACK, and responses back on /v1/events
-//! with duplicates dropped.
+//! `protocol`, the outbox emptied only on the cloud's acknowledgement (never on a
+//! PUBACK alone), and responses back on /v1/events with duplicates dropped.
 
 mod support;
 
@@ -12,11 +12,36 @@ use hyper::Method;
 use serde_json::Value;
 use support::{ask, free_port, start_broker, Daemon, Network};
 
-/// A plain MQTT client playing cloud-bridge; returns once its subscription holds.
+/// A plain MQTT client playing cloud-bridge, which acknowledges every escalation it
+/// reads as cloud-bridge does after its claim; returns once its subscription holds.
 fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Receiver<rumqttc::Publish>) {
+    cloud_that(port, subscribe, true)
+}
+
+/// The cloud's acknowledgement of `escalation`, on its car's responses topic.
+fn acknowledge(client: &rumqttc::Client, escalation: &protocol::Envelope) {
+    let ack = protocol::Envelope::new(
+        &escalation.thing_name,
+        escalation.conversation_id.as_deref(),
+        protocol::Body::Ack(protocol::Ack {
+            acknowledges: escalation.message_id,
+        }),
+    );
+    let topic = format!("kestrel/v1/cars/{}/responses", escalation.thing_name);
+    let _ = client.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, protocol::encode(&ack).unwrap());
+}
+
+/// A cloud that acknowledges what it reads, or (`acknowledging` false) a broker
+/// subscriber that never does.
+fn cloud_that(
+    port: u16,
+    subscribe: &str,
+    acknowledging: bool,
+) -> (rumqttc::Client, std::sync::mpsc::Receiver<rumqttc::Publish>) {
     let mut options = rumqttc::MqttOptions::new(format!("cloud-{port}"), "127.0.0.1", port);
     options.set_max_packet_size(200 * 1024, 200 * 1024);
-    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    // Room for every acknowledgement a test sends at once (they are `try_publish`ed).
+    let (client, mut connection) = rumqttc::Client::new(options, 1024);
     client.subscribe(subscribe, rumqttc::QoS::AtLeastOnce).unwrap();
     for event in connection.iter() {
         if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) = event {
@@ -24,10 +49,16 @@ fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Recei
         }
     }
     let (tx, rx) = std::sync::mpsc::channel();
+    let acker = client.clone();
     std::thread::spawn(move || {
         for event in connection.iter() {
             match event {
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
+                    if acknowledging && p.topic.ends_with("/escalations") {
+                        if let Ok(envelope) = protocol::decode(&p.payload) {
+                            acknowledge(&acker, &envelope);
+                        }
+                    }
                     if tx.send(p).is_err() {
                         return;
                     }
@@ -214,7 +245,9 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
 fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_after_restart() {
     let (port, broker_port) = (free_port(), free_port());
     start_broker(broker_port);
-    let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/escalations");
+    // A cloud that says nothing yet: the broker has every message, the car is
+    // told nothing.
+    let (cloud, published) = cloud_that(broker_port, "kestrel/v1/cars/+/escalations", false);
     let port_text = port.to_string();
     let env = uplink_env(
         &port_text,
@@ -250,21 +283,29 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
         assert_eq!(
             health(&daemon).await["pending_escalations"],
             100,
-            "no row leaves without its PUBACK"
+            "no row leaves without the cloud's acknowledgement"
         );
     });
     daemon.kill_hard();
 
     network.deliver_pubacks();
     let daemon = Daemon::start_in(&daemon.state.clone(), &env);
+    // The restart sends them again; now the cloud acknowledges what it reads
+    // (a copy it has seen too, as cloud-bridge does).
+    let mut acknowledged = std::collections::HashSet::new();
+    while acknowledged.len() < 100 {
+        let message = published
+            .recv_timeout(Duration::from_secs(15))
+            .expect("every message is sent again after the restart");
+        let envelope = protocol::decode(&message.payload).unwrap();
+        acknowledge(&cloud, &envelope);
+        ids.insert(envelope.message_id);
+        acknowledged.insert(envelope.message_id);
+        received += 1;
+    }
     runtime.block_on(wait_for(&daemon, "the outbox to empty", |h| {
         h["pending_escalations"] == 0
     }));
-    // The restart sent them again; the cloud sees duplicates and drops them by id.
-    while let Ok(message) = published.recv_timeout(Duration::from_millis(500)) {
-        ids.insert(protocol::decode(&message.payload).unwrap().message_id);
-        received += 1;
-    }
     assert_eq!(ids.len(), 100, "exactly the hundred messages, each with its own id");
     assert!(received >= 200, "each was sent again after the restart: {received}");
 }
@@ -426,7 +467,10 @@ fn with_consent_off_only_counters_and_an_emergency_leave_the_car() {
                 assert_eq!(e.intent, "emergency");
                 assert!(e.recent_turns.is_empty(), "the minimum set: no history");
             }
-            topics.push(message.topic);
+            // The responses topic carries only this test cloud's own acknowledgements.
+            if !message.topic.ends_with("/responses") {
+                topics.push(message.topic);
+            }
         }
     }
     topics.sort();
@@ -436,4 +480,69 @@ fn with_consent_off_only_counters_and_an_emergency_leave_the_car() {
         ["kestrel/v1/cars/car-13/analytics", "kestrel/v1/cars/car-13/escalations"],
         "counters and the emergency, nothing else"
     );
+}
+
+#[test]
+fn a_puback_alone_keeps_the_escalation_which_is_sent_again_until_the_cloud_acknowledges_it() {
+    let (port, broker_port) = (free_port(), free_port());
+    start_broker(broker_port);
+    let (cloud, published) = cloud_that(broker_port, "kestrel/v1/cars/+/escalations", false);
+    let port_text = port.to_string();
+    let env = uplink_env(&port_text, "car-14", &[("EDGE_AGENT__UPLINK__ACK_TIMEOUT_MS", "300")]);
+    let runtime = support::threaded_runtime();
+    let daemon = Daemon::start(&env);
+    runtime.block_on(async {
+        let _network = Network::start(port, broker_port, false).await;
+        let events = support::open_events(&daemon.socket, "e-1").await;
+        let (_, turn) = ask(&daemon.socket, "book a service for friday", "e-1").await;
+        assert_eq!(turn["escalation"]["status"], "pending");
+        let published = tokio::task::spawn_blocking(move || {
+            let copies: Vec<protocol::Envelope> = (0..3)
+                .map(|_| {
+                    let message = published
+                        .recv_timeout(Duration::from_secs(10))
+                        .expect("sent again while unacknowledged");
+                    protocol::decode(&message.payload).unwrap()
+                })
+                .collect();
+            (copies, published)
+        });
+        let (copies, published) = published.await.unwrap();
+        assert!(
+            copies.iter().all(|c| c.message_id == copies[0].message_id),
+            "every copy has the same message id"
+        );
+        let h = health(&daemon).await;
+        assert_eq!(h["pending_escalations"], 1, "the broker's PUBACKs do not empty the outbox: {h}");
+        assert_eq!(h["uplink"]["subscribed"], true, "{h}");
+
+        acknowledge(&cloud, &copies[0]);
+        wait_for(&daemon, "the acknowledgement", |h| h["pending_escalations"] == 0).await;
+        // Acknowledged: not sent again.
+        let quiet = tokio::task::spawn_blocking(move || {
+            let _ = published.recv_timeout(Duration::from_millis(300));
+            published.recv_timeout(Duration::from_millis(1500)).is_err()
+        });
+        assert!(quiet.await.unwrap(), "an acknowledged escalation is not sent again");
+
+        // The driver's status followed it: queued, sent, received by the cloud.
+        let mut body = events.into_body();
+        let mut text = String::new();
+        while !text.contains("\"received\"") {
+            let frame = tokio::time::timeout(Duration::from_secs(5), http_body_util::BodyExt::frame(&mut body))
+                .await
+                .expect("status events")
+                .unwrap()
+                .unwrap();
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+        let statuses: Vec<&str> = ["\"pending\"", "\"sent\"", "\"received\""]
+            .into_iter()
+            .filter(|s| text.contains(s))
+            .collect();
+        assert_eq!(statuses.len(), 3, "{text}");
+        assert!(text.find("\"sent\"") < text.find("\"received\""), "{text}");
+    });
 }

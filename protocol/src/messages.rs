@@ -19,6 +19,23 @@ pub enum Body {
     AnalyticsBatch(AnalyticsBatch),
     /// Car to cloud: the car's state (connection, knowledge version, queue).
     Status(Status),
+    /// Cloud to car: an escalation is durably claimed in the cloud, so the car
+    /// may drop it from its outbox. Added in 1.3.
+    Ack(Ack),
+}
+
+/// The cloud has an escalation: it is claimed in the cloud's store and will be
+/// answered (or taken over by another instance) even if this one dies now.
+///
+/// Version rules: sent on the car's `responses` topic, before the answer, and
+/// again for every re-sent copy of the escalation. A car older than 1.3 ignores
+/// it (an unknown kind) and keeps removing rows on the broker's PUBACK. A 1.3 car
+/// talking to an older cloud gets no `ack`: the answer's `in_reply_to` counts as
+/// one, and until then the escalation is re-sent (the cloud drops the copies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The `message_id` of the escalation acknowledged.
+    pub acknowledges: uuid::Uuid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,6 +85,9 @@ fn every_kind_round_trips_with_its_envelope() {
             knowledge_failure_version: Some(4),
             knowledge_failure_at: Some(now),
         }),
+        Body::Ack(protocol::Ack {
+            acknowledges: uuid::Uuid::now_v7(),
+        }),
     ];
     for body in bodies {
         let envelope = Envelope::new("car-0001", Some("conv-1"), body);
@@ -96,6 +99,18 @@ fn every_kind_round_trips_with_its_envelope() {
             assert!(json.get(field).is_some(), "{field} missing: {json}");
         }
     }
+}
+
+#[test]
+fn an_ack_is_small_and_names_the_escalation_it_acknowledges() {
+    let escalation_id = uuid::Uuid::now_v7();
+    let ack = Envelope::new("car-0001", Some("conv-1"), Body::Ack(protocol::Ack { acknowledges: escalation_id }));
+    let bytes = encode(&ack).unwrap();
+    assert!(bytes.len() < 400, "{} bytes", bytes.len());
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(json["kind"], "ack");
+    assert_eq!(json["acknowledges"], escalation_id.to_string());
+    assert_ne!(json["message_id"], json["acknowledges"], "the ack has an id of its own");
 }
 
 #[test]

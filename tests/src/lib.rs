@@ -100,6 +100,8 @@ impl Pki {
 pub struct Mosquitto {
     pub child: Child,
     pub port: u16,
+    binary: PathBuf,
+    conf: PathBuf,
 }
 
 impl Drop for Mosquitto {
@@ -109,8 +111,40 @@ impl Drop for Mosquitto {
     }
 }
 
+/// How a broker is stopped before it is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: mosquitto writes its persistence file and exits.
+    Term,
+    /// SIGKILL: nothing is written.
+    Kill,
+}
+
+impl Mosquitto {
+    /// Stops the broker and starts it again on the same port and configuration.
+    #[allow(unsafe_code)] // kill(2)
+    pub fn restart(&mut self, how: Stop) {
+        let signal = match how {
+            Stop::Term => libc::SIGTERM,
+            Stop::Kill => libc::SIGKILL,
+        };
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "cannot signal mosquitto");
+        self.child.wait().unwrap();
+        self.child = spawn_mosquitto(&self.binary, &self.conf, self.port);
+    }
+}
+
 /// mosquitto on `port`, with nothing persisted: a restart loses every session.
 pub fn start_mosquitto_on(binary: &Path, pki: &Pki, port: u16) -> Mosquitto {
+    start_mosquitto_with(binary, pki, port, None)
+}
+
+/// mosquitto on `port`; with `persistence`, sessions, their queued messages and
+/// retained messages are kept in that folder across a restart (SIGTERM writes
+/// them; a kill -9 loses what came since the last autosave).
+pub fn start_mosquitto_with(binary: &Path, pki: &Pki, port: u16, persistence: Option<&Path>) -> Mosquitto {
     let (cert, key) = pki.issue("localhost", &["localhost", "127.0.0.1"]);
     let acl = protocol::Acl {
         topics: protocol::Topics::default(),
@@ -118,12 +152,22 @@ pub fn start_mosquitto_on(binary: &Path, pki: &Pki, port: u16) -> Mosquitto {
         cloud_user: "cloud-bridge".into(),
     };
     std::fs::write(pki.dir.join("acl"), acl.mosquitto()).unwrap();
-    let conf = pki.dir.join("mosquitto.conf");
+    let persisted = match persistence {
+        // As root mosquitto would drop to its own user, which cannot write a
+        // test's private folder; `user` is ignored when not started as root.
+        Some(dir) => format!(
+            "persistence true\npersistence_location {}/\nautosave_interval 1\nuser root\n",
+            dir.display()
+        ),
+        None => "persistence false\n".to_string(),
+    };
+    let conf = pki.dir.join(format!("mosquitto-{port}.conf"));
     std::fs::write(
         &conf,
         format!(
             "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nacl_file {}\nallow_anonymous false\npersistence false\nlog_dest stderr\n",
+             use_identity_as_username true\nacl_file {}\nallow_anonymous false\n{persisted}log_dest stderr\n\
+             max_queued_messages 100000\n",
             pki.ca_file().display(),
             cert.display(),
             key.display(),
@@ -131,22 +175,42 @@ pub fn start_mosquitto_on(binary: &Path, pki: &Pki, port: u16) -> Mosquitto {
         ),
     )
     .unwrap();
-    let mut child = Command::new(binary)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto starts");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("mosquitto exited with {status} (port {port} taken?)");
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
+    let child = spawn_mosquitto(binary, &conf, port);
+    Mosquitto {
+        child,
+        port,
+        binary: binary.to_path_buf(),
+        conf,
     }
-    Mosquitto { child, port }
+}
+
+fn spawn_mosquitto(binary: &Path, conf: &Path, port: u16) -> Child {
+    let started = Instant::now();
+    loop {
+        let mut child = Command::new(binary)
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        // The port may still be held for a moment by the broker just stopped.
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return child;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "mosquitto exited with {status} (port {port} taken?)"
+                );
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A car's escalation asking about traffic (answered at once, without tools, by

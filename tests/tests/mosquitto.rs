@@ -201,7 +201,7 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
     let emergency = runtime.block_on(ask(&daemon.socket, "we crashed and my son is bleeding", "r-sos"));
     assert_eq!(emergency.1["intent"], "emergency");
     let broker = start_mosquitto_on(&binary, &pki, broker_port);
-    let (_cloud, after) = client(
+    let (cloud, after) = client(
         &pki,
         broker.port,
         "cloud-bridge",
@@ -229,6 +229,25 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
             .expect("nothing is lost")
             .unwrap();
         ids.insert(protocol::decode(&message.payload).unwrap().message_id);
+    }
+    // The broker's PUBACKs empty nothing: the outbox waits for the cloud.
+    let pending = runtime.block_on(async {
+        let (_, body) = edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None)
+            .await
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["pending_escalations"].clone()
+    });
+    assert_eq!(pending, 9, "every escalation waits for the cloud's acknowledgement");
+    for id in &ids {
+        let ack = protocol::Envelope::new("car-5", None, protocol::Body::Ack(protocol::Ack { acknowledges: *id }));
+        cloud
+            .publish(
+                "kestrel/v1/cars/car-5/responses",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                protocol::encode(&ack).unwrap(),
+            )
+            .unwrap();
     }
     runtime.block_on(async {
         let started = Instant::now();

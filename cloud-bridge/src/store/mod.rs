@@ -66,6 +66,9 @@ pub trait DedupeStore: Send + Sync {
     /// Claims whose lease ran out before they were completed (their owner died):
     /// re-leased to `owner` with a conditional update, and returned for handling.
     fn take_over_stale(&self, owner: &str, lease_ms: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>>;
+    /// The reply published for a completed escalation, as its exact bytes (so a
+    /// car that asks again gets the same message, which it drops if it has it).
+    fn reply(&self, message_id: &str) -> StoreResult<Option<Vec<u8>>>;
 
     fn claim(&self, message_id: &str, thing: &str, payload: &[u8], owner: &str, lease_ms: i64) -> StoreResult<Claim> {
         let claim = NewClaim {
@@ -80,6 +83,7 @@ pub trait DedupeStore: Send + Sync {
         self.complete_many(&[Completed {
             outcome: outcome.clone(),
             turns: turns.to_vec(),
+            reply: None,
         }])
     }
 }
@@ -89,6 +93,8 @@ pub trait DedupeStore: Send + Sync {
 pub struct Completed {
     pub outcome: Outcome,
     pub turns: Vec<(ConversationTurn, Usage)>,
+    /// The reply envelope as published (or queued), for re-delivery.
+    pub reply: Option<Vec<u8>>,
 }
 
 /// How one escalation was handled: the row the report and the audit read.

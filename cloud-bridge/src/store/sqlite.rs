@@ -114,6 +114,10 @@ CREATE TABLE fleet_audit (
     entry TEXT NOT NULL
 );
 "#,
+    // 3: the reply as published (its bytes, so a re-delivery has the same id).
+    r#"
+ALTER TABLE escalations ADD COLUMN reply BLOB;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -236,25 +240,40 @@ impl DedupeStore for SqliteStore {
     fn complete_many(&self, completed: &[Completed]) -> StoreResult<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        for Completed { outcome, turns } in completed {
+        for Completed { outcome, turns, reply } in completed {
             let day = outcome
                 .handled_at
                 .to_zoned_datetime(jiff::tz::TimeZone::UTC)
                 .date()
                 .to_string();
-            tx.prepare_cached("UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4 WHERE message_id = ?1")?
-                .execute(params![
-                    outcome.message_id,
-                    outcome.handled_at.to_string(),
-                    day,
-                    to_json(outcome)
-                ])?;
+            tx.prepare_cached(
+                "UPDATE escalations SET handled_at = ?2, day = ?3, outcome = ?4, reply = ?5 WHERE message_id = ?1",
+            )?
+            .execute(params![
+                outcome.message_id,
+                outcome.handled_at.to_string(),
+                day,
+                to_json(outcome),
+                reply
+            ])?;
             for (turn, usage) in turns {
                 append_turn(&tx, &outcome.conversation_id, &outcome.thing, turn, *usage)?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn reply(&self, message_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT reply FROM escalations WHERE message_id = ?1 AND handled_at IS NOT NULL",
+                [message_id],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     fn take_over_stale(&self, owner: &str, lease_ms: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>> {
