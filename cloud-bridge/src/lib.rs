@@ -11,9 +11,9 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod failpoint;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod failpoint;
 pub mod fleet;
 pub mod http;
 pub mod llm;

@@ -113,7 +113,10 @@ struct InProgress {
 impl InProgress {
     /// `None` when it is being handled here already.
     fn enter(set: &Arc<std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>>, id: uuid::Uuid) -> Option<InProgress> {
-        set.lock().expect("in-progress set").insert(id).then(|| InProgress { set: set.clone(), id })
+        set.lock()
+            .expect("in-progress set")
+            .insert(id)
+            .then(|| InProgress { set: set.clone(), id })
     }
 }
 
@@ -159,14 +162,10 @@ pub async fn run(
         }
     })?;
     let dedupe = stores.dedupe.clone();
-    let completions = GroupCommit::start(
-        "store-outcomes",
-        Duration::ZERO,
-        move |batch: &[Completed]| {
-            let result = dedupe.complete_many(batch).map_err(|e| e.to_string());
-            batch.iter().map(|_| result.clone()).collect()
-        },
-    )?;
+    let completions = GroupCommit::start("store-outcomes", Duration::ZERO, move |batch: &[Completed]| {
+        let result = dedupe.complete_many(batch).map_err(|e| e.to_string());
+        batch.iter().map(|_| result.clone()).collect()
+    })?;
     let shared = Arc::new(Shared {
         stores,
         supervisor,

@@ -180,16 +180,26 @@ impl Assistant {
 
         match prediction.intent {
             Intent::Emergency => {
-                let (receipt, dropped) =
-                    self.escalate(session, state, store, &prediction, text, Priority::Urgent, now)?;
-                turn.dropped = dropped;
-                turn.answer = format!(
-                    "Call {} now, or press the SOS button above the mirror. I've queued an alert with your location for {cloud}, and it goes the moment the car is connected.",
-                    market.emergency_number
-                );
+                // The number comes first, whatever happens to the alert.
+                let queued = self.escalate(session, state, store, &prediction, text, Priority::Urgent, now);
                 turn.sources = vec!["emergency-what-to-do".to_string()];
                 turn.handling = Handling::Escalated;
-                turn.escalation = Some(receipt);
+                let number = &market.emergency_number;
+                match queued {
+                    Ok((receipt, dropped)) => {
+                        turn.dropped = dropped;
+                        turn.escalation = Some(receipt);
+                        turn.answer = format!(
+                            "Call {number} now, or press the SOS button above the mirror. I've queued an alert with your location for {cloud}, and it goes the moment the car is connected."
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "an emergency alert could not be queued");
+                        turn.answer = format!(
+                            "Call {number} now, or press the SOS button above the mirror. The car could not queue an alert for {cloud}, so please call."
+                        );
+                    }
+                }
                 tracing::warn!(market = market_name, number = %market.emergency_number, "emergency escalated");
             }
             Intent::Affirm if pending == Some(PendingQuestion::OfferAgent) && !self.privacy.cloud_consent() => {
@@ -200,7 +210,10 @@ impl Assistant {
                 as_agent.intent = Intent::TalkToAgent;
                 as_agent.route = Route::Cloud;
                 let (receipt, dropped) =
-                    self.escalate(session, state, store, &as_agent, text, Priority::Normal, now)?;
+                    match self.escalate(session, state, store, &as_agent, text, Priority::Normal, now) {
+                        Ok(queued) => queued,
+                        Err(error) => return Ok(self.not_queued(store, session, turn, &error, now)),
+                    };
                 turn.dropped = dropped;
                 turn.answer = format!(
                     "Okay, I've asked for a person at {cloud}. They'll pick this up as soon as the car is connected."
@@ -215,10 +228,12 @@ impl Assistant {
             Intent::Affirm => turn.answer = "Okay.".to_string(),
             Intent::Deny => turn.answer = "Alright, no problem.".to_string(),
             Intent::Cancel => {
-                let withdrawn = match last_escalation {
-                    Some(id) => store.cancel_escalation(id)?,
-                    None => false,
-                };
+                let withdrawn = last_escalation.is_some_and(|id| {
+                    store.cancel_escalation(id).unwrap_or_else(|error| {
+                        tracing::error!(%error, "a request could not be withdrawn");
+                        false
+                    })
+                });
                 turn.answer = if withdrawn {
                     format!("Okay, I've withdrawn that request to {cloud}.")
                 } else {
@@ -235,7 +250,7 @@ impl Assistant {
                     .last_answer
                     .clone()
                     .unwrap_or_else(|| "I haven't said anything yet. What can I help with?".to_string());
-                self.record(store, session, &turn, now)?;
+                self.record(store, session, &turn, now);
                 return Ok(turn);
             }
             Intent::OutOfScope if !rephrase_pending => {
@@ -280,27 +295,11 @@ impl Assistant {
                 // Cloud routes, and out_of_scope the second time round.
                 let mut routed = prediction;
                 routed.route = Route::Cloud;
-                let (receipt, dropped) = match self.escalate(
-                    session,
-                    state,
-                    store,
-                    &routed,
-                    text,
-                    Priority::Normal,
-                    now,
-                ) {
-                    Ok(queued) => queued,
-                    Err(DialogueError::Store(crate::store::StoreError::QueueFull { .. })) => {
-                        turn.answer = format!(
-                                "The car's queue for {cloud} is full of emergency alerts, so I can't queue this right now. Please try again later."
-                            );
-                        turn.understood.route = Route::Cloud;
-                        session.last_answer = Some(turn.answer.clone());
-                        self.record(store, session, &turn, now)?;
-                        return Ok(turn);
-                    }
-                    Err(other) => return Err(other),
-                };
+                let (receipt, dropped) =
+                    match self.escalate(session, state, store, &routed, text, Priority::Normal, now) {
+                        Ok(queued) => queued,
+                        Err(error) => return Ok(self.not_queued(store, session, turn, &error, now)),
+                    };
                 turn.dropped = dropped;
                 turn.answer = format!(
                     "{} {cloud} will answer here shortly, or once the car is back online.",
@@ -313,12 +312,39 @@ impl Assistant {
         }
         session.last_answer = Some(turn.answer.clone());
         session.last_escalation = turn.escalation.as_ref().map(|e| e.id);
-        self.record(store, session, &turn, now)?;
+        self.record(store, session, &turn, now);
         Ok(turn)
     }
 
-    fn record(&self, store: &Store, session: &Session, turn: &Turn, now: jiff::Timestamp) -> Result<(), DialogueError> {
-        store.record_turn(
+    /// The answer when a request for the cloud could not be queued anywhere.
+    fn not_queued(
+        &self,
+        store: &Store,
+        session: &mut Session,
+        mut turn: Turn,
+        error: &DialogueError,
+        now: jiff::Timestamp,
+    ) -> Turn {
+        let cloud = &self.config.assistant.cloud_name;
+        turn.answer = match error {
+            DialogueError::Store(crate::store::StoreError::QueueFull { .. }) => format!(
+                "The car's queue for {cloud} is full of emergency alerts, so I can't queue this right now. Please try again later."
+            ),
+            other => {
+                tracing::error!(error = %other, "a request for the cloud could not be queued");
+                format!("The car can't keep requests for {cloud} right now, so I couldn't pass this on. Please try again later.")
+            }
+        };
+        turn.understood.route = Route::Cloud;
+        session.last_answer = Some(turn.answer.clone());
+        self.record(store, session, &turn, now);
+        turn
+    }
+
+    /// Keeps the turn in history; a failure is logged (and shows in health),
+    /// never the driver's problem.
+    fn record(&self, store: &Store, session: &Session, turn: &Turn, now: jiff::Timestamp) {
+        let recorded = store.record_turn(
             &session.id,
             &TurnRecord {
                 at: now.to_string(),
@@ -334,8 +360,10 @@ impl Assistant {
                 from_cloud: false,
             },
             now,
-        )?;
-        Ok(())
+        );
+        if let Err(error) = recorded {
+            tracing::warn!(%error, conversation_id = %session.id, "a turn could not be kept in history");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -351,8 +379,11 @@ impl Assistant {
     ) -> Result<(EscalationReceipt, Vec<crate::store::Dropped>), DialogueError> {
         // Without cloud consent only the minimum set of an emergency leaves: no history.
         let share_history = self.privacy.cloud_consent();
-        let recent: Vec<serde_json::Value> = store
-            .turns(&session.id)?
+        let history = store.turns(&session.id).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the escalation goes without its history, which cannot be read");
+            Vec::new()
+        });
+        let recent: Vec<serde_json::Value> = history
             .into_iter()
             .rev()
             .take(if share_history { 5 } else { 0 })

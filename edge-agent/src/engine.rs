@@ -135,12 +135,16 @@ impl std::fmt::Debug for Engine {
 /// Facts for `/v1/health`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
+    /// `ok`, or `degraded` (answers go on; see `reason`).
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub version: &'static str,
     pub uptime_seconds: u64,
     pub model: ModelHealth,
     pub knowledge: KnowledgeHealth,
     pub uplink: UplinkHealth,
+    pub state: crate::store::StateHealth,
     pub pending_escalations: usize,
     pub open_conversations: usize,
 }
@@ -180,9 +184,11 @@ pub enum UplinkState {
 }
 
 impl Engine {
-    pub fn new(assistant: Assistant, vehicle: Vehicle, store: Store) -> Engine {
+    pub fn new(assistant: Assistant, vehicle: Vehicle, mut store: Store) -> Engine {
         let (events, _) = broadcast::channel(256);
         let heartbeats = Heartbeats::default();
+        let metrics = Metrics::new();
+        store.count_failures_in(metrics.state_write_failures.clone());
         Engine {
             assistant,
             mutable: Mutex::new(Mutable {
@@ -191,7 +197,7 @@ impl Engine {
                 sessions: HashMap::new(),
             }),
             events,
-            metrics: Metrics::new(),
+            metrics,
             started: Instant::now(),
             uplink: Mutex::new(UplinkState::NotConfigured),
             uplink_subscribed: std::sync::atomic::AtomicBool::new(false),
@@ -252,6 +258,7 @@ impl Engine {
         *used = Instant::now();
         crate::failpoint::hit("inference:wedge");
         let turn = self.assistant.respond(session, m.vehicle.state(), &m.store, text)?;
+        self.observe_state(&m.store.health());
         drop(guard);
         self.metrics.turn(&turn, started.elapsed());
         self.analytics
@@ -304,7 +311,12 @@ impl Engine {
         response: protocol::Response,
     ) -> Option<i64> {
         let now = jiff::Timestamp::now();
-        let first = self.mutable.lock().expect("engine mutex").store.first_sight(&envelope_id, now);
+        let first = self
+            .mutable
+            .lock()
+            .expect("engine mutex")
+            .store
+            .first_sight(&envelope_id, now);
         if matches!(first, Ok(false)) {
             tracing::debug!(%envelope_id, "a response already taken was dropped");
             return None;
@@ -441,7 +453,12 @@ impl Engine {
     /// The cloud acknowledged an escalation: it leaves the outbox, and its driver's
     /// request is `received`. The row's id, or `None` for a repeated acknowledgement.
     pub fn outbox_acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<i64>, StoreError> {
-        let row = self.mutable.lock().expect("engine mutex").store.acknowledged(message_id)?;
+        let row = self
+            .mutable
+            .lock()
+            .expect("engine mutex")
+            .store
+            .acknowledged(message_id)?;
         Ok(row.map(|row| {
             let id = row.id;
             self.publish_status(row, "received");
@@ -452,7 +469,11 @@ impl Engine {
 
     /// Acknowledged escalations still without an answer after `wait_ms` (the
     /// wait doubling each time): the uplink asks for them again (blocking).
-    pub fn outbox_unanswered(&self, wait_ms: i64, limit: usize) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
+    pub fn outbox_unanswered(
+        &self,
+        wait_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
         self.mutable
             .lock()
             .expect("engine mutex")
@@ -493,15 +514,30 @@ impl Engine {
         Ok(expired.len())
     }
 
+    /// The state's gauges.
+    fn observe_state(&self, state: &crate::store::StateHealth) {
+        self.metrics.state_degraded.set(i64::from(!state.writable));
+        self.metrics.spooled_escalations.set(state.spooled as i64);
+    }
+
     pub fn health(&self) -> Result<Health, StoreError> {
         let m = self.mutable.lock().expect("engine mutex");
-        let pending = m.store.pending_count()?;
+        let state = m.store.health();
+        self.observe_state(&state);
+        let pending = m.store.pending_count().unwrap_or_else(|error| {
+            tracing::warn!(%error, "the outbox cannot be counted");
+            state.spooled
+        });
         self.metrics.pending_escalations.set(pending as i64);
         let classifier = self.assistant.classifier();
         let knowledge = self.assistant.knowledge();
         let kb = knowledge.info();
+        let reason = state.problem.as_ref().map(|problem| {
+            format!("the state database cannot be written ({problem}): answers go on, escalations wait in the spool")
+        });
         Ok(Health {
-            status: "ok",
+            status: if reason.is_some() { "degraded" } else { "ok" },
+            reason,
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: self.started.elapsed().as_secs(),
             model: ModelHealth {
@@ -518,6 +554,7 @@ impl Engine {
                 state: self.uplink_state(),
                 subscribed: self.uplink_subscribed(),
             },
+            state,
             pending_escalations: pending,
             open_conversations: m.sessions.len(),
         })

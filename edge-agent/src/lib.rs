@@ -43,6 +43,9 @@ use vehicle::{FileFollower, Vehicle, VehicleState};
 
 /// Runs one command to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // What the car keeps (history, the outbox, the compiled pack) is its
+    // owner's alone, with or without systemd's UMask=: files 0600, folders 0700.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     match cli.command {
         Command::Classify(args) => {
             let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;

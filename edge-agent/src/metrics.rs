@@ -36,6 +36,12 @@ pub struct Metrics {
     /// 1 when the broker granted the uplink's subscriptions on this connection.
     pub uplink_subscribed: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub late_answers: Counter<u64, AtomicU64>,
+    /// Writes the state database refused (full, read-only, damaged).
+    pub state_write_failures: Counter<u64, AtomicU64>,
+    /// 1 while the state database cannot be written.
+    pub state_degraded: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Escalations waiting in the spool (the database could not take them).
+    pub spooled_escalations: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,6 +70,24 @@ impl Metrics {
         let uplink_connected = Gauge::default();
         let uplink_subscribed = Gauge::default();
         let late_answers = Counter::default();
+        let state_write_failures = Counter::default();
+        let state_degraded = Gauge::default();
+        let spooled_escalations = Gauge::default();
+        registry.register(
+            "state_write_failures",
+            "Writes the state database refused (full, read-only, damaged)",
+            state_write_failures.clone(),
+        );
+        registry.register(
+            "state_degraded",
+            "1 while the state database cannot be written (answers go on; escalations use the spool)",
+            state_degraded.clone(),
+        );
+        registry.register(
+            "spooled_escalations",
+            "Escalations waiting in the spool because the state database could not take them",
+            spooled_escalations.clone(),
+        );
         registry.register("api_requests", "API requests by endpoint and status", requests.clone());
         registry.register("turns", "Answered turns by intent and route", turns.clone());
         registry.register("turn_seconds", "Time to answer a turn", turn_seconds.clone());
@@ -102,6 +126,9 @@ impl Metrics {
             uplink_connected,
             uplink_subscribed,
             late_answers,
+            state_write_failures,
+            state_degraded,
+            spooled_escalations,
         }
     }
 

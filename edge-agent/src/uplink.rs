@@ -273,8 +273,12 @@ impl AwaitingCloud {
 
     /// The broker took the row: the cloud's acknowledgement is awaited from now.
     fn broker_took(&mut self, id: i64) {
-        let base = self.timeout.saturating_mul(1 << self.rows.get(&id).map_or(0, |r| r.attempts.saturating_sub(1).min(16)));
-        let wait = base.min(self.max_timeout).mul_f64(0.5 + 0.5 * f64::from(self.rng.next_f32()));
+        let base = self
+            .timeout
+            .saturating_mul(1 << self.rows.get(&id).map_or(0, |r| r.attempts.saturating_sub(1).min(16)));
+        let wait = base
+            .min(self.max_timeout)
+            .mul_f64(0.5 + 0.5 * f64::from(self.rng.next_f32()));
         if let Some(row) = self.rows.get_mut(&id) {
             row.due = Some(tokio::time::Instant::now() + wait);
         }
@@ -647,7 +651,10 @@ impl Connection {
         held.extend(self.in_flight.iter().copied());
         let pending = tokio::task::spawn_blocking(move || {
             if expire {
-                e.outbox_expire()?;
+                // A database that cannot be written still lets the spool go.
+                if let Err(error) = e.outbox_expire() {
+                    tracing::warn!(%error, "expired escalations could not be removed");
+                }
             }
             e.outbox_next(free, &held)
         })
@@ -762,7 +769,9 @@ async fn on_response_topic(engine: &Arc<Engine>, payload: Vec<u8>, seen: &mut Se
     let engine = engine.clone();
     let handled = tokio::task::spawn_blocking(move || match envelope.body {
         Body::Ack(ack) => engine.outbox_acknowledged(&ack.acknowledges),
-        Body::Response(response) => Ok(engine.deliver_response(envelope.message_id, envelope.conversation_id, response)),
+        Body::Response(response) => {
+            Ok(engine.deliver_response(envelope.message_id, envelope.conversation_id, response))
+        }
         _ => {
             tracing::warn!("ignored a message of another kind on the response topic");
             Ok(None)

@@ -106,7 +106,10 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     let sent = |events: &mut tokio::sync::broadcast::Receiver<edge_agent::engine::Event>| {
         let mut sent = Vec::new();
         while let Ok(event) = events.try_recv() {
-            if let edge_agent::engine::Event::Escalation { escalation_id, status, .. } = event {
+            if let edge_agent::engine::Event::Escalation {
+                escalation_id, status, ..
+            } = event
+            {
                 if status == "sent" {
                     sent.push(escalation_id);
                 }
@@ -123,11 +126,19 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     }
     seen.sort_unstable();
     assert_eq!(seen, [1, 3], "each PUBACK marks its own row");
-    assert_eq!(engine.health().unwrap().pending_escalations, 3, "a PUBACK removes nothing");
+    assert_eq!(
+        engine.health().unwrap().pending_escalations,
+        3,
+        "a PUBACK removes nothing"
+    );
 
     // The cloud acknowledges the first and the third.
     for (_, _, id) in [first[2], first[0]] {
-        let ack = protocol::Envelope::new("kestrel-demo-car", None, protocol::Body::Ack(protocol::Ack { acknowledges: id }));
+        let ack = protocol::Envelope::new(
+            "kestrel-demo-car",
+            None,
+            protocol::Body::Ack(protocol::Ack { acknowledges: id }),
+        );
         broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
     }
     let e = engine.clone();
@@ -152,7 +163,9 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     let ack = protocol::Envelope::new(
         "kestrel-demo-car",
         None,
-        protocol::Body::Ack(protocol::Ack { acknowledges: first[1].2 }),
+        protocol::Body::Ack(protocol::Ack {
+            acknowledges: first[1].2,
+        }),
     );
     broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
     let e = engine.clone();

@@ -513,7 +513,10 @@ fn a_puback_alone_keeps_the_escalation_which_is_sent_again_until_the_cloud_ackno
             "every copy has the same message id"
         );
         let h = health(&daemon).await;
-        assert_eq!(h["pending_escalations"], 1, "the broker's PUBACKs do not empty the outbox: {h}");
+        assert_eq!(
+            h["pending_escalations"], 1,
+            "the broker's PUBACKs do not empty the outbox: {h}"
+        );
         assert_eq!(h["uplink"]["subscribed"], true, "{h}");
 
         acknowledge(&cloud, &copies[0]);

@@ -15,8 +15,8 @@ pub mod topics;
 
 pub use envelope::{decode, encode, Envelope, ProtocolError, SCHEMA_MAJOR, SCHEMA_VERSION};
 pub use messages::{
-    Ack, Action, AnalyticsBatch, Body, Escalation, Handoff, HandoffStatus, Histogram, KnowledgeManifestNotice, Priority,
-    RecentTurn, Response, Rollout, Status,
+    Ack, Action, AnalyticsBatch, Body, Escalation, Handoff, HandoffStatus, Histogram, KnowledgeManifestNotice,
+    Priority, RecentTurn, Response, Rollout, Status,
 };
 pub use size::{encode_escalation, MAX_PAYLOAD_BYTES};
 pub use topics::{Acl, Topics};

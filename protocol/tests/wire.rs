@@ -104,7 +104,13 @@ fn every_kind_round_trips_with_its_envelope() {
 #[test]
 fn an_ack_is_small_and_names_the_escalation_it_acknowledges() {
     let escalation_id = uuid::Uuid::now_v7();
-    let ack = Envelope::new("car-0001", Some("conv-1"), Body::Ack(protocol::Ack { acknowledges: escalation_id }));
+    let ack = Envelope::new(
+        "car-0001",
+        Some("conv-1"),
+        Body::Ack(protocol::Ack {
+            acknowledges: escalation_id,
+        }),
+    );
     let bytes = encode(&ack).unwrap();
     assert!(bytes.len() < 400, "{} bytes", bytes.len());
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -18,9 +18,9 @@
 //! both passes). `CHAOS_SOAK=1` runs 100 broker restarts and 50 kills of each.
 //! The seed is printed; `CHAOS_SEED=<n>` replays a run's schedule.
 
+mod common;
 #[path = "../../edge-agent/tests/support/mod.rs"]
 mod support;
-mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -254,7 +254,10 @@ impl World {
                 let mut dying = self.start_bridge(Some(point));
                 let started = Instant::now();
                 while dying.child.try_wait().unwrap().is_none() {
-                    assert!(started.elapsed() < Duration::from_secs(20), "failpoint {point} never reached");
+                    assert!(
+                        started.elapsed() < Duration::from_secs(20),
+                        "failpoint {point} never reached"
+                    );
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 let log = std::fs::read_to_string(&dying.log).unwrap_or_default();
@@ -387,7 +390,9 @@ fn read_car(state: &Path) -> CarRecord {
         .prepare("SELECT conversation_id, message_id, acknowledged_unix_ms - queued_unix_ms FROM delivered")
         .unwrap();
     for row in stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })
         .unwrap()
     {
         let (conversation, message_id, ms) = row.unwrap();
@@ -401,7 +406,9 @@ fn read_car(state: &Path) -> CarRecord {
         "SELECT conversation_id, count(*) FROM turns WHERE json_extract(record, '$.from_cloud') GROUP BY conversation_id",
     );
     let still_queued = conn
-        .query_row("SELECT count(*) FROM escalations WHERE status = 'pending'", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT count(*) FROM escalations WHERE status = 'pending'", [], |r| {
+            r.get::<_, i64>(0)
+        })
         .unwrap() as usize;
     CarRecord {
         acknowledged,
@@ -507,7 +514,10 @@ fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
             lost.push(a.conversation.clone());
         }
         if car_answers > 1 || cloud_answer_turns > 1 {
-            twice.push(format!("{} (car {car_answers}, cloud {cloud_answer_turns})", a.conversation));
+            twice.push(format!(
+                "{} (car {car_answers}, cloud {cloud_answer_turns})",
+                a.conversation
+            ));
         }
     }
     calm_ms.sort_unstable();
@@ -545,8 +555,18 @@ fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
         "a fault landed with fewer than 10 escalations unacknowledged: {backlogs:?}"
     );
     assert!(asked.len() >= 100, "too little traffic: {}", asked.len());
-    assert!(lost.is_empty(), "{} lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    assert!(twice.is_empty(), "{} answered twice, e.g. {:?}", twice.len(), &twice[..twice.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        twice.is_empty(),
+        "{} answered twice, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
     assert_eq!(still_queued, 0);
 }
 

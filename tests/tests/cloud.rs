@@ -3,18 +3,18 @@
 //! the car. The driver's side is the daemon's API: `POST /v1/ask` and the
 //! `/v1/events` stream. Skipped visibly without mosquitto (a failure in CI).
 
+mod common;
 #[path = "../../edge-agent/tests/support/mod.rs"]
 mod support;
-mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_on, traffic_escalation, Mosquitto, Pki};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use common::Bridge;
 use support::{ask, free_port, open_events, Daemon};
 
 struct World {

@@ -55,6 +55,12 @@ impl Daemon {
 
     /// A daemon on an existing state folder (a restart).
     pub fn start_in(state: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_through(&[], state, env)
+    }
+
+    /// A daemon started through `wrapper` (a command that runs the rest of its
+    /// arguments, like `nsenter`), its socket and log in `state`.
+    pub fn start_through(wrapper: &[&str], state: &std::path::Path, env: &[(&str, &str)]) -> Daemon {
         let socket = state.join("api.sock");
         // Logs go to a file: an unread pipe would fill and stall the daemon.
         let log = std::fs::OpenOptions::new()
@@ -62,7 +68,14 @@ impl Daemon {
             .append(true)
             .open(state.join("serve.log"))
             .unwrap();
-        let mut cmd = Command::new(edge_binary());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(edge_binary());
+                cmd
+            }
+            None => Command::new(edge_binary()),
+        };
         cmd.arg("serve")
             .env_remove("EDGE_AGENT_MODEL_DIR")
             .env_remove("EDGE_AGENT_CONFIG")

@@ -138,4 +138,3 @@ impl Drop for Bridge {
         let _ = self.child.wait();
     }
 }
-

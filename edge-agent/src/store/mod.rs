@@ -6,8 +6,21 @@
 //! only when the cloud has acknowledged it (the uplink's job; a broker's PUBACK
 //! only marks it sent) or when withdrawn by the driver.
 //! History is pruned by age and by count per conversation, on every write.
+//!
+//! The driver's answer never depends on this disk: when the database cannot be
+//! written (full, read-only, damaged) a write fails without failing the turn,
+//! escalations go to the preallocated [`spool`], and [`Store::health`] says why.
+//! A database damaged at start is replaced ([`recovery`]), its readable rows
+//! carried over. The folder is private (0700) and every file in it 0600.
 
+mod recovery;
+pub mod spool;
+
+use std::cell::RefCell;
 use std::path::Path;
+
+pub use recovery::{Recovered, KEPT_AT_MOST};
+use spool::{is_spool_id, Spool, SpoolError, SpooledEscalation};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -26,6 +39,14 @@ pub enum StoreError {
         "the outbox is full ({max} messages) of emergencies, which are never dropped: this request cannot be queued"
     )]
     QueueFull { max: usize },
+    #[error("neither the state database nor the spool could take the escalation: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("state file {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create the state folder {path}: {source}")]
     Folder {
         path: String,
@@ -243,6 +264,59 @@ pub struct Store {
     conn: Connection,
     location: String,
     retention: Retention,
+    /// Escalations the database could not take.
+    spool: RefCell<Spool>,
+    /// Why the database is in memory only (it could not be opened on disk).
+    unavailable: Option<String>,
+    /// The last write's failure, cleared by a write that works.
+    write_error: RefCell<Option<String>>,
+    /// The damaged database replaced at start.
+    recovered: Option<Recovered>,
+    failures: Option<prometheus_client::metrics::counter::Counter>,
+}
+
+/// How the state stands, for `/v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateHealth {
+    /// Writes reach the database on disk.
+    pub writable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Escalations waiting in the spool.
+    pub spooled: usize,
+    /// The spool is a file (it survives a restart).
+    pub spool_durable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<Recovered>,
+}
+
+/// Creates `dir` (and its parents) private to the daemon's user, and makes an
+/// existing one private.
+pub fn private_folder(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Opens (creating when missing) a file readable and writable by its owner only,
+/// and makes an existing one so.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 impl std::fmt::Debug for Store {
@@ -265,22 +339,36 @@ impl<T> At<T> for std::result::Result<T, rusqlite::Error> {
 }
 
 impl Store {
+    /// Opens the state database at `path`, with its spool beside it. A damaged
+    /// database is replaced (its readable rows carried over); one that cannot be
+    /// opened at all leaves the store in memory, degraded, rather than failing.
     pub fn open(path: &Path, retention: Retention) -> Result<Store> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
         let location = path.display().to_string();
-        let conn = Connection::open(path).at(&location)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).at(&location)?;
-        conn.pragma_update(None, "journal_mode", "WAL").at(&location)?;
-        // NORMAL in WAL mode: history commits are not fsynced one by one (a power
-        // cut may lose the last turns of history, never corrupt the file). An
-        // escalation is written with FULL (see `queue_escalation`).
-        conn.pragma_update(None, "synchronous", "NORMAL").at(&location)?;
-        Store::with_connection(conn, &location, retention)
+        let folder = path.parent().map(private_folder).transpose();
+        let spool = Spool::open(&path.with_extension("spool"));
+        let opened = folder
+            .map_err(|source| StoreError::Folder {
+                path: path.parent().unwrap_or(path).display().to_string(),
+                source,
+            })
+            .and_then(|_| open_on_disk(path, &location));
+        let (conn, recovered, unavailable) = match opened {
+            Ok((conn, recovered)) => (conn, recovered, None),
+            Err(error @ StoreError::Schema(knowledge::KnowledgeError::SchemaTooNew { .. })) => return Err(error),
+            Err(error) => {
+                tracing::error!(%error, "the state database is unavailable: history is kept in memory, escalations in the spool");
+                (
+                    Connection::open_in_memory().at(":memory:")?,
+                    None,
+                    Some(error.to_string()),
+                )
+            }
+        };
+        let mut store = Store::with_connection(conn, &location, retention)?;
+        store.spool = RefCell::new(spool);
+        store.unavailable = unavailable;
+        store.recovered = recovered;
+        Ok(store)
     }
 
     pub fn in_memory(retention: Retention) -> Result<Store> {
@@ -293,11 +381,55 @@ impl Store {
             conn,
             location: location.to_string(),
             retention,
+            spool: RefCell::new(Spool::in_memory()),
+            unavailable: None,
+            write_error: RefCell::new(None),
+            recovered: None,
+            failures: None,
         })
+    }
+
+    /// Counts every failed write in `counter` (the daemon's metric).
+    pub fn count_failures_in(&mut self, counter: prometheus_client::metrics::counter::Counter) {
+        self.failures = Some(counter);
+    }
+
+    /// Whether writes reach the disk, what stops them, and what waits in the spool.
+    pub fn health(&self) -> StateHealth {
+        let problem = self.unavailable.clone().or_else(|| self.write_error.borrow().clone());
+        let spool = self.spool.borrow();
+        StateHealth {
+            writable: problem.is_none(),
+            problem,
+            spooled: spool.len(),
+            spool_durable: spool.is_durable(),
+            recovered: self.recovered.clone(),
+        }
+    }
+
+    /// Notes how a write went: a failure is kept for health and counted.
+    fn note<T>(&self, result: Result<T>) -> Result<T> {
+        match &result {
+            Ok(_) => {
+                self.write_error.borrow_mut().take();
+            }
+            Err(error @ StoreError::Sqlite { .. }) => {
+                *self.write_error.borrow_mut() = Some(error.to_string());
+                if let Some(failures) = &self.failures {
+                    failures.inc();
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// Appends a turn and applies the retention limits.
     pub fn record_turn(&self, conversation_id: &str, turn: &TurnRecord, now: jiff::Timestamp) -> Result<()> {
+        self.note(self.append_turn(conversation_id, turn, now))
+    }
+
+    fn append_turn(&self, conversation_id: &str, turn: &TurnRecord, now: jiff::Timestamp) -> Result<()> {
         let record = serde_json::to_string(turn).expect("a turn serialises");
         let loc = &self.location;
         self.conn
@@ -351,6 +483,10 @@ impl Store {
 
     /// Deletes all history and every escalation not yet sent (a change of owner).
     pub fn forget_everything(&self) -> Result<()> {
+        let mut spool = self.spool.borrow_mut();
+        for slot in 0..spool::SLOTS {
+            spool.remove(slot)?;
+        }
         self.conn
             .execute_batch("DELETE FROM turns; DELETE FROM escalations;")
             .at(&self.location)
@@ -359,12 +495,43 @@ impl Store {
     /// Queues an escalation, synced to disk before it returns: the driver is told
     /// it is queued only after it would survive a power cut. At the queue's
     /// maximum the oldest non-urgent message is evicted; an urgent one never is.
+    /// When the database cannot take it, the spool does.
     pub fn queue_escalation(
         &self,
         new: &NewEscalation<'_>,
         now: jiff::Timestamp,
         policy: &QueuePolicy,
     ) -> Result<Queued> {
+        if self.unavailable.is_none() {
+            match self.note(self.queue_durably(new, now, policy)) {
+                Err(StoreError::Sqlite { source, .. }) => {
+                    tracing::error!(error = %source, "the state database cannot take an escalation: it goes to the spool");
+                }
+                other => return other,
+            }
+        }
+        self.spool_escalation(new, now)
+    }
+
+    fn spool_escalation(&self, new: &NewEscalation<'_>, now: jiff::Timestamp) -> Result<Queued> {
+        let message_id = uuid::Uuid::now_v7();
+        let (id, evicted) = self.spool.borrow_mut().put(SpooledEscalation {
+            message_id,
+            conversation_id: new.conversation_id.to_string(),
+            created_at: now.to_string(),
+            priority: new.priority,
+            intent: new.intent.to_string(),
+            payload: new.payload.clone(),
+        })?;
+        tracing::warn!(id, %message_id, intent = new.intent, "escalation kept in the spool");
+        Ok(Queued {
+            id,
+            message_id,
+            evicted: evicted.into_iter().collect(),
+        })
+    }
+
+    fn queue_durably(&self, new: &NewEscalation<'_>, now: jiff::Timestamp, policy: &QueuePolicy) -> Result<Queued> {
         self.conn
             .pragma_update(None, "synchronous", "FULL")
             .at(&self.location)?;
@@ -495,6 +662,15 @@ impl Store {
 
     /// Removes an escalation that can never be sent (too large even trimmed).
     pub fn refuse(&self, id: i64) -> Result<Option<Dropped>> {
+        if let Some(slot) = is_spool_id(id) {
+            let removed = self.spool.borrow_mut().remove(slot)?;
+            return Ok(removed.map(|e| Dropped {
+                id,
+                conversation_id: e.conversation_id,
+                intent: e.intent,
+                reason: DropReason::TooLarge,
+            }));
+        }
         let row: Option<(String, String)> = self
             .conn
             .query_row(
@@ -517,6 +693,13 @@ impl Store {
     /// queued until the cloud acknowledges it. The escalation, when it is still
     /// queued.
     pub fn mark_sent(&self, id: i64, now: jiff::Timestamp) -> Result<Option<Outboxed>> {
+        if let Some(slot) = is_spool_id(id) {
+            return Ok(self.spool.borrow().get(slot).map(|e| Outboxed {
+                id,
+                conversation_id: e.conversation_id.clone(),
+                intent: e.intent.clone(),
+            }));
+        }
         let loc = &self.location;
         self.conn
             .execute(
@@ -538,6 +721,13 @@ impl Store {
     /// `delivered` so its answer finds its conversation). `None` when it had
     /// already left (a repeated acknowledgement).
     pub fn acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<Outboxed>> {
+        if let Some((id, e)) = self.spool.borrow_mut().remove_message(message_id)? {
+            return Ok(Some(Outboxed {
+                id,
+                conversation_id: e.conversation_id,
+                intent: e.intent,
+            }));
+        }
         let row = self
             .conn
             .query_row(
@@ -669,25 +859,49 @@ impl Store {
             .at(&self.location)
     }
 
-    /// Pending escalations, urgent first, then oldest first.
+    /// Pending escalations, the spool's first, then urgent first, then oldest first.
     pub fn pending_escalations(&self) -> Result<Vec<PendingEscalation>> {
-        self.next_pending(usize::MAX)
+        let mut rows = self.spool.borrow().pending();
+        rows.extend(self.next_pending(usize::MAX)?);
+        Ok(rows)
     }
 
-    /// How many escalations wait.
+    /// How many escalations wait (those in the spool too; only those when the
+    /// database cannot be read).
     pub fn pending_count(&self) -> Result<usize> {
-        let n: i64 = self
+        let spooled = self.spool.borrow().len();
+        let n = self
             .conn
             .query_row("SELECT count(*) FROM escalations WHERE status = 'pending'", [], |r| {
-                r.get(0)
+                r.get::<_, i64>(0)
             })
-            .at(&self.location)?;
-        Ok(n as usize)
+            .at(&self.location);
+        match n {
+            Ok(n) => Ok(n as usize + spooled),
+            Err(error) if spooled > 0 => {
+                tracing::warn!(%error, "the outbox cannot be counted: only the spool is");
+                Ok(spooled)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// The ids of the first `limit` pending escalations, in sending order (cheap:
-    /// the index alone).
+    /// the index alone); the spool's first. With a database that cannot be read,
+    /// the spool's alone.
     pub fn next_pending_ids(&self, limit: usize) -> Result<Vec<i64>> {
+        let mut ids: Vec<i64> = self.spool.borrow().pending().iter().map(|r| r.id).take(limit).collect();
+        match self.database_pending_ids(limit - ids.len()) {
+            Ok(more) => ids.extend(more),
+            Err(error) if !ids.is_empty() => {
+                tracing::warn!(%error, "the outbox cannot be read: the spool goes alone");
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(ids)
+    }
+
+    fn database_pending_ids(&self, limit: usize) -> Result<Vec<i64>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -702,7 +916,12 @@ impl Store {
     /// The rows of `ids` that are still pending, in sending order.
     pub fn pending_by_ids(&self, ids: &[i64]) -> Result<Vec<PendingEscalation>> {
         let mut out = Vec::with_capacity(ids.len());
+        let spooled = self.spool.borrow().pending();
         for &id in ids {
+            if is_spool_id(id).is_some() {
+                out.extend(spooled.iter().find(|r| r.id == id).cloned());
+                continue;
+            }
             let row = self
                 .conn
                 .query_row(
@@ -736,6 +955,13 @@ impl Store {
     /// Withdraws a pending, non-urgent escalation (the driver said cancel right
     /// after asking). Emergencies are never withdrawn. True when it was withdrawn.
     pub fn cancel_escalation(&self, id: i64) -> Result<bool> {
+        if let Some(slot) = is_spool_id(id) {
+            let mut spool = self.spool.borrow_mut();
+            if spool.get(slot).is_none_or(|e| e.priority == Priority::Urgent) {
+                return Ok(false);
+            }
+            return Ok(spool.remove(slot)?.is_some());
+        }
         let changed = self
             .conn
             .execute(
@@ -746,6 +972,53 @@ impl Store {
             .at(&self.location)?;
         Ok(changed == 1)
     }
+}
+
+/// The database on disk, created private, checked, and replaced when damaged.
+fn open_on_disk(path: &Path, location: &str) -> Result<(Connection, Option<Recovered>)> {
+    let file_error = |source| StoreError::File {
+        path: location.to_string(),
+        source,
+    };
+    private_file(path).map_err(file_error)?;
+    for companion in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(companion);
+        if Path::new(&name).exists() {
+            private_file(Path::new(&name)).map_err(file_error)?;
+        }
+    }
+    let reason = match recovery::check(path).at(location)? {
+        recovery::Checked::Sound(conn) => return Ok((tuned(conn, location)?, None)),
+        recovery::Checked::Damaged(reason) => reason,
+    };
+    let now = jiff::Timestamp::now();
+    tracing::error!(location, %reason, "the state database is damaged: it is moved aside and a fresh one takes its place");
+    let kept = recovery::move_aside(path, now).map_err(file_error)?;
+    private_file(path).map_err(file_error)?;
+    let mut conn = tuned(Connection::open(path).at(location)?, location)?;
+    knowledge::schema::apply_migrations(&mut conn, location, MIGRATIONS)?;
+    let rows_carried = recovery::carry_over(&kept, &conn);
+    let kept_as = recovery::prune_kept(path, &kept).then(|| kept.display().to_string());
+    let recovered = Recovered {
+        at: now.to_string(),
+        reason,
+        kept_as,
+        rows_carried,
+    };
+    tracing::error!(rows_carried, kept_as = ?recovered.kept_as, "the damaged state database was replaced; its readable rows were carried over");
+    Ok((conn, Some(recovered)))
+}
+
+/// The connection settings of the state database.
+fn tuned(conn: Connection, location: &str) -> Result<Connection> {
+    conn.busy_timeout(std::time::Duration::from_secs(5)).at(location)?;
+    conn.pragma_update(None, "journal_mode", "WAL").at(location)?;
+    // NORMAL in WAL mode: history commits are not fsynced one by one (a power
+    // cut may lose the last turns of history, never corrupt the file). An
+    // escalation is written with FULL (see `queue_escalation`).
+    conn.pragma_update(None, "synchronous", "NORMAL").at(location)?;
+    Ok(conn)
 }
 
 fn row_to_outboxed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Outboxed> {
