@@ -32,6 +32,10 @@ pub enum Command {
     },
     /// Stores vehicle and owner profiles from a JSON file (an array of profiles).
     Profiles { file: PathBuf },
+    /// Stores recall campaigns from a JSON file (an array of
+    /// `{campaign, model, years: [from, to], summary, remedy}`); a campaign
+    /// already stored is replaced. The supervisor knows no recall but these.
+    Recalls { file: PathBuf },
     /// Signed knowledge updates for the fleet.
     Knowledge {
         #[command(subcommand)]

@@ -3,6 +3,10 @@
 //! supervisor with the local provider, and a car (edge-agent's engine and uplink)
 //! in a temporary folder. A scripted driver asks a local question and three that
 //! escalate; an agent takes the handoff and answers.
+//!
+//! The demo's car has a made-up owner profile and the store two made-up recall
+//! campaigns, seeded here and only here: production stores start empty, filled
+//! by fleet ops (`cloud-bridge profiles`, `cloud-bridge recalls`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,6 +94,7 @@ pub fn run() -> anyhow::Result<()> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
     )?;
+    seed(&crate::open_stores(&config)?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
@@ -169,6 +174,50 @@ pub fn run() -> anyhow::Result<()> {
         cloud.await??;
         anyhow::Ok(())
     })?;
+    Ok(())
+}
+
+/// The demo's fictional owner and recalls.
+fn seed(stores: &crate::store::Stores) -> anyhow::Result<()> {
+    use crate::store::{Profile, Recall};
+    stores.profiles.put(&Profile {
+        thing: "demo-car".into(),
+        owner_name: "Alex (demo)".into(),
+        model: "Voyager".into(),
+        model_year: 2025,
+        vin: String::new(),
+        mileage_km: 12_400,
+        market: "US".into(),
+        locale: "en".into(),
+        time_zone: "America/New_York".into(),
+        preferred_dealer: "Kestrel Downtown Service".into(),
+        warranty_until: jiff::civil::date(2028, 1, 1),
+        warranty_km: 100_000,
+        service_history: Vec::new(),
+        preferences: Default::default(),
+    })?;
+    for (campaign, years, summary, remedy) in [
+        (
+            "24V-118",
+            (2024, 2025),
+            "The rear seat-belt pretensioner connector may not be fully seated.",
+            "A dealer checks and reseats the connector, free of charge, in about 30 minutes.",
+        ),
+        (
+            "25V-031",
+            (2025, 2025),
+            "The charge-port door actuator software may leave the door unlatched.",
+            "A software update at a dealer or over the air, free of charge.",
+        ),
+    ] {
+        stores.appointments.put_recall(&Recall {
+            campaign: campaign.into(),
+            model: "Voyager".into(),
+            years,
+            summary: summary.into(),
+            remedy: remedy.into(),
+        })?;
+    }
     Ok(())
 }
 

@@ -69,6 +69,17 @@ fn main() -> anyhow::Result<()> {
             println!("stored {} profiles", profiles.len());
             Ok(())
         }
+        Command::Recalls { file } => {
+            let stores = cloud_bridge::open_stores(&config)?;
+            let text = std::fs::read_to_string(&file)?;
+            let recalls: Vec<cloud_bridge::store::Recall> = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not a JSON array of recalls: {e}", file.display()))?;
+            for recall in &recalls {
+                stores.appointments.put_recall(recall)?;
+            }
+            println!("stored {} recalls", recalls.len());
+            Ok(())
+        }
         Command::Knowledge { command } => match command {
             KnowledgeCommand::Keygen { out } => {
                 let (id, public) = cloud_bridge::fleet::keygen(&out)?;

@@ -30,35 +30,10 @@ pub fn system_blocks(context: &Context<'_>) -> Vec<String> {
             now.strftime("%H:%M")
         ),
     ];
-    let history: Vec<String> = p
-        .service_history
-        .iter()
-        .map(|s| format!("{} at {} km: {}", s.date, s.mileage_km, s.work))
-        .collect();
-    let preferences: Vec<String> = p.preferences.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    blocks.push(format!(
-        "Vehicle profile: {} {}, {} km. Owner: {}. Market {}, locale {}. Dealer: {}. Warranty until {} or {} km. \
-         Service history: {}. Preferences: {}.",
-        p.model_year,
-        p.model,
-        p.mileage_km,
-        p.owner_name,
-        p.market,
-        p.locale,
-        p.preferred_dealer,
-        p.warranty_until,
-        p.warranty_km,
-        if history.is_empty() {
-            "none".to_string()
-        } else {
-            history.join("; ")
-        },
-        if preferences.is_empty() {
-            "none".to_string()
-        } else {
-            preferences.join("; ")
-        },
-    ));
+    blocks.push(match p {
+        Some(p) => profile_block(p),
+        None => unknown_vehicle_block(&context.reported),
+    });
     if context.articles.is_empty() {
         blocks.push("Articles: none matched this question.".to_string());
     }
@@ -73,6 +48,50 @@ pub fn system_blocks(context: &Context<'_>) -> Vec<String> {
         context.understanding.intent, context.understanding.sentiment, context.understanding.sentiment_score
     ));
     blocks
+}
+
+fn profile_block(p: &crate::store::Profile) -> String {
+    let history: Vec<String> = p
+        .service_history
+        .iter()
+        .map(|s| format!("{} at {} km: {}", s.date, s.mileage_km, s.work))
+        .collect();
+    let preferences: Vec<String> = p.preferences.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let or_none = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join("; ")
+        }
+    };
+    format!(
+        "Vehicle profile: {} {}, {} km. Owner: {}. Market {}, locale {}. Dealer: {}. Warranty until {} or {} km. \
+         Service history: {}. Preferences: {}.",
+        p.model_year,
+        p.model,
+        p.mileage_km,
+        p.owner_name,
+        p.market,
+        p.locale,
+        p.preferred_dealer,
+        p.warranty_until,
+        p.warranty_km,
+        or_none(history),
+        or_none(preferences),
+    )
+}
+
+/// No profile on file: only what the car reported, and a rule against guessing.
+fn unknown_vehicle_block(reported: &crate::tools::Reported) -> String {
+    let car = match (&reported.model, reported.year) {
+        (Some(model), Some(year)) => format!("The car reports itself as a {year} {model}."),
+        (Some(model), None) => format!("The car reports itself as a {model}; its year is unknown."),
+        _ => "The car's model and year are unknown.".to_string(),
+    };
+    format!(
+        "Vehicle profile: none on file for this car. {car} The owner, mileage, service history and warranty are unknown: \
+         never guess them. Say plainly what is unknown, and offer to have an agent look it up."
+    )
 }
 
 /// A turn for the model: `true` for the user (driver) side.

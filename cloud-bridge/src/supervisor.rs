@@ -22,8 +22,9 @@ use protocol::{Action, Envelope, Escalation, Handoff as WireHandoff, HandoffStat
 use crate::config::Config;
 use crate::llm::{Context, LlmError, LlmProvider, Understanding};
 use crate::metrics::Metrics;
+use crate::servicing::Workshop;
 use crate::store::{ConversationTurn, Handoff, HandoffState, Outcome, Profile, Role, Stores, Usage};
-use crate::tools::Toolbox;
+use crate::tools::{Reported, Toolbox};
 
 /// Where an escalation went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,27 +106,42 @@ impl Supervisor {
         self.provider.label()
     }
 
-    fn profile(&self, thing: &str, escalation: &Escalation) -> Profile {
-        match self.stores.profiles.get(thing) {
-            Ok(Some(p)) => return p,
-            Ok(None) => {}
-            Err(error) => {
-                self.metrics.failure("store");
-                tracing::error!(%error, thing, "cannot read the profile; using defaults");
-            }
-        }
-        default_profile(thing, escalation, &self.config)
+    /// The owner's profile, or `None`: a car without one is unknown, never a
+    /// made-up default.
+    fn profile(&self, thing: &str) -> Option<Profile> {
+        self.stores.profiles.get(thing).unwrap_or_else(|error| {
+            self.metrics.failure("store");
+            tracing::error!(%error, thing, "cannot read the profile; the car is treated as unknown");
+            None
+        })
     }
 
-    fn retrieve(&self, escalation: &Escalation, intent: &str, profile: &Profile) -> Vec<knowledge::Article> {
+    /// Where bookings go and whose clock they use: the profile's, else the
+    /// configured defaults.
+    fn workshop(&self, profile: Option<&Profile>) -> Workshop {
+        let (dealer, zone) = match profile {
+            Some(p) => (p.preferred_dealer.clone(), p.time_zone.as_str()),
+            None => (
+                self.config.defaults.dealer.clone(),
+                self.config.defaults.time_zone.as_str(),
+            ),
+        };
+        Workshop {
+            dealer,
+            zone: jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC),
+        }
+    }
+
+    fn retrieve(&self, escalation: &Escalation, intent: &str, profile: Option<&Profile>) -> Vec<knowledge::Article> {
         let Some(kb) = &self.knowledge else {
             return Vec::new();
         };
+        let reported = Reported::from_snapshot(&escalation.vehicle);
         let vehicle = VehicleFilter {
-            model: Some(profile.model.clone()),
-            year: Some(profile.model_year),
+            model: profile.map(|p| p.model.clone()).or(reported.model),
+            year: profile.map(|p| p.model_year).or(reported.year),
             trim: None,
-            market: Some(profile.market.clone()),
+            market: Some(profile.map_or(&escalation.market, |p| &p.market).clone()),
         };
         let query = Query {
             text: &escalation.utterance,
@@ -162,8 +178,10 @@ impl Supervisor {
             .conversation_id
             .clone()
             .unwrap_or_else(|| format!("{thing}:{}", envelope.message_id));
-        let profile = self.profile(&thing, escalation);
-        let zone = jiff::tz::TimeZone::get(&profile.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let profile = self.profile(&thing);
+        let workshop = self.workshop(profile.as_ref());
+        let zone = workshop.zone.clone();
+        let market = profile.as_ref().map_or(&escalation.market, |p| &p.market).clone();
         let now = jiff::Timestamp::now();
         let edge = Understanding {
             intent: escalation.intent.clone(),
@@ -195,7 +213,8 @@ impl Supervisor {
             edge_confidence: escalation.intent_confidence,
             understanding: edge.clone(),
             articles: Vec::new(),
-            profile: &profile,
+            profile: profile.as_ref(),
+            reported: Reported::from_snapshot(&escalation.vehicle),
             history: &history,
             now: now.to_zoned_datetime(zone),
         };
@@ -245,7 +264,7 @@ impl Supervisor {
                 });
                 format!(
                     "Call {} now if anyone is hurt or in danger. I've alerted our emergency team with your location, and a person will join you right away.",
-                    self.config.emergency_number(&profile.market)
+                    self.config.emergency_number(&market)
                 )
             }
             Route::Human => {
@@ -273,10 +292,11 @@ impl Supervisor {
                 }
             }
             Route::Answer => {
-                let articles = self.retrieve(escalation, &context.understanding.intent, &profile);
+                let articles = self.retrieve(escalation, &context.understanding.intent, profile.as_ref());
                 articles_used = articles.iter().map(|a| a.id.clone()).collect();
                 context.articles = articles;
-                let tools = Toolbox::new(self.stores.appointments.as_ref(), &profile, now);
+                let known = (profile.as_ref(), context.reported.clone());
+                let tools = Toolbox::new(self.stores.appointments.as_ref(), &thing, known, workshop, now);
                 let result = match tokio::time::timeout_at(deadline, self.provider.respond(&context, &tools)).await {
                     Ok(result) => result,
                     Err(_) => Err(LlmError::Timeout),
@@ -438,26 +458,5 @@ pub fn wait_phrase(seconds: u32) -> String {
         0..=59 => "in a moment".to_string(),
         60..=119 => "in about a minute".to_string(),
         s => format!("in about {} minutes", (s + 30) / 60),
-    }
-}
-
-/// The profile of a car with none stored: what the escalation says, and the
-/// configured defaults.
-pub fn default_profile(thing: &str, escalation: &Escalation, config: &Config) -> Profile {
-    Profile {
-        thing: thing.to_string(),
-        owner_name: "the driver".to_string(),
-        model: "Voyager".to_string(),
-        model_year: 2025,
-        vin: String::new(),
-        mileage_km: 0,
-        market: escalation.market.clone(),
-        locale: escalation.locale.clone(),
-        time_zone: config.defaults.time_zone.clone(),
-        preferred_dealer: config.defaults.dealer.clone(),
-        warranty_until: jiff::civil::date(2028, 1, 1),
-        warranty_km: 100_000,
-        service_history: Vec::new(),
-        preferences: Default::default(),
     }
 }

@@ -228,23 +228,53 @@ pub const BOOKING_HORIZON_DAYS: i32 = 90;
 /// confirmed, for the response's actions.
 pub struct Toolbox<'a> {
     pub appointments: &'a dyn AppointmentStore,
-    pub profile: &'a Profile,
+    /// The car the tools act for (its thing name).
+    pub thing: String,
+    /// The owner's profile; `None` when none is on file (nothing is assumed).
+    pub profile: Option<&'a Profile>,
+    /// What the car itself reported, for a car without a profile.
+    pub reported: Reported,
     pub workshop: Workshop,
     pub now: jiff::Timestamp,
     confirmed: Mutex<Vec<Appointment>>,
     calls: Mutex<Vec<(String, bool)>>,
 }
 
+/// The model and year a car reports in its escalation's vehicle snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reported {
+    pub model: Option<String>,
+    pub year: Option<u16>,
+}
+
+impl Reported {
+    pub fn from_snapshot(vehicle: &Value) -> Reported {
+        Reported {
+            model: vehicle["model"].as_str().filter(|m| !m.is_empty()).map(str::to_string),
+            year: vehicle["year"].as_u64().and_then(|y| u16::try_from(y).ok()),
+        }
+    }
+
+    /// Model and year, when both are known.
+    fn model_year(&self) -> Option<(String, u16)> {
+        Some((self.model.clone()?, self.year?))
+    }
+}
+
 impl<'a> Toolbox<'a> {
-    pub fn new(appointments: &'a dyn AppointmentStore, profile: &'a Profile, now: jiff::Timestamp) -> Toolbox<'a> {
-        let zone = jiff::tz::TimeZone::get(&profile.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    pub fn new(
+        appointments: &'a dyn AppointmentStore,
+        thing: &str,
+        (profile, reported): (Option<&'a Profile>, Reported),
+        workshop: Workshop,
+        now: jiff::Timestamp,
+    ) -> Toolbox<'a> {
         Toolbox {
             appointments,
+            thing: thing.to_string(),
             profile,
-            workshop: Workshop {
-                dealer: profile.preferred_dealer.clone(),
-                zone,
-            },
+            reported,
+            workshop,
             now,
             confirmed: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
@@ -312,7 +342,7 @@ impl<'a> Toolbox<'a> {
                 }
                 let appointment = Appointment {
                     appointment_id: format!("apt-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
-                    thing: self.profile.thing.clone(),
+                    thing: self.thing.clone(),
                     dealer: self.workshop.dealer.clone(),
                     service: service.to_string(),
                     starts_at: *slot,
@@ -330,7 +360,7 @@ impl<'a> Toolbox<'a> {
                 }))
             }
             ToolCall::ConfirmAppointment { appointment_id } => {
-                let appointment = self.appointments.confirm(appointment_id, &self.profile.thing)?;
+                let appointment = self.appointments.confirm(appointment_id, &self.thing)?;
                 let local_time = servicing::spoken_time(appointment.starts_at, &self.workshop.zone);
                 let mut confirmed = self.confirmed.lock().expect("toolbox");
                 if !confirmed.iter().any(|a| a.appointment_id == appointment.appointment_id) {
@@ -345,30 +375,93 @@ impl<'a> Toolbox<'a> {
                     "local_time": local_time,
                 }))
             }
-            ToolCall::LookupRecallsWarranty => {
-                let p = self.profile;
-                let recalls = self.appointments.recalls(&p.model, p.model_year)?;
-                let in_warranty = today <= p.warranty_until && p.mileage_km <= p.warranty_km;
-                Ok(json!({
-                    "vehicle": format!("{} {}", p.model_year, p.model),
-                    "open_recalls": recalls.iter().map(|r| json!({
-                        "campaign": r.campaign, "summary": r.summary, "remedy": r.remedy,
-                    })).collect::<Vec<_>>(),
-                    "warranty": {
-                        "in_warranty": in_warranty,
-                        "until": p.warranty_until.to_string(),
-                        "km_limit": p.warranty_km,
-                        "mileage_km": p.mileage_km,
-                    },
-                }))
-            }
+            ToolCall::LookupRecallsWarranty => self.recalls_and_warranty(today),
         }
+    }
+
+    /// Open recalls for the car's model and year (from its profile, else as the
+    /// car reports them) and its warranty (from its profile only). What is not
+    /// known is said to be unknown.
+    fn recalls_and_warranty(&self, today: jiff::civil::Date) -> Result<Value, ToolError> {
+        let (vehicle, model_year) = match self.profile {
+            Some(p) => (
+                format!("{} {}", p.model_year, p.model),
+                Some((p.model.clone(), p.model_year)),
+            ),
+            None => match self.reported.model_year() {
+                Some((model, year)) => (format!("{year} {model} (as the car reports it)"), Some((model, year))),
+                None => ("unknown".to_string(), None),
+            },
+        };
+        let open_recalls = match &model_year {
+            Some((model, year)) => json!(self
+                .appointments
+                .recalls(model, *year)?
+                .iter()
+                .map(|r| json!({"campaign": r.campaign, "summary": r.summary, "remedy": r.remedy}))
+                .collect::<Vec<_>>()),
+            None => json!("unknown: the car's model and year are not known"),
+        };
+        let warranty = match self.profile {
+            Some(p) => json!({
+                "known": true,
+                "in_warranty": today <= p.warranty_until && p.mileage_km <= p.warranty_km,
+                "until": p.warranty_until.to_string(),
+                "km_limit": p.warranty_km,
+                "mileage_km": p.mileage_km,
+            }),
+            None => json!({"known": false, "why": "no owner profile is on file for this car; an agent can look it up"}),
+        };
+        Ok(json!({"vehicle": vehicle, "open_recalls": open_recalls, "warranty": warranty}))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_car_without_a_profile_has_an_unknown_warranty_and_recalls_only_for_what_it_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+        store
+            .put_recall(&crate::store::Recall {
+                campaign: "26V-001".into(),
+                model: "Voyager".into(),
+                years: (2024, 2025),
+                summary: "s".into(),
+                remedy: "r".into(),
+            })
+            .unwrap();
+        let workshop = Workshop {
+            dealer: "d".into(),
+            zone: jiff::tz::TimeZone::UTC,
+        };
+        let lookup = |reported: Reported| {
+            Toolbox::new(
+                &store,
+                "car",
+                (None, reported),
+                workshop.clone(),
+                jiff::Timestamp::now(),
+            )
+            .run(&ToolCall::LookupRecallsWarranty)
+            .unwrap()
+        };
+        let reported = lookup(Reported::from_snapshot(&json!({"model": "Voyager", "year": 2025})));
+        assert_eq!(reported["open_recalls"].as_array().unwrap().len(), 1, "{reported}");
+        assert_eq!(reported["warranty"]["known"], false, "{reported}");
+        assert!(
+            reported["warranty"].get("until").is_none(),
+            "no invented date: {reported}"
+        );
+        let unknown = lookup(Reported::from_snapshot(&json!({"vin": "x"})));
+        assert_eq!(unknown["vehicle"], "unknown", "{unknown}");
+        assert!(
+            unknown["open_recalls"].as_str().unwrap().starts_with("unknown"),
+            "{unknown}"
+        );
+    }
 
     #[test]
     fn only_whitelisted_tools_with_valid_arguments_pass() {

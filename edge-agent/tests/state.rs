@@ -187,7 +187,10 @@ fn the_state_folder_is_private_and_so_is_every_file_in_it() {
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     let db = state.join("edge-agent.sqlite");
-    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 0").unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0")
+        .unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let notes = state.join("notes.txt");
     std::fs::write(&notes, "left by an older install").unwrap();

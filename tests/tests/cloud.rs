@@ -109,6 +109,21 @@ impl Events {
 fn an_escalated_question_is_answered_on_the_drivers_event_stream() {
     let Some(w) = world() else { return };
     let bridge = w.bridge("bridge-a");
+    // The store knows no recall until fleet ops import one; this car has no
+    // owner profile, so its warranty is unknown (never a default).
+    let recalls = w.dir.join("recalls.json");
+    std::fs::write(
+        &recalls,
+        serde_json::json!([{
+            "campaign": "26V-077", "model": "Voyager", "years": [2024, 2026],
+            "summary": "The wiper motor nut may loosen.", "remedy": "A dealer tightens it, free of charge."
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    assert!(bridge
+        .command(&["recalls", recalls.to_str().unwrap()])
+        .contains("stored 1 recalls"));
     let car = w.car("car-1");
     support::threaded_runtime().block_on(async {
         let mut events = Events::open(&car.socket, "c-1").await;
@@ -118,7 +133,12 @@ fn an_escalated_question_is_answered_on_the_drivers_event_stream() {
         let response = events.next("response", Duration::from_secs(20)).await;
         assert_eq!(response["conversation_id"], "c-1");
         assert_eq!(response["answered_by"], "local");
-        assert!(response["text"].as_str().unwrap().contains("open recall"), "{response}");
+        let text = response["text"].as_str().unwrap();
+        assert!(
+            text.contains("one open recall: The wiper motor nut may loosen."),
+            "{response}"
+        );
+        assert!(text.contains("don't have your warranty on file"), "{response}");
     });
     assert_eq!(bridge.handled(), 1);
 }

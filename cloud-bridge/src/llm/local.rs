@@ -136,14 +136,21 @@ impl LocalProvider {
         let found = tools
             .run(&ToolCall::LookupRecallsWarranty)
             .map_err(|e| LlmError::Request(e.to_string()))?;
-        let recalls = found["open_recalls"].as_array().cloned().unwrap_or_default();
-        let warranty = if found["warranty"]["in_warranty"].as_bool() == Some(true) {
-            format!(
+        let warranty = match (
+            found["warranty"]["known"].as_bool(),
+            found["warranty"]["in_warranty"].as_bool(),
+        ) {
+            (Some(true), Some(true)) => format!(
                 "You're under warranty until {}.",
                 found["warranty"]["until"].as_str().unwrap_or_default()
-            )
-        } else {
-            "Your warranty has ended.".to_string()
+            ),
+            (Some(true), _) => "Your warranty has ended.".to_string(),
+            _ => "I don't have your warranty on file, so an agent will need to check it.".to_string(),
+        };
+        let Some(recalls) = found["open_recalls"].as_array() else {
+            return Ok(format!(
+                "I can't tell which car this is, so I can't check recalls from here. {warranty}"
+            ));
         };
         Ok(match recalls.as_slice() {
             [] => format!("There are no open recalls for your car. {warranty}"),

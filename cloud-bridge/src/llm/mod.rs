@@ -22,7 +22,10 @@ pub struct Context<'a> {
     /// After the re-check.
     pub understanding: Understanding,
     pub articles: Vec<knowledge::Article>,
-    pub profile: &'a Profile,
+    /// The owner's profile; `None` when none is on file.
+    pub profile: Option<&'a Profile>,
+    /// What the car reported of itself (model, year), for a car without one.
+    pub reported: crate::tools::Reported,
     /// Earlier turns of the conversation, oldest first.
     pub history: &'a [ConversationTurn],
     /// Now, in the owner's zone.

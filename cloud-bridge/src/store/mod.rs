@@ -228,6 +228,8 @@ pub trait AppointmentStore: Send + Sync {
     fn hold(&self, appointment: &Appointment) -> StoreResult<()>;
     fn confirm(&self, appointment_id: &str, thing: &str) -> StoreResult<Appointment>;
     fn by_thing(&self, thing: &str) -> StoreResult<Vec<Appointment>>;
+    /// Stores (or replaces, by campaign) a recall; fleet ops fill the store.
+    fn put_recall(&self, recall: &Recall) -> StoreResult<()>;
     fn recalls(&self, model: &str, year: u16) -> StoreResult<Vec<Recall>>;
 }
 

@@ -118,6 +118,12 @@ CREATE TABLE fleet_audit (
     r#"
 ALTER TABLE escalations ADD COLUMN reply BLOB;
 "#,
+    // 4: production recalls come only from fleet ops (`cloud-bridge recalls`):
+    // the two fictional campaigns migration 1 seeded are removed (the demo
+    // seeds its own).
+    r#"
+DELETE FROM recalls WHERE campaign IN ('24V-118', '25V-031');
+"#,
 ];
 
 pub struct SqliteStore {
@@ -502,6 +508,22 @@ impl AppointmentStore for SqliteStore {
         ))?;
         let rows = stmt.query_map([thing], appointment_row)?;
         rows.map(|r| appointment_from(r?)).collect()
+    }
+
+    fn put_recall(&self, recall: &Recall) -> StoreResult<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO recalls (campaign, model, year_from, year_to, summary, remedy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                recall.campaign,
+                recall.model,
+                recall.years.0,
+                recall.years.1,
+                recall.summary,
+                recall.remedy
+            ],
+        )?;
+        Ok(())
     }
 
     fn recalls(&self, model: &str, year: u16) -> StoreResult<Vec<Recall>> {
@@ -1052,8 +1074,36 @@ mod tests {
                 .unwrap(),
             vec![at]
         );
-        assert_eq!(s.recalls("Voyager", 2025).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_production_store_knows_no_recall_and_no_profile_until_fleet_ops_add_them() {
+        let (_dir, s) = store();
+        let count = |table: &str| -> i64 {
+            s.conn()
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("recalls"), count("profiles")), (0, 0), "nothing invented");
+        assert!(ProfileStore::get(&s, "any-car").unwrap().is_none());
+        let recall = Recall {
+            campaign: "26V-001".into(),
+            model: "Voyager".into(),
+            years: (2024, 2025),
+            summary: "s".into(),
+            remedy: "r".into(),
+        };
+        s.put_recall(&recall).unwrap();
+        s.put_recall(&Recall {
+            summary: "corrected".into(),
+            ..recall.clone()
+        })
+        .unwrap();
+        let found = s.recalls("Voyager", 2025).unwrap();
+        assert_eq!(found.len(), 1, "a campaign is replaced, not doubled");
+        assert_eq!(found[0].summary, "corrected");
         assert!(s.recalls("Voyager", 2023).unwrap().is_empty());
+        assert!(s.recalls("Other", 2025).unwrap().is_empty());
     }
 
     #[test]
