@@ -19,9 +19,20 @@ fn fleet_ops<'a>(
     })
 }
 
-fn main() -> anyhow::Result<()> {
+/// A failure is printed as its chain of causes, one line, never a backtrace.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     edge_agent::logging::init("CLOUD_BRIDGE", "info");
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cloud-bridge: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {

@@ -99,6 +99,12 @@ pub fn router(engine: Arc<Engine>, config: &ApiConfig, tracker: TaskTracker, shu
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see openapi.json") })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on this endpoint; see openapi.json"),
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit_and_count))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)

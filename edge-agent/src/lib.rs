@@ -204,6 +204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 !config.fleet.channel.is_empty(),
                 "fleet.channel is not set: a car applies only bundles of the channel it follows"
             );
+            updater.leave_refusals_to_the_caller();
             updater.clean_up();
             let notice: protocol::KnowledgeManifestNotice = serde_json::from_slice(
                 &std::fs::read(&args.notice).with_context(|| format!("cannot read {}", args.notice.display()))?,
@@ -246,11 +247,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;
             let pack = locate::find_pack_dir(&config.knowledge.pack)?;
             let (manifest, articles) = knowledge::pack::load(&pack, &knowledge_base::intent_labels())?;
-            if !config.uplink.host.is_empty() {
-                // Reads the CA bundle, certificate and key: a missing file fails here,
-                // before the service starts.
-                uplink::RumqttcConnector::new(&config.uplink)?;
-            }
+            validate_what_serve_needs(&config)?;
             eprintln!(
                 "config ok (market {}); model ok ({}; cpu {}); pack ok ({} v{}, {} articles); state in {}",
                 config.vehicle.market,
@@ -264,6 +261,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What `serve` would refuse, found before it starts (systemd's ExecStartPre):
+/// the uplink's CA, certificate and key, the socket's group, the fleet's keys
+/// and its download CA.
+fn validate_what_serve_needs(config: &Config) -> anyhow::Result<()> {
+    if !config.uplink.host.is_empty() {
+        uplink::RumqttcConnector::new(&config.uplink)?;
+    }
+    serve::check_socket_group(&config.api.socket_group)?;
+    config.fleet.keys.check().map_err(anyhow::Error::msg)?;
+    if !config.fleet.channel.is_empty() {
+        anyhow::ensure!(
+            !config.fleet.keys.0.is_empty(),
+            "fleet.channel is `{}` but fleet.keys is empty: every bundle would be refused",
+            config.fleet.channel
+        );
+        fleet::Downloader::new(&config.fleet.ca_file, std::time::Duration::from_secs(1)).context("fleet.ca_file")?;
+    }
+    Ok(())
 }
 
 /// The live base and the fleet updater over it, for the `kb` commands.

@@ -178,6 +178,14 @@ fn bind_unix(path: &Path, group: &str) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// `api.socket_group` names a group this system has (empty: none is set).
+pub fn check_socket_group(group: &str) -> anyhow::Result<()> {
+    if !group.is_empty() {
+        group_id(group)?;
+    }
+    Ok(())
+}
+
 /// A group name (or number) to its gid, from /etc/group.
 fn group_id(group: &str) -> anyhow::Result<u32> {
     if let Ok(gid) = group.parse() {

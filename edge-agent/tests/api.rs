@@ -175,6 +175,22 @@ fn every_endpoint_answers_as_openapi_json_describes() {
         let (status, body) = call(s, Method::GET, "/v1/nowhere", None).await;
         assert_eq!(status, 404);
         assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string());
+        // A wrong method is 405 with the same JSON error body, never an empty one.
+        for (method, path, documented) in [
+            (Method::POST, "/v1/health", "get"),
+            (Method::GET, "/v1/ask", "post"),
+            (Method::PUT, "/v1/conversations/hmi-1", "get"),
+        ] {
+            let (status, body) = call(s, method.clone(), path, None).await;
+            assert_eq!(status, 405, "{method} {path}");
+            let template = if path.starts_with("/v1/conversations/") {
+                "/v1/conversations/{id}"
+            } else {
+                path
+            };
+            let error = conforms(&doc, template, documented, status, &body);
+            assert!(error["error"].as_str().unwrap().contains(method.as_str()), "{error}");
+        }
     });
 }
 

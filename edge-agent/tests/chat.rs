@@ -287,4 +287,31 @@ fn kb_build_compiles_a_pack_and_names_the_file_and_line_of_a_bad_article() {
         .unwrap();
     assert!(!invalid.status.success());
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("vehicle.market `Narnia`"));
+    // What `serve` would refuse, `validate` refuses first, in one plain line.
+    for (key, value, says) in [
+        (
+            "EDGE_AGENT__API__SOCKET_GROUP",
+            "no-such-group-here",
+            "no group named `no-such-group-here`",
+        ),
+        (
+            "EDGE_AGENT__FLEET__KEYS__K1__PUBLIC_KEY",
+            "not-a-key",
+            "fleet.keys.k1: public_key is not 32 bytes",
+        ),
+        ("EDGE_AGENT__UPLINK__HOST", "localhost", "/nonexistent/ca.pem"),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .arg("validate")
+            .env(key, value)
+            .env("EDGE_AGENT__UPLINK__CA_FILE", "/nonexistent/ca.pem")
+            .env("EDGE_AGENT__UPLINK__CERT_FILE", "/nonexistent/car.pem")
+            .env("EDGE_AGENT__UPLINK__KEY_FILE", "/nonexistent/car.key")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{key}={value} passed validate");
+        assert!(stderr.contains(says), "{key}: {stderr}");
+        assert!(!stderr.contains("Some(") && !stderr.contains("backtrace"), "{stderr}");
+    }
 }

@@ -94,7 +94,7 @@ pub enum Refusal {
     NotForThisCar(String),
     #[error("version {version} is not newer than {high_water}, the highest ever applied")]
     NotNewer { version: u64, high_water: u64 },
-    #[error("the delta applies to version {base}, this car has {current:?}")]
+    #[error("the delta applies to version {base}, this car has {}", version_text(*.current))]
     WrongBase { base: u64, current: Option<u64> },
     #[error("the payload is {got} bytes, the manifest says {expected}")]
     PayloadSize { expected: u64, got: u64 },
@@ -208,7 +208,31 @@ pub struct TrustedKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustedKeys(pub BTreeMap<String, TrustedKey>);
 
+/// "version 5", or "no fleet version" (for messages, never `Some(5)`).
+pub fn version_text(version: Option<u64>) -> String {
+    version.map_or_else(|| "no fleet version".to_string(), |v| format!("version {v}"))
+}
+
 impl TrustedKeys {
+    /// Every key is 32 bytes of base64 and its id names it (what `verify`
+    /// would refuse later, found at configuration time).
+    pub fn check(&self) -> Result<(), String> {
+        for (id, key) in &self.0 {
+            let public: [u8; 32] = b64()
+                .decode(key.public_key.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("fleet.keys.{id}: public_key is not 32 bytes of base64"))?;
+            if key_id(&public) != *id {
+                return Err(format!(
+                    "fleet.keys.{id}: the id does not name this key (its id is {})",
+                    key_id(&public)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// These keys and `key`'s public half (revoked or not): for tools and tests
     /// that hold the signing key itself.
     pub fn with_key(mut self, key: &SigningKey, revoked: bool) -> TrustedKeys {

@@ -54,10 +54,12 @@ pub const FAILPOINTS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
+    // The reason is in the message, not a `source`: printed as a chain
+    // (`{:#}`), it would otherwise be said twice.
     #[error("refused: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Refusal),
     #[error("download failed: {0}")]
-    Download(#[from] DownloadError),
+    Download(DownloadError),
     #[error("the payload is {size} bytes, more than fleet.max_payload_bytes ({limit})")]
     TooLarge { size: u64, limit: u64 },
     #[error(transparent)]
@@ -68,6 +70,18 @@ pub enum UpdateError {
     NoPrevious,
     #[error("the fleet state {}: {reason}", path.display())]
     State { path: PathBuf, reason: String },
+}
+
+impl From<Refusal> for UpdateError {
+    fn from(refusal: Refusal) -> UpdateError {
+        UpdateError::Refused(refusal)
+    }
+}
+
+impl From<DownloadError> for UpdateError {
+    fn from(error: DownloadError) -> UpdateError {
+        UpdateError::Download(error)
+    }
 }
 
 impl UpdateError {
@@ -265,6 +279,8 @@ pub struct Updater {
     reports: watch::Sender<KnowledgeReport>,
     /// The watchdog's view of this loop, when the daemon runs one.
     heartbeat: std::sync::OnceLock<Heartbeat>,
+    /// Refusals are logged (the daemon), or left to the command that prints them.
+    log_refusals: std::sync::atomic::AtomicBool,
 }
 
 /// How long one apply (embedding every article of a full bundle on the car) may
@@ -323,7 +339,14 @@ impl Updater {
             max_payload_bytes: config.max_payload_bytes,
             reports,
             heartbeat: std::sync::OnceLock::new(),
+            log_refusals: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    /// A command that prints the refusal itself: the updater records it but does
+    /// not log it too (the reason is said once).
+    pub fn leave_refusals_to_the_caller(&self) {
+        self.log_refusals.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Removes what an interrupted apply left; for the one process that applies.
@@ -546,11 +569,14 @@ impl Updater {
                 .last_failure
                 .as_ref()
                 .is_some_and(|f| f.version == version && f.reason == reason);
+            let shown = knowledge::bundle::version_text(version);
             if repeat {
-                tracing::debug!(?version, %reason, "knowledge update refused again");
+                tracing::debug!(version = %shown, %reason, "knowledge update refused again");
                 return error;
             }
-            tracing::warn!(?version, %reason, "knowledge update not applied");
+            if self.log_refusals.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(version = %shown, %reason, "knowledge update not applied");
+            }
             state.last_failure = Some(Failure {
                 version,
                 reason,
