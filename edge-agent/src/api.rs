@@ -1,15 +1,16 @@
 //! The local HTTP/JSON API (see `edge-agent/openapi.json`): routes, request limits
-//! (body size, per-client rate), JSON errors, and server-sent events.
+//! (body size and time, per-client rate), JSON errors, and server-sent events.
+//! Connections are accepted in [`crate::listener`].
 //!
 //! Clients are told apart by what the kernel says, not by what they claim: the
-//! peer's uid and pid on the Unix socket, the address on loopback TCP.
+//! peer's uid on the Unix socket (a forked process is the same client), the
+//! address on loopback TCP.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -25,24 +26,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::ApiConfig;
 use crate::engine::{Engine, Event};
 
-/// Who is asking, as the transport tells it.
+/// Who is asking, as the transport tells it: the peer's uid on the socket,
+/// its address on TCP (see [`crate::listener`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientId(pub String);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for ClientId {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
-        match stream.io().peer_cred() {
-            Ok(cred) => ClientId(format!("uid:{}/pid:{}", cred.uid(), cred.pid().unwrap_or(0))),
-            Err(_) => ClientId("unix:unknown".to_string()),
-        }
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for ClientId {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientId(format!("ip:{}", stream.remote_addr().ip()))
-    }
-}
 
 #[derive(Clone)]
 struct AppState {
@@ -52,7 +39,12 @@ struct AppState {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     answer_wait: Duration,
+    max_body: usize,
+    body_timeout: Duration,
 }
+
+/// How often the rate limiter forgets clients that have been quiet.
+const RATE_LIMIT_EXPIRY: Duration = Duration::from_secs(60);
 
 /// A JSON error body: `{"error": "..."}`.
 #[derive(Debug)]
@@ -84,12 +76,16 @@ impl IntoResponse for ApiError {
 pub fn router(engine: Arc<Engine>, config: &ApiConfig, tracker: TaskTracker, shutdown: CancellationToken) -> Router {
     let quota = Quota::per_second(NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
+    let limiter = Arc::new(RateLimiter::keyed(quota));
+    tracker.spawn(expire_quiet_clients(limiter.clone(), shutdown.clone()));
     let state = AppState {
         engine,
-        limiter: Arc::new(RateLimiter::keyed(quota)),
+        limiter,
         tracker,
         shutdown,
         answer_wait: Duration::from_millis(config.answer_wait_ms),
+        max_body: config.max_body_bytes,
+        body_timeout: Duration::from_millis(config.body_timeout_ms),
     };
     Router::new()
         .route("/v1/ask", post(ask))
@@ -108,6 +104,20 @@ pub fn router(engine: Arc<Engine>, config: &ApiConfig, tracker: TaskTracker, shu
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit_and_count))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
+}
+
+/// Drops the limiter's entries of clients whose quota is full again, so one
+/// that comes and goes (or many uids over time) leaves nothing behind.
+async fn expire_quiet_clients(limiter: Arc<DefaultKeyedRateLimiter<ClientId>>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RATE_LIMIT_EXPIRY) => {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    }
 }
 
 async fn limit_and_count(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -174,16 +184,35 @@ fn check_conversation_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn ask(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "the request body is too large".to_string()
-        } else {
-            rejection.body_text()
-        };
-        ApiError::new(status, message)
-    })?;
+/// The request's body, within the size limit and the body timeout.
+async fn read_body(state: &AppState, body: axum::body::Body) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, state.max_body));
+    match read.await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let too_large =
+                std::error::Error::source(&error).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large")
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body could not be read: {error}"),
+                )
+            })
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} ms",
+                state.body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+async fn ask(State(state): State<AppState>, body: axum::body::Body) -> Result<Response, ApiError> {
+    let body = read_body(&state, body).await?;
     let request: AskRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -137,6 +137,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     pub rate_per_second: u32,
     pub rate_burst: u32,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
     pub answer_wait_ms: u64,
     pub shutdown_grace_ms: u64,
 }
@@ -247,9 +251,22 @@ impl Config {
                 ));
             }
         }
-        if self.api.rate_per_second == 0 || self.api.rate_burst == 0 || self.api.max_body_bytes == 0 {
+        let api = &self.api;
+        if [
+            api.rate_per_second as u64,
+            api.rate_burst as u64,
+            api.max_body_bytes as u64,
+            api.max_connections as u64,
+            api.max_connections_per_client as u64,
+            api.header_timeout_ms,
+            api.body_timeout_ms,
+        ]
+        .contains(&0)
+        {
             return Err(ConfigError::Invalid(
-                "api.rate_per_second, api.rate_burst and api.max_body_bytes must be at least 1".to_string(),
+                "api.rate_per_second, rate_burst, max_body_bytes, max_connections, max_connections_per_client, \
+                 header_timeout_ms and body_timeout_ms must be at least 1"
+                    .to_string(),
             ));
         }
         if !self.api.tcp.is_empty() {

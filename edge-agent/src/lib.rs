@@ -20,6 +20,7 @@ pub mod failpoint;
 pub mod fleet;
 pub mod heartbeat;
 pub mod knowledge_base;
+pub mod listener;
 pub mod locate;
 pub mod logging;
 pub mod metrics;

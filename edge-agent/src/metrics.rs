@@ -30,6 +30,8 @@ pub struct Metrics {
     pub turns: Family<TurnLabels, Counter>,
     pub turn_seconds: Histogram,
     pub rate_limited: Counter,
+    /// Connections closed at accept for being over a cap.
+    pub connections_refused: Counter,
     pub pending_escalations: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// 1 when connected to the cloud; 0 until the uplink exists.
     pub uplink_connected: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -66,6 +68,12 @@ impl Metrics {
             0.000_05, 2.0, 15,
         ));
         let rate_limited = Counter::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "API connections closed at accept: over the total or per-client cap",
+            connections_refused.clone(),
+        );
         let pending_escalations = Gauge::default();
         let uplink_connected = Gauge::default();
         let uplink_subscribed = Gauge::default();
@@ -122,6 +130,7 @@ impl Metrics {
             turns,
             turn_seconds,
             rate_limited,
+            connections_refused,
             pending_escalations,
             uplink_connected,
             uplink_subscribed,

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ClientId};
+use crate::api;
 use crate::config::Config;
 use crate::engine::Engine;
 
@@ -33,8 +33,13 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     let tracker = TaskTracker::new();
     let app = api::router(engine.clone(), &config.api, tracker.clone(), shutdown.clone());
 
-    let unix_server = axum::serve(unix, app.clone().into_make_service_with_connect_info::<ClientId>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let limits = crate::listener::Limits {
+        max_connections: config.api.max_connections,
+        max_per_client: config.api.max_connections_per_client,
+        header_timeout: Duration::from_millis(config.api.header_timeout_ms),
+    };
+    let refused = engine.metrics.connections_refused.clone();
+    let unix_server = crate::listener::serve(unix, app.clone(), limits, refused.clone(), shutdown.clone());
     let tcp_server = if config.api.tcp.is_empty() {
         None
     } else {
@@ -42,10 +47,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
             .await
             .with_context(|| format!("cannot listen on {}", config.api.tcp))?;
         tracing::info!(addr = %config.api.tcp, "API listening on loopback TCP");
-        Some(
-            axum::serve(listener, app.into_make_service_with_connect_info::<ClientId>())
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned()),
-        )
+        Some(crate::listener::serve(listener, app, limits, refused, shutdown.clone()))
     };
     let fleet = if config.fleet.channel.is_empty() {
         None
@@ -112,8 +114,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     let served = async {
         match tcp_server {
             Some(tcp) => {
-                let (a, b) = tokio::join!(unix_server, tcp);
-                a.and(b)
+                tokio::join!(unix_server, tcp);
             }
             None => unix_server.await,
         }
@@ -130,7 +131,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
         crate::systemd::notify_stopping();
     });
     tokio::select! {
-        result = served => result.context("the API server failed")?,
+        () = served => {}
         started = deadline => {
             tracing::warn!(waited_ms = started.elapsed().as_millis() as u64, "requests still open at the end of the grace period: closing them");
         }
