@@ -325,8 +325,10 @@ fn print_kb_status(updater: &fleet::Updater, json: bool) -> anyhow::Result<()> {
         );
         if let Some(failure) = &state.last_failure {
             println!(
-                "last failure at {}: version {:?}: {}",
-                failure.at, failure.version, failure.reason
+                "last failure at {}: {}: {}",
+                failure.at,
+                knowledge::bundle::version_text(failure.version),
+                failure.reason
             );
         }
         println!("content hash: {}", status["content_hash"].as_str().unwrap_or_default());

@@ -286,6 +286,86 @@ fn edge(car: &Car, args: &[&str]) -> Command {
     command
 }
 
+#[test]
+fn a_base_lost_after_a_v5_apply_is_v5_again_and_without_its_copy_the_gap_is_reported_and_v5_taken_again() {
+    use std::os::unix::fs::FileExt;
+    let (key, revoked, _) = keys();
+    let car = car(&key, &revoked);
+    let updater = car.updater(None);
+    let live = updater.live().load_full();
+    let payload = Payload::full(live.meta(), next_content(&live.articles().unwrap()));
+    let shipped_hash = live.content_hash().unwrap();
+    drop((updater, live));
+    let b = bundle(5, &payload, "https://bundles.example/stable/5");
+    let notice_file = car.dir.path().join("notice.json");
+    std::fs::write(&notice_file, serde_json::to_vec(&notice(&key, &b.manifest)).unwrap()).unwrap();
+    let payload_file = car.dir.path().join("payload.json");
+    std::fs::write(&payload_file, &b.payload).unwrap();
+    let apply = || {
+        let args = [
+            "kb",
+            "apply",
+            notice_file.to_str().unwrap(),
+            "--payload",
+            payload_file.to_str().unwrap(),
+        ];
+        edge(&car, &args).output().unwrap()
+    };
+    let out = apply();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v5 = status_of(&car);
+    assert_eq!(v5["bundle_version"], 5);
+    let base = PathBuf::from(&car.config.state.dir).join("knowledge.sqlite");
+    let damage = |at: u64, len: usize| {
+        let file = std::fs::OpenOptions::new().write(true).open(&base).unwrap();
+        file.write_all_at(&vec![0x5a; len], at).unwrap();
+    };
+
+    // 1. A page inside the base overwritten: v5 again, from the kept copy.
+    damage(2 * 4096, 4096);
+    let out = edge(&car, &["kb", "status", "--json"]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("restored from the kept copy"), "{log}");
+    let restored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(restored["bundle_version"], 5, "{restored}");
+    assert_eq!(restored["high_water"], 5);
+    assert_eq!(
+        restored["content_hash"], v5["content_hash"],
+        "the same content as applied"
+    );
+
+    // 2. The header overwritten and no copy kept: the shipped pack answers, the
+    // gap is reported, and the retained notice of v5 is taken again (no v6).
+    std::fs::remove_file(PathBuf::from(&car.config.state.dir).join("knowledge.applied.json")).unwrap();
+    damage(0, 100);
+    let gap = status_of(&car);
+    assert_eq!(gap["bundle_version"], serde_json::Value::Null, "{gap}");
+    assert_eq!(gap["content_hash"], shipped_hash.as_str());
+    assert_eq!(gap["high_water"], 5);
+    assert_eq!(gap["last_failure"]["version"], 5, "{gap}");
+    assert!(
+        gap["last_failure"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not be restored"),
+        "{gap}"
+    );
+    let out = apply();
+    assert!(
+        out.status.success(),
+        "v5 taken again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = status_of(&car);
+    assert_eq!(
+        (again["bundle_version"].clone(), again["content_hash"].clone()),
+        (5.into(), v5["content_hash"].clone())
+    );
+    assert_eq!(again["last_failure"], serde_json::Value::Null);
+    // And once whole again, v5 is not newer than v5.
+    assert!(!apply().status.success());
+}
+
 fn status_of(car: &Car) -> serde_json::Value {
     let out = edge(car, &["kb", "status", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -107,6 +107,9 @@ pub struct KbFiles {
     pub staging: PathBuf,
     pub state: PathBuf,
     pub downloads: PathBuf,
+    /// The full content of the highest version applied (from its verified
+    /// payload), to rebuild the base from if it is ever lost.
+    pub kept: PathBuf,
 }
 
 impl KbFiles {
@@ -118,6 +121,7 @@ impl KbFiles {
             staging: current.with_extension("staging.sqlite"),
             state: dir.join("fleet-state.json"),
             downloads: dir.join("downloads"),
+            kept: current.with_extension("applied.json"),
         }
     }
 
@@ -154,6 +158,21 @@ pub struct FleetState {
     /// The bundle version of the kept previous base (none: the shipped pack).
     pub previous: Option<u64>,
     pub last_failure: Option<Failure>,
+    /// The kept copy of the highest version's content ([`KbFiles::kept`]).
+    #[serde(default)]
+    pub kept: Option<Kept>,
+    /// A version whose content was lost (the base was rebuilt from the shipped
+    /// pack and could not be restored): its notice is taken again.
+    #[serde(default)]
+    pub lost: Option<u64>,
+}
+
+/// Which version the kept copy holds, and its bytes' sha256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    pub version: u64,
+    pub channel: String,
+    pub sha256: String,
 }
 
 impl FleetState {
@@ -180,6 +199,15 @@ impl FleetState {
         }
         std::fs::rename(&tmp, path).map_err(io(path))?;
         sync_dir(path)
+    }
+
+    /// The version a notice must be above: the high-water mark, or just below it
+    /// when that version's content was lost, so that it is applied again.
+    pub fn applicable_above(&self) -> Option<u64> {
+        match (self.high_water, self.lost) {
+            (Some(high), Some(lost)) if lost == high && self.current != Some(high) => high.checked_sub(1),
+            (high, _) => high,
+        }
     }
 
     /// Brings the state in line with the base on disk: a crash between the swap
@@ -383,7 +411,7 @@ impl Updater {
         check_applicable(
             &manifest,
             &self.identity.car,
-            state.high_water,
+            state.applicable_above(),
             state.current,
             jiff::Timestamp::now(),
         )?;
@@ -488,7 +516,7 @@ impl Updater {
             check_applicable(
                 manifest,
                 &self.identity.car,
-                state.high_water,
+                state.applicable_above(),
                 state.current,
                 jiff::Timestamp::now(),
             )?;
@@ -529,6 +557,9 @@ impl Updater {
         std::fs::rename(&files.staging, &files.current).map_err(io(&files.current))?;
         sync_dir(&files.current)?;
         failpoint::hit("apply:swapped");
+        let kept = keep_content(files, manifest, Payload::full(meta, articles))
+            .inspect_err(|error| tracing::warn!(%error, "no copy of the applied content is kept: a lost base falls back to the shipped pack"))
+            .ok();
 
         let previous = live.info().bundle_version;
         let report = {
@@ -538,6 +569,12 @@ impl Updater {
             state.current = Some(manifest.version);
             state.applied_at = Some(jiff::Timestamp::now());
             state.last_failure = None;
+            if kept.is_some() {
+                state.kept = kept;
+            }
+            if state.lost <= Some(manifest.version) {
+                state.lost = None;
+            }
             state.save(&files.state)?;
             KnowledgeReport::from(&*state)
         };
@@ -633,6 +670,93 @@ pub fn updater_for(config: &crate::config::Config, live: LiveKnowledge) -> Resul
         embedder,
         live,
     )
+}
+
+/// Writes the applied content (whole, whatever the payload was) beside the
+/// base, synced, for [`restore_kept`].
+fn keep_content(files: &KbFiles, manifest: &Manifest, content: Payload) -> Result<Kept, UpdateError> {
+    let bytes = content.to_bytes();
+    let tmp = files.kept.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(&bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &files.kept).map_err(io(&files.kept))?;
+    sync_dir(&files.kept)?;
+    Ok(Kept {
+        version: manifest.version,
+        channel: manifest.channel.clone(),
+        sha256: knowledge::bundle::sha256_hex(&bytes),
+    })
+}
+
+/// The base was lost (missing or unusable) and is about to be rebuilt: when a
+/// fleet version was applied, puts that version back from the kept copy and
+/// returns it. Without a usable copy it records the gap (reported as the last
+/// failure) so that the version's notice is taken again, and returns `None`: the
+/// caller builds the shipped pack meanwhile.
+pub fn restore_kept(files: &KbFiles, embedder: Arc<dyn Embedder>) -> Result<Option<u64>, UpdateError> {
+    let mut state = FleetState::load(&files.state).unwrap_or_default();
+    let Some(high) = state.high_water else { return Ok(None) };
+    let restored = restore_version(files, state.kept.as_ref().filter(|k| k.version == high), embedder);
+    let at = jiff::Timestamp::now();
+    let version = match restored {
+        Ok(()) => {
+            tracing::warn!(
+                version = high,
+                "the knowledge base was lost: restored from the kept copy of the applied version"
+            );
+            state.current = Some(high);
+            state.lost = None;
+            Some(high)
+        }
+        Err(reason) => {
+            let reason = format!(
+                "the knowledge base was lost and version {high} could not be restored ({reason}): answering from the shipped pack until it is applied again"
+            );
+            tracing::error!(%reason);
+            state.previous = state.current;
+            state.current = None;
+            state.lost = Some(high);
+            state.last_failure = Some(Failure {
+                version: Some(high),
+                reason,
+                at,
+            });
+            None
+        }
+    };
+    state.save(&files.state)?;
+    Ok(version)
+}
+
+fn restore_version(files: &KbFiles, kept: Option<&Kept>, embedder: Arc<dyn Embedder>) -> Result<(), String> {
+    let kept = kept.ok_or("no copy of it is kept")?;
+    let bytes = std::fs::read(&files.kept).map_err(|e| format!("{}: {e}", files.kept.display()))?;
+    if knowledge::bundle::sha256_hex(&bytes) != kept.sha256 {
+        return Err("the kept copy is damaged".to_string());
+    }
+    let payload = Payload::parse(&bytes).map_err(|e| e.to_string())?;
+    let knowledge::bundle::Content::Full { articles } = payload.content else {
+        return Err("the kept copy is not whole content".to_string());
+    };
+    let _ = std::fs::remove_file(&files.staging);
+    knowledge::pack::write_base(
+        &files.staging,
+        &payload.pack,
+        &articles,
+        embedder.as_ref(),
+        &[
+            ("bundle_version", kept.version.to_string()),
+            ("bundle_channel", kept.channel.clone()),
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    KnowledgeBase::open(&files.staging, embedder).map_err(|e| e.to_string())?;
+    std::fs::rename(&files.staging, &files.current).map_err(|e| e.to_string())?;
+    sync_dir(&files.current).map_err(|e| e.to_string())
 }
 
 /// Restores the kept previous base (`edge-agent kb rollback`). The high-water
