@@ -55,15 +55,23 @@ fi
 
 # The installed layout: /usr/share/edge-agent and /etc/edge-agent from the
 # package, nothing from this checkout.
-root=$(mktemp -d); state=$(mktemp -d)
-trap 'rm -rf "$root" "$state"' EXIT
+root=$(mktemp -d); state=$(mktemp -d); groups=$(mktemp)
+trap 'rm -rf "$root" "$state" "$groups"' EXIT
 dpkg-deb -x "$deb" "$root"
+# The groups the package's sysusers file creates on install (systemd-sysusers),
+# added to a copy of this machine's /etc/group for the installed view.
+cp /etc/group "$groups"
+gid=64000
+for group in $(sed -n 's/^g \([^ ]*\) .*/\1/p' "$root/usr/lib/sysusers.d/edge-agent.conf"); do
+  grep -q "^$group:" "$groups" || echo "$group:x:$((gid++)):" >> "$groups"
+done
 installed=$(bwrap --ro-bind / / --dev /dev --proc /proc \
     --tmpfs /usr/share --ro-bind /usr/share/zoneinfo /usr/share/zoneinfo \
     --ro-bind "$root/usr/share/edge-agent" /usr/share/edge-agent \
-    --ro-bind "$root" "$root" --bind "$state" "$state" --chdir / \
+    --ro-bind "$root" "$root" --bind "$state" "$state" --ro-bind "$groups" /etc/group --chdir / \
     --setenv CONFIGURATION_DIRECTORY "$root/etc/edge-agent" --setenv STATE_DIRECTORY "$state" \
-    -- "${qemu[@]}" "$root/usr/bin/edge-agent" validate 2>&1)
+    -- "${qemu[@]}" "$root/usr/bin/edge-agent" validate 2>&1) \
+  || { echo "the installed binary's validate failed: $installed" >&2; exit 1; }
 echo "installed: $installed"
 grep -q 'model ok (/usr/share/edge-agent/models/compact' <<< "$installed" || { echo "the installed binary did not use the packaged model" >&2; exit 1; }
 grep -q 'pack ok (kestrel-voyager' <<< "$installed" || { echo "the installed binary did not find the packaged pack" >&2; exit 1; }

@@ -5,8 +5,9 @@
 //! 1. Enqueue latency with `synchronous=FULL` (each escalation synced before the
 //!    driver is told), p50/p99 over 2,000 escalations.
 //! 2. Drain: 5,000 escalations queued while offline, then delivered to a loopback
-//!    broker (rumqttd) with the publish throttle off: escalations per second from
-//!    the connection to an empty outbox.
+//!    broker (rumqttd) with the publish throttle off, and acknowledged by a client
+//!    playing cloud-bridge (the outbox empties only on the cloud's `ack`):
+//!    escalations per second from the connection to an empty outbox.
 //! 3. The daemon's peak RSS with 100,000 escalations queued (maximum raised).
 
 #[path = "../tests/support/mod.rs"]
@@ -63,6 +64,35 @@ fn fill(state: &Path, n: usize) -> Vec<f64> {
     times
 }
 
+/// A client playing cloud-bridge: it acknowledges every escalation it reads, as
+/// cloud-bridge does after its claim. Returns once its subscription holds.
+fn acknowledging_cloud(port: u16) {
+    let mut options = rumqttc::MqttOptions::new("bench-cloud", "127.0.0.1", port);
+    options.set_max_packet_size(256 * 1024, 256 * 1024);
+    // Acknowledgements must never queue behind their own PUBACKs.
+    options.set_inflight(1000);
+    let (client, mut connection) = rumqttc::Client::new(options, 10_000);
+    client
+        .subscribe("kestrel/v1/cars/+/escalations", rumqttc::QoS::AtLeastOnce)
+        .unwrap();
+    for event in connection.iter() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) = event {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) = event else {
+                continue;
+            };
+            let Ok(escalation) = protocol::decode(&p.payload) else {
+                continue;
+            };
+            support::acknowledge(&client, &escalation);
+        }
+    });
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -87,6 +117,7 @@ fn main() {
     fill(&drain, DRAIN);
     let broker_port = support::free_port();
     support::start_broker(broker_port);
+    acknowledging_cloud(broker_port);
     let port = broker_port.to_string();
     let env = [
         ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
@@ -116,7 +147,7 @@ fn main() {
     });
     let seconds = finished.duration_since(started).as_secs_f64().max(1e-3);
     println!(
-        "drain to a loopback broker, throttle off, 50 in flight: {DRAIN} escalations in {seconds:.2} s = {:.0}/s",
+        "drain to a loopback broker and an acknowledging cloud, throttle off, 50 in flight: {DRAIN} escalations in {seconds:.2} s = {:.0}/s",
         DRAIN as f64 / seconds
     );
     drop(daemon);

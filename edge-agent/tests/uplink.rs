@@ -18,19 +18,6 @@ fn cloud(port: u16, subscribe: &str) -> (rumqttc::Client, std::sync::mpsc::Recei
     cloud_that(port, subscribe, true)
 }
 
-/// The cloud's acknowledgement of `escalation`, on its car's responses topic.
-fn acknowledge(client: &rumqttc::Client, escalation: &protocol::Envelope) {
-    let ack = protocol::Envelope::new(
-        &escalation.thing_name,
-        escalation.conversation_id.as_deref(),
-        protocol::Body::Ack(protocol::Ack {
-            acknowledges: escalation.message_id,
-        }),
-    );
-    let topic = format!("kestrel/v1/cars/{}/responses", escalation.thing_name);
-    let _ = client.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, protocol::encode(&ack).unwrap());
-}
-
 /// A cloud that acknowledges what it reads, or (`acknowledging` false) a broker
 /// subscriber that never does.
 fn cloud_that(
@@ -56,7 +43,7 @@ fn cloud_that(
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
                     if acknowledging && p.topic.ends_with("/escalations") {
                         if let Ok(envelope) = protocol::decode(&p.payload) {
-                            acknowledge(&acker, &envelope);
+                            support::acknowledge(&acker, &envelope);
                         }
                     }
                     if tx.send(p).is_err() {
@@ -298,7 +285,7 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
             .recv_timeout(Duration::from_secs(15))
             .expect("every message is sent again after the restart");
         let envelope = protocol::decode(&message.payload).unwrap();
-        acknowledge(&cloud, &envelope);
+        support::acknowledge(&cloud, &envelope);
         ids.insert(envelope.message_id);
         acknowledged.insert(envelope.message_id);
         received += 1;
@@ -519,7 +506,7 @@ fn a_puback_alone_keeps_the_escalation_which_is_sent_again_until_the_cloud_ackno
         );
         assert_eq!(h["uplink"]["subscribed"], true, "{h}");
 
-        acknowledge(&cloud, &copies[0]);
+        support::acknowledge(&cloud, &copies[0]);
         wait_for(&daemon, "the acknowledgement", |h| h["pending_escalations"] == 0).await;
         // Acknowledged: not sent again.
         let quiet = tokio::task::spawn_blocking(move || {

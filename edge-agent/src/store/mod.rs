@@ -291,18 +291,23 @@ pub struct StateHealth {
 }
 
 /// Creates `dir` (and its parents) private to the daemon's user, and makes an
-/// existing one private, with the regular files an older install left open.
+/// existing one private, with the regular files an older install left open. A
+/// mode that cannot be changed (a folder someone else owns) is logged, not fatal.
 pub fn private_folder(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let make_private = |path: &Path, mode: u32| {
+        if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), %error, "cannot make it private");
+        }
+    };
+    if std::fs::metadata(dir)?.permissions().mode() & 0o777 != 0o700 {
+        make_private(dir, 0o700);
     }
     for entry in std::fs::read_dir(dir)?.flatten() {
         let Ok(meta) = entry.metadata() else { continue };
         if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            make_private(&entry.path(), 0o600);
         }
     }
     Ok(())
@@ -728,6 +733,7 @@ impl Store {
     /// already left (a repeated acknowledgement).
     pub fn acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<Outboxed>> {
         if let Some((id, e)) = self.spool.borrow_mut().remove_message(message_id)? {
+            self.delivered_from_spool(&e);
             return Ok(Some(Outboxed {
                 id,
                 conversation_id: e.conversation_id,
@@ -747,6 +753,29 @@ impl Store {
             self.delivered(row.id)?;
         }
         Ok(row)
+    }
+
+    /// Records a spooled escalation the cloud acknowledged as delivered, so that
+    /// its answer finds its conversation and is asked for again if it is lost.
+    /// Best effort: the database may still be unwritable.
+    fn delivered_from_spool(&self, e: &SpooledEscalation) {
+        let now = jiff::Timestamp::now();
+        let recorded = self.conn.execute(
+            "INSERT OR IGNORE INTO delivered (message_id, conversation_id, intent, delivered_unix,
+                                              acknowledged_unix_ms, payload, asked_unix_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)",
+            params![
+                e.message_id.to_string(),
+                e.conversation_id,
+                e.intent,
+                now.as_second(),
+                now.as_millisecond(),
+                e.payload.to_string()
+            ],
+        );
+        if let Err(error) = recorded {
+            tracing::debug!(%error, "a spooled escalation's delivery could not be recorded");
+        }
     }
 
     /// Moves an escalation out of the outbox into `delivered`.

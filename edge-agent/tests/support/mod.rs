@@ -340,3 +340,16 @@ async fn forward_packets(
         to.write_all(&packet).await?;
     }
 }
+
+/// The cloud's acknowledgement of `escalation`, on its car's responses topic.
+pub fn acknowledge(client: &rumqttc::Client, escalation: &protocol::Envelope) {
+    let ack = protocol::Envelope::new(
+        &escalation.thing_name,
+        escalation.conversation_id.as_deref(),
+        protocol::Body::Ack(protocol::Ack {
+            acknowledges: escalation.message_id,
+        }),
+    );
+    let topic = format!("kestrel/v1/cars/{}/responses", escalation.thing_name);
+    let _ = client.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, protocol::encode(&ack).unwrap());
+}
