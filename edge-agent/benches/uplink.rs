@@ -65,32 +65,44 @@ fn fill(state: &Path, n: usize) -> Vec<f64> {
 }
 
 /// A client playing cloud-bridge: it acknowledges every escalation it reads, as
-/// cloud-bridge does after its claim. Returns once its subscription holds.
+/// cloud-bridge does after its claim, and subscribes again on every connection
+/// (as cloud-bridge does). Returns once its first subscription holds; a lost
+/// connection is said on stderr, since the drain figure then includes the car's
+/// re-sends.
 fn acknowledging_cloud(port: u16) {
+    const ESCALATIONS: &str = "kestrel/v1/cars/+/escalations";
     let mut options = rumqttc::MqttOptions::new("bench-cloud", "127.0.0.1", port);
     options.set_max_packet_size(256 * 1024, 256 * 1024);
-    // Acknowledgements must never queue behind their own PUBACKs.
-    options.set_inflight(1000);
+    // No more than the broker lets a client have in flight (rumqttd's
+    // max_inflight_count in the test broker).
+    options.set_inflight(100);
     let (client, mut connection) = rumqttc::Client::new(options, 10_000);
-    client
-        .subscribe("kestrel/v1/cars/+/escalations", rumqttc::QoS::AtLeastOnce)
-        .unwrap();
-    for event in connection.iter() {
-        if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) = event {
-            break;
-        }
-    }
+    let (subscribed, first_subscription) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for event in connection.iter() {
-            let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) = event else {
-                continue;
-            };
-            let Ok(escalation) = protocol::decode(&p.payload) else {
-                continue;
-            };
-            support::acknowledge(&client, &escalation);
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
+                    client.try_subscribe(ESCALATIONS, rumqttc::QoS::AtLeastOnce).unwrap();
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) => {
+                    let _ = subscribed.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
+                    if let Ok(escalation) = protocol::decode(&p.payload) {
+                        support::acknowledge(&client, &escalation);
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    eprintln!("bench cloud: connection lost ({error}); reconnecting");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
     });
+    first_subscription
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the bench cloud could not subscribe");
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
