@@ -125,6 +125,29 @@ fn an_emergency_is_never_routed_local() {
     }
 }
 
+/// Fifty strings a recogniser or a bored passenger hands over, none of them in the
+/// corpus: symbols, one-word fillers, keyboard mashes. The model, not a rule for
+/// these strings, must keep every one of them off the urgent route.
+const NOISE: [&str; 50] = [
+    "***", "##", "+", "?", "!!", "...", "@", "&&", "~", "%", "$$$", "^^", "=", "/", "|", ":)", ";-)", "<3", "-_-", "0",
+    "00", "123", "9", "ok ok ok", "mmm", "hmmm", "uhh", "erm", "zzzt", "meh", "blah", "la la la", "testing", "wakey?",
+    "ping", "beep", "nah nah", "whatever", "so", "qwerty", "asdfgh", "jkl;", "zxcvb", "fjfjfj", "sdfsdf", "lkjlkj",
+    "qqqq", "xyzzy", "abc", "ggggg",
+];
+
+#[test]
+#[ignore = "issue 17, open: the shipped compact model routes 6 of these 50 urgent; a candidate trained with the public sets routes 2 (uhh, beep)"]
+fn noise_is_never_routed_urgent() {
+    let input = NOISE
+        .iter()
+        .map(|t| format!("{{\"text\": {}}}\n", serde_json::to_string(t).unwrap()))
+        .collect::<String>();
+    let lines = json_lines(&classify(&[], input.as_bytes()));
+    assert_eq!(lines.len(), NOISE.len());
+    let urgent: Vec<&Value> = lines.iter().filter(|l| l["route"] == "urgent").collect();
+    assert!(urgent.is_empty(), "noise routed urgent: {urgent:?}");
+}
+
 #[test]
 fn a_missing_model_folder_fails_with_a_clear_message_and_no_stdout() {
     let output = classify(&["--model", "/nonexistent/model"], b"{\"text\": \"hi\"}\n");

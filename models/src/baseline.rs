@@ -142,10 +142,15 @@ impl Baseline {
         let tfidf = Tfidf::fit(&texts);
         let x: Vec<_> = texts.iter().map(|t| tfidf.transform(t)).collect();
         let intents: Vec<usize> = examples.iter().map(|e| e.intent.index()).collect();
-        let sentiments: Vec<usize> = examples.iter().map(|e| e.sentiment.index()).collect();
+        // The sentiment model learns from the lines that have a sentiment label.
+        let (sentiment_x, sentiments): (Vec<_>, Vec<usize>) = x
+            .iter()
+            .zip(examples)
+            .filter_map(|(x, e)| Some((x.clone(), e.sentiment?.index())))
+            .unzip();
         Baseline {
             intent: LogisticRegression::train(&x, &intents, Intent::COUNT, tfidf.len(), seed),
-            sentiment: LogisticRegression::train(&x, &sentiments, Sentiment::COUNT, tfidf.len(), seed ^ 1),
+            sentiment: LogisticRegression::train(&sentiment_x, &sentiments, Sentiment::COUNT, tfidf.len(), seed ^ 1),
             tfidf,
         }
     }
@@ -166,7 +171,7 @@ mod tests {
         let mk = |t: &str, i: Intent| Example {
             text: t.into(),
             intent: i,
-            sentiment: Sentiment::Neutral,
+            sentiment: Some(Sentiment::Neutral),
             family: t.into(),
         };
         let train = vec![

@@ -17,7 +17,9 @@ use crate::rng::stable_hash;
 pub struct Example {
     pub text: String,
     pub intent: Intent,
-    pub sentiment: Sentiment,
+    /// `None` where the source has no sentiment label (the public sets): such a
+    /// line teaches the intent head only and is left out of sentiment figures.
+    pub sentiment: Option<Sentiment>,
     /// The template family the line grew from; lines of one family never straddle a
     /// split. Evaluation sets give each line its own family.
     pub family: String,
@@ -34,12 +36,7 @@ pub struct Corpus {
 impl Corpus {
     /// Reads every `<intent>.tsv` in `dir`. The file name is the intent label.
     pub fn load(dir: &Path) -> Result<Corpus> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| ModelError::io(dir, e))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|ext| ext == "tsv"))
-            .collect();
-        paths.sort();
+        let paths = files_ending_in(dir, "tsv")?;
         if paths.is_empty() {
             return Err(ModelError::io(
                 dir,
@@ -72,6 +69,17 @@ impl Corpus {
     }
 }
 
+/// The files of `dir` whose extension is `extension`, in name order.
+pub fn files_ending_in(dir: &Path, extension: &str) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::io(dir, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == extension))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Parses one corpus file's text; `intent` comes from its name.
 pub fn parse_tsv(path: &Path, text: &str, intent: Intent) -> Result<Vec<Example>> {
     let mut out = Vec::new();
@@ -95,7 +103,7 @@ pub fn parse_tsv(path: &Path, text: &str, intent: Intent) -> Result<Vec<Example>
         if text.is_empty() {
             return Err(bad("empty text".into()));
         }
-        let sentiment = fields[1].parse().map_err(|e| bad(format!("sentiment: {e}")))?;
+        let sentiment = Some(fields[1].parse().map_err(|e| bad(format!("sentiment: {e}")))?);
         let family = fields[2].trim();
         if family.is_empty() {
             return Err(bad("empty template family".into()));
@@ -133,7 +141,7 @@ pub fn load_jsonl(path: &Path) -> Result<Vec<Example>> {
         let row: EvalLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         out.push(Example {
             intent: row.intent.parse().map_err(|e| bad(format!("intent: {e}")))?,
-            sentiment: row.sentiment.parse().map_err(|e| bad(format!("sentiment: {e}")))?,
+            sentiment: Some(row.sentiment.parse().map_err(|e| bad(format!("sentiment: {e}")))?),
             family: format!("{}:{}", path.display(), i + 1),
             text: row.text,
         });
@@ -217,7 +225,7 @@ mod tests {
             .map(|i| Example {
                 text: format!("line {i}"),
                 intent: Intent::FuelLevel,
-                sentiment: Sentiment::Neutral,
+                sentiment: Some(Sentiment::Neutral),
                 family: format!("fuel_level/{:03}", i / 4),
             })
             .collect();
@@ -234,7 +242,7 @@ mod tests {
         let mk = |t: &str| Example {
             text: t.into(),
             intent: Intent::FuelLevel,
-            sentiment: Sentiment::Neutral,
+            sentiment: Some(Sentiment::Neutral),
             family: "f".into(),
         };
         assert_eq!(

@@ -26,6 +26,7 @@ pub mod heads;
 pub mod labels;
 pub mod manifest;
 pub mod metrics;
+pub mod public;
 pub mod recipe;
 pub mod rng;
 pub mod spelling;

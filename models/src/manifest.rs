@@ -33,6 +33,10 @@ pub struct Manifest {
     pub encoder_sha256: Option<String>,
     /// sha256 of the training corpus (see [`crate::corpus::Corpus::sha256`]).
     pub corpus_sha256: String,
+    /// The public sets training read from `shared/data`: each file's hash and the
+    /// rows it gave (never the rows themselves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_data: Vec<crate::public::SourceUse>,
     /// How the static embeddings were distilled (compact only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distillation: Option<Distillation>,

@@ -12,7 +12,8 @@ use crate::labels::{Intent, Route, Sentiment};
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub gold_intent: Intent,
-    pub gold_sentiment: Sentiment,
+    /// `None`: no sentiment label (left out of the sentiment figures).
+    pub gold_sentiment: Option<Sentiment>,
     pub prediction: Prediction,
     /// Wall time of the classification, in microseconds (0 when not measured).
     pub latency_us: f64,
@@ -101,9 +102,9 @@ impl Report {
 
         let mut sentiment_f1 = Vec::new();
         for label in Sentiment::ALL {
-            let tp = count(&|s| s.gold_sentiment == label && s.prediction.sentiment == label);
-            let gold = count(&|s| s.gold_sentiment == label);
-            let pred = count(&|s| s.prediction.sentiment == label);
+            let tp = count(&|s| s.gold_sentiment == Some(label) && s.prediction.sentiment == label);
+            let gold = count(&|s| s.gold_sentiment == Some(label));
+            let pred = count(&|s| s.gold_sentiment.is_some() && s.prediction.sentiment == label);
             if gold + pred > 0 {
                 sentiment_f1.push(f1(tp, pred - tp, gold - tp));
             }
@@ -124,11 +125,16 @@ impl Report {
             emergencies_routed_local: count(&|s| {
                 s.gold_intent == Intent::Emergency && s.prediction.route == Route::Local
             }),
-            sentiment_accuracy: ratio(count(&|s| s.gold_sentiment == s.prediction.sentiment), scored.len()),
+            sentiment_accuracy: ratio(
+                count(&|s| s.gold_sentiment == Some(s.prediction.sentiment)),
+                count(&|s| s.gold_sentiment.is_some()),
+            ),
             sentiment_macro_f1: sentiment_f1.iter().sum::<f64>() / sentiment_f1.len().max(1) as f64,
             negative_recall: ratio(
-                count(&|s| s.gold_sentiment == Sentiment::Negative && s.prediction.sentiment == Sentiment::Negative),
-                count(&|s| s.gold_sentiment == Sentiment::Negative),
+                count(&|s| {
+                    s.gold_sentiment == Some(Sentiment::Negative) && s.prediction.sentiment == Sentiment::Negative
+                }),
+                count(&|s| s.gold_sentiment == Some(Sentiment::Negative)),
             ),
             latency_p50_us: percentile(&latencies, 0.50),
             latency_p99_us: percentile(&latencies, 0.99),
@@ -154,6 +160,49 @@ impl Report {
 }
 
 /// Prints reports side by side: headline figures, per-intent F1, worst confusions.
+/// What matters on real requests: how often a row is answered on the car under a
+/// wrong intent, and how often an out-of-scope one becomes an emergency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RealUse {
+    pub rows: usize,
+    pub in_scope_rows: usize,
+    /// NaN without in-scope rows.
+    pub in_scope_accuracy: f64,
+    pub out_of_scope_recall: f64,
+    /// Rows routed `local` under an intent that is not theirs, over all rows.
+    pub wrong_local: f64,
+    /// Out-of-scope rows read as `emergency`, over the out-of-scope rows.
+    pub false_emergencies: f64,
+}
+
+impl RealUse {
+    pub fn compute(scored: &[Scored]) -> RealUse {
+        let count = |f: &dyn Fn(&Scored) -> bool| scored.iter().filter(|s| f(s)).count();
+        let in_scope_rows = count(&|s| s.gold_intent.is_in_scope());
+        let oos = count(&|s| s.gold_intent == Intent::OutOfScope);
+        RealUse {
+            rows: scored.len(),
+            in_scope_rows,
+            in_scope_accuracy: ratio(
+                count(&|s| s.gold_intent.is_in_scope() && s.prediction.intent == s.gold_intent),
+                in_scope_rows,
+            ),
+            out_of_scope_recall: ratio(
+                count(&|s| s.gold_intent == Intent::OutOfScope && s.prediction.intent == Intent::OutOfScope),
+                oos,
+            ),
+            wrong_local: ratio(
+                count(&|s| s.prediction.route == Route::Local && s.prediction.intent != s.gold_intent),
+                scored.len(),
+            ),
+            false_emergencies: ratio(
+                count(&|s| s.gold_intent == Intent::OutOfScope && s.prediction.intent == Intent::Emergency),
+                oos,
+            ),
+        }
+    }
+}
+
 pub fn print_comparison(title: &str, reports: &[(&str, &Report)]) {
     println!(
         "== {title} ({} utterances)",
@@ -220,7 +269,7 @@ pub fn tune_gate(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Intent], emerge
             .zip(gold)
             .map(|((i, s), &g)| Scored {
                 gold_intent: g,
-                gold_sentiment: Sentiment::Neutral,
+                gold_sentiment: None,
                 prediction: gate.decide(i, s),
                 latency_us: 0.0,
             })
@@ -258,7 +307,7 @@ pub const SENTIMENT_F1_TOLERANCE: f64 = 0.005;
 
 /// The report of `gate` on `probabilities` against gold sentiments `gold` (only its
 /// sentiment figures mean anything: every gold intent is taken as out of scope).
-fn sentiment_report(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Sentiment], gate: Gate) -> Report {
+fn sentiment_report(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Option<Sentiment>], gate: Gate) -> Report {
     let scored: Vec<Scored> = probabilities
         .iter()
         .zip(gold)
@@ -279,7 +328,7 @@ fn sentiment_report(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Sentiment], 
 /// sentiment macro-F1 is within [`SENTIMENT_F1_TOLERANCE`] of the best (ties to the
 /// better F1). When none holds the floor, the one with the best negative recall.
 /// Returns `gate` with it set.
-pub fn tune_sentiment_bias(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Sentiment], gate: Gate) -> Gate {
+pub fn tune_sentiment_bias(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Option<Sentiment>], gate: Gate) -> Gate {
     struct Candidate {
         gate: Gate,
         size: i32,
@@ -337,7 +386,7 @@ mod tests {
         sp[ps.index()] = 1.0;
         Scored {
             gold_intent: gold,
-            gold_sentiment: gs,
+            gold_sentiment: Some(gs),
             prediction: gate.decide(&probs, &sp),
             latency_us: 10.0,
         }
@@ -397,11 +446,11 @@ mod tests {
     }
 
     /// Sentiment-head outputs and gold labels: `count` lines of each group.
-    fn sentiment_lines(groups: &[(usize, [f32; 3], Sentiment)]) -> (Vec<(Vec<f32>, Vec<f32>)>, Vec<Sentiment>) {
+    fn sentiment_lines(groups: &[(usize, [f32; 3], Sentiment)]) -> (Vec<(Vec<f32>, Vec<f32>)>, Vec<Option<Sentiment>>) {
         groups
             .iter()
             .flat_map(|&(count, probs, gold)| {
-                std::iter::repeat_n(((vec![0.0; Intent::COUNT], probs.to_vec()), gold), count)
+                std::iter::repeat_n(((vec![0.0; Intent::COUNT], probs.to_vec()), Some(gold)), count)
             })
             .unzip()
     }
@@ -418,7 +467,7 @@ mod tests {
         let gate = tune_sentiment_bias(&p, &gold, Gate::default());
         let neg = gate.sentiment_bias[0];
         assert!(neg > 0.3 && neg <= 2.1, "{gate:?}");
-        let predicted: Vec<Sentiment> = p.iter().map(|(i, s)| gate.decide(i, s).sentiment).collect();
+        let predicted: Vec<_> = p.iter().map(|(i, s)| Some(gate.decide(i, s).sentiment)).collect();
         assert_eq!(predicted, gold);
         // Already separated: no correction.
         let (clean, gold) = sentiment_lines(&[

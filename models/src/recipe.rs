@@ -295,7 +295,10 @@ pub fn train_compact(
         .map(|e| encoder.token_ids(&e.text))
         .collect::<Result<Vec<_>>>()?;
     let intents: Vec<u32> = train.iter().map(|e| e.intent.index() as u32).collect();
-    let sentiments: Vec<u32> = train.iter().map(|e| e.sentiment.index() as u32).collect();
+    let sentiments: Vec<u32> = train
+        .iter()
+        .map(|e| crate::train::sentiment_label(e.sentiment))
+        .collect();
     let mut runs = Vec::new();
     for stream in 0..recipe.soup_runs.max(1) as u64 {
         let config = JointConfig {
@@ -402,7 +405,10 @@ pub fn train_pooled(
     let features = Features {
         x: embed_all(encoder, &texts, progress)?,
         intents: train.iter().map(|e| e.intent.index() as u32).collect(),
-        sentiments: train.iter().map(|e| e.sentiment.index() as u32).collect(),
+        sentiments: train
+            .iter()
+            .map(|e| crate::train::sentiment_label(e.sentiment))
+            .collect(),
     };
     let heads = train_heads(&features, &recipe.heads, progress)?;
     let record = record(recipe, train.len(), held_out.len(), started, false);
@@ -454,6 +460,7 @@ pub fn write_compact(
         files: Default::default(),
         encoder_sha256: None,
         corpus_sha256: corpus_sha256.to_string(),
+        public_data: Vec::new(),
         distillation,
         training: trained.record.clone(),
         metrics: metrics_map(trained),
@@ -480,6 +487,7 @@ pub fn write_transformer_heads(
         files: Default::default(),
         encoder_sha256: Some(encoder_sha256.to_string()),
         corpus_sha256: corpus_sha256.to_string(),
+        public_data: Vec::new(),
         distillation: None,
         training: trained.record.clone(),
         metrics: metrics_map(trained),
@@ -512,9 +520,10 @@ pub fn evaluate(classifier: &Classifier, examples: &[Example]) -> Result<Vec<Sco
 
 /// Adds figures measured on a written folder (the dev sets, say) to its manifest,
 /// rewriting only `manifest.json`: the weights are neither written nor hashed again.
-pub fn record_metrics(dir: &Path, extra: &[(String, f64)]) -> Result<()> {
+pub fn record_metrics(dir: &Path, extra: &[(String, f64)], public_data: &[crate::public::SourceUse]) -> Result<()> {
     let mut manifest = Manifest::load_checked(dir)?;
     manifest.metrics.extend(extra.iter().cloned());
+    manifest.public_data = public_data.to_vec();
     write_atomically(
         &dir.join(crate::manifest::MANIFEST_FILE),
         &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),

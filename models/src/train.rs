@@ -60,7 +60,7 @@ impl Features {
         Ok(Features {
             x: Tensor::stack(&rows, 0)?,
             intents: examples.iter().map(|e| e.intent.index() as u32).collect(),
-            sentiments: examples.iter().map(|e| e.sentiment.index() as u32).collect(),
+            sentiments: examples.iter().map(|e| sentiment_label(e.sentiment)).collect(),
         })
     }
 }
@@ -100,20 +100,42 @@ pub fn compact_features(
     Features::from_rows(rows, &labels)
 }
 
+/// The sentiment label of a line that has none (a public set's row): it weighs
+/// nothing in the sentiment loss.
+pub const NO_LABEL: u32 = u32::MAX;
+
+/// A line's sentiment as a training label.
+pub fn sentiment_label(sentiment: Option<Sentiment>) -> u32 {
+    sentiment.map_or(NO_LABEL, |s| s.index() as u32)
+}
+
+/// Per-line loss weights (its class's weight; 0 for [`NO_LABEL`]) and labels that
+/// can index the logits ([`NO_LABEL`] becomes 0, at weight 0).
+fn line_weights(labels: &[u32], class_weights: &[f32]) -> (Vec<u32>, Vec<f32>) {
+    labels
+        .iter()
+        .map(|&l| match class_weights.get(l as usize) {
+            Some(&w) => (l, w),
+            None => (0, 0.0),
+        })
+        .unzip()
+}
+
 /// Per-class weights `sqrt(n / (classes * count))`: minority classes count more,
 /// without letting a class of a hundred lines dominate.
 pub fn balanced_weights(labels: &[u32], classes: usize) -> Vec<f32> {
     let mut counts = vec![0usize; classes];
-    for &l in labels {
+    for &l in labels.iter().filter(|&&l| (l as usize) < classes) {
         counts[l as usize] += 1;
     }
+    let labelled: usize = counts.iter().sum();
     counts
         .iter()
         .map(|&c| {
             if c == 0 {
                 0.0
             } else {
-                (labels.len() as f32 / (classes * c) as f32).sqrt()
+                (labelled as f32 / (classes * c) as f32).sqrt()
             }
         })
         .collect()
@@ -186,8 +208,9 @@ pub fn train_head(
             ..Default::default()
         },
     )?;
-    let class_weights_t = Tensor::new(class_weights, &Device::Cpu)?;
-    let labels_t = Tensor::new(labels, &Device::Cpu)?;
+    let (labels, weights) = line_weights(labels, class_weights);
+    let weights_t = Tensor::new(weights.as_slice(), &Device::Cpu)?;
+    let labels_t = Tensor::new(labels.as_slice(), &Device::Cpu)?;
     let mut order: Vec<u32> = (0..n as u32).collect();
     let keep = 1.0 - config.dropout;
     for epoch in 1..=config.epochs {
@@ -198,7 +221,11 @@ pub fn train_head(
             let index = Tensor::new(chunk, &Device::Cpu)?;
             let xb = x.index_select(&index, 0)?;
             let yb = labels_t.index_select(&index, 0)?;
-            let wb = class_weights_t.index_select(&yb, 0)?;
+            let wb = weights_t.index_select(&index, 0)?;
+            let weight = wb.sum_all()?.to_scalar::<f32>()?;
+            if weight == 0.0 {
+                continue;
+            }
             let mask: Vec<f32> = (0..chunk.len() * config.hidden)
                 .map(|_| if rng.next_f32() < keep { 1.0 / keep } else { 0.0 })
                 .collect();
@@ -207,7 +234,7 @@ pub fn train_head(
             let logits = hidden.matmul(&w2.t()?)?.broadcast_add(&b2)?;
             let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let picked = log_probs.gather(&yb.unsqueeze(1)?, 1)?.squeeze(1)?;
-            let loss = (picked.mul(&wb)?.sum_all()?.neg()? / wb.sum_all()?.to_scalar::<f32>()? as f64)?;
+            let loss = (picked.mul(&wb)?.sum_all()?.neg()? / weight as f64)?;
             optimizer.backward_step(&loss)?;
             total += loss.to_scalar::<f32>()?;
             batches += 1;
@@ -283,18 +310,24 @@ pub fn train_joint(
     )?;
     let mut intent_weights = balanced_weights(intents, Intent::COUNT);
     intent_weights[Intent::Emergency.index()] *= hc.emergency_weight;
+    let (intents, intent_weights) = line_weights(intents, &intent_weights);
+    let (sentiments, sentiment_weights) = line_weights(sentiments, &sentiment_class_weights(sentiments, hc));
     let intent_weights = Tensor::new(intent_weights.as_slice(), &Device::Cpu)?;
-    let sentiment_weights = Tensor::new(sentiment_class_weights(sentiments, hc).as_slice(), &Device::Cpu)?;
-    let intents_t = Tensor::new(intents, &Device::Cpu)?;
-    let sentiments_t = Tensor::new(sentiments, &Device::Cpu)?;
+    let sentiment_weights = Tensor::new(sentiment_weights.as_slice(), &Device::Cpu)?;
+    let intents_t = Tensor::new(intents.as_slice(), &Device::Cpu)?;
+    let sentiments_t = Tensor::new(sentiments.as_slice(), &Device::Cpu)?;
     let keep = 1.0 - hc.dropout;
     let mut order: Vec<u32> = (0..token_ids.len() as u32).collect();
 
-    let weighted_ce = |logits: &Tensor, labels: &Tensor, weights: &Tensor| -> Result<Tensor> {
+    // Weighted by line; `None` when no line of the batch has a label for it.
+    let weighted_ce = |logits: &Tensor, labels: &Tensor, w: &Tensor| -> Result<Option<Tensor>> {
+        let total = w.sum_all()?.to_scalar::<f32>()?;
+        if total == 0.0 {
+            return Ok(None);
+        }
         let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
         let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
-        let w = weights.index_select(labels, 0)?;
-        Ok((picked.mul(&w)?.sum_all()?.neg()? / w.sum_all()?.to_scalar::<f32>()? as f64)?)
+        Ok(Some((picked.mul(w)?.sum_all()?.neg()? / total as f64)?))
     };
 
     for epoch in 1..=hc.epochs {
@@ -346,13 +379,20 @@ pub fn train_joint(
                     .relu()?
                     .mul(&mask)?;
                 let logits = hidden.matmul(&head[2].t()?)?.broadcast_add(&head[3])?;
-                let l = weighted_ce(&logits, &labels.index_select(&index, 0)?, weights)?;
+                let Some(l) = weighted_ce(
+                    &logits,
+                    &labels.index_select(&index, 0)?,
+                    &weights.index_select(&index, 0)?,
+                )?
+                else {
+                    continue;
+                };
                 loss = Some(match loss {
                     None => l,
                     Some(prev) => (prev + l)?,
                 });
             }
-            let loss = loss.expect("two heads");
+            let Some(loss) = loss else { continue };
             let grads = loss.backward()?;
             head_optimizer.step(&grads)?;
             if let Some(g) = grads.get(rows.as_tensor()) {

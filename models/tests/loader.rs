@@ -141,3 +141,66 @@ fn transformer_heads_refuse_an_encoder_they_were_not_trained_on() {
         .to_string();
     assert!(err.contains("were trained on") && err.contains("retrain"), "{err}");
 }
+
+/// Words of `text`, lower case, joined by single spaces.
+fn words(text: &str) -> String {
+    models::corpus::normalise(text)
+}
+
+#[test]
+fn no_row_of_the_public_sets_ships_in_a_model_folder() {
+    let data = models::public::default_dir();
+    if !data.is_dir() {
+        // A fresh clone has no shared data: nothing to compare against.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: {} not found: the public sets cannot be checked against the shipped folders",
+            data.display()
+        );
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut shipped = Vec::new();
+    for folder in ["compact", "transformer"] {
+        for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            shipped.push((
+                path.clone(),
+                words(&String::from_utf8_lossy(&std::fs::read(&path).unwrap())),
+            ));
+        }
+    }
+    // Every run of four words in a shipped file: a row that is in a file has its
+    // first four words among them.
+    let mut windows = std::collections::HashSet::new();
+    for (_, text) in &shipped {
+        let w: Vec<&str> = text.split(' ').collect();
+        windows.extend(w.windows(4).map(|win| win.join(" ")));
+    }
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = words(row["text"].as_str().unwrap_or_default());
+            let first: Vec<&str> = text.split(' ').take(4).collect();
+            if first.len() < 4 || !windows.contains(&first.join(" ")) {
+                continue;
+            }
+            checked += 1;
+            for (file, content) in &shipped {
+                assert!(
+                    !content.contains(&text),
+                    "{} holds a row of {}: {text:?}",
+                    file.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    println!("rows whose first four words occur in a shipped file, checked whole: {checked}");
+}

@@ -41,6 +41,14 @@ struct Args {
     /// Also print every misclassified line.
     #[arg(long)]
     errors: bool,
+    /// Score, per public source, its rows in the held-out families (never trained
+    /// on), beside the baseline trained on the same split; read from this folder.
+    #[arg(long, num_args = 0..=1, default_missing_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))]
+    public: Option<PathBuf>,
+    /// With --public: every labelled row of each source, not only its held-out
+    /// families (for a model trained with `--leave-out` that source).
+    #[arg(long, requires = "public")]
+    all_rows: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +71,9 @@ fn main() -> anyhow::Result<()> {
     }
     let corpus = Corpus::load(&args.corpus)?;
     let held_out_percent = classifier.manifest().training.held_out_percent;
+    if let Some(dir) = &args.public {
+        return public_table(&classifier, &corpus, dir, held_out_percent, args.all_rows);
+    }
     let (train, held_out) = split_by_family(&corpus.examples, held_out_percent);
     let (name, data) = if args.held_out {
         ("held-out families".to_string(), held_out)
@@ -130,13 +141,131 @@ fn main() -> anyhow::Result<()> {
         println!("-- errors");
         for (e, s) in data.iter().zip(&scored) {
             let p = &s.prediction;
-            if p.intent != e.intent || p.sentiment != e.sentiment {
+            if p.intent != e.intent || e.sentiment.is_some_and(|s| s != p.sentiment) {
                 println!(
                     "  {:?}: {} -> {} (top {} {:.2}) | {} -> {}",
-                    e.text, e.intent, p.intent, p.top_intent, p.top_confidence, e.sentiment, p.sentiment
+                    e.text,
+                    e.intent,
+                    p.intent,
+                    p.top_intent,
+                    p.top_confidence,
+                    e.sentiment.map_or("-".to_string(), |s| s.to_string()),
+                    p.sentiment
                 );
             }
         }
     }
     Ok(())
+}
+
+/// Per public source: the model and the TF-IDF baseline on the source's held-out
+/// rows (or, `leave_one_out`, on all its rows, with a baseline trained without
+/// that source, for a model trained with `--leave-out` it). The baseline learns
+/// from the corpus's training split plus the public rows the model's recipe draws
+/// outside the held-out families, and its gate is tuned as the model's is.
+fn public_table(
+    classifier: &Classifier,
+    corpus: &Corpus,
+    dir: &std::path::Path,
+    held_out_percent: u64,
+    leave_one_out: bool,
+) -> anyhow::Result<()> {
+    let own = corpus
+        .examples
+        .iter()
+        .map(|e| models::corpus::normalise(&e.text))
+        .collect();
+    let caps = models::public::Caps {
+        per_label: models::public::DEFAULT_PER_LABEL,
+        seed: classifier.manifest().training.seed,
+    };
+    let drawn = models::public::load(dir, caps, &own)?.examples;
+    let rows_by_source = models::public::held_out_rows(dir, if leave_one_out { 100 } else { held_out_percent })?;
+    println!(
+        "{:<10} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
+        "source",
+        "rows",
+        "in-scope",
+        "in-scope",
+        "oos rec",
+        "wrong-lc",
+        "false-em",
+        "in-scope",
+        "oos rec",
+        "wrong-lc",
+        "false-em"
+    );
+    println!("{:<26} | {:^35} | {:^35}", "", "model", "tf-idf+lr");
+    let pct = |v: f64| {
+        if v.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", v * 100.0)
+        }
+    };
+    let mut shared_baseline = None;
+    for (source, rows) in rows_by_source {
+        let model = models::metrics::RealUse::compute(&evaluate(classifier, &rows)?);
+        let without =
+            |e: &&models::corpus::Example| !leave_one_out || models::public::source_of(e) != Some(source.as_str());
+        let trained;
+        let (baseline, gate) = if leave_one_out {
+            let kept: Vec<_> = drawn.iter().filter(without).cloned().collect();
+            trained = train_baseline(corpus, &kept, held_out_percent, classifier);
+            &trained
+        } else {
+            shared_baseline.get_or_insert_with(|| train_baseline(corpus, &drawn, held_out_percent, classifier))
+        };
+        let scored: Vec<Scored> = rows
+            .iter()
+            .map(|e| {
+                let (i, s) = baseline.probabilities(&e.text);
+                Scored {
+                    gold_intent: e.intent,
+                    gold_sentiment: e.sentiment,
+                    prediction: gate.decide(&i, &s),
+                    latency_us: 0.0,
+                }
+            })
+            .collect();
+        let base = models::metrics::RealUse::compute(&scored);
+        println!(
+            "{source:<10} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
+            model.rows,
+            model.in_scope_rows,
+            pct(model.in_scope_accuracy),
+            pct(model.out_of_scope_recall),
+            pct(model.wrong_local),
+            pct(model.false_emergencies),
+            pct(base.in_scope_accuracy),
+            pct(base.out_of_scope_recall),
+            pct(base.wrong_local),
+            pct(base.false_emergencies),
+        );
+    }
+    Ok(())
+}
+
+/// The TF-IDF baseline on the corpus's training split plus `public`'s rows outside
+/// the held-out families, with its gate tuned on the held-out families.
+fn train_baseline(
+    corpus: &Corpus,
+    public: &[models::corpus::Example],
+    held_out_percent: u64,
+    classifier: &Classifier,
+) -> (Baseline, models::classifier::Gate) {
+    let (mut training, mut held) = split_by_family(&corpus.examples, held_out_percent);
+    let (public_training, public_held) = split_by_family(public, held_out_percent);
+    training.extend(public_training);
+    held.extend(public_held);
+    let baseline = Baseline::train(&training, 20_261_124);
+    let probabilities: Vec<_> = held.iter().map(|e| baseline.probabilities(&e.text)).collect();
+    let gold: Vec<_> = held.iter().map(|e| e.intent).collect();
+    let sentiments: Vec<_> = held.iter().map(|e| e.sentiment).collect();
+    let gate = tune_sentiment_bias(
+        &probabilities,
+        &sentiments,
+        tune_gate(&probabilities, &gold, classifier.gate().emergency_threshold),
+    );
+    (baseline, gate)
 }

@@ -93,18 +93,35 @@ struct Args {
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev2.jsonl"),
     ])]
     dev: Vec<PathBuf>,
+    /// The public utterance sets (`shared/data`, never copied here); training
+    /// refuses to run without them unless --no-public-data says so.
+    #[arg(long, default_value_os_t = models::public::default_dir())]
+    public_data: PathBuf,
+    /// Train on the team's corpus alone.
+    #[arg(long)]
+    no_public_data: bool,
+    /// Rows of one label taken from one public source, at most.
+    #[arg(long, default_value_t = models::public::DEFAULT_PER_LABEL)]
+    public_per_label: usize,
+    /// Leave these public sources out (a leave-one-source-out fold: score it
+    /// with `eval --public --all-rows`).
+    #[arg(long, value_delimiter = ',')]
+    leave_out: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
-    let corpus = Corpus::load(&args.corpus)?;
+    let mut corpus = Corpus::load(&args.corpus)?;
     progress(&format!(
         "corpus: {} lines, sha256 {}",
         corpus.examples.len(),
         corpus.sha256
     ));
+    let public = public_data(&args, &corpus, &mut progress)?;
+    corpus.examples.extend(public.examples);
+    let public = public.sources;
     let mut recipe = Recipe::default();
     recipe.heads.seed = args.seed;
     if let Some(e) = args.epochs {
@@ -174,7 +191,7 @@ fn main() -> anyhow::Result<()> {
         let table = trained.embeddings.clone().unwrap_or(embeddings);
         write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation)?;
         let extra = dev_metrics(&Classifier::load_compact(&staging)?, &dev, "compact")?;
-        record_metrics(&staging, &extra)?;
+        record_metrics(&staging, &extra, &public)?;
         swap_in(&staging, &args.compact_out)?;
         progress(&format!("wrote {}", args.compact_out.display()));
     }
@@ -194,11 +211,48 @@ fn main() -> anyhow::Result<()> {
             &dev,
             "transformer",
         )?;
-        record_metrics(&staging, &extra)?;
+        record_metrics(&staging, &extra, &public)?;
         swap_in(&staging, &args.transformer_out)?;
         progress(&format!("wrote {}", args.transformer_out.display()));
     }
     Ok(())
+}
+
+/// The public sets' rows training takes (none with --no-public-data).
+fn public_data(
+    args: &Args,
+    corpus: &Corpus,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<models::public::PublicData> {
+    if args.no_public_data {
+        return Ok(models::public::PublicData {
+            examples: Vec::new(),
+            sources: Vec::new(),
+        });
+    }
+    let own: std::collections::HashSet<String> = corpus
+        .examples
+        .iter()
+        .map(|e| models::corpus::normalise(&e.text))
+        .collect();
+    let caps = models::public::Caps {
+        per_label: args.public_per_label,
+        seed: args.seed,
+    };
+    let mut data = models::public::load(&args.public_data, caps, &own).with_context(|| {
+        format!(
+            "the public sets are read from {} (--public-data DIR, or --no-public-data)",
+            args.public_data.display()
+        )
+    })?;
+    data.examples
+        .retain(|e| models::public::source_of(e).is_none_or(|s| !args.leave_out.iter().any(|l| l == s)));
+    data.sources
+        .retain(|s| !args.leave_out.iter().any(|l| s.file == format!("{l}.jsonl")));
+    for source in &data.sources {
+        progress(&format!("public: {} rows from {}", source.rows, source.file));
+    }
+    Ok(data)
 }
 
 fn print_held_out(name: &str, report: &Report) {

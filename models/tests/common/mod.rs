@@ -88,7 +88,7 @@ pub fn tiny_corpus() -> Corpus {
             .map(|(i, (t, intent, s))| Example {
                 text: t.to_string(),
                 intent: *intent,
-                sentiment: *s,
+                sentiment: Some(*s),
                 family: format!("tiny/{i}"),
             })
             .collect(),
