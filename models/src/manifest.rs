@@ -37,6 +37,11 @@ pub struct Manifest {
     /// rows it gave (never the rows themselves).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_data: Vec<crate::public::SourceUse>,
+    /// sha256 over `corpus_sha256` and `public_data` (the data manifest): the
+    /// loader refuses a folder whose data record was edited or mixed up after
+    /// training. Absent only in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
     /// How the static embeddings were distilled (compact only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distillation: Option<Distillation>,
@@ -175,6 +180,18 @@ impl Manifest {
                 "sentiment labels differ from the contract: retrain",
             ));
         }
+        if let Some(want) = &manifest.data_sha256 {
+            let got = manifest.data_digest();
+            if &got != want {
+                return Err(ModelError::invalid(
+                    dir,
+                    format!(
+                        "its data manifest (corpus_sha256 and public_data) does not match data_sha256: \
+                         {got} against {want}; the record of what the model learnt from was changed"
+                    ),
+                ));
+            }
+        }
         for (name, want) in &manifest.files {
             let got = sha256_file(&dir.join(name))
                 .map_err(|e| ModelError::invalid(dir, format!("{name} listed in the manifest cannot be read: {e}")))?;
@@ -188,8 +205,17 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Writes manifest and labels, recording the hashes of `files` (already written).
+    /// The digest of the data manifest: the corpus hash and every public set used.
+    pub fn data_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let record = serde_json::json!({"corpus_sha256": self.corpus_sha256, "public_data": self.public_data});
+        crate::corpus::hex(&Sha256::digest(record.to_string().as_bytes()))
+    }
+
+    /// Writes manifest and labels, recording the hashes of `files` (already written)
+    /// and of the data manifest.
     pub fn write(mut self, dir: &Path, files: &[&str]) -> Result<()> {
+        self.data_sha256 = Some(self.data_digest());
         for name in files {
             self.files.insert(name.to_string(), sha256_file(&dir.join(name))?);
         }

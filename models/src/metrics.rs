@@ -159,7 +159,6 @@ impl Report {
     }
 }
 
-/// Prints reports side by side: headline figures, per-intent F1, worst confusions.
 /// What matters on real requests: how often a row is answered on the car under a
 /// wrong intent, and how often an out-of-scope one becomes an emergency.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -203,6 +202,7 @@ impl RealUse {
     }
 }
 
+/// Prints reports side by side: headline figures, per-intent F1, worst confusions.
 pub fn print_comparison(title: &str, reports: &[(&str, &Report)]) {
     println!(
         "== {title} ({} utterances)",

@@ -71,18 +71,36 @@ pub fn source_of(example: &Example) -> Option<&str> {
 /// Reads every `*.jsonl` of `dir` (in name order), skipping rows whose normalised
 /// text is in `exclude` (the corpus's own lines) or already taken from another file.
 pub fn load(dir: &Path, caps: Caps, exclude: &HashSet<String>) -> Result<PublicData> {
+    load_leaving_out(dir, caps, exclude, &[])
+}
+
+/// The sources of `dir` (file stems of its `*.jsonl`, in name order).
+pub fn source_names(dir: &Path) -> Result<Vec<String>> {
+    Ok(files_ending_in(dir, "jsonl")?.iter().map(|p| stem(p)).collect())
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// As [`load`], for a leave-one-source-out fold: the `leave_out` sources give no
+/// rows, and neither does any other source a text of theirs (labelled or not,
+/// compared normalised), so no left-out row reaches training by another file.
+pub fn load_leaving_out(dir: &Path, caps: Caps, exclude: &HashSet<String>, leave_out: &[String]) -> Result<PublicData> {
     let paths = files_ending_in(dir, "jsonl")?;
     let mut seen = exclude.clone();
+    for path in paths.iter().filter(|p| leave_out.contains(&stem(p))) {
+        seen.extend(texts_of(path)?.iter().map(|t| normalise(t)));
+    }
     let mut data = PublicData {
         examples: Vec::new(),
         sources: Vec::new(),
     };
-    for path in &paths {
-        let source = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
+    for path in paths.iter().filter(|p| !leave_out.contains(&stem(p))) {
+        let source = stem(path);
         let taken = take_from_file(path, &source, caps, &mut seen)?;
         data.sources.push(SourceUse {
             file: format!("{source}.jsonl"),
@@ -112,10 +130,10 @@ pub fn held_out_rows(dir: &Path, held_out_percent: u64) -> Result<BTreeMap<Strin
     Ok(by_source)
 }
 
-/// One file's rows: labelled, new, and within the caps.
-fn take_from_file(path: &Path, source: &str, caps: Caps, seen: &mut HashSet<String>) -> Result<Vec<Example>> {
+/// A file's rows, parsed, with their line numbers.
+fn rows_of(path: &Path) -> Result<Vec<(usize, Row)>> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    let mut by_label: BTreeMap<Intent, Vec<(u64, String)>> = BTreeMap::new();
+    let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -125,10 +143,24 @@ fn take_from_file(path: &Path, source: &str, caps: Caps, seen: &mut HashSet<Stri
             line: i + 1,
             reason: e.to_string(),
         })?;
+        rows.push((i + 1, row));
+    }
+    Ok(rows)
+}
+
+/// Every text of a file, labelled or not.
+fn texts_of(path: &Path) -> Result<Vec<String>> {
+    Ok(rows_of(path)?.into_iter().map(|(_, row)| row.text).collect())
+}
+
+/// One file's rows: labelled, new, and within the caps.
+fn take_from_file(path: &Path, source: &str, caps: Caps, seen: &mut HashSet<String>) -> Result<Vec<Example>> {
+    let mut by_label: BTreeMap<Intent, Vec<(u64, String)>> = BTreeMap::new();
+    for (line, row) in rows_of(path)? {
         let Some(label) = row.suggested_intent else { continue };
         let intent: Intent = label.parse().map_err(|e| ModelError::BadLine {
             path: path.to_path_buf(),
-            line: i + 1,
+            line,
             reason: format!("suggested_intent: {e}"),
         })?;
         let rank = stable_hash(&format!("{}:{}", caps.seed, row.text));
@@ -205,6 +237,44 @@ mod tests {
             .iter()
             .all(|e| normalise(&e.text) != "how much fuel do i have"));
         assert_eq!(data.sources.iter().map(|s| s.rows).collect::<Vec<_>>(), [11, 1]);
+    }
+
+    #[test]
+    fn a_left_out_source_never_reaches_its_fold_by_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            &[
+                ("thank you", Some("goodbye")),
+                ("fly me to rome", Some("out_of_scope")),
+                ("what about tuesday", None),
+            ],
+        );
+        write(
+            dir.path(),
+            "b.jsonl",
+            &[
+                ("Thank you!", Some("goodbye")),
+                ("what about Tuesday?", Some("out_of_scope")),
+                ("book a table for two", Some("out_of_scope")),
+            ],
+        );
+        write(dir.path(), "c.jsonl", &[("fly me to rome", Some("out_of_scope"))]);
+        let caps = Caps { per_label: 10, seed: 1 };
+        let fold = load_leaving_out(dir.path(), caps, &HashSet::new(), &["a".to_string()]).unwrap();
+        let texts: Vec<&str> = fold.examples.iter().map(|e| e.text.as_str()).collect();
+        // Only b's row that a does not share, labelled or not; nothing of c's.
+        assert_eq!(texts, ["book a table for two"]);
+        assert!(fold.examples.iter().all(|e| source_of(e) != Some("a")));
+        assert_eq!(
+            fold.sources.iter().map(|s| s.file.as_str()).collect::<Vec<_>>(),
+            ["b.jsonl", "c.jsonl"]
+        );
+        assert_eq!(source_names(dir.path()).unwrap(), ["a", "b", "c"]);
+        // Without a fold, the same files give a's rows first.
+        let all = load(dir.path(), caps, &HashSet::new()).unwrap();
+        assert_eq!(all.examples.len(), 4);
     }
 
     #[test]

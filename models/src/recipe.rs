@@ -460,6 +460,7 @@ pub fn write_compact(
         files: Default::default(),
         encoder_sha256: None,
         corpus_sha256: corpus_sha256.to_string(),
+        data_sha256: None,
         public_data: Vec::new(),
         distillation,
         training: trained.record.clone(),
@@ -487,6 +488,7 @@ pub fn write_transformer_heads(
         files: Default::default(),
         encoder_sha256: Some(encoder_sha256.to_string()),
         corpus_sha256: corpus_sha256.to_string(),
+        data_sha256: None,
         public_data: Vec::new(),
         distillation: None,
         training: trained.record.clone(),
@@ -524,6 +526,7 @@ pub fn record_metrics(dir: &Path, extra: &[(String, f64)], public_data: &[crate:
     let mut manifest = Manifest::load_checked(dir)?;
     manifest.metrics.extend(extra.iter().cloned());
     manifest.public_data = public_data.to_vec();
+    manifest.data_sha256 = Some(manifest.data_digest());
     write_atomically(
         &dir.join(crate::manifest::MANIFEST_FILE),
         &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),

@@ -104,6 +104,26 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
     });
     assert!(err.contains("not a compact model"), "{err}");
 
+    // The data manifest: what the model learnt from is vouched for by its digest.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(good.join("manifest.json")).unwrap()).unwrap();
+    assert!(
+        manifest["data_sha256"].is_string(),
+        "the writer records the data digest"
+    );
+    let err = case("edited-corpus-record", &|d| {
+        edit_json(&d.join("manifest.json"), |m| {
+            m["corpus_sha256"] = "00".repeat(32).into()
+        })
+    });
+    assert!(err.contains("data manifest") && err.contains("data_sha256"), "{err}");
+    let err = case("added-public-set", &|d| {
+        edit_json(&d.join("manifest.json"), |m| {
+            m["public_data"] = serde_json::json!([{"file": "sgd.jsonl", "sha256": "ab", "rows": 10}])
+        })
+    });
+    assert!(err.contains("data manifest"), "{err}");
+
     // Heads that do not fit the table: the manifest vouches for the file, but the
     // shapes do not match the embedding width.
     let err = case("wrong-width", &|d| {

