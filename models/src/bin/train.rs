@@ -123,8 +123,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let bar = progress_bar();
     let started = Instant::now();
-    let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", started.elapsed().as_secs_f64());
+    let mut progress = |m: &str| report_progress(&bar, started, m);
     let corpus = Corpus::load(&args.corpus)?;
     progress(&format!(
         "corpus: {} lines, sha256 {}",
@@ -189,6 +190,31 @@ fn main() -> anyhow::Result<()> {
         progress(&format!("wrote {}", args.transformer_out.display()));
     }
     Ok(())
+}
+
+/// A spinner with the elapsed time and the latest step on a terminal; hidden (and
+/// every step printed as a line) when stderr is not one.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("a valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Frequent steps (epochs, batches of tokens) update the bar; the rest stay as
+/// lines above it, each with its time.
+fn report_progress(bar: &indicatif::ProgressBar, started: Instant, message: &str) {
+    let line = format!("[{:>6.1}s] {message}", started.elapsed().as_secs_f64());
+    let frequent = message.contains("epoch") || message.contains("embedded");
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else if frequent {
+        bar.set_message(message.to_string());
+    } else {
+        bar.println(line);
+    }
 }
 
 /// The recipe the flags ask for; `--quick` trains one run instead of a soup.
