@@ -300,10 +300,22 @@ impl Engine {
         m.store.forget_everything()
     }
 
+    /// True when the cloud's message `envelope_id` was seen before and the answer
+    /// to `in_reply_to` is recorded (or no delivered row is kept for it).
+    fn already_taken(&self, envelope_id: &uuid::Uuid, in_reply_to: &uuid::Uuid, now: jiff::Timestamp) -> bool {
+        let m = self.mutable.lock().expect("engine mutex");
+        if !matches!(m.store.first_sight(envelope_id, now), Ok(false)) {
+            return false;
+        }
+        !matches!(m.store.answer_recorded(in_reply_to), Ok(Some(false)))
+    }
+
     /// The cloud answered an escalation: into the conversation's history, and out
     /// on `/v1/events` (blocking).
     /// Returns the outbox row the answer acknowledged, if it was still queued.
-    /// A message taken before (by its envelope id, across restarts) is dropped.
+    /// A message taken before (by its envelope id, across restarts) is dropped,
+    /// unless the answer it carries was never recorded (the car stopped between
+    /// seeing it and recording it): then the cloud's copy is taken again.
     pub fn deliver_response(
         &self,
         envelope_id: uuid::Uuid,
@@ -311,13 +323,7 @@ impl Engine {
         response: protocol::Response,
     ) -> Option<i64> {
         let now = jiff::Timestamp::now();
-        let first = self
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .first_sight(&envelope_id, now);
-        if matches!(first, Ok(false)) {
+        if self.already_taken(&envelope_id, &response.in_reply_to, now) {
             tracing::debug!(%envelope_id, "a response already taken was dropped");
             return None;
         }

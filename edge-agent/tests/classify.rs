@@ -130,14 +130,27 @@ fn an_emergency_is_never_routed_local() {
 /// these strings, must keep every one of them off the urgent route.
 const NOISE: [&str; 50] = [
     "***", "##", "+", "?", "!!", "...", "@", "&&", "~", "%", "$$$", "^^", "=", "/", "|", ":)", ";-)", "<3", "-_-", "0",
-    "00", "123", "9", "ok ok ok", "mmm", "hmmm", "uhh", "erm", "zzzt", "meh", "blah", "la la la", "testing", "wakey?",
-    "ping", "beep", "nah nah", "whatever", "so", "qwerty", "asdfgh", "jkl;", "zxcvb", "fjfjfj", "sdfsdf", "lkjlkj",
-    "qqqq", "xyzzy", "abc", "ggggg",
+    "00", "123", "9", "okk", "hrrm", "hmmm", "uhh", "erm", "zzzt", "meh", "bleh", "la la la", "tst", "wakey?", "ping",
+    "beep", "nahh", "whatever", "so", "qwerty", "asdfgh", "jkl;", "zxcvb", "fjfjfj", "sdfsdf", "lkjlkj", "qqqq",
+    "xyzzy", "abc", "ggggg",
 ];
 
 #[test]
-#[ignore = "issue 17, open: the shipped compact model routes 6 of these 50 urgent; a candidate trained with the public sets routes 2 (uhh, beep)"]
+#[ignore = "issue 17, open: the shipped compact model routes 2 of these 50 urgent (\"erm\" and \"beep\", emergency at 0.26-0.27, just over the emergency threshold of 0.25); the previous one routed 6"]
 fn noise_is_never_routed_urgent() {
+    let corpus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/corpus");
+    let corpus = models::corpus::Corpus::load(&corpus_dir).unwrap();
+    let noise: Vec<models::corpus::Example> = NOISE
+        .iter()
+        .map(|t| models::corpus::Example {
+            text: t.to_string(),
+            intent: models::Intent::OutOfScope,
+            sentiment: None,
+            family: "noise".into(),
+        })
+        .collect();
+    let seen = models::corpus::near_duplicates(&corpus.examples, &noise);
+    assert!(seen.is_empty(), "noise strings the corpus trains on: {seen:?}");
     let input = NOISE
         .iter()
         .map(|t| format!("{{\"text\": {}}}\n", serde_json::to_string(t).unwrap()))

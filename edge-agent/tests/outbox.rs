@@ -175,3 +175,42 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// A car stopped after it had seen the cloud's answer but before it recorded it:
+/// the cloud's copy sent again (the same envelope, after the car asks again) is
+/// taken, not dropped as a repeat; once recorded, a further copy is dropped.
+#[test]
+fn an_answer_seen_but_never_recorded_is_taken_from_the_clouds_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 1);
+    let other_process = Store::open(
+        &dir.path().join("edge-agent.sqlite"),
+        Retention {
+            days: 30,
+            max_turns_per_conversation: 100,
+        },
+    )
+    .unwrap();
+    let escalation = other_process.pending_escalations().unwrap()[0]
+        .message_id
+        .expect("queued with its message id");
+    engine.outbox_acknowledged(&escalation).unwrap();
+    let envelope = uuid::Uuid::now_v7();
+    // What the stopped car got done: the envelope marked seen, nothing else.
+    assert!(other_process.first_sight(&envelope, jiff::Timestamp::now()).unwrap());
+    assert_eq!(other_process.answer_recorded(&escalation).unwrap(), Some(false));
+    let response = || protocol::Response {
+        in_reply_to: escalation,
+        text: "Your service is booked for Friday at 9.".into(),
+        actions: Vec::new(),
+        handoff: None,
+        more_to_come: false,
+        answered_by: Some("local".into()),
+    };
+    engine.deliver_response(envelope, Some("c".into()), response());
+    assert_eq!(other_process.answer_recorded(&escalation).unwrap(), Some(true));
+    let answers = |store: &Store| store.turns("c").unwrap().iter().filter(|t| t.from_cloud).count();
+    assert_eq!(answers(&other_process), 1);
+    engine.deliver_response(envelope, Some("c".into()), response());
+    assert_eq!(answers(&other_process), 1, "a copy of a recorded answer is dropped");
+}

@@ -894,6 +894,19 @@ impl Store {
             .at(&self.location)
     }
 
+    /// Whether the delivered escalation `message_id` has its answer recorded;
+    /// `None` when no delivered row is kept for it.
+    pub fn answer_recorded(&self, message_id: &uuid::Uuid) -> Result<Option<bool>> {
+        self.conn
+            .query_row(
+                "SELECT answered_unix IS NOT NULL FROM delivered WHERE message_id = ?1",
+                [message_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .at(&self.location)
+    }
+
     /// Pending escalations, the spool's first, then urgent first, then oldest first.
     pub fn pending_escalations(&self) -> Result<Vec<PendingEscalation>> {
         let mut rows = self.spool.borrow().pending();

@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
         classifier.gate()
     );
     println!(
-        "near-duplicates (normalised text) between {name} and the {} training lines: {}",
+        "near-duplicates (word-set Jaccard >= 0.8) between {name} and the {} training lines: {}",
         train.len(),
         count_near_duplicates(&train, &data)
     );
