@@ -104,8 +104,9 @@ struct Args {
     /// Rows of one label taken from one public source, at most.
     #[arg(long, default_value_t = models::public::DEFAULT_PER_LABEL)]
     public_per_label: usize,
-    /// Leave these public sources out (a leave-one-source-out fold: score it
-    /// with `eval --public --all-rows`).
+    /// Leave these public sources out, and every row of another source whose
+    /// text they have (to score such a model on a source it never saw, put it at
+    /// DIR/<source> and run `eval --yardstick --folds DIR`).
     #[arg(long, value_delimiter = ',')]
     leave_out: Vec<String>,
     /// One run instead of a soup of five (a few minutes; for trying things out).
