@@ -224,3 +224,48 @@ fn no_row_of_the_public_sets_ships_in_a_model_folder() {
     }
     println!("rows whose first four words occur in a shipped file, checked whole: {checked}");
 }
+
+/// The shipped gate on real out-of-scope requests nobody here wrote: each public
+/// source's out-of-scope rows in the held-out families (never trained on). The
+/// floors sit under today's figures (lowest: sgd, 87.7% recall; false emergencies
+/// at most 0.2%), so a retrain that lets real requests through to the car's own
+/// answers, or to the urgent route, fails here. Needs `shared/data`.
+#[test]
+fn the_gate_keeps_real_out_of_scope_requests_off_the_car_and_the_urgent_route() {
+    let data = models::public::default_dir();
+    if !data.is_dir() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: {} not found: the gate cannot be checked on real out-of-scope rows",
+            data.display()
+        );
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let classifier = Classifier::load_compact(&root.join("compact")).unwrap();
+    let held_out_percent = classifier.manifest().training.held_out_percent;
+    for (source, rows) in models::public::held_out_rows(&data, held_out_percent).unwrap() {
+        let oos: Vec<_> = rows
+            .into_iter()
+            .filter(|e| e.intent == models::Intent::OutOfScope)
+            .collect();
+        if oos.len() < 50 {
+            continue;
+        }
+        let scored = models::recipe::evaluate(&classifier, &oos).unwrap();
+        let real = models::metrics::RealUse::compute(&scored);
+        assert!(
+            real.out_of_scope_recall >= 0.85,
+            "{source}: out-of-scope recall {:.3} on {} rows",
+            real.out_of_scope_recall,
+            oos.len()
+        );
+        assert!(
+            real.false_emergencies <= 0.01,
+            "{source}: {:.3} of {} out-of-scope rows read as emergencies",
+            real.false_emergencies,
+            oos.len()
+        );
+    }
+}
