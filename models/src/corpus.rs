@@ -2,7 +2,7 @@
 //! them with errors that name the file and line, splitting by template family, and
 //! the text normalisation used to count near-duplicates across splits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -174,6 +174,11 @@ pub fn normalise(text: &str) -> String {
         .join(" ")
 }
 
+/// The normalised texts of `examples` (to leave out what they already say).
+pub fn normalised_texts(examples: &[Example]) -> HashSet<String> {
+    examples.iter().map(|e| normalise(&e.text)).collect()
+}
+
 /// Word-set Jaccard similarity at or above which two texts count as near-duplicates:
 /// they share at least 80% of their distinct words.
 pub const NEAR_DUPLICATE_JACCARD: f64 = 0.8;
@@ -273,7 +278,6 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     #[test]
     fn a_bad_corpus_line_names_its_file_and_line() {
@@ -363,7 +367,7 @@ mod tests {
             let min = if intent == Intent::OutOfScope { 1500 } else { 120 };
             assert!(n >= min, "{intent} has {n} lines, needs {min}");
         }
-        let unique: HashSet<String> = corpus.examples.iter().map(|e| normalise(&e.text)).collect();
+        let unique = normalised_texts(&corpus.examples);
         assert_eq!(unique.len(), corpus.examples.len(), "corpus has near-duplicate lines");
     }
 

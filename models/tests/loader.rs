@@ -167,19 +167,23 @@ fn words(text: &str) -> String {
     models::corpus::normalise(text)
 }
 
+/// The public sets' folder, or `None` after a visible SKIP line saying what cannot
+/// be checked: a fresh clone has no shared data.
+fn shared_data_or_skip(what: &str) -> Option<std::path::PathBuf> {
+    let data = models::public::default_dir();
+    if data.is_dir() {
+        return Some(data);
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {} not found: {what}", data.display());
+    None
+}
+
 #[test]
 fn no_row_of_the_public_sets_ships_in_a_model_folder() {
-    let data = models::public::default_dir();
-    if !data.is_dir() {
-        // A fresh clone has no shared data: nothing to compare against.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: {} not found: the public sets cannot be checked against the shipped folders",
-            data.display()
-        );
+    let Some(data) = shared_data_or_skip("the public sets cannot be checked against the shipped folders") else {
         return;
-    }
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut shipped = Vec::new();
     for folder in ["compact", "transformer"] {
@@ -232,16 +236,9 @@ fn no_row_of_the_public_sets_ships_in_a_model_folder() {
 /// answers, or to the urgent route, fails here. Needs `shared/data`.
 #[test]
 fn the_gate_keeps_real_out_of_scope_requests_off_the_car_and_the_urgent_route() {
-    let data = models::public::default_dir();
-    if !data.is_dir() {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: {} not found: the gate cannot be checked on real out-of-scope rows",
-            data.display()
-        );
+    let Some(data) = shared_data_or_skip("the gate cannot be checked on real out-of-scope rows") else {
         return;
-    }
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let classifier = Classifier::load_compact(&root.join("compact")).unwrap();
     let held_out_percent = classifier.manifest().training.held_out_percent;

@@ -82,7 +82,14 @@ fn main() -> anyhow::Result<()> {
     let held_out_percent = classifier.manifest().training.held_out_percent;
     if args.yardstick {
         let dir = args.public.clone().unwrap_or_else(models::public::default_dir);
-        return yardstick(&classifier, &corpus, &dir, args.folds.as_deref(), &args.real_car);
+        return yardstick(
+            &classifier,
+            &corpus,
+            held_out_percent,
+            &dir,
+            args.folds.as_deref(),
+            &args.real_car,
+        );
     }
     if let Some(dir) = &args.public {
         return public_table(&classifier, &corpus, dir, held_out_percent);
@@ -194,11 +201,11 @@ fn public_table(classifier: &Classifier, corpus: &Corpus, dir: &Path, held_out_p
 fn yardstick(
     classifier: &Classifier,
     corpus: &Corpus,
+    held_out_percent: u64,
     dir: &Path,
     folds: Option<&Path>,
     real_car: &Path,
 ) -> anyhow::Result<()> {
-    let held_out_percent = classifier.manifest().training.held_out_percent;
     print_real_use_header();
     if let Some(folds) = folds {
         let mut all_rows = models::public::held_out_rows(dir, 100)?;
@@ -231,11 +238,7 @@ fn drawn_rows(
     dir: &Path,
     leave_out: &[String],
 ) -> anyhow::Result<Vec<models::corpus::Example>> {
-    let own = corpus
-        .examples
-        .iter()
-        .map(|e| models::corpus::normalise(&e.text))
-        .collect();
+    let own = models::corpus::normalised_texts(&corpus.examples);
     let caps = models::public::Caps {
         per_label: models::public::DEFAULT_PER_LABEL,
         seed: classifier.manifest().training.seed,

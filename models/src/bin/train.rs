@@ -375,11 +375,7 @@ fn public_data(
             sources: Vec::new(),
         });
     }
-    let own: std::collections::HashSet<String> = corpus
-        .examples
-        .iter()
-        .map(|e| models::corpus::normalise(&e.text))
-        .collect();
+    let own = models::corpus::normalised_texts(&corpus.examples);
     let caps = models::public::Caps {
         per_label: args.public_per_label,
         seed: args.seed,
