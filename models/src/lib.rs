@@ -9,7 +9,7 @@
 //! - [`encoder`]: the sentence-encoder seam, with the [`compact`] static encoder
 //!   (Model2Vec-style, shipped) and the [`transformer`] BERT encoder;
 //! - [`heads`] and [`classifier`]: the trained heads and the out-of-scope gate;
-//! - [`distill`], [`train`], [`baseline`] and [`metrics`]: how the shipped model is
+//! - [`distill`], [`tokenlearn`], [`train`], [`baseline`] and [`metrics`]: how the shipped model is
 //!   made and measured (the `train` and `eval` binaries drive them).
 //!
 //! **Architecture Invariant:** this crate knows nothing of tokio, MQTT or SQLite. It
@@ -30,6 +30,7 @@ pub mod public;
 pub mod recipe;
 pub mod rng;
 pub mod spelling;
+pub mod tokenlearn;
 pub mod train;
 pub mod transformer;
 

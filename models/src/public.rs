@@ -112,6 +112,30 @@ pub fn load_leaving_out(dir: &Path, caps: Caps, exclude: &HashSet<String>, leave
     Ok(data)
 }
 
+/// Every text training may read without its label (the tokenlearn step's text
+/// set, [`crate::tokenlearn`]): each row of each source but `leave_out`, labelled
+/// or not, deduplicated, leaving out the texts of the `leave_out` sources and of
+/// the families the split holds out, as [`load_leaving_out`] and
+/// [`held_out_rows`] do for labelled rows.
+pub fn training_texts(dir: &Path, leave_out: &[String], held_out_percent: u64) -> Result<Vec<String>> {
+    let paths = files_ending_in(dir, "jsonl")?;
+    let mut seen = HashSet::new();
+    for path in paths.iter().filter(|p| leave_out.contains(&stem(p))) {
+        seen.extend(texts_of(path)?.iter().map(|t| normalise(t)));
+    }
+    let mut out = Vec::new();
+    for path in paths.iter().filter(|p| !leave_out.contains(&stem(p))) {
+        let source = stem(path);
+        for text in texts_of(path)? {
+            let family = format!("public/{source}/{:03}", stable_hash(&text) % FAMILIES_PER_SOURCE);
+            if !crate::corpus::is_held_out(&family, held_out_percent) && seen.insert(normalise(&text)) {
+                out.push(text);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every labelled row of every source whose family the split holds out, whether
 /// or not training drew it (no held-out row is ever trained on), by source.
 pub fn held_out_rows(dir: &Path, held_out_percent: u64) -> Result<BTreeMap<String, Vec<Example>>> {
@@ -275,6 +299,33 @@ mod tests {
         // Without a fold, the same files give a's rows first.
         let all = load(dir.path(), caps, &HashSet::new()).unwrap();
         assert_eq!(all.examples.len(), 4);
+    }
+
+    #[test]
+    fn the_tokenlearn_texts_of_a_fold_hold_nothing_of_the_left_out_source_nor_held_out_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.jsonl",
+            &[("Thank you!", Some("goodbye")), ("left out alone", None)],
+        );
+        let b: Vec<String> = (0..200).map(|i| format!("b says line {i}")).collect();
+        let mut rows: Vec<(&str, Option<&str>)> = b.iter().map(|t| (t.as_str(), None)).collect();
+        rows.push(("thank you", Some("goodbye")));
+        write(dir.path(), "b.jsonl", &rows);
+        let texts = training_texts(dir.path(), &["a".to_string()], 15).unwrap();
+        assert!(texts.iter().all(|t| t.starts_with("b says")), "{texts:?}");
+        // Unlabelled rows count; the held-out families' rows do not.
+        let held_out = b
+            .iter()
+            .filter(|t| {
+                crate::corpus::is_held_out(&format!("public/b/{:03}", stable_hash(t) % FAMILIES_PER_SOURCE), 15)
+            })
+            .count();
+        assert!(held_out > 0);
+        assert_eq!(texts.len(), 200 - held_out);
+        let all = training_texts(dir.path(), &[], 0).unwrap();
+        assert_eq!(all.len(), 2 + 200, "the two spellings of thank you are one text");
     }
 
     #[test]

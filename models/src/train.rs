@@ -334,33 +334,26 @@ pub fn train_joint(
         rng.shuffle(&mut order);
         let (mut total, mut batches) = (0.0f32, 0usize);
         for chunk in order.chunks(hc.batch_size) {
-            // The batch's tokens, each line thinned by token dropout, and the
-            // averaging matrix that turns their rows into one mean per line.
-            let mut flat: Vec<u32> = Vec::new();
-            let mut spans = Vec::with_capacity(chunk.len());
-            for &i in chunk {
-                let ids = &token_ids[i as usize];
-                let start = flat.len();
-                flat.extend(
-                    ids.iter()
+            // The batch's tokens, each line thinned by token dropout.
+            let thinned: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&i| {
+                    let ids = &token_ids[i as usize];
+                    let mut kept: Vec<u32> = ids
+                        .iter()
                         .copied()
-                        .filter(|_| ids.len() < 2 || rng.next_f32() >= config.token_dropout),
-                );
-                if flat.len() == start && !ids.is_empty() {
-                    flat.push(ids[rng.below(ids.len())]);
-                }
-                spans.push((start, flat.len()));
-            }
-            let mut average = vec![0f32; chunk.len() * flat.len().max(1)];
-            for (row, &(start, end)) in spans.iter().enumerate() {
-                for col in start..end {
-                    average[row * flat.len() + col] = 1.0 / (end - start) as f32;
-                }
-            }
+                        .filter(|_| ids.len() < 2 || rng.next_f32() >= config.token_dropout)
+                        .collect();
+                    if kept.is_empty() && !ids.is_empty() {
+                        kept.push(ids[rng.below(ids.len())]);
+                    }
+                    kept
+                })
+                .collect();
+            let (flat, average) = averaging_matrix(thinned.iter().map(Vec::as_slice))?;
             if flat.is_empty() {
                 continue;
             }
-            let average = Tensor::from_vec(average, (chunk.len(), flat.len()), &Device::Cpu)?;
             let rows = Var::from_tensor(&table.rows(&flat)?)?;
             let pooled = crate::encoder::l2_normalise(&average.matmul(&rows)?)?;
             let index = Tensor::new(chunk, &Device::Cpu)?;
@@ -455,9 +448,30 @@ pub fn soup(members: &[(Tensor, Heads)]) -> Result<(Tensor, Heads)> {
     ))
 }
 
+/// The tokens of `lines` end to end, and the `(lines, tokens)` matrix whose
+/// product with their rows is each line's mean row (a line without tokens gets
+/// the zero vector). With no tokens at all the matrix has width 0.
+pub(crate) fn averaging_matrix<'a>(lines: impl Iterator<Item = &'a [u32]>) -> Result<(Vec<u32>, Tensor)> {
+    let mut flat: Vec<u32> = Vec::new();
+    let mut spans = Vec::new();
+    for ids in lines {
+        let start = flat.len();
+        flat.extend_from_slice(ids);
+        spans.push((start, flat.len()));
+    }
+    let mut average = vec![0f32; spans.len() * flat.len()];
+    for (row, &(start, end)) in spans.iter().enumerate() {
+        for col in start..end {
+            average[row * flat.len() + col] = 1.0 / (end - start) as f32;
+        }
+    }
+    let average = Tensor::from_vec(average, (spans.len(), flat.len()), &Device::Cpu)?;
+    Ok((flat, average))
+}
+
 /// An embedding table trained with lazy Adam: moments are kept for every row, but a
 /// step reads and writes only the rows its batch used.
-struct SparseAdamTable {
+pub(crate) struct SparseAdamTable {
     values: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
@@ -472,7 +486,7 @@ impl SparseAdamTable {
     const BETA2: f32 = 0.999;
     const EPS: f32 = 1e-8;
 
-    fn new(embeddings: &Tensor, lr: f64) -> Result<Self> {
+    pub(crate) fn new(embeddings: &Tensor, lr: f64) -> Result<Self> {
         let (vocab, dim) = embeddings.dims2()?;
         let values = embeddings.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         Ok(SparseAdamTable {
@@ -487,7 +501,7 @@ impl SparseAdamTable {
     }
 
     /// The rows of `ids`, in order, as a `(ids.len(), dim)` tensor.
-    fn rows(&self, ids: &[u32]) -> Result<Tensor> {
+    pub(crate) fn rows(&self, ids: &[u32]) -> Result<Tensor> {
         let mut data = Vec::with_capacity(ids.len() * self.dim);
         for &id in ids {
             let start = id as usize * self.dim;
@@ -498,7 +512,7 @@ impl SparseAdamTable {
 
     /// One Adam step on the rows of `ids`, whose gradients are `grads` (one per
     /// occurrence; repeated ids are summed first).
-    fn step(&mut self, ids: &[u32], grads: &[Vec<f32>]) {
+    pub(crate) fn step(&mut self, ids: &[u32], grads: &[Vec<f32>]) {
         self.step += 1;
         let mut summed: std::collections::BTreeMap<u32, Vec<f32>> = std::collections::BTreeMap::new();
         for (&id, g) in ids.iter().zip(grads) {
@@ -518,7 +532,7 @@ impl SparseAdamTable {
         }
     }
 
-    fn into_tensor(self) -> Result<Tensor> {
+    pub(crate) fn into_tensor(self) -> Result<Tensor> {
         Ok(Tensor::from_vec(self.values, (self.vocab, self.dim), &Device::Cpu)?)
     }
 }

@@ -120,6 +120,16 @@ struct Args {
     /// With --folds: only these sources' folds.
     #[arg(long, value_delimiter = ',', requires = "folds")]
     only_fold: Vec<String>,
+    /// Skip the tokenlearn step (fitting the compact table to the encoder's
+    /// sentence vectors over the corpus and the public rows before the heads).
+    #[arg(long)]
+    no_tokenlearn: bool,
+    /// Epochs of the tokenlearn step.
+    #[arg(long, default_value_t = 3)]
+    tokenlearn_epochs: usize,
+    /// Where the encoder's sentence vectors are cached between runs.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/encoder/cache"))]
+    cache_dir: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,7 +150,10 @@ fn main() -> anyhow::Result<()> {
     }
     let recipe = recipe_of(&args);
     let encoder_dir = args.encoder_dir.clone().unwrap_or_else(default_encoder_dir);
-    let needs_transformer = (args.only != Some(EncoderKind::Compact) && args.folds.is_none()) || !args.reuse_embeddings;
+    let trains_compact = args.only != Some(EncoderKind::Transformer);
+    let needs_transformer = (args.only != Some(EncoderKind::Compact) && args.folds.is_none())
+        || !args.reuse_embeddings
+        || (trains_compact && !args.no_tokenlearn);
     let (transformer, encoder_sha) = if needs_transformer {
         let t = TransformerEncoder::load(&encoder_dir)
             .with_context(|| "the pretrained encoder is needed: run models/fetch-encoder.sh")?;
@@ -149,17 +162,52 @@ fn main() -> anyhow::Result<()> {
         (None, String::new())
     };
 
+    let targets = match (&transformer, trains_compact && !args.no_tokenlearn) {
+        (Some(t), true) => Some(sentence_targets(
+            &args,
+            t,
+            &encoder_sha,
+            &corpus,
+            &dev,
+            &recipe,
+            &mut progress,
+        )?),
+        _ => None,
+    };
     if let Some(folds) = &args.folds {
         let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
-        return train_folds(&args, folds, &corpus, &dev, &recipe, &table, &mut progress);
+        return train_folds(
+            &args,
+            folds,
+            &corpus,
+            &dev,
+            &recipe,
+            &table,
+            targets.as_ref(),
+            &mut progress,
+        );
     }
     let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
+    let base_corpus = corpus.clone();
     let mut corpus = corpus;
     corpus.examples.extend(public.examples);
     let public = public.sources;
 
-    if args.only != Some(EncoderKind::Transformer) {
+    if trains_compact {
         let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
+        let table = match &targets {
+            Some(targets) => tokenlearn(
+                &args,
+                &table,
+                targets,
+                &args.leave_out,
+                &base_corpus,
+                &dev,
+                &recipe,
+                &mut progress,
+            )?,
+            None => table,
+        };
         train_compact_folder(
             &args.compact_out,
             &corpus,
@@ -242,6 +290,7 @@ fn recipe_of(args: &Args) -> Recipe {
 }
 
 /// The compact model's starting table: distilled from the encoder, or reused.
+#[derive(Clone)]
 struct StartingTable {
     embeddings: candle_core::Tensor,
     distillation: Option<models::manifest::Distillation>,
@@ -293,6 +342,132 @@ fn compact_table(
     })
 }
 
+/// The tokenlearn step's texts with every source that training may read, and the
+/// encoder's vectors for them; a fold fits on the part its sources give.
+struct SentenceTargets {
+    index: std::collections::HashMap<String, usize>,
+    vectors: candle_core::Tensor,
+}
+
+/// The texts the tokenlearn step may read when `leave_out` is left out: the
+/// corpus's training families and [`models::public::training_texts`], without
+/// near-duplicates of a dev line.
+fn tokenlearn_texts(
+    args: &Args,
+    leave_out: &[String],
+    corpus: &Corpus,
+    dev: &[(String, Vec<models::corpus::Example>)],
+    recipe: &Recipe,
+) -> anyhow::Result<Vec<String>> {
+    let (train, _) = models::corpus::split_by_family(&corpus.examples, recipe.held_out_percent);
+    let mut texts: Vec<String> = train.into_iter().map(|e| e.text).collect();
+    if !args.no_public_data {
+        texts.extend(models::public::training_texts(
+            &args.public_data,
+            leave_out,
+            recipe.held_out_percent,
+        )?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    texts.retain(|t| seen.insert(models::corpus::normalise(t)));
+    let probe: Vec<models::corpus::Example> = texts
+        .iter()
+        .map(|t| models::corpus::Example {
+            text: t.clone(),
+            intent: models::Intent::OutOfScope,
+            sentiment: None,
+            family: String::new(),
+        })
+        .collect();
+    let dev_lines: Vec<models::corpus::Example> = dev.iter().flat_map(|(_, l)| l.iter().cloned()).collect();
+    let like_dev: std::collections::HashSet<&str> = models::corpus::near_duplicates(&dev_lines, &probe)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    Ok(texts
+        .iter()
+        .filter(|t| !like_dev.contains(t.as_str()))
+        .cloned()
+        .collect())
+}
+
+fn sentence_targets(
+    args: &Args,
+    transformer: &TransformerEncoder,
+    encoder_sha: &str,
+    corpus: &Corpus,
+    dev: &[(String, Vec<models::corpus::Example>)],
+    recipe: &Recipe,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<SentenceTargets> {
+    let texts = tokenlearn_texts(args, &args.leave_out, corpus, dev, recipe)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = models::tokenlearn::teacher_vectors(transformer, encoder_sha, &refs, &args.cache_dir, progress)?;
+    let index = texts.into_iter().enumerate().map(|(i, t)| (t, i)).collect();
+    Ok(SentenceTargets { index, vectors })
+}
+
+/// `table` fitted to the encoder's vectors of the texts training may read when
+/// `leave_out` is left out; the step is recorded with the distillation's.
+#[allow(clippy::too_many_arguments)]
+fn tokenlearn(
+    args: &Args,
+    table: &StartingTable,
+    targets: &SentenceTargets,
+    leave_out: &[String],
+    corpus: &Corpus,
+    dev: &[(String, Vec<models::corpus::Example>)],
+    recipe: &Recipe,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<StartingTable> {
+    let texts = tokenlearn_texts(args, leave_out, corpus, dev, recipe)?;
+    let rows: Vec<u32> = texts
+        .iter()
+        .filter_map(|t| targets.index.get(t).map(|&i| i as u32))
+        .collect();
+    anyhow::ensure!(
+        rows.len() == texts.len(),
+        "a fold's tokenlearn texts are not all in the full set"
+    );
+    let vectors = targets.vectors.index_select(
+        &candle_core::Tensor::new(rows.as_slice(), &candle_core::Device::Cpu)?,
+        0,
+    )?;
+    let encoder = CompactEncoder::new(load_tokenizer(&table.tokenizer, None)?, table.embeddings.clone())?;
+    let token_ids = texts
+        .iter()
+        .map(|t| encoder.token_ids(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = models::tokenlearn::SentenceFit {
+        epochs: args.tokenlearn_epochs,
+        seed: args.seed,
+        ..Default::default()
+    };
+    progress(&format!(
+        "tokenlearn: fitting the table to {} sentence vectors",
+        texts.len()
+    ));
+    let fitted =
+        models::tokenlearn::fit_table_to_sentences(&table.embeddings, &token_ids, &vectors, &config, progress)?;
+    let mut distillation = table.distillation.clone();
+    if let Some(d) = &mut distillation {
+        d.steps.push(format!(
+            "tokenlearn: fit the table so that each sentence's mean row, through a linear map (least squares, then \
+             trained and dropped), meets the source encoder's sentence vector (cosine loss), over {} texts (the \
+             corpus's training families and the public rows outside the held-out families, labels unused), {} \
+             epochs, lazy Adam at {}",
+            texts.len(),
+            config.epochs,
+            config.learning_rate
+        ));
+    }
+    Ok(StartingTable {
+        embeddings: fitted.to_dtype(table.embeddings.dtype())?,
+        distillation,
+        tokenizer: table.tokenizer.clone(),
+    })
+}
+
 /// Trains the compact model on `corpus` (public rows included), measures it loaded
 /// from disk as the product loads it, and swaps it in at `out`.
 fn train_compact_folder(
@@ -335,6 +510,7 @@ fn train_folds(
     dev: &[(String, Vec<models::corpus::Example>)],
     recipe: &Recipe,
     table: &StartingTable,
+    targets: Option<&SentenceTargets>,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(folds)?;
@@ -348,13 +524,17 @@ fn train_folds(
         let public = public_data(args, &leave_out, corpus, dev, progress)?;
         let mut fold_corpus = corpus.clone();
         fold_corpus.examples.extend(public.examples);
+        let fold_table = match targets {
+            Some(targets) => tokenlearn(args, table, targets, &leave_out, corpus, dev, recipe, progress)?,
+            None => table.clone(),
+        };
         train_compact_folder(
             &folds.join(&source),
             &fold_corpus,
             &public.sources,
             dev,
             recipe,
-            table,
+            &fold_table,
             progress,
         )?;
     }
