@@ -143,7 +143,8 @@ pub fn fit_table_to_sentences(
 /// (ridge 1e-3), so training starts from the best map for the distilled table.
 fn least_squares_map(rows: &SparseAdamTable, token_ids: &[Vec<u32>], keep: &[u32], targets: &Tensor) -> Result<Tensor> {
     let mut pooled = Vec::new();
-    for chunk in keep.chunks(4096) {
+    // Dense averaging matrices are (lines, tokens): small chunks keep them small.
+    for chunk in keep.chunks(512) {
         let (flat, average) = averaging_matrix(chunk.iter().map(|&i| token_ids[i as usize].as_slice()))?;
         pooled.push(l2_normalise(&average.matmul(&rows.rows(&flat)?)?)?);
     }
