@@ -224,8 +224,10 @@ impl Classifier {
         })
     }
 
-    /// Loads transformer heads from `heads_dir` and the encoder from `encoder_dir`,
-    /// refusing an encoder other than the one the heads were trained on.
+    /// Loads transformer heads from `heads_dir` and the encoder from `encoder_dir`
+    /// (with the tuned layers in `heads_dir`, when the heads were trained on a
+    /// fine-tuned encoder), refusing an encoder other than the one the heads were
+    /// trained on.
     pub fn load_transformer(heads_dir: &Path, encoder_dir: &Path) -> Result<Classifier> {
         let manifest = Manifest::load_checked(heads_dir)?;
         if manifest.encoder != EncoderKind::Transformer {
@@ -249,7 +251,13 @@ impl Classifier {
                 ));
             }
         }
-        let encoder = TransformerEncoder::load(encoder_dir)?;
+        // A fine-tuned encoder ships its tuned layers beside the heads; the
+        // manifest, checked above, vouches for them.
+        let encoder = if manifest.files.contains_key(crate::finetune::OVERLAY_FILE) {
+            TransformerEncoder::load_with_overlay(encoder_dir, &heads_dir.join(crate::finetune::OVERLAY_FILE))?
+        } else {
+            TransformerEncoder::load(encoder_dir)?
+        };
         let path = heads_dir.join(TRANSFORMER_HEADS);
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
             ModelError::invalid(heads_dir, format!("{TRANSFORMER_HEADS} is unreadable or corrupt: {e}"))

@@ -28,6 +28,10 @@ pub enum ModelError {
     #[error("{0}")]
     Input(String),
 
+    /// Training was asked for something it cannot do (no lines, a bad setting).
+    #[error("training: {0}")]
+    Training(String),
+
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

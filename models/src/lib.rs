@@ -9,7 +9,7 @@
 //! - [`encoder`]: the sentence-encoder seam, with the [`compact`] static encoder
 //!   (Model2Vec-style, shipped) and the [`transformer`] BERT encoder;
 //! - [`heads`] and [`classifier`]: the trained heads and the out-of-scope gate;
-//! - [`distill`], [`tokenlearn`], [`train`], [`baseline`] and [`metrics`]: how the shipped model is
+//! - [`distill`], [`finetune`], [`tokenlearn`], [`train`], [`baseline`] and [`metrics`]: how the shipped model is
 //!   made and measured (the `train` and `eval` binaries drive them).
 //!
 //! **Architecture Invariant:** this crate knows nothing of tokio, MQTT or SQLite. It
@@ -22,6 +22,7 @@ pub mod corpus;
 pub mod distill;
 pub mod encoder;
 pub mod error;
+pub mod finetune;
 pub mod heads;
 pub mod labels;
 pub mod manifest;

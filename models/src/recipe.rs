@@ -470,16 +470,25 @@ pub fn write_compact(
 }
 
 /// Writes a transformer heads folder: `heads.safetensors`, `labels.json`,
-/// `manifest.json` (which pins the encoder's weights by hash).
+/// `manifest.json` (which pins the pretrained encoder's weights by hash) and, for
+/// a fine-tuned encoder, its tuned layers (`overlay`, copied in as
+/// [`crate::finetune::OVERLAY_FILE`]).
 pub fn write_transformer_heads(
     dir: &Path,
     dim: usize,
     trained: &Trained,
     encoder_sha256: &str,
     corpus_sha256: &str,
+    overlay: Option<&Path>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     save_safetensors(&trained.heads.to_map(), &dir.join(TRANSFORMER_HEADS))?;
+    let mut files = vec![TRANSFORMER_HEADS];
+    if let Some(overlay) = overlay {
+        let bytes = std::fs::read(overlay).map_err(|e| ModelError::io(overlay, e))?;
+        write_atomically(&dir.join(crate::finetune::OVERLAY_FILE), &bytes)?;
+        files.push(crate::finetune::OVERLAY_FILE);
+    }
     Manifest {
         format_version: FORMAT_VERSION,
         encoder: EncoderKind::Transformer,
@@ -494,7 +503,7 @@ pub fn write_transformer_heads(
         training: trained.record.clone(),
         metrics: metrics_map(trained),
     }
-    .write(dir, &[TRANSFORMER_HEADS])
+    .write(dir, &files)
 }
 
 fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {

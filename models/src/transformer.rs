@@ -3,6 +3,7 @@
 //! `model.safetensors`) and run with candle-transformers, mean-pooled over the
 //! attention mask and L2-normalised, as sentence-transformers does.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -33,8 +34,17 @@ pub struct TransformerEncoder {
 /// The files a transformer encoder folder must hold.
 pub const ENCODER_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
-impl TransformerEncoder {
-    /// Loads the encoder from `dir`, refusing an incomplete or inconsistent folder.
+/// What an encoder folder holds, loaded and checked but not yet built into a
+/// model: its config, its weights by name, and its tokenizer.
+#[derive(Clone)]
+pub struct EncoderParts {
+    pub config: Config,
+    pub tensors: HashMap<String, Tensor>,
+    pub tokenizer: Tokenizer,
+}
+
+impl EncoderParts {
+    /// Reads `dir`, refusing an incomplete folder or unreadable files.
     pub fn load(dir: &Path) -> Result<Self> {
         for name in ENCODER_FILES {
             if !dir.join(name).is_file() {
@@ -55,15 +65,88 @@ impl TransformerEncoder {
         let weights_path = dir.join("model.safetensors");
         let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .map_err(|e| ModelError::invalid(dir, format!("model.safetensors is unreadable or corrupt: {e}")))?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        let model = BertModel::load(vb, &config)
+        Ok(EncoderParts {
+            config,
+            tensors,
+            tokenizer,
+        })
+    }
+
+    /// Replaces weights by the overlay's (converted to f32). `source` names the
+    /// overlay in errors.
+    pub fn apply_overlay(&mut self, overlay: HashMap<String, Tensor>, source: &Path) -> Result<()> {
+        for (name, tensor) in overlay {
+            let Some(base) = self.tensors.get(&name) else {
+                return Err(ModelError::invalid(
+                    source,
+                    format!("the overlay names {name}, which the encoder does not have"),
+                ));
+            };
+            if base.dims() != tensor.dims() {
+                return Err(ModelError::invalid(
+                    source,
+                    format!("the overlay's {name} is {:?}, the encoder's {:?}", tensor.dims(), base.dims()),
+                ));
+            }
+            self.tensors.insert(name, tensor.to_dtype(DType::F32)?);
+        }
+        Ok(())
+    }
+}
+
+impl TransformerEncoder {
+    /// Loads the encoder from `dir`, refusing an incomplete or inconsistent folder.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let parts = EncoderParts::load(dir)?;
+        Self::from_parts(parts, dir)
+    }
+
+    /// Loads the encoder from `dir` with some of its weights replaced by those in
+    /// `overlay` (a fine-tuned encoder's changed layers, see [`crate::finetune`]).
+    /// Every overlay tensor must name a weight the encoder has, with its shape.
+    pub fn load_with_overlay(dir: &Path, overlay: &Path) -> Result<Self> {
+        let mut parts = EncoderParts::load(dir)?;
+        let tuned = candle_core::safetensors::load(overlay, &Device::Cpu)
+            .map_err(|e| ModelError::invalid(dir, format!("{} is unreadable or corrupt: {e}", overlay.display())))?;
+        parts.apply_overlay(tuned, overlay)?;
+        Self::from_parts(parts, dir)
+    }
+
+    /// Builds the encoder from loaded parts; `dir` names the folder in errors.
+    pub fn from_parts(parts: EncoderParts, dir: &Path) -> Result<Self> {
+        let vb = VarBuilder::from_tensors(parts.tensors, DType::F32, &Device::Cpu);
+        let model = BertModel::load(vb, &parts.config)
             .map_err(|e| ModelError::invalid(dir, format!("model.safetensors does not match config.json: {e}")))?;
         Ok(TransformerEncoder {
             model,
-            tokenizer,
-            dim: config.hidden_size,
-            pad_id: config.pad_token_id as u32,
+            tokenizer: parts.tokenizer,
+            dim: parts.config.hidden_size,
+            pad_id: parts.config.pad_token_id as u32,
         })
+    }
+
+    /// Tokenises `texts` and pads them to the longest: ids and attention mask,
+    /// both `(texts.len(), longest)`, and each text's own length.
+    pub fn tokenize_padded(&self, texts: &[&str]) -> Result<(Tensor, Tensor, Vec<usize>)> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let len = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(texts.len() * len);
+        let mut mask = Vec::with_capacity(texts.len() * len);
+        let mut lengths = Vec::with_capacity(texts.len());
+        for e in &encodings {
+            let n = e.get_ids().len();
+            ids.extend_from_slice(e.get_ids());
+            ids.extend(std::iter::repeat_n(self.pad_id, len - n));
+            mask.extend(std::iter::repeat_n(1u32, n));
+            mask.extend(std::iter::repeat_n(0u32, len - n));
+            lengths.push(n);
+        }
+        let ids = Tensor::from_vec(ids, (texts.len(), len), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, (texts.len(), len), &Device::Cpu)?;
+        Ok((ids, mask, lengths))
     }
 
     /// The vocabulary size of the tokenizer (the rows a distilled table needs).
@@ -96,8 +179,8 @@ impl TransformerEncoder {
         Ok(self.model.forward(ids, &ids.zeros_like()?, Some(mask))?)
     }
 
-    /// Mean-pools `hidden` `(n, len, dim)` over `mask` `(n, len)`.
-    fn pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// Mean-pools `hidden` `(n, len, dim)` over `mask` `(n, len)`, L2-normalised.
+    pub fn pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
         let counts = mask.sum(1)?.clamp(1.0, f64::MAX)?;
@@ -123,22 +206,7 @@ impl SentenceEncoder for TransformerEncoder {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Tensor> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let len = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(texts.len() * len);
-        let mut mask = Vec::with_capacity(texts.len() * len);
-        for e in &encodings {
-            let n = e.get_ids().len();
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad_id, len - n));
-            mask.extend(std::iter::repeat_n(1u32, n));
-            mask.extend(std::iter::repeat_n(0u32, len - n));
-        }
-        let ids = Tensor::from_vec(ids, (texts.len(), len), &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, (texts.len(), len), &Device::Cpu)?;
+        let (ids, mask, _) = self.tokenize_padded(texts)?;
         let hidden = self.model.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
         Self::pool(&hidden, &mask)
     }

@@ -129,6 +129,18 @@ struct Args {
     /// Epochs of the tokenlearn step.
     #[arg(long, default_value_t = 3)]
     tokenlearn_epochs: usize,
+    /// Fine-tune the encoder's last layers on the corpus and the public rows
+    /// (a classifier over their labels) before its heads train; with
+    /// --tokenlearn, the tuned encoder is the compact table's teacher. The
+    /// transformer folder then ships the tuned layers beside its heads.
+    #[arg(long, conflicts_with = "folds")]
+    finetune: bool,
+    /// How many of the encoder's last layers --finetune trains.
+    #[arg(long, default_value_t = 2)]
+    finetune_layers: usize,
+    /// Epochs of --finetune.
+    #[arg(long, default_value_t = 2)]
+    finetune_epochs: usize,
     /// Where the encoder's sentence vectors are cached between runs.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/encoder/cache"))]
     cache_dir: PathBuf,
@@ -164,19 +176,11 @@ fn main() -> anyhow::Result<()> {
         (None, String::new())
     };
 
-    let targets = match (&transformer, trains_compact && args.tokenlearn) {
-        (Some(t), true) => Some(sentence_targets(
-            &args,
-            t,
-            &encoder_sha,
-            &corpus,
-            &dev,
-            &recipe,
-            &mut progress,
-        )?),
-        _ => None,
-    };
     if let Some(folds) = &args.folds {
+        let targets = match (&transformer, trains_compact && args.tokenlearn) {
+            (Some(t), true) => Some(sentence_targets(&args, t, &encoder_sha, &corpus, &dev, &recipe, &mut progress)?),
+            _ => None,
+        };
         let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
         return train_folds(
             &args,
@@ -194,6 +198,30 @@ fn main() -> anyhow::Result<()> {
     let mut corpus = corpus;
     corpus.examples.extend(public.examples);
     let public = public.sources;
+
+    let teacher_texts = if trains_compact && args.tokenlearn {
+        Some(tokenlearn_texts(&args, &args.leave_out, &base_corpus, &dev, &recipe)?)
+    } else {
+        None
+    };
+    let (tuned, targets) = if args.finetune {
+        let (tuned, targets) = fine_tuned(
+            &args,
+            &encoder_dir,
+            &encoder_sha,
+            &corpus,
+            teacher_texts,
+            &recipe,
+            &mut progress,
+        )?;
+        (Some(tuned), targets)
+    } else {
+        let targets = match (&transformer, teacher_texts) {
+            (Some(t), Some(texts)) => Some(teacher_targets(&args, t, &encoder_sha, texts, &mut progress)?),
+            _ => None,
+        };
+        (None, targets)
+    };
 
     if trains_compact {
         let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
@@ -222,7 +250,10 @@ fn main() -> anyhow::Result<()> {
     }
 
     if args.only != Some(EncoderKind::Compact) {
-        let t = transformer.expect("loaded above");
+        let (t, overlay) = match tuned {
+            Some(tuned) => (tuned.encoder, Some(tuned.overlay)),
+            None => (transformer.expect("loaded above"), None),
+        };
         let dim = models::encoder::SentenceEncoder::dim(&t);
         let mut recipe = recipe.clone();
         recipe.heads.epochs = args.transformer_epochs;
@@ -230,7 +261,14 @@ fn main() -> anyhow::Result<()> {
         print_held_out("transformer", &trained.held_out);
         let staging = args.transformer_out.with_extension("staging");
         let _ = std::fs::remove_dir_all(&staging);
-        write_transformer_heads(&staging, dim, &trained, &encoder_sha, &corpus.sha256)?;
+        write_transformer_heads(
+            &staging,
+            dim,
+            &trained,
+            &encoder_sha,
+            &corpus.sha256,
+            overlay.as_deref(),
+        )?;
         let extra = dev_metrics(
             &Classifier::load_transformer(&staging, &encoder_dir)?,
             &dev,
@@ -349,6 +387,8 @@ fn compact_table(
 struct SentenceTargets {
     index: std::collections::HashMap<String, usize>,
     vectors: candle_core::Tensor,
+    /// Which encoder made the vectors, for the model's record.
+    teacher: String,
 }
 
 /// The texts the tokenlearn step may read when `leave_out` is left out: the
@@ -403,10 +443,112 @@ fn sentence_targets(
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<SentenceTargets> {
     let texts = tokenlearn_texts(args, &args.leave_out, corpus, dev, recipe)?;
+    teacher_targets(args, transformer, encoder_sha, texts, progress)
+}
+
+/// The pretrained encoder's vectors for `texts` (cached) as tokenlearn targets.
+fn teacher_targets(
+    args: &Args,
+    transformer: &TransformerEncoder,
+    encoder_sha: &str,
+    texts: Vec<String>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<SentenceTargets> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = models::tokenlearn::teacher_vectors(transformer, encoder_sha, &refs, &args.cache_dir, progress)?;
     let index = texts.into_iter().enumerate().map(|(i, t)| (t, i)).collect();
-    Ok(SentenceTargets { index, vectors })
+    Ok(SentenceTargets {
+        index,
+        vectors,
+        teacher: "the pretrained encoder".into(),
+    })
+}
+
+/// A fine-tuned encoder: its tuned layers on disk, and the encoder built with them.
+struct Tuned {
+    overlay: PathBuf,
+    encoder: TransformerEncoder,
+}
+
+/// Fine-tunes the encoder's last layers on the training families of `merged`
+/// (the corpus with the public rows) and, when `teacher_texts` is given, embeds
+/// those with the tuned encoder as tokenlearn targets. The frozen layers run once
+/// over both sets of lines (cached in --cache-dir).
+fn fine_tuned(
+    args: &Args,
+    encoder_dir: &std::path::Path,
+    encoder_sha: &str,
+    merged: &Corpus,
+    teacher_texts: Option<Vec<String>>,
+    recipe: &Recipe,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Tuned, Option<SentenceTargets>)> {
+    use models::finetune;
+    let config = finetune::FineTune {
+        tuned_layers: args.finetune_layers,
+        epochs: args.finetune_epochs,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let parts = models::transformer::EncoderParts::load(encoder_dir)?;
+    let (train, _) = models::corpus::split_by_family(&merged.examples, recipe.held_out_percent);
+    let mut unique: Vec<&str> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let all = train
+        .iter()
+        .map(|e| e.text.as_str())
+        .chain(teacher_texts.iter().flatten().map(String::as_str));
+    for text in all {
+        index.entry(text).or_insert_with(|| {
+            unique.push(text);
+            unique.len() - 1
+        });
+    }
+    let lower = finetune::lower_encoder(&parts, config.tuned_layers, encoder_dir)?;
+    let frozen = parts.config.num_hidden_layers.saturating_sub(config.tuned_layers);
+    let key = format!("{encoder_sha}/{frozen} frozen layers");
+    let outputs = finetune::cached_lower_outputs(&lower, &key, &unique, &args.cache_dir, progress)?;
+    let pick = |texts: &mut dyn Iterator<Item = &str>| -> Vec<candle_core::Tensor> {
+        texts.map(|t| outputs[index[t]].clone()).collect()
+    };
+    let train_outputs = pick(&mut train.iter().map(|e| e.text.as_str()));
+    let labels: Vec<u32> = train.iter().map(|e| e.intent.index() as u32).collect();
+    progress(&format!(
+        "fine-tune: the last {} layers on {} lines, {} epochs",
+        config.tuned_layers,
+        labels.len(),
+        config.epochs
+    ));
+    let result = finetune::fine_tune(&parts, &train_outputs, &labels, models::Intent::COUNT, &config, progress)?;
+    std::fs::create_dir_all(&args.cache_dir)?;
+    let overlay = args.cache_dir.join(finetune::OVERLAY_FILE);
+    finetune::write_overlay(&overlay, &result.overlay)?;
+    let encoder = TransformerEncoder::load_with_overlay(encoder_dir, &overlay)?;
+    let Some(texts) = &teacher_texts else {
+        return Ok((Tuned { overlay, encoder }, None));
+    };
+    // The tuned layers as the product loads them (f16), over the cached frozen output.
+    let mut tuned_parts = parts.clone();
+    tuned_parts.apply_overlay(candle_core::safetensors::load(&overlay, &candle_core::Device::Cpu)?, &overlay)?;
+    let top = finetune::TopLayers::from_parts(&tuned_parts, config.tuned_layers)?;
+    progress(&format!("tokenlearn: {} sentence vectors from the tuned encoder", texts.len()));
+    let vectors = finetune::sentence_vectors(&top, &pick(&mut texts.iter().map(String::as_str)), 64)?;
+    let teacher = format!(
+        "the encoder with its last {} layers fine-tuned on the training lines' intents ({} lines, {} epochs, loss \
+         {:.3} -> {:.3})",
+        config.tuned_layers,
+        labels.len(),
+        config.epochs,
+        result.loss_before,
+        result.loss_after
+    );
+    let index = texts.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect();
+    let targets = SentenceTargets {
+        index,
+        vectors,
+        teacher,
+    };
+    Ok((Tuned { overlay, encoder }, Some(targets)))
 }
 
 /// `table` fitted to the encoder's vectors of the texts training may read when
@@ -455,9 +597,9 @@ fn tokenlearn(
     if let Some(d) = &mut distillation {
         d.steps.push(format!(
             "tokenlearn: fit the table so that each sentence's mean row, through a linear map (least squares, then \
-             trained and dropped), meets the source encoder's sentence vector (cosine loss), over {} texts (the \
-             corpus's training families and the public rows outside the held-out families, labels unused), {} \
-             epochs, lazy Adam at {}",
+             trained and dropped), meets the sentence vector of {} (cosine loss), over {} texts (the corpus's \
+             training families and the public rows outside the held-out families), {} epochs, lazy Adam at {}",
+            targets.teacher,
             texts.len(),
             config.epochs,
             config.learning_rate
