@@ -200,7 +200,9 @@ pub fn lower_encoder(parts: &EncoderParts, tuned: usize, dir: &Path) -> Result<T
 }
 
 /// The lower layers' output for each text, `(tokens, dim)` each, unpadded.
-/// Texts are batched by length so that little is padded.
+/// Texts are batched by length so that little is padded, and the batches are
+/// shared among the machine's cores (candle keeps to about one core on batches
+/// this small).
 pub fn lower_outputs(
     lower: &TransformerEncoder,
     texts: &[&str],
@@ -208,23 +210,55 @@ pub fn lower_outputs(
 ) -> Result<Vec<Tensor>> {
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| texts[i].len());
-    let mut outputs: Vec<Option<Tensor>> = vec![None; texts.len()];
-    for (b, chunk) in order.chunks(64).enumerate() {
-        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-        let (ids, mask, lengths) = lower.tokenize_padded(&batch)?;
-        let hidden = lower.forward_raw(&ids, &mask)?;
-        for (row, (&i, &n)) in chunk.iter().zip(&lengths).enumerate() {
-            outputs[i] = Some(hidden.get(row)?.narrow(0, 0, n)?.contiguous()?);
+    let batches: Vec<&[usize]> = order.chunks(64).collect();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(batches.len().max(1));
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let run = |worker: usize| -> Result<Vec<(usize, Tensor)>> {
+        let mut out = Vec::new();
+        for chunk in batches.iter().skip(worker).step_by(workers) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let (ids, mask, lengths) = lower.tokenize_padded(&batch)?;
+            let hidden = lower.forward_raw(&ids, &mask)?;
+            for (row, (&i, &n)) in chunk.iter().zip(&lengths).enumerate() {
+                out.push((i, hidden.get(row)?.narrow(0, 0, n)?.contiguous()?));
+            }
+            done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
         }
-        if b % 50 == 0 {
-            progress(&format!(
-                "fine-tune: embedded {} of {} lines through the frozen layers",
-                (b + 1) * 64,
-                texts.len()
-            ));
+        Ok(out)
+    };
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|w| scope.spawn(move || run(w))).collect();
+        progress_until_joined(&handles, &done, texts.len(), progress);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a frozen-layer worker panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut outputs: Vec<Option<Tensor>> = vec![None; texts.len()];
+    for result in results {
+        for (i, t) in result? {
+            outputs[i] = Some(t);
         }
     }
     Ok(outputs.into_iter().map(|o| o.expect("every text is in one batch")).collect())
+}
+
+/// Reports `done` of `total` every few seconds until every worker has finished.
+fn progress_until_joined<T>(
+    handles: &[std::thread::ScopedJoinHandle<'_, T>],
+    done: &std::sync::atomic::AtomicUsize,
+    total: usize,
+    progress: &mut dyn FnMut(&str),
+) {
+    let mut last = std::time::Instant::now();
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if last.elapsed() >= std::time::Duration::from_secs(10) {
+            last = std::time::Instant::now();
+            let n = done.load(std::sync::atomic::Ordering::Relaxed);
+            progress(&format!("fine-tune: embedded {n} of {total} lines through the frozen layers"));
+        }
+    }
 }
 
 /// [`lower_outputs`], read from `cache_dir/lower-<sha>.safetensors` when an
@@ -304,20 +338,34 @@ fn length_batches(outputs: &[Tensor], batch_size: usize, rng: &mut SplitMix64) -
 /// The sentence vectors (mean-pooled, L2-normalised, as the encoder embeds) of
 /// the top layers' output over each of `outputs`, in order: `(outputs.len(), dim)`.
 pub fn sentence_vectors(top: &TopLayers, outputs: &[Tensor], batch_size: usize) -> Result<Tensor> {
-    let mut rows = Vec::with_capacity(outputs.len());
-    let mut rng = SplitMix64::new(0);
-    let mut order = Vec::new();
-    for batch in length_batches(outputs, batch_size * 4, &mut rng) {
-        let (x, mask) = padded(outputs, &batch)?;
-        rows.push(TransformerEncoder::pool(&top.forward(&x, &mask)?, &mask)?.detach());
-        order.extend(batch);
+    let batches = length_batches(outputs, batch_size * 4, &mut SplitMix64::new(0));
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(batches.len().max(1));
+    let run = |worker: usize| -> Result<Vec<(usize, Tensor)>> {
+        let mut out = Vec::new();
+        for batch in batches.iter().skip(worker).step_by(workers) {
+            let (x, mask) = padded(outputs, batch)?;
+            let pooled = TransformerEncoder::pool(&top.forward(&x, &mask)?, &mask)?.detach();
+            for (row, &i) in batch.iter().enumerate() {
+                out.push((i, pooled.get(row)?));
+            }
+        }
+        Ok(out)
+    };
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|w| scope.spawn(move || run(w))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a sentence-vector worker panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut rows: Vec<Option<Tensor>> = vec![None; outputs.len()];
+    for result in results {
+        for (i, t) in result? {
+            rows[i] = Some(t);
+        }
     }
-    let pooled = Tensor::cat(&rows, 0)?;
-    let mut inverse = vec![0u32; order.len()];
-    for (position, &row) in order.iter().enumerate() {
-        inverse[row] = position as u32;
-    }
-    Ok(pooled.index_select(&Tensor::new(inverse.as_slice(), &Device::Cpu)?, 0)?)
+    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every row is in one batch")).collect();
+    Ok(Tensor::stack(&rows, 0)?)
 }
 
 /// Each class's mean sentence vector, normalised (zero for a class with no row).
@@ -346,6 +394,60 @@ fn weighted_targets(rows: &[usize], labels: &[u32], class_weights: &[f32], class
         t[i * classes + labels[r] as usize] = class_weights[labels[r] as usize] / total.max(f32::EPSILON);
     }
     Ok(Tensor::from_vec(t, (rows.len(), classes), &Device::Cpu)?)
+}
+
+/// What one training step reads.
+struct Step<'a> {
+    top: &'a TopLayers,
+    classifier: &'a Var,
+    outputs: &'a [Tensor],
+    scale: f64,
+}
+
+impl Step<'_> {
+    /// The loss of `batch` against `targets` (one row each) and its gradients for
+    /// the layers and the classifier. The batch is split among the machine's
+    /// cores and the parts' gradients summed: candle keeps to about one core on
+    /// tensors this small.
+    fn gradients(&self, batch: &[usize], targets: &Tensor) -> Result<(f32, candle_core::backprop::GradStore)> {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from).min(batch.len());
+        let part = batch.len().div_ceil(workers.max(1));
+        let run = |start: usize| -> Result<(f32, candle_core::backprop::GradStore)> {
+            let rows = &batch[start..(start + part).min(batch.len())];
+            let (x, mask) = padded(self.outputs, rows)?;
+            let pooled = TransformerEncoder::pool(&self.top.forward(&x, &mask)?, &mask)?;
+            let part_targets = targets.narrow(0, start, rows.len())?;
+            let part_loss = loss(&pooled, self.classifier.as_tensor(), &part_targets, self.scale)?;
+            Ok((part_loss.to_scalar::<f32>()?, part_loss.backward()?))
+        };
+        let parts = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..batch.len())
+                .step_by(part)
+                .map(|start| scope.spawn(move || run(start)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a fine-tuning worker panicked"))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let total = parts.iter().map(|(part_loss, _)| part_loss).sum();
+        let mut parts = parts.into_iter().map(|(_, grads)| grads);
+        let mut sum = parts.next().expect("a batch has rows");
+        let rest: Vec<_> = parts.collect();
+        for var in self.top.vars.iter().map(|(_, v)| v).chain([self.classifier]) {
+            let mut grad = sum.get(var.as_tensor()).cloned();
+            for g in rest.iter().filter_map(|grads| grads.get(var.as_tensor())) {
+                grad = Some(match grad {
+                    None => g.clone(),
+                    Some(acc) => (acc + g)?,
+                });
+            }
+            if let Some(g) = grad {
+                sum.insert(var.as_tensor(), g);
+            }
+        }
+        Ok((total, sum))
+    }
 }
 
 /// Fine-tunes the last layers of the encoder in `parts` to tell `labels`
@@ -393,16 +495,19 @@ pub fn fine_tune(
     for epoch in 0..config.epochs {
         let mut running = 0.0;
         for (b, batch) in length_batches(outputs, config.batch_size, &mut rng).into_iter().enumerate() {
-            let (x, mask) = padded(outputs, &batch)?;
-            let pooled = TransformerEncoder::pool(&top.forward(&x, &mask)?, &mask)?;
             let targets = weighted_targets(&batch, labels, &class_weights, classes)?;
-            let batch_loss = loss(&pooled, classifier.as_tensor(), &targets, config.scale)?;
+            let step_input = Step {
+                top: &top,
+                classifier: &classifier,
+                outputs,
+                scale: config.scale,
+            };
+            let (batch_loss, grads) = step_input.gradients(&batch, &targets)?;
             let decay = 1.0 - step as f64 / total_steps as f64;
             layers_opt.set_learning_rate(config.learning_rate * decay);
-            let grads = batch_loss.backward()?;
             layers_opt.step(&grads)?;
             head_opt.step(&grads)?;
-            running += batch_loss.to_scalar::<f32>()?;
+            running += batch_loss;
             step += 1;
             if b % 50 == 49 {
                 progress(&format!(

@@ -133,7 +133,7 @@ struct Args {
     /// (a classifier over their labels) before its heads train; with
     /// --tokenlearn, the tuned encoder is the compact table's teacher. The
     /// transformer folder then ships the tuned layers beside its heads.
-    #[arg(long, conflicts_with = "folds")]
+    #[arg(long)]
     finetune: bool,
     /// How many of the encoder's last layers --finetune trains.
     #[arg(long, default_value_t = 2)]
@@ -177,19 +177,46 @@ fn main() -> anyhow::Result<()> {
     };
 
     if let Some(folds) = &args.folds {
-        let targets = match (&transformer, trains_compact && args.tokenlearn) {
-            (Some(t), true) => Some(sentence_targets(&args, t, &encoder_sha, &corpus, &dev, &recipe, &mut progress)?),
-            _ => None,
+        let teacher = match (&transformer, args.tokenlearn, args.finetune) {
+            (_, false, true) => bail!("--folds --finetune needs --tokenlearn: the folds are compact models"),
+            (Some(t), true, false) => Teacher::Pretrained(sentence_targets(
+                &args,
+                t,
+                &encoder_sha,
+                &corpus,
+                &dev,
+                &recipe,
+                &mut progress,
+            )?),
+            (_, true, true) => {
+                let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
+                let mut merged = corpus.clone();
+                merged.examples.extend(public.examples);
+                let texts = tokenlearn_texts(&args, &args.leave_out, &corpus, &dev, &recipe)?;
+                Teacher::FineTuned(frozen_outputs(
+                    &args,
+                    &encoder_dir,
+                    &encoder_sha,
+                    &merged,
+                    Some(&texts),
+                    &recipe,
+                    &mut progress,
+                )?)
+            }
+            _ => Teacher::None,
         };
         let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
         return train_folds(
             &args,
             folds,
-            &corpus,
-            &dev,
-            &recipe,
-            &table,
-            targets.as_ref(),
+            &FoldInputs {
+                corpus: &corpus,
+                dev: &dev,
+                recipe: &recipe,
+                table: &table,
+                teacher: &teacher,
+                encoder_dir: &encoder_dir,
+            },
             &mut progress,
         );
     }
@@ -205,13 +232,23 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let (tuned, targets) = if args.finetune {
-        let (tuned, targets) = fine_tuned(
+        let frozen = frozen_outputs(
             &args,
             &encoder_dir,
             &encoder_sha,
             &corpus,
-            teacher_texts,
+            teacher_texts.as_deref(),
             &recipe,
+            &mut progress,
+        )?;
+        let overlay = args.cache_dir.join(models::finetune::OVERLAY_FILE);
+        let (tuned, targets) = fine_tuned(
+            &encoder_dir,
+            &frozen,
+            &corpus,
+            teacher_texts.as_deref(),
+            &recipe,
+            overlay,
             &mut progress,
         )?;
         (Some(tuned), targets)
@@ -470,21 +507,38 @@ struct Tuned {
     encoder: TransformerEncoder,
 }
 
-/// Fine-tunes the encoder's last layers on the training families of `merged`
-/// (the corpus with the public rows) and, when `teacher_texts` is given, embeds
-/// those with the tuned encoder as tokenlearn targets. The frozen layers run once
-/// over both sets of lines (cached in --cache-dir).
-fn fine_tuned(
+/// The frozen layers' output for every line a run may fine-tune or distil on,
+/// computed once (and cached in --cache-dir) for the run and all its folds.
+struct Frozen {
+    parts: models::transformer::EncoderParts,
+    config: models::finetune::FineTune,
+    index: std::collections::HashMap<String, usize>,
+    outputs: Vec<candle_core::Tensor>,
+}
+
+impl Frozen {
+    fn pick<'a>(&self, texts: impl Iterator<Item = &'a str>) -> anyhow::Result<Vec<candle_core::Tensor>> {
+        texts
+            .map(|t| match self.index.get(t) {
+                Some(&i) => Ok(self.outputs[i].clone()),
+                None => bail!("the frozen layers did not see the line {t:?}"),
+            })
+            .collect()
+    }
+}
+
+/// Runs the encoder's frozen layers over the training families of `merged` (the
+/// corpus with the public rows) and `teacher_texts`.
+fn frozen_outputs(
     args: &Args,
     encoder_dir: &std::path::Path,
     encoder_sha: &str,
     merged: &Corpus,
-    teacher_texts: Option<Vec<String>>,
+    teacher_texts: Option<&[String]>,
     recipe: &Recipe,
     progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<(Tuned, Option<SentenceTargets>)> {
-    use models::finetune;
-    let config = finetune::FineTune {
+) -> anyhow::Result<Frozen> {
+    let config = models::finetune::FineTune {
         tuned_layers: args.finetune_layers,
         epochs: args.finetune_epochs,
         seed: args.seed,
@@ -493,25 +547,45 @@ fn fine_tuned(
     let parts = models::transformer::EncoderParts::load(encoder_dir)?;
     let (train, _) = models::corpus::split_by_family(&merged.examples, recipe.held_out_percent);
     let mut unique: Vec<&str> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut index = std::collections::HashMap::new();
     let all = train
         .iter()
         .map(|e| e.text.as_str())
-        .chain(teacher_texts.iter().flatten().map(String::as_str));
+        .chain(teacher_texts.into_iter().flatten().map(String::as_str));
     for text in all {
-        index.entry(text).or_insert_with(|| {
+        index.entry(text.to_string()).or_insert_with(|| {
             unique.push(text);
             unique.len() - 1
         });
     }
-    let lower = finetune::lower_encoder(&parts, config.tuned_layers, encoder_dir)?;
+    let lower = models::finetune::lower_encoder(&parts, config.tuned_layers, encoder_dir)?;
     let frozen = parts.config.num_hidden_layers.saturating_sub(config.tuned_layers);
     let key = format!("{encoder_sha}/{frozen} frozen layers");
-    let outputs = finetune::cached_lower_outputs(&lower, &key, &unique, &args.cache_dir, progress)?;
-    let pick = |texts: &mut dyn Iterator<Item = &str>| -> Vec<candle_core::Tensor> {
-        texts.map(|t| outputs[index[t]].clone()).collect()
-    };
-    let train_outputs = pick(&mut train.iter().map(|e| e.text.as_str()));
+    let outputs = models::finetune::cached_lower_outputs(&lower, &key, &unique, &args.cache_dir, progress)?;
+    Ok(Frozen {
+        parts,
+        config,
+        index,
+        outputs,
+    })
+}
+
+/// Fine-tunes the encoder's last layers on the training families of `merged`,
+/// writes the tuned layers to `overlay`, and, when `teacher_texts` is given, embeds
+/// those with the tuned encoder as tokenlearn targets.
+fn fine_tuned(
+    encoder_dir: &std::path::Path,
+    frozen: &Frozen,
+    merged: &Corpus,
+    teacher_texts: Option<&[String]>,
+    recipe: &Recipe,
+    overlay: PathBuf,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Tuned, Option<SentenceTargets>)> {
+    use models::finetune;
+    let config = &frozen.config;
+    let (train, _) = models::corpus::split_by_family(&merged.examples, recipe.held_out_percent);
+    let train_outputs = frozen.pick(train.iter().map(|e| e.text.as_str()))?;
     let labels: Vec<u32> = train.iter().map(|e| e.intent.index() as u32).collect();
     progress(&format!(
         "fine-tune: the last {} layers on {} lines, {} epochs",
@@ -519,20 +593,34 @@ fn fine_tuned(
         labels.len(),
         config.epochs
     ));
-    let result = finetune::fine_tune(&parts, &train_outputs, &labels, models::Intent::COUNT, &config, progress)?;
-    std::fs::create_dir_all(&args.cache_dir)?;
-    let overlay = args.cache_dir.join(finetune::OVERLAY_FILE);
+    let result = finetune::fine_tune(
+        &frozen.parts,
+        &train_outputs,
+        &labels,
+        models::Intent::COUNT,
+        config,
+        progress,
+    )?;
+    if let Some(parent) = overlay.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
     finetune::write_overlay(&overlay, &result.overlay)?;
     let encoder = TransformerEncoder::load_with_overlay(encoder_dir, &overlay)?;
-    let Some(texts) = &teacher_texts else {
+    let Some(texts) = teacher_texts else {
         return Ok((Tuned { overlay, encoder }, None));
     };
     // The tuned layers as the product loads them (f16), over the cached frozen output.
-    let mut tuned_parts = parts.clone();
-    tuned_parts.apply_overlay(candle_core::safetensors::load(&overlay, &candle_core::Device::Cpu)?, &overlay)?;
+    let mut tuned_parts = frozen.parts.clone();
+    tuned_parts.apply_overlay(
+        candle_core::safetensors::load(&overlay, &candle_core::Device::Cpu)?,
+        &overlay,
+    )?;
     let top = finetune::TopLayers::from_parts(&tuned_parts, config.tuned_layers)?;
-    progress(&format!("tokenlearn: {} sentence vectors from the tuned encoder", texts.len()));
-    let vectors = finetune::sentence_vectors(&top, &pick(&mut texts.iter().map(String::as_str)), 64)?;
+    progress(&format!(
+        "tokenlearn: {} sentence vectors from the tuned encoder",
+        texts.len()
+    ));
+    let vectors = finetune::sentence_vectors(&top, &frozen.pick(texts.iter().map(String::as_str))?, 64)?;
     let teacher = format!(
         "the encoder with its last {} layers fine-tuned on the training lines' intents ({} lines, {} epochs, loss \
          {:.3} -> {:.3})",
@@ -644,19 +732,39 @@ fn train_compact_folder(
     Ok(())
 }
 
+/// What the tokenlearn step of a fold fits the table to.
+enum Teacher {
+    /// No tokenlearn step.
+    None,
+    /// The pretrained encoder's vectors, for every text any fold may read.
+    Pretrained(SentenceTargets),
+    /// Each fold fine-tunes the encoder on its own lines first.
+    FineTuned(Frozen),
+}
+
+/// What every fold shares.
+struct FoldInputs<'a> {
+    corpus: &'a Corpus,
+    dev: &'a [(String, Vec<models::corpus::Example>)],
+    recipe: &'a Recipe,
+    table: &'a StartingTable,
+    teacher: &'a Teacher,
+    encoder_dir: &'a std::path::Path,
+}
+
 /// Leave one source out: for each public source, a compact model trained (every
-/// labelled stage, the gate included) without it, on the one-run schedule, into
-/// `folds/<source>`. `eval --yardstick --folds` scores each on the source it lacks.
+/// labelled stage, the gate and a fine-tuned teacher included) without it, on the
+/// one-run schedule, into `folds/<source>`. `eval --yardstick --folds` scores each
+/// on the source it lacks.
 fn train_folds(
     args: &Args,
     folds: &std::path::Path,
-    corpus: &Corpus,
-    dev: &[(String, Vec<models::corpus::Example>)],
-    recipe: &Recipe,
-    table: &StartingTable,
-    targets: Option<&SentenceTargets>,
+    inputs: &FoldInputs,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<()> {
+    let FoldInputs {
+        corpus, dev, recipe, ..
+    } = *inputs;
     std::fs::create_dir_all(folds)?;
     for source in models::public::source_names(&args.public_data)? {
         if !args.only_fold.is_empty() && !args.only_fold.contains(&source) {
@@ -668,10 +776,7 @@ fn train_folds(
         let public = public_data(args, &leave_out, corpus, dev, progress)?;
         let mut fold_corpus = corpus.clone();
         fold_corpus.examples.extend(public.examples);
-        let fold_table = match targets {
-            Some(targets) => tokenlearn(args, table, targets, &leave_out, corpus, dev, recipe, progress)?,
-            None => table.clone(),
-        };
+        let fold_table = fold_table(args, inputs, &leave_out, &fold_corpus, &folds.join(&source), progress)?;
         train_compact_folder(
             &folds.join(&source),
             &fold_corpus,
@@ -683,6 +788,43 @@ fn train_folds(
         )?;
     }
     Ok(())
+}
+
+/// The starting table of the fold that leaves `leave_out` out.
+fn fold_table(
+    args: &Args,
+    inputs: &FoldInputs,
+    leave_out: &[String],
+    fold_corpus: &Corpus,
+    fold_dir: &std::path::Path,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<StartingTable> {
+    let FoldInputs {
+        corpus,
+        dev,
+        recipe,
+        table,
+        ..
+    } = *inputs;
+    match inputs.teacher {
+        Teacher::None => Ok(table.clone()),
+        Teacher::Pretrained(targets) => tokenlearn(args, table, targets, leave_out, corpus, dev, recipe, progress),
+        Teacher::FineTuned(frozen) => {
+            let texts = tokenlearn_texts(args, leave_out, corpus, dev, recipe)?;
+            let overlay = fold_dir.with_extension(models::finetune::OVERLAY_FILE);
+            let (_, targets) = fine_tuned(
+                inputs.encoder_dir,
+                frozen,
+                fold_corpus,
+                Some(&texts),
+                recipe,
+                overlay,
+                progress,
+            )?;
+            let targets = targets.expect("asked for with texts");
+            tokenlearn(args, table, &targets, leave_out, corpus, dev, recipe, progress)
+        }
+    }
 }
 
 /// The public sets' rows training takes (none with --no-public-data).
