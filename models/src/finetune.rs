@@ -109,7 +109,10 @@ impl TopLayers {
         for i in total - count..total {
             let p = format!("encoder.layer.{i}");
             let mut linear = |n: &str| -> Result<Linear> {
-                Ok(Linear::new(var(format!("{p}.{n}.weight"))?, Some(var(format!("{p}.{n}.bias"))?)))
+                Ok(Linear::new(
+                    var(format!("{p}.{n}.weight"))?,
+                    Some(var(format!("{p}.{n}.bias"))?),
+                ))
             };
             let query = linear("attention.self.query")?;
             let key = linear("attention.self.key")?;
@@ -148,7 +151,9 @@ impl TopLayers {
     /// with `mask` `(n, len)` (1 for a token, 0 for padding).
     pub fn forward(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
         // Padding gets a large negative score, as candle-transformers' BERT does.
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.unsqueeze(1)?.unsqueeze(1)?;
+        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
         let mut x = hidden.clone();
         for layer in &self.layers {
             x = self.layer_forward(layer, &x, &bias)?;
@@ -160,15 +165,25 @@ impl TopLayers {
         let (n, len, dim) = x.dims3()?;
         let head_dim = dim / self.heads;
         let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((n, len, self.heads, head_dim))?.transpose(1, 2)?.contiguous()?)
+            Ok(t.reshape((n, len, self.heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let q = split(layer.query.forward(x)?)?;
         let k = split(layer.key.forward(x)?)?;
         let v = split(layer.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(bias)?;
         let attention = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let context = attention.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, len, dim))?;
-        let x = layer_norm(&(layer.attention_out.forward(&context)? + x)?, &layer.attention_norm, self.eps)?;
+        let context = attention
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((n, len, dim))?;
+        let x = layer_norm(
+            &(layer.attention_out.forward(&context)? + x)?,
+            &layer.attention_norm,
+            self.eps,
+        )?;
         let inner = layer.intermediate.forward(&x)?.gelu_erf()?;
         layer_norm(&(layer.output.forward(&inner)? + &x)?, &layer.output_norm, self.eps)
     }
@@ -211,7 +226,9 @@ pub fn lower_outputs(
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| texts[i].len());
     let batches: Vec<&[usize]> = order.chunks(64).collect();
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(batches.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(batches.len().max(1));
     let done = std::sync::atomic::AtomicUsize::new(0);
     let run = |worker: usize| -> Result<Vec<(usize, Tensor)>> {
         let mut out = Vec::new();
@@ -240,7 +257,10 @@ pub fn lower_outputs(
             outputs[i] = Some(t);
         }
     }
-    Ok(outputs.into_iter().map(|o| o.expect("every text is in one batch")).collect())
+    Ok(outputs
+        .into_iter()
+        .map(|o| o.expect("every text is in one batch"))
+        .collect())
 }
 
 /// Reports `done` of `total` every few seconds until every worker has finished.
@@ -256,7 +276,9 @@ fn progress_until_joined<T>(
         if last.elapsed() >= std::time::Duration::from_secs(10) {
             last = std::time::Instant::now();
             let n = done.load(std::sync::atomic::Ordering::Relaxed);
-            progress(&format!("fine-tune: embedded {n} of {total} lines through the frozen layers"));
+            progress(&format!(
+                "fine-tune: embedded {n} of {total} lines through the frozen layers"
+            ));
         }
     }
 }
@@ -308,7 +330,10 @@ pub fn cached_lower_outputs(
 
 /// Pads the cached outputs of `rows` into `(rows, longest, dim)` with its mask.
 fn padded(outputs: &[Tensor], rows: &[usize]) -> Result<(Tensor, Tensor)> {
-    let longest = rows.iter().map(|&r| outputs[r].dim(0)).collect::<candle_core::Result<Vec<_>>>()?;
+    let longest = rows
+        .iter()
+        .map(|&r| outputs[r].dim(0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
     let len = longest.iter().copied().max().unwrap_or(0);
     let mut xs = Vec::with_capacity(rows.len());
     let mut mask = Vec::with_capacity(rows.len() * len);
@@ -322,7 +347,10 @@ fn padded(outputs: &[Tensor], rows: &[usize]) -> Result<(Tensor, Tensor)> {
         mask.extend(std::iter::repeat_n(1u32, n));
         mask.extend(std::iter::repeat_n(0u32, len - n));
     }
-    Ok((Tensor::stack(&xs, 0)?, Tensor::from_vec(mask, (rows.len(), len), &Device::Cpu)?))
+    Ok((
+        Tensor::stack(&xs, 0)?,
+        Tensor::from_vec(mask, (rows.len(), len), &Device::Cpu)?,
+    ))
 }
 
 /// Batches of row indices of similar length, in a seeded order.
@@ -339,7 +367,9 @@ fn length_batches(outputs: &[Tensor], batch_size: usize, rng: &mut SplitMix64) -
 /// the top layers' output over each of `outputs`, in order: `(outputs.len(), dim)`.
 pub fn sentence_vectors(top: &TopLayers, outputs: &[Tensor], batch_size: usize) -> Result<Tensor> {
     let batches = length_batches(outputs, batch_size * 4, &mut SplitMix64::new(0));
-    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(batches.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(batches.len().max(1));
     let run = |worker: usize| -> Result<Vec<(usize, Tensor)>> {
         let mut out = Vec::new();
         for batch in batches.iter().skip(worker).step_by(workers) {
@@ -364,7 +394,10 @@ pub fn sentence_vectors(top: &TopLayers, outputs: &[Tensor], batch_size: usize) 
             rows[i] = Some(t);
         }
     }
-    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every row is in one batch")).collect();
+    let rows: Vec<Tensor> = rows
+        .into_iter()
+        .map(|r| r.expect("every row is in one batch"))
+        .collect();
     Ok(Tensor::stack(&rows, 0)?)
 }
 
@@ -410,7 +443,9 @@ impl Step<'_> {
     /// cores and the parts' gradients summed: candle keeps to about one core on
     /// tensors this small.
     fn gradients(&self, batch: &[usize], targets: &Tensor) -> Result<(f32, candle_core::backprop::GradStore)> {
-        let workers = std::thread::available_parallelism().map_or(1, usize::from).min(batch.len());
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(batch.len());
         let part = batch.len().div_ceil(workers.max(1));
         let run = |start: usize| -> Result<(f32, candle_core::backprop::GradStore)> {
             let rows = &batch[start..(start + part).min(batch.len())];
@@ -494,7 +529,10 @@ pub fn fine_tune(
     let mut step = 0;
     for epoch in 0..config.epochs {
         let mut running = 0.0;
-        for (b, batch) in length_batches(outputs, config.batch_size, &mut rng).into_iter().enumerate() {
+        for (b, batch) in length_batches(outputs, config.batch_size, &mut rng)
+            .into_iter()
+            .enumerate()
+        {
             let targets = weighted_targets(&batch, labels, &class_weights, classes)?;
             let step_input = Step {
                 top: &top,
@@ -580,7 +618,14 @@ mod tests {
         let (x, mask) = padded(&outputs, &rows).unwrap();
         let ours = TransformerEncoder::pool(&top.forward(&x, &mask).unwrap(), &mask).unwrap();
         let theirs = whole.embed_batch(&LINES).unwrap();
-        let gap = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let gap = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(gap < 1e-4, "the re-implemented layers differ from candle's by {gap}");
     }
 
@@ -620,7 +665,14 @@ mod tests {
         let tuned_encoder = TransformerEncoder::load_with_overlay(&dir, &path).unwrap();
         let before = base.embed("my phone battery is flat").unwrap();
         let after = tuned_encoder.embed("my phone battery is flat").unwrap();
-        let moved = (before - after).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let moved = (before - after)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(moved > 1e-3, "the overlay changed nothing");
     }
 
@@ -636,7 +688,10 @@ mod tests {
         for (name, len, expected) in cases {
             let overlay = HashMap::from([(name.to_string(), Tensor::zeros(len, DType::F32, &Device::Cpu).unwrap())]);
             write_overlay(&path, &overlay).unwrap();
-            let err = TransformerEncoder::load_with_overlay(&dir, &path).err().expect("refused").to_string();
+            let err = TransformerEncoder::load_with_overlay(&dir, &path)
+                .err()
+                .expect("refused")
+                .to_string();
             assert!(err.contains(expected), "{err}");
         }
         drop(parts);

@@ -296,8 +296,12 @@ pub fn tune_gate(probabilities: &[(Vec<f32>, Vec<f32>)], gold: &[Intent], emerge
 /// The least negative recall the sentiment correction may leave on the held-out
 /// families. Missing a driver's anger or fear costs more than calling a calm line
 /// negative (the cloud then offers a human too early), so macro-F1 alone does not
-/// pick the correction: left to itself it trades negative recall away.
-pub const SENTIMENT_NEGATIVE_RECALL_FLOOR: f64 = 0.93;
+/// pick the correction: left to itself it trades negative recall away. The
+/// product's bar is 93% on the dev sets; the floor on the held-out families keeps
+/// a margin over it (as the gate's 92% does over 90%), since a correction tuned to
+/// just clear 93% there fell to 89% on dev once the table was fitted to a
+/// fine-tuned teacher.
+pub const SENTIMENT_NEGATIVE_RECALL_FLOOR: f64 = 0.95;
 
 /// How far below the best sentiment macro-F1 a smaller correction may score and
 /// still be kept (the one-standard-error rule: on the ~1,900 held-out lines, half a

@@ -85,7 +85,11 @@ impl EncoderParts {
             if base.dims() != tensor.dims() {
                 return Err(ModelError::invalid(
                     source,
-                    format!("the overlay's {name} is {:?}, the encoder's {:?}", tensor.dims(), base.dims()),
+                    format!(
+                        "the overlay's {name} is {:?}, the encoder's {:?}",
+                        tensor.dims(),
+                        base.dims()
+                    ),
                 ));
             }
             self.tensors.insert(name, tensor.to_dtype(DType::F32)?);

@@ -162,6 +162,32 @@ fn transformer_heads_refuse_an_encoder_they_were_not_trained_on() {
     assert!(err.contains("were trained on") && err.contains("retrain"), "{err}");
 }
 
+#[test]
+fn the_shipped_transformer_folder_pins_its_fine_tuned_layers() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("transformer");
+    let manifest = models::manifest::Manifest::load_checked(&shipped).unwrap();
+    assert!(
+        manifest.files.contains_key(models::finetune::OVERLAY_FILE),
+        "the shipped transformer heads sit on a fine-tuned encoder: its layers must be listed"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("transformer");
+    copy_folder(&shipped, &dir);
+    let path = dir.join(models::finetune::OVERLAY_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let err = Classifier::load_transformer(&dir, &models::transformer::default_encoder_dir())
+        .err()
+        .expect("a changed overlay must be refused")
+        .to_string();
+    assert!(
+        err.contains(models::finetune::OVERLAY_FILE) && err.contains("corrupt"),
+        "{err}"
+    );
+}
+
 /// Words of `text`, lower case, joined by single spaces.
 fn words(text: &str) -> String {
     models::corpus::normalise(text)

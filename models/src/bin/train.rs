@@ -1,10 +1,11 @@
-//! `train`: makes the shipped model folders from the corpus and the pretrained
-//! encoder. Distils the compact encoder's static embeddings (or reuses them), trains
-//! the compact heads and the transformer heads, tunes the gate on the held-out
-//! families, and writes each folder atomically (an interrupted run leaves the old
-//! folder intact).
+//! `train`: makes the shipped model folders from the corpus, the public utterance
+//! sets and the pretrained encoder. Fine-tunes the encoder's last layers, distils
+//! the compact encoder's static table (or reuses one) and fits it to the tuned
+//! encoder's sentence vectors (tokenlearn), trains the compact heads and the
+//! transformer heads, tunes the gate on the held-out families, and writes each
+//! folder atomically (an interrupted run leaves the old folder intact).
 //!
-//! cargo run --release -p models --bin train -- [--only compact|transformer] [--reuse-embeddings]
+//! cargo run --release -p models --bin train -- [--quick] [--only compact|transformer] [--folds DIR]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -109,7 +110,8 @@ struct Args {
     /// DIR/<source> and run `eval --yardstick --folds DIR`).
     #[arg(long, value_delimiter = ',')]
     leave_out: Vec<String>,
-    /// One run instead of a soup of five (a few minutes; for trying things out).
+    /// One run instead of a soup of five, one epoch of fine-tuning, and a sixth
+    /// of the public texts for tokenlearn (about ten minutes; for trying things out).
     #[arg(long)]
     quick: bool,
     /// Leave one source out: train one compact model per public source, without
@@ -120,30 +122,42 @@ struct Args {
     /// With --folds: only these sources' folds.
     #[arg(long, value_delimiter = ',', requires = "folds")]
     only_fold: Vec<String>,
-    /// Add the tokenlearn step: fit the compact table to the encoder's sentence
-    /// vectors over the corpus and the public rows before the heads. Opt-in: on
-    /// two leave-one-source-out folds it did not yet beat the plain table
-    /// (see models/README.md); the shipped model is trained without it.
+    /// Skip the tokenlearn step (fitting the distilled compact table to the
+    /// fine-tuned encoder's sentence vectors over the corpus and the public rows).
+    /// A reused table (--reuse-embeddings) skips it too: it had its steps.
     #[arg(long)]
-    tokenlearn: bool,
+    no_tokenlearn: bool,
     /// Epochs of the tokenlearn step.
     #[arg(long, default_value_t = 3)]
     tokenlearn_epochs: usize,
-    /// Fine-tune the encoder's last layers on the corpus and the public rows
-    /// (a classifier over their labels) before its heads train; with
-    /// --tokenlearn, the tuned encoder is the compact table's teacher. The
-    /// transformer folder then ships the tuned layers beside its heads.
+    /// Skip fine-tuning the encoder's last layers (on the corpus and the public
+    /// rows, a classifier over their labels): the transformer heads then sit on
+    /// the pretrained encoder, and tokenlearn learns from it.
     #[arg(long)]
-    finetune: bool,
-    /// How many of the encoder's last layers --finetune trains.
+    no_finetune: bool,
+    /// How many of the encoder's last layers fine-tuning trains.
     #[arg(long, default_value_t = 2)]
     finetune_layers: usize,
-    /// Epochs of --finetune.
+    /// Epochs of fine-tuning.
     #[arg(long, default_value_t = 2)]
     finetune_epochs: usize,
     /// Where the encoder's sentence vectors are cached between runs.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/encoder/cache"))]
     cache_dir: PathBuf,
+}
+
+impl Args {
+    /// Whether the compact table gets the tokenlearn step.
+    fn tokenlearns(&self) -> bool {
+        !self.no_tokenlearn && !self.reuse_embeddings && self.only != Some(EncoderKind::Transformer)
+    }
+
+    /// Whether the encoder is fine-tuned: when the transformer heads train on it
+    /// or the tokenlearn step learns from it.
+    fn finetunes(&self) -> bool {
+        let trains_transformer = self.only != Some(EncoderKind::Compact) && self.folds.is_none();
+        !self.no_finetune && (trains_transformer || self.tokenlearns())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -167,7 +181,7 @@ fn main() -> anyhow::Result<()> {
     let trains_compact = args.only != Some(EncoderKind::Transformer);
     let needs_transformer = (args.only != Some(EncoderKind::Compact) && args.folds.is_none())
         || !args.reuse_embeddings
-        || (trains_compact && args.tokenlearn);
+        || args.tokenlearns();
     let (transformer, encoder_sha) = if needs_transformer {
         let t = TransformerEncoder::load(&encoder_dir)
             .with_context(|| "the pretrained encoder is needed: run models/fetch-encoder.sh")?;
@@ -177,8 +191,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     if let Some(folds) = &args.folds {
-        let teacher = match (&transformer, args.tokenlearn, args.finetune) {
-            (_, false, true) => bail!("--folds --finetune needs --tokenlearn: the folds are compact models"),
+        let teacher = match (&transformer, args.tokenlearns(), args.finetunes()) {
             (Some(t), true, false) => Teacher::Pretrained(sentence_targets(
                 &args,
                 t,
@@ -226,12 +239,12 @@ fn main() -> anyhow::Result<()> {
     corpus.examples.extend(public.examples);
     let public = public.sources;
 
-    let teacher_texts = if trains_compact && args.tokenlearn {
+    let teacher_texts = if args.tokenlearns() {
         Some(tokenlearn_texts(&args, &args.leave_out, &base_corpus, &dev, &recipe)?)
     } else {
         None
     };
-    let (tuned, targets) = if args.finetune {
+    let (tuned, targets) = if args.finetunes() {
         let frozen = frozen_outputs(
             &args,
             &encoder_dir,
@@ -428,9 +441,12 @@ struct SentenceTargets {
     teacher: String,
 }
 
+/// Under --quick, the tokenlearn step reads one public text in this many.
+const QUICK_TEXT_SHARE: u64 = 6;
+
 /// The texts the tokenlearn step may read when `leave_out` is left out: the
-/// corpus's training families and [`models::public::training_texts`], without
-/// near-duplicates of a dev line.
+/// corpus's training families and [`models::public::training_texts`] (a sixth of
+/// them under --quick), without near-duplicates of a dev line.
 fn tokenlearn_texts(
     args: &Args,
     leave_out: &[String],
@@ -441,11 +457,11 @@ fn tokenlearn_texts(
     let (train, _) = models::corpus::split_by_family(&corpus.examples, recipe.held_out_percent);
     let mut texts: Vec<String> = train.into_iter().map(|e| e.text).collect();
     if !args.no_public_data {
-        texts.extend(models::public::training_texts(
-            &args.public_data,
-            leave_out,
-            recipe.held_out_percent,
-        )?);
+        let public = models::public::training_texts(&args.public_data, leave_out, recipe.held_out_percent)?;
+        // --quick reads one public text in QUICK_TEXT_SHARE, drawn by a hash of
+        // the text, so that a fold's texts stay a subset of the whole run's.
+        let share = if args.quick { QUICK_TEXT_SHARE } else { 1 };
+        texts.extend(public.into_iter().filter(|t| models::rng::stable_hash(t) % share == 0));
     }
     let mut seen = std::collections::HashSet::new();
     texts.retain(|t| seen.insert(models::corpus::normalise(t)));
@@ -540,7 +556,7 @@ fn frozen_outputs(
 ) -> anyhow::Result<Frozen> {
     let config = models::finetune::FineTune {
         tuned_layers: args.finetune_layers,
-        epochs: args.finetune_epochs,
+        epochs: if args.quick { 1 } else { args.finetune_epochs },
         seed: args.seed,
         ..Default::default()
     };
