@@ -136,7 +136,6 @@ const NOISE: [&str; 50] = [
 ];
 
 #[test]
-#[ignore = "issue 17, open: the shipped compact model routes 2 of these 50 urgent (\"-_-\" and \"erm\", emergency at 0.27-0.29, just over the emergency floor of 0.25); the previous one routed \"erm\" and \"beep\""]
 fn noise_is_never_routed_urgent() {
     let corpus_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/corpus");
     let corpus = models::corpus::Corpus::load(&corpus_dir).unwrap();

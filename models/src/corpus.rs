@@ -174,9 +174,21 @@ pub fn normalise(text: &str) -> String {
         .join(" ")
 }
 
-/// The normalised texts of `examples` (to leave out what they already say).
+/// The key two texts share when they say the same thing: the normalised text, or
+/// for a text with no words (symbols, emoticons) its characters, spacing aside, so
+/// that `:(` and `>>` stay two texts, as [`jaccard`] keeps them apart.
+pub fn dedup_key(text: &str) -> String {
+    let normalised = normalise(text);
+    if normalised.is_empty() {
+        wordless_key(text)
+    } else {
+        normalised
+    }
+}
+
+/// The dedup keys of `examples` (to leave out what they already say).
 pub fn normalised_texts(examples: &[Example]) -> HashSet<String> {
-    examples.iter().map(|e| normalise(&e.text)).collect()
+    examples.iter().map(|e| dedup_key(&e.text)).collect()
 }
 
 /// Word-set Jaccard similarity at or above which two texts count as near-duplicates:
@@ -312,6 +324,9 @@ mod tests {
     #[test]
     fn near_duplicates_ignore_case_punctuation_and_spacing() {
         assert_eq!(normalise("  How much GAS,   do i have?? "), "how much gas do i have");
+        assert_eq!(dedup_key("How much GAS??"), "how much gas");
+        assert_eq!(dedup_key(" : ( "), ":(");
+        assert_ne!(dedup_key(":("), dedup_key(">>"));
         let mk = |t: &str| Example {
             text: t.into(),
             intent: Intent::FuelLevel,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{files_ending_in, normalise, sha256_file, Example};
+use crate::corpus::{dedup_key, files_ending_in, sha256_file, Example};
 use crate::error::{ModelError, Result};
 use crate::labels::Intent;
 use crate::rng::stable_hash;
@@ -93,7 +93,7 @@ pub fn load_leaving_out(dir: &Path, caps: Caps, exclude: &HashSet<String>, leave
     let paths = files_ending_in(dir, "jsonl")?;
     let mut seen = exclude.clone();
     for path in paths.iter().filter(|p| leave_out.contains(&stem(p))) {
-        seen.extend(texts_of(path)?.iter().map(|t| normalise(t)));
+        seen.extend(texts_of(path)?.iter().map(|t| dedup_key(t)));
     }
     let mut data = PublicData {
         examples: Vec::new(),
@@ -121,14 +121,14 @@ pub fn training_texts(dir: &Path, leave_out: &[String], held_out_percent: u64) -
     let paths = files_ending_in(dir, "jsonl")?;
     let mut seen = HashSet::new();
     for path in paths.iter().filter(|p| leave_out.contains(&stem(p))) {
-        seen.extend(texts_of(path)?.iter().map(|t| normalise(t)));
+        seen.extend(texts_of(path)?.iter().map(|t| dedup_key(t)));
     }
     let mut out = Vec::new();
     for path in paths.iter().filter(|p| !leave_out.contains(&stem(p))) {
         let source = stem(path);
         for text in texts_of(path)? {
             let family = format!("public/{source}/{:03}", stable_hash(&text) % FAMILIES_PER_SOURCE);
-            if !crate::corpus::is_held_out(&family, held_out_percent) && seen.insert(normalise(&text)) {
+            if !crate::corpus::is_held_out(&family, held_out_percent) && seen.insert(dedup_key(&text)) {
                 out.push(text);
             }
         }
@@ -198,7 +198,7 @@ fn take_from_file(path: &Path, source: &str, caps: Caps, seen: &mut HashSet<Stri
             if taken == caps.per_label {
                 break;
             }
-            if !seen.insert(normalise(&text)) {
+            if !seen.insert(dedup_key(&text)) {
                 continue;
             }
             taken += 1;
@@ -239,7 +239,7 @@ mod tests {
             "b.jsonl",
             &[("Hello there!", Some("greeting")), ("bye now", Some("goodbye"))],
         );
-        let exclude = HashSet::from([normalise("how much fuel do I have")]);
+        let exclude = HashSet::from([dedup_key("how much fuel do I have")]);
         let data = load(dir.path(), Caps { per_label: 10, seed: 1 }, &exclude).unwrap();
         let from = |source: &str, intent: Intent| {
             data.examples
@@ -259,7 +259,7 @@ mod tests {
         assert!(data
             .examples
             .iter()
-            .all(|e| normalise(&e.text) != "how much fuel do i have"));
+            .all(|e| dedup_key(&e.text) != "how much fuel do i have"));
         assert_eq!(data.sources.iter().map(|s| s.rows).collect::<Vec<_>>(), [11, 1]);
     }
 

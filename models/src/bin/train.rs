@@ -464,7 +464,7 @@ fn tokenlearn_texts(
         texts.extend(public.into_iter().filter(|t| models::rng::stable_hash(t) % share == 0));
     }
     let mut seen = std::collections::HashSet::new();
-    texts.retain(|t| seen.insert(models::corpus::normalise(t)));
+    texts.retain(|t| seen.insert(models::corpus::dedup_key(t)));
     let probe: Vec<models::corpus::Example> = texts
         .iter()
         .map(|t| models::corpus::Example {
