@@ -151,6 +151,8 @@ pub struct AssistantConfig {
     pub name: String,
     pub cloud_name: String,
     pub offer_human_at_or_below: f32,
+    /// How long a follow-up ("and the back ones?") is read against the last turn.
+    pub follow_up_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,6 @@
 //! demo code; everything it needs runs on the head unit, offline.
 
 pub mod analytics;
-pub mod answer;
 pub mod api;
 pub mod chat;
 pub mod classify;

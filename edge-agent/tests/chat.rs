@@ -102,7 +102,7 @@ fn json_chat_writes_one_object_per_turn_and_nothing_else() {
     assert_eq!(turns[1]["intent"], "tire_pressure");
     assert_eq!(
         turns[1]["answer"].as_str().unwrap().split(". ").next().unwrap(),
-        "Front left is at 26 psi, 9 below the recommended 35",
+        "Front left is at 26 psi, 9 below the recommended 35 psi",
         "the issue's example, from the demo vehicle"
     );
     assert_eq!(turns[2]["intent"], "book_service");

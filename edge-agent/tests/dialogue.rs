@@ -1,5 +1,5 @@
-//! The dialogue on the shipped model and pack: rephrase then escalate, offer a
-//! human then affirm, cancel, repeat, and urgent before everything.
+//! The dialogue on the shipped model and pack: offer the cloud then affirm, offer
+//! a human then affirm, cancel, repeat, and urgent before everything.
 
 use std::sync::Arc;
 
@@ -64,27 +64,33 @@ impl Car {
 const ANGRY_LOCAL: &str = "i hate this car why is the check engine light on again";
 
 #[test]
-fn below_the_gate_the_driver_is_asked_to_rephrase_once_then_it_is_escalated() {
+fn what_the_car_cannot_answer_is_offered_to_the_cloud_and_yes_sends_it() {
     let mut car = Car::new();
     let first = car.say("blah blah wibble");
     assert_eq!(first.understood.intent, Intent::OutOfScope);
-    assert_eq!(first.handling, Handling::Rephrase);
+    assert_eq!(first.pending_question, Some(PendingQuestion::AskCloud));
+    assert!(first.answer.contains("Kestrel Assist"), "{}", first.answer);
     assert!(first.escalation.is_none());
-    assert!(car.pending().is_empty());
-    let second = car.say("mumble flumph");
-    assert_eq!(second.handling, Handling::Escalated);
-    assert_eq!(second.understood.route, Route::Cloud);
-    assert!(
-        second.answer.contains("once the car is back online"),
-        "{}",
-        second.answer
-    );
+    assert!(first.sources.is_empty(), "never answered from the manual");
+    assert!(car.pending().is_empty(), "nothing leaves before the driver agrees");
+    let yes = car.say("yes please");
+    assert_eq!(yes.handling, Handling::Escalated);
+    assert_eq!(yes.understood.route, Route::Cloud);
+    assert!(yes.answer.contains("once the car is back online"), "{}", yes.answer);
     assert_eq!(car.pending(), [("out_of_scope".to_string(), Priority::Normal)]);
-    // The next miss starts over with a rephrase.
-    assert_eq!(car.say("zork").handling, Handling::Rephrase);
-    // An understood turn in between resets it too.
+    let queued = car.store.pending_escalations().unwrap();
+    assert_eq!(
+        queued[0].payload["utterance"], "blah blah wibble",
+        "the question asked, not the yes"
+    );
+    // Declined, nothing more is queued; an understood turn in between drops the offer.
+    car.say("zork");
+    assert_eq!(car.say("no").answer, "Okay, I'll leave it.");
+    car.say("zork");
     car.say("how much fuel do i have");
-    assert_eq!(car.say("zork").handling, Handling::Rephrase);
+    let yes = car.say("yes");
+    assert_eq!(yes.handling, Handling::Answered);
+    assert_eq!(car.pending().len(), 1);
 }
 
 #[test]
@@ -238,8 +244,10 @@ fn every_answer_is_at_most_two_whole_sentences_and_local_answers_cite_articles()
             );
             let dialogue_label = matches!(
                 turn.understood.intent,
-                Intent::Affirm | Intent::Deny | Intent::Cancel | Intent::Repeat
+                Intent::Affirm | Intent::Deny | Intent::Cancel | Intent::Repeat | Intent::Greeting | Intent::Goodbye
             );
+            let words = turn.answer.split_whitespace().count();
+            assert!(words <= 30, "{text:?} -> {words} words: {}", turn.answer);
             if turn.handling == Handling::Answered && turn.understood.route == Route::Local && !dialogue_label {
                 assert!(!turn.sources.is_empty(), "{text:?} cites nothing: {}", turn.answer);
             }

@@ -9,6 +9,8 @@ use knowledge::{Article, KnowledgeBase, KnowledgeError, Query};
 use models::Intent;
 use serde::Serialize;
 
+use super::follow_up::{self, Context};
+use super::slots::{normalise, Energy, Slots, WHEELS};
 use crate::config::Config;
 use crate::vehicle::{ChargingState, Units, VehicleState};
 
@@ -48,22 +50,39 @@ pub struct AnswerContext<'a> {
     pub kb: &'a KnowledgeBase,
     pub units: Units,
     pub today: jiff::civil::Date,
+    /// What the utterance says beyond its intent.
+    pub slots: &'a Slots,
+    /// What the turn before was about, if it is recent.
+    pub previous: Option<&'a Context>,
 }
 
 impl AnswerContext<'_> {
+    /// The closest articles that fit `intent`: an article tagged with another
+    /// intent is never spoken for this one, unless none fits at all.
     fn search(&self, text: &str, intent: Intent, limit: usize) -> Result<Vec<Article>, KnowledgeError> {
         let vehicle = self.vehicle_filter();
-        Ok(self
+        let hits: Vec<Article> = self
             .kb
             .search(&Query {
                 text,
                 intent: Some(intent.as_str()),
                 vehicle: &vehicle,
-                limit,
+                limit: limit.max(1) * 10,
             })?
             .into_iter()
             .map(|h| h.article)
-            .collect())
+            .collect();
+        let fitting: Vec<Article> = hits
+            .iter()
+            .filter(|a| a.intents.iter().any(|i| i == intent.as_str()))
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(if fitting.is_empty() {
+            hits.into_iter().take(limit).collect()
+        } else {
+            fitting
+        })
     }
 
     fn vehicle_filter(&self) -> knowledge::VehicleFilter {
@@ -78,8 +97,34 @@ impl AnswerContext<'_> {
         self.kb.article(id)
     }
 
-    /// The best article for the utterance among those tagged with `intent`.
+    /// The article among those tagged with `intent` whose name or alias the
+    /// utterance says word for word; the longest such name wins.
+    fn named_article(&self, text: &str, intent: Intent) -> Result<Option<Article>, KnowledgeError> {
+        let said = format!(" {} ", normalise(text));
+        let mut best: Option<(usize, Article)> = None;
+        for article in self.kb.by_intent(intent.as_str(), &self.vehicle_filter())? {
+            let title = article.title.split(" (").next().unwrap_or(&article.title).to_string();
+            let longest = std::iter::once(&title)
+                .chain(article.aliases.iter())
+                .map(|name| name_core(name))
+                .filter(|core| core.len() >= 3 && said.contains(&format!(" {core} ")))
+                .map(|core| core.len())
+                .max();
+            if let Some(len) = longest {
+                if best.as_ref().is_none_or(|(l, _)| len > *l) {
+                    best = Some((len, article));
+                }
+            }
+        }
+        Ok(best.map(|(_, article)| article))
+    }
+
+    /// The best article for the utterance among those tagged with `intent`: one
+    /// it names exactly, else the closest.
     fn best_article(&self, text: &str, intent: Intent) -> Result<Answer, KnowledgeError> {
+        if let Some(article) = self.named_article(text, intent)? {
+            return Ok(Answer::from_article(article));
+        }
         match self.search(text, intent, 1)?.into_iter().next() {
             Some(article) => Ok(Answer::from_article(article)),
             None => Ok(Answer::said(
@@ -90,14 +135,53 @@ impl AnswerContext<'_> {
     }
 }
 
+/// A name as said, without the words every light's name has: "Check engine
+/// light" -> "check engine".
+fn name_core(name: &str) -> String {
+    let n = normalise(name);
+    let mut words: Vec<&str> = n.split(' ').collect();
+    while words.len() > 1
+        && matches!(
+            words.last(),
+            Some(&("light" | "indicator" | "indicators" | "warning" | "symbol" | "lamp"))
+        )
+    {
+        words.pop();
+    }
+    words.join(" ")
+}
+
+/// Tyre questions that are about a fixed fact (the spare, the tread, the size,
+/// rotation), not today's pressures.
+fn about_tyre_facts(text: &str) -> bool {
+    let t = normalise(text);
+    [
+        "spare",
+        "tread",
+        "size",
+        "rotat",
+        "wear",
+        "sensor",
+        "reset",
+        "recommend",
+        "should",
+        "supposed",
+        "right pressure",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
 /// The local answer for `intent` (a `local` route other than the dialogue labels).
+/// A question about a fixed fact of the car gets the article, not today's reading.
 pub fn local_answer(ctx: &AnswerContext<'_>, intent: Intent, text: &str) -> Result<Answer, KnowledgeError> {
+    let fact = ctx.slots.fixed_fact;
     match intent {
-        Intent::FuelLevel => Ok(fuel_level(ctx)),
-        Intent::TirePressure => Ok(tire_pressure(ctx)),
-        Intent::VehicleHealth => vehicle_health(ctx),
-        Intent::LastService => Ok(last_service(ctx)),
-        Intent::OilChangeWhen => Ok(oil_change_when(ctx)),
+        Intent::FuelLevel if !fact => Ok(fuel_level(ctx)),
+        Intent::TirePressure if !fact && !about_tyre_facts(text) => Ok(tire_pressure(ctx)),
+        Intent::VehicleHealth if !fact => vehicle_health(ctx),
+        Intent::LastService if !fact => Ok(last_service(ctx)),
+        Intent::OilChangeWhen if !fact => Ok(oil_change_when(ctx)),
         Intent::CurrentLocation => Ok(current_location(ctx)),
         Intent::WarningLight => warning_light(ctx, text),
         Intent::FuelEconomy => fuel_economy(ctx, text),
@@ -113,12 +197,15 @@ fn fuel_level(ctx: &AnswerContext<'_>) -> Answer {
     let s = ctx.state;
     let u = ctx.units;
     let source = ["fuel-range-estimate"];
+    let asked = ctx.slots.energy;
     let fuel = match (s.fuel_percent, s.fuel_range_km) {
+        _ if asked == Some(Energy::Charge) => None,
         (Some(p), Some(r)) => Some(format!("{} fuel, about {}", percent(p), u.distance(r))),
         (Some(p), None) => Some(format!("{} fuel", percent(p))),
         _ => None,
     };
     let battery = match (s.battery_percent, s.electric_range_km) {
+        _ if asked == Some(Energy::Fuel) => None,
         (Some(p), Some(r)) => Some(format!(
             "the battery is at {}, good for {} electric",
             percent(p),
@@ -134,10 +221,13 @@ fn fuel_level(ctx: &AnswerContext<'_>) -> Answer {
     let first = match (fuel, battery) {
         (Some(f), Some(b)) => format!("You have {f}, and {b}{charging}."),
         (Some(f), None) => format!("You have {f}."),
-        (None, Some(b)) => format!("{}{charging}; I can't read the fuel gauge right now.", capitalise(&b)),
+        (None, Some(b)) => format!("{}{charging}.", capitalise(&b)),
+        (None, None) if asked == Some(Energy::Charge) => {
+            return Answer::said("I can't read the battery level right now.", &source)
+        }
         (None, None) => return Answer::said("I can't read the fuel or battery level right now.", &source),
     };
-    let low = s.fuel_percent.is_some_and(|p| p <= ctx.config.vehicle.low_fuel_percent);
+    let low = asked != Some(Energy::Charge) && s.fuel_percent.is_some_and(|p| p <= ctx.config.vehicle.low_fuel_percent);
     let text = if low {
         format!("{first} Fuel is low, so fill up soon.")
     } else {
@@ -159,6 +249,10 @@ fn tire_pressure(ctx: &AnswerContext<'_>) -> Answer {
             &source,
         );
     };
+    let asked = &ctx.slots.wheels;
+    if !asked.is_empty() {
+        return Answer::said(named_tyres(ctx, &tires, asked), &source);
+    }
     let low: Vec<(&str, f64)> = tires
         .each()
         .into_iter()
@@ -185,7 +279,7 @@ fn tire_pressure(ctx: &AnswerContext<'_>) -> Answer {
             capitalise(wheel),
             u.pressure(*kpa),
             u.pressure_number(recommended - kpa),
-            u.pressure_number(recommended)
+            u.pressure(recommended)
         ),
         several => format!(
             "{} are low, at {} {} against the recommended {}. Top them up soon.",
@@ -196,6 +290,47 @@ fn tire_pressure(ctx: &AnswerContext<'_>) -> Answer {
         ),
     };
     Answer::said(text, &source)
+}
+
+/// The pressures of the tyres the driver named ("the back ones", "front right",
+/// "all four"), and which of them is low.
+fn named_tyres(ctx: &AnswerContext<'_>, tires: &crate::vehicle::TirePressures, asked: &[&str]) -> String {
+    let u = ctx.units;
+    let recommended = ctx.config.vehicle.recommended_tire_kpa;
+    let margin = ctx.config.vehicle.low_tire_margin_kpa;
+    let named: Vec<(&str, f64)> = tires.each().into_iter().filter(|(w, _)| asked.contains(w)).collect();
+    let numbers: Vec<String> = named.iter().map(|(_, p)| u.pressure_number(*p)).collect();
+    let first = if numbers.iter().all(|n| *n == numbers[0]) {
+        let verb = if named.len() == 1 { "is" } else { "are" };
+        let wheels = join_words(named.iter().map(|(w, _)| w.to_string()).collect());
+        let all = if named.len() == WHEELS.len() {
+            "All four tyres".to_string()
+        } else {
+            capitalise(&wheels)
+        };
+        format!("{all} {verb} at {}.", u.pressure(named[0].1))
+    } else {
+        let each: Vec<String> = named
+            .iter()
+            .map(|(w, p)| format!("{w} {}", u.pressure_number(*p)))
+            .collect();
+        format!("{} {}.", capitalise(&join_words(each)), u.pressure_name())
+    };
+    let low: Vec<String> = named
+        .iter()
+        .filter(|(_, p)| *p <= recommended - margin)
+        .map(|(w, _)| w.to_string())
+        .collect();
+    if low.is_empty() {
+        format!("{first} The recommended pressure is {}.", u.pressure(recommended))
+    } else {
+        let verb = if low.len() == 1 { "is" } else { "are" };
+        format!(
+            "{first} {} {verb} low: top up to {}.",
+            capitalise(&join_words(low)),
+            u.pressure(recommended)
+        )
+    }
 }
 
 /// Known meanings of common fault codes, to say more than the code.
@@ -212,35 +347,41 @@ const DTC_MEANINGS: &[(&str, &str)] = &[
     ("B0001", "driver airbag circuit fault"),
 ];
 
+/// "P0420, catalytic converter efficiency low", or the code alone.
+fn describe_code(code: &str) -> String {
+    match DTC_MEANINGS.iter().find(|(c, _)| c.eq_ignore_ascii_case(code)) {
+        Some((c, meaning)) => format!("{c}, {meaning}"),
+        None => code.to_string(),
+    }
+}
+
 fn light_article_id(name: &str) -> String {
     format!("light-{}", name.trim().to_lowercase().replace(['_', ' '], "-"))
 }
 
-fn vehicle_health(ctx: &AnswerContext<'_>) -> Result<Answer, KnowledgeError> {
-    let s = ctx.state;
+/// The lights on now: their spoken names, the sources (the health check and each
+/// light's article), and the first light's article.
+fn lights_on(ctx: &AnswerContext<'_>) -> Result<(Vec<String>, Vec<String>, Option<Article>), KnowledgeError> {
+    let mut names = Vec::new();
+    let mut first: Option<Article> = None;
     let mut sources = vec!["health-check".to_string()];
-    let mut lights = Vec::new();
-    let mut first_light: Option<Article> = None;
-    for name in &s.warning_lights {
-        match ctx.article(&light_article_id(name))? {
+    for light in &ctx.state.warning_lights {
+        match ctx.article(&light_article_id(light))? {
             Some(article) => {
-                lights.push(short_title(&article.title));
+                names.push(short_title(&article.title));
                 sources.push(article.id.clone());
-                first_light.get_or_insert(article);
+                first.get_or_insert(article);
             }
-            None => lights.push(format!("{} warning", name.replace('_', " "))),
+            None => names.push(format!("{} warning", light.replace('_', " "))),
         }
     }
-    let codes: Vec<String> = s
-        .dtcs
-        .iter()
-        .map(
-            |code| match DTC_MEANINGS.iter().find(|(c, _)| c.eq_ignore_ascii_case(code)) {
-                Some((c, meaning)) => format!("{c}, {meaning}"),
-                None => code.clone(),
-            },
-        )
-        .collect();
+    Ok((names, sources, first))
+}
+
+fn vehicle_health(ctx: &AnswerContext<'_>) -> Result<Answer, KnowledgeError> {
+    let s = ctx.state;
+    let (lights, mut sources, first_light) = lights_on(ctx)?;
+    let codes: Vec<String> = s.dtcs.iter().map(|code| describe_code(code)).collect();
     if !s.dtcs.is_empty() {
         sources.push("health-fault-codes".to_string());
     }
@@ -375,31 +516,69 @@ fn oil_change_when(ctx: &AnswerContext<'_>) -> Answer {
     }
 }
 
+/// Where the car is, by the name a person understands; never coordinates read
+/// aloud.
 fn current_location(ctx: &AnswerContext<'_>) -> Answer {
     let source = ["location-current"];
     match &ctx.state.location {
-        Some(loc) => {
-            let place = loc.name.as_deref().map(|n| format!("on {n}, ")).unwrap_or_default();
-            Answer::said(
-                format!("You're {place}at {:.4}, {:.4}.", loc.latitude, loc.longitude),
+        Some(loc) => match loc.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            Some(name) => Answer::said(format!("You're on {name}."), &source),
+            None => Answer::said(
+                "I can't name this place, but the map on the centre screen shows where you are.",
                 &source,
-            )
-        }
+            ),
+        },
         None => Answer::said("I can't get a GPS position right now.", &source),
     }
 }
 
 fn warning_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, KnowledgeError> {
-    let hits = ctx.search(text, Intent::WarningLight, 5)?;
+    if follow_up::asks_which_lights(text) {
+        return lit_lights(ctx);
+    }
+    if let Some(answer) = is_that_light_on(ctx)? {
+        return Ok(answer);
+    }
+    if let Some(answer) = how_serious_is_that_light(ctx, text)? {
+        return Ok(answer);
+    }
     let active: Vec<String> = ctx.state.warning_lights.iter().map(|n| light_article_id(n)).collect();
+    if let Some(named) = ctx.named_article(text, Intent::WarningLight)? {
+        return Ok(with_live_light(ctx, named, &active));
+    }
+    if let Some(lit) = described_lit_light(ctx, &active)? {
+        return Ok(with_live_light(ctx, lit, &active));
+    }
+    // "What does that light mean?" after a turn that described one.
+    let described_before = ctx
+        .previous
+        .filter(|p| is_deictic(text) && !p.slots.shapes.is_empty())
+        .map(|p| {
+            format!(
+                "{} {} light",
+                p.slots.colour.unwrap_or_default(),
+                p.slots.shapes.join(" ")
+            )
+        });
+    let hits = ctx.search(described_before.as_deref().unwrap_or(text), Intent::WarningLight, 5)?;
     // A light that is on now, among the close matches, is the likeliest meaning;
     // an utterance that names nothing ("what's that light?") means the light on now.
     let names_nothing =
         knowledge::fts_query(text).is_none() || hits.first().is_none_or(|top| !top.id.starts_with("light-"));
+    let shapes_fit = |a: &Article| {
+        let described = format!("{} {}", a.title, a.summary).to_lowercase();
+        ctx.slots.shapes.is_empty() || ctx.slots.shapes.iter().any(|s| described.contains(s))
+    };
+    if described_before.is_some() {
+        return Ok(match hits.into_iter().next() {
+            Some(article) => with_live_light(ctx, article, &active),
+            None => Answer::said("I couldn't find that warning in the car's manual.", &[]),
+        });
+    }
     let choice = hits
         .iter()
         .take(3)
-        .find(|a| active.contains(&a.id))
+        .find(|a| active.contains(&a.id) && shapes_fit(a))
         .cloned()
         .or_else(|| {
             if names_nothing || is_deictic(text) {
@@ -410,9 +589,108 @@ fn warning_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, Knowledg
         })
         .or_else(|| hits.into_iter().next());
     Ok(match choice {
-        Some(article) => Answer::from_article(article),
+        Some(article) => with_live_light(ctx, article, &active),
         None => Answer::said("I couldn't find that warning in the car's manual.", &[]),
     })
+}
+
+/// Which lights are on now, from the signals, and what the first one means.
+fn lit_lights(ctx: &AnswerContext<'_>) -> Result<Answer, KnowledgeError> {
+    let (names, sources, first) = lights_on(ctx)?;
+    if names.is_empty() {
+        return Ok(Answer {
+            text: "No warning lights are on right now.".to_string(),
+            sources,
+            article: None,
+        });
+    }
+    let verb = if names.len() == 1 { "is" } else { "are" };
+    let meaning = first
+        .as_ref()
+        .map(|a| format!(" {}", first_sentence(&a.summary)))
+        .unwrap_or_default();
+    Ok(Answer {
+        text: format!("The {} {verb} on now.{meaning}", join_words(names)),
+        sources,
+        article: first,
+    })
+}
+
+/// "Is it on now?" about the light the last turn explained.
+fn is_that_light_on(ctx: &AnswerContext<'_>) -> Result<Option<Answer>, KnowledgeError> {
+    let light = ctx
+        .previous
+        .filter(|_| ctx.slots.now && ctx.slots.shapes.is_empty())
+        .and_then(|p| p.article.as_deref())
+        .filter(|id| id.starts_with("light-"));
+    let Some(id) = light else { return Ok(None) };
+    let Some(article) = ctx.article(id)? else {
+        return Ok(None);
+    };
+    let name = short_title(&article.title);
+    let lit = ctx.state.warning_lights.iter().any(|l| light_article_id(l) == id);
+    let text = if lit {
+        format!("Yes, the {name} is on now.")
+    } else {
+        format!("No, the {name} isn't on now.")
+    };
+    Ok(Some(Answer::said(text, &[id])))
+}
+
+/// "Is that serious?", "can I still drive it?" about the light the last turn
+/// explained: the whole of its summary, which says what to do.
+fn how_serious_is_that_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Option<Answer>, KnowledgeError> {
+    let light = ctx
+        .previous
+        .and_then(|p| p.article.as_deref())
+        .filter(|id| id.starts_with("light-"));
+    let Some(id) = light.filter(|_| follow_up::asks_how_serious(text)) else {
+        return Ok(None);
+    };
+    Ok(ctx.article(id)?.map(Answer::from_article))
+}
+
+/// A light that is on now and fits the colour and shapes the driver described:
+/// it wins over a look-alike that is off.
+fn described_lit_light(ctx: &AnswerContext<'_>, active: &[String]) -> Result<Option<Article>, KnowledgeError> {
+    let slots = ctx.slots;
+    if slots.shapes.is_empty() {
+        return Ok(None);
+    }
+    let mut best: Option<(usize, Article)> = None;
+    for id in active {
+        let Some(article) = ctx.article(id)? else { continue };
+        let described = format!("{} {}", article.title, article.summary).to_lowercase();
+        let shapes = slots.shapes.iter().filter(|s| described.contains(*s)).count();
+        let colour_fits = slots.colour.is_none_or(|c| described.contains(c) || c == "flashing");
+        if shapes > 0 && colour_fits && best.as_ref().is_none_or(|(n, _)| shapes > *n) {
+            best = Some((shapes, article));
+        }
+    }
+    Ok(best.map(|(_, article)| article))
+}
+
+/// A light's meaning; when it is on now, what the signals say about it.
+fn with_live_light(ctx: &AnswerContext<'_>, article: Article, active: &[String]) -> Answer {
+    if !active.contains(&article.id) {
+        return Answer::from_article(article);
+    }
+    let live = match article.id.as_str() {
+        "light-tire-pressure" => Some(tire_pressure(ctx).text),
+        "light-check-engine" if !ctx.state.dtcs.is_empty() => Some(format!(
+            "Stored fault code: {}.",
+            join_words(ctx.state.dtcs.iter().map(|c| describe_code(c)).collect())
+        )),
+        _ => None,
+    };
+    match live {
+        Some(live) => Answer {
+            text: format!("{} {}", first_sentence(&article.summary), first_sentence(&live)),
+            sources: vec![article.id.clone()],
+            article: Some(article),
+        },
+        None => Answer::from_article(article),
+    }
 }
 
 /// "that light", "this symbol", "the light that just came on": a light the driver
@@ -462,6 +740,11 @@ fn is_deictic(text: &str) -> bool {
                 | "um"
                 | "uh"
                 | "so"
+                | "though"
+                | "then"
+                | "again"
+                | "now"
+                | "one"
         )
     });
     !named

@@ -9,17 +9,24 @@
 //! **Invariant:** an `urgent` intent bypasses everything: no gate, no rephrase, no
 //! pending question. The driver always hears the market's emergency number.
 
+pub mod answer;
+pub mod follow_up;
+pub mod slots;
+pub mod spoken;
+
 use std::sync::Arc;
 
 use knowledge::KnowledgeBase;
 use models::{Classifier, Intent, Prediction, Route};
 use serde::Serialize;
 
-use crate::answer::{first_sentence, local_answer, Answer, AnswerContext};
 use crate::config::Config;
 use crate::privacy::Privacy;
 use crate::store::{Priority, Store, TurnRecord};
 use crate::vehicle::VehicleState;
+use answer::{first_sentence, local_answer, Answer, AnswerContext};
+use follow_up::Context;
+use slots::Slots;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialogueError {
@@ -37,6 +44,8 @@ pub enum DialogueError {
 pub enum PendingQuestion {
     /// "Would you like me to connect you to a person?"
     OfferAgent,
+    /// "Would you like me to ask the cloud?": the car could not answer.
+    AskCloud,
 }
 
 /// One conversation's dialogue state.
@@ -44,10 +53,14 @@ pub enum PendingQuestion {
 pub struct Session {
     pub id: String,
     pub pending: Option<PendingQuestion>,
+    /// The question a "yes" to [`PendingQuestion::AskCloud`] sends.
+    pub pending_text: Option<String>,
     /// What was said last, for `repeat`.
     pub last_answer: Option<String>,
-    /// The previous turn fell below the gate and the driver was asked to rephrase.
-    pub asked_to_rephrase: bool,
+    /// What the last answer left unsaid, for "tell me more".
+    pub more: Option<String>,
+    /// What the last answered request was about, for follow-ups.
+    pub context: Option<Context>,
     /// The escalation the previous turn queued, which `cancel` may withdraw.
     pub last_escalation: Option<i64>,
 }
@@ -150,7 +163,8 @@ impl Assistant {
         self.kb.clone()
     }
 
-    /// Answers one turn, records it, and queues what must go to the cloud.
+    /// Answers one turn, records it, and queues what must go to the cloud. Two
+    /// requests in one line are answered both, the local half first.
     pub fn respond(
         &self,
         session: &mut Session,
@@ -158,9 +172,92 @@ impl Assistant {
         store: &Store,
         text: &str,
     ) -> Result<Turn, DialogueError> {
-        let now = jiff::Timestamp::now();
         let prediction = self.classifier.classify(text)?;
+        if prediction.intent != Intent::Emergency {
+            if let Some((first, second)) = self.two_requests(text)? {
+                return self.respond_to_both(session, state, store, text, first, second);
+            }
+        }
+        self.respond_one(session, state, store, text, prediction)
+    }
+
+    /// The two halves of `text`, when it joins two confident requests for
+    /// different things, one of which the car answers itself.
+    fn two_requests(&self, text: &str) -> Result<Option<(Half, Half)>, DialogueError> {
+        for joint in [" and also ", " and then ", " and ", " also ", " then "] {
+            let Some((a, b)) = text.split_once(joint) else { continue };
+            if a.split_whitespace().count() < 3 || b.split_whitespace().count() < 3 {
+                continue;
+            }
+            let (pa, pb) = (self.classifier.classify(a)?, self.classifier.classify(b)?);
+            // A complaint is how the driver feels about the other half, not a
+            // second request.
+            let requests = |p: &Prediction| {
+                !matches!(p.intent, Intent::OutOfScope | Intent::Complaint)
+                    && p.intent.route() != Route::Urgent
+                    && !is_dialogue_label(p.intent)
+            };
+            let one_local = pa.intent.route() == Route::Local || pb.intent.route() == Route::Local;
+            if requests(&pa) && requests(&pb) && pa.intent != pb.intent && one_local {
+                return Ok(Some((
+                    Half {
+                        text: a.trim().to_string(),
+                        prediction: pa,
+                    },
+                    Half {
+                        text: b.trim().to_string(),
+                        prediction: pb,
+                    },
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Answers both halves and says both: the turn is reported under the first
+    /// half's intent, and goes to the cloud if either half does.
+    fn respond_to_both(
+        &self,
+        session: &mut Session,
+        state: &VehicleState,
+        store: &Store,
+        text: &str,
+        first: Half,
+        second: Half,
+    ) -> Result<Turn, DialogueError> {
+        let a = self.respond_one(session, state, store, &first.text, first.prediction)?;
+        let b = self.respond_one(session, state, store, &second.text, second.prediction)?;
+        let mut turn = a.clone();
+        turn.text = text.to_string();
+        let (market_name, _) = self.config.market(state.market.as_deref());
+        let wording = spoken::Wording::of_market(market_name);
+        turn.answer = both_said(&a, &b, &second.text, &self.config.assistant.cloud_name, wording);
+        turn.sources.extend(b.sources);
+        if b.understood.route != Route::Local {
+            turn.understood.route = b.understood.route;
+            turn.handling = b.handling;
+            turn.escalation = b.escalation.or(turn.escalation);
+        }
+        turn.dropped.extend(b.dropped);
+        turn.pending_question = b.pending_question.or(a.pending_question);
+        session.last_answer = Some(turn.answer.clone());
+        Ok(turn)
+    }
+
+    /// Answers one request.
+    fn respond_one(
+        &self,
+        session: &mut Session,
+        state: &VehicleState,
+        store: &Store,
+        text: &str,
+        prediction: Prediction,
+    ) -> Result<Turn, DialogueError> {
+        let now = jiff::Timestamp::now();
+        let mut slots = Slots::of(text);
+        let prediction = self.resolve(session, text, &mut slots, prediction, now);
         let pending = session.pending.take();
+        let pending_text = session.pending_text.take();
         let (market_name, market) = self.config.market(state.market.as_deref());
         let cloud = &self.config.assistant.cloud_name;
         let mut turn = Turn {
@@ -175,8 +272,9 @@ impl Assistant {
             pending_question: None,
             dropped: Vec::new(),
         };
-        let rephrase_pending = std::mem::take(&mut session.asked_to_rephrase);
         let last_escalation = session.last_escalation.take();
+        let more = session.more.take();
+        let wording = spoken::Wording::of_market(market_name);
 
         match prediction.intent {
             Intent::Emergency => {
@@ -202,30 +300,29 @@ impl Assistant {
                 }
                 tracing::warn!(market = market_name, number = %market.emergency_number, "emergency escalated");
             }
-            Intent::Affirm if pending == Some(PendingQuestion::OfferAgent) && !self.privacy.cloud_consent() => {
+            Intent::Affirm if pending.is_some() && !self.privacy.cloud_consent() => {
                 turn.answer = no_consent_answer(cloud);
             }
             Intent::Affirm if pending == Some(PendingQuestion::OfferAgent) => {
-                let mut as_agent = prediction;
-                as_agent.intent = Intent::TalkToAgent;
-                as_agent.route = Route::Cloud;
-                let (receipt, dropped) =
-                    match self.escalate(session, state, store, &as_agent, text, Priority::Normal, now) {
-                        Ok(queued) => queued,
-                        Err(error) => return Ok(self.not_queued(store, session, turn, &error, now)),
-                    };
-                turn.dropped = dropped;
-                turn.answer = format!(
+                let answer = format!(
                     "Okay, I've asked for a person at {cloud}. They'll pick this up as soon as the car is connected."
                 );
-                turn.understood.route = Route::Cloud;
-                turn.handling = Handling::Escalated;
-                turn.escalation = Some(receipt);
+                return Ok(self.send_on_yes(session, state, store, turn, Intent::TalkToAgent, text, answer, now));
+            }
+            Intent::Affirm if pending == Some(PendingQuestion::AskCloud) => {
+                let question = pending_text.unwrap_or_else(|| text.to_string());
+                let answer = format!(
+                    "Okay, I've asked {cloud}. The answer will come here shortly, or once the car is back online."
+                );
+                return Ok(self.send_on_yes(session, state, store, turn, Intent::OutOfScope, &question, answer, now));
             }
             Intent::Deny if pending == Some(PendingQuestion::OfferAgent) => {
                 turn.answer = "Okay, no agent. Let me know if there's anything else.".to_string();
             }
-            Intent::Affirm => turn.answer = "Okay.".to_string(),
+            Intent::Deny | Intent::Cancel if pending == Some(PendingQuestion::AskCloud) => {
+                turn.answer = "Okay, I'll leave it.".to_string();
+            }
+            Intent::Affirm => turn.answer = "There's nothing to confirm right now.".to_string(),
             Intent::Deny => turn.answer = "Alright, no problem.".to_string(),
             Intent::Cancel => {
                 let withdrawn = last_escalation.is_some_and(|id| {
@@ -240,12 +337,13 @@ impl Assistant {
                     "Okay, cancelled.".to_string()
                 };
             }
-            Intent::Repeat => {
+            Intent::Repeat if !slots.more => {
                 // Repeating changes nothing: the question still pending, the
-                // rephrase still expected, and the last answer stays the one to repeat.
+                // last answer and what it left unsaid stay.
                 session.pending = pending;
-                session.asked_to_rephrase = rephrase_pending;
+                session.pending_text = pending_text;
                 session.last_escalation = last_escalation;
+                session.more = more;
                 turn.answer = session
                     .last_answer
                     .clone()
@@ -253,38 +351,82 @@ impl Assistant {
                 self.record(store, session, &turn, now);
                 return Ok(turn);
             }
-            Intent::OutOfScope if !rephrase_pending => {
-                session.asked_to_rephrase = true;
-                turn.answer = "Sorry, I didn't quite get that. Could you say it another way?".to_string();
-                turn.handling = Handling::Rephrase;
+            _ if slots.more => {
+                let context = session.context.as_ref();
+                turn.understood.intent = context.map_or(prediction.intent, |c| c.intent);
+                turn.understood.route = turn.understood.intent.route();
+                let rest = more.unwrap_or_else(|| "That's all I have on that.".to_string());
+                let capped = spoken::cap(&rest, spoken::MAX_WORDS * 3);
+                session.more = capped.rest;
+                turn.answer = capped.said;
+                session.last_answer = Some(turn.answer.clone());
+                self.record(store, session, &turn, now);
+                return Ok(turn);
+            }
+            Intent::Greeting => turn.answer = greeting(text, &self.config.assistant.name),
+            Intent::Goodbye => turn.answer = goodbye(text),
+            Intent::OutOfScope => {
+                // Torn between an in-scope intent and the gate: maybe misheard.
+                let below_gate = prediction.top_confidence >= 0.3;
+                turn.answer = if below_gate {
+                    format!("I'm not sure I understood. Say it another way, or say yes and I'll ask {cloud}.")
+                } else {
+                    format!("That's not something I can answer in the car. Would you like me to ask {cloud}?")
+                };
+                if below_gate {
+                    turn.handling = Handling::Rephrase;
+                }
+                session.pending = Some(PendingQuestion::AskCloud);
+                session.pending_text = Some(text.to_string());
+                turn.pending_question = session.pending;
             }
             intent if intent.route() == Route::Local => {
                 let ctx = AnswerContext {
                     config: &self.config,
                     state,
                     kb: &self.kb.load_full(),
-                    units: market.units,
+                    units: slots.units_in(market.units, wording),
                     today: now.to_zoned_datetime(jiff::tz::TimeZone::system()).date(),
+                    slots: &slots,
+                    previous: session.context.as_ref(),
                 };
                 let Answer {
                     text: answer,
                     sources,
                     article,
                 } = local_answer(&ctx, intent, text)?;
+                let capped = spoken::cap(&spoken::in_market_words(&answer, wording), spoken::MAX_WORDS);
+                session.more = capped.rest.map(|rest| spoken::in_market_words(&rest, wording));
+                let article_body = article.as_ref().map(|a| spoken::in_market_words(&a.body, wording));
+                if let (None, Some(body)) = (&session.more, article_body) {
+                    session.more = Some(body);
+                }
+                let answer = capped.said;
                 turn.sources = sources;
                 turn.article = article;
-                if prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below
+                let in_manual = !turn.sources.is_empty();
+                if !in_manual && self.privacy.cloud_consent() {
+                    session.pending = Some(PendingQuestion::AskCloud);
+                    session.pending_text = Some(text.to_string());
+                    turn.pending_question = session.pending;
+                    turn.answer = answer;
+                } else if prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below
                     && self.privacy.cloud_consent()
                 {
-                    turn.answer = format!(
-                        "{} Would you like me to connect you to a person at {cloud}?",
-                        first_sentence(&answer)
-                    );
+                    let offer = format!("Would you like me to connect you to a person at {cloud}?");
+                    let room = spoken::MAX_WORDS.saturating_sub(offer.split_whitespace().count());
+                    turn.answer = format!("{} {offer}", spoken::cap(first_sentence(&answer), room).said);
                     session.pending = Some(PendingQuestion::OfferAgent);
                     turn.pending_question = session.pending;
                 } else {
                     turn.answer = answer;
                 }
+                session.context = Some(Context {
+                    intent,
+                    slots: slots.clone(),
+                    article: turn.sources.first().cloned(),
+                    at: now,
+                });
             }
             _ if !self.privacy.cloud_consent() => {
                 // Nothing but urgent escalations leaves without consent.
@@ -292,7 +434,7 @@ impl Assistant {
                 turn.understood.route = Route::Cloud;
             }
             _ => {
-                // Cloud routes, and out_of_scope the second time round.
+                // The cloud's routes.
                 let mut routed = prediction;
                 routed.route = Route::Cloud;
                 let (receipt, dropped) =
@@ -303,17 +445,95 @@ impl Assistant {
                 turn.dropped = dropped;
                 turn.answer = format!(
                     "{} {cloud} will answer here shortly, or once the car is back online.",
-                    cloud_opening(prediction.intent, &market.emergency_number)
+                    cloud_opening(prediction.intent, &slots, &market.emergency_number)
                 );
                 turn.understood.route = Route::Cloud;
                 turn.handling = Handling::Escalated;
                 turn.escalation = Some(receipt);
+                session.context = Some(Context {
+                    intent: prediction.intent,
+                    slots: slots.clone(),
+                    article: None,
+                    at: now,
+                });
             }
         }
         session.last_answer = Some(turn.answer.clone());
         session.last_escalation = turn.escalation.as_ref().map(|e| e.id);
         self.record(store, session, &turn, now);
         Ok(turn)
+    }
+
+    /// The prediction a turn is answered under: a follow-up continues the last
+    /// turn's intent (and inherits what it left out), and a question about the
+    /// car now goes to the signals. Urgent and confident dialogue labels stand.
+    fn resolve(
+        &self,
+        session: &Session,
+        text: &str,
+        slots: &mut Slots,
+        prediction: Prediction,
+        now: jiff::Timestamp,
+    ) -> Prediction {
+        if prediction.intent == Intent::Emergency {
+            return prediction;
+        }
+        let context = session.context.as_ref();
+        let mut resolved = prediction;
+        let lifetime = self.config.assistant.follow_up_seconds;
+        let follows = if slots.more {
+            None
+        } else {
+            follow_up::continues(text, slots, context, now, lifetime)
+        };
+        let intent = follows.or_else(|| follow_up::about_now(text));
+        if let Some(intent) = intent {
+            if intent != resolved.intent {
+                tracing::debug!(
+                    from = resolved.intent.as_str(),
+                    to = intent.as_str(),
+                    "read as a follow-up or a question about now"
+                );
+            }
+            resolved.intent = intent;
+            resolved.route = intent.route();
+        }
+        if let (Some(_), Some(context)) = (follows, context) {
+            slots.inherit(&context.slots);
+        }
+        resolved
+    }
+
+    /// A "yes" to the car's offer: queues `what` under `intent` for the cloud and
+    /// says `answer`.
+    #[allow(clippy::too_many_arguments)]
+    fn send_on_yes(
+        &self,
+        session: &mut Session,
+        state: &VehicleState,
+        store: &Store,
+        mut turn: Turn,
+        intent: Intent,
+        what: &str,
+        answer: String,
+        now: jiff::Timestamp,
+    ) -> Turn {
+        let mut sent = turn.understood;
+        sent.intent = intent;
+        sent.route = Route::Cloud;
+        let (receipt, dropped) = match self.escalate(session, state, store, &sent, what, Priority::Normal, now) {
+            Ok(queued) => queued,
+            Err(error) => return self.not_queued(store, session, turn, &error, now),
+        };
+        turn.dropped = dropped;
+        turn.answer = answer;
+        turn.understood.route = Route::Cloud;
+        turn.handling = Handling::Escalated;
+        session.last_escalation = Some(receipt.id);
+        turn.escalation = Some(receipt);
+        session.last_answer = Some(turn.answer.clone());
+        self.record(store, session, &turn, now);
+        turn
     }
 
     /// The answer when a request for the cloud could not be queued anywhere.
@@ -436,12 +656,86 @@ impl Assistant {
     }
 }
 
+/// Both answers within the spoken limit: a cloud half in a few words ("I've
+/// also queued your booking request."), the local halves shortened to fit.
+fn both_said(a: &Turn, b: &Turn, b_text: &str, cloud: &str, wording: spoken::Wording) -> String {
+    let short = |turn: &Turn, text: &str| -> Option<String> {
+        (turn.understood.route != Route::Local).then(|| {
+            let slots = Slots::of(text);
+            let sentence = match (turn.understood.intent, slots.when.as_deref()) {
+                (Intent::BookService, Some(when)) => format!("I've also queued your booking request for {when}."),
+                (Intent::BookService, None) => "I've also queued your booking request.".to_string(),
+                _ => format!("I've also queued the rest for {cloud}."),
+            };
+            spoken::in_market_words(&sentence, wording)
+        })
+    };
+    let a_short = short(a, &a.text);
+    let b_short = short(b, b_text);
+    let fixed: usize = [&a_short, &b_short]
+        .iter()
+        .filter_map(|s| s.as_ref().map(|s| s.split_whitespace().count()))
+        .sum();
+    let locals = [&a_short, &b_short].iter().filter(|s| s.is_none()).count().max(1);
+    let room = spoken::MAX_WORDS.saturating_sub(fixed) / locals;
+    let said = |turn: &Turn, short: Option<String>| short.unwrap_or_else(|| spoken::cap(&turn.answer, room).said);
+    format!("{} {}", said(a, a_short), said(b, b_short))
+}
+
+/// One half of a line that holds two requests.
+struct Half {
+    text: String,
+    prediction: Prediction,
+}
+
+/// Labels that answer the assistant rather than ask for something.
+fn is_dialogue_label(intent: Intent) -> bool {
+    matches!(
+        intent,
+        Intent::Greeting | Intent::Goodbye | Intent::Affirm | Intent::Deny | Intent::Cancel | Intent::Repeat
+    )
+}
+
+/// A greeting in kind: "good morning" gets a good morning.
+fn greeting(text: &str, name: &str) -> String {
+    let t = slots::normalise(text);
+    let part = ["morning", "afternoon", "evening"]
+        .into_iter()
+        .find(|p| t.contains(&format!("good {p}")));
+    match part {
+        Some(part) => format!("Good {part}! What can I do for you?"),
+        None => format!("Hello, {name} here. What can I do for you?"),
+    }
+}
+
+/// A farewell in kind: thanks get "you're welcome".
+fn goodbye(text: &str) -> String {
+    let t = slots::normalise(text);
+    if ["thank", "thanks", "cheers", "ta", "appreciate"]
+        .iter()
+        .any(|w| t.split(' ').any(|x| x.starts_with(w)))
+    {
+        "You're welcome. Drive safely!".to_string()
+    } else {
+        "Goodbye, drive safely!".to_string()
+    }
+}
+
 fn no_consent_answer(cloud: &str) -> String {
     format!("Sharing with {cloud} is switched off in the privacy settings, so I can't pass this on. Emergencies still go through.")
 }
 
 /// What the car says when it hands a request to the cloud.
-fn cloud_opening(intent: Intent, emergency_number: &str) -> String {
+fn cloud_opening(intent: Intent, slots: &Slots, emergency_number: &str) -> String {
+    let when = slots
+        .when
+        .as_deref()
+        .or(slots.part_of_day)
+        .filter(|_| intent == Intent::BookService);
+    if let Some(when) = when {
+        let when = when.trim_start_matches("on ").trim_start_matches("in the ");
+        return format!("I can't book from the car itself, so I've queued your booking request for {when}.");
+    }
     match intent {
         Intent::RoadsideAssistance => format!(
             "I've queued a roadside assistance request with your location; if you're in danger, call {emergency_number}."

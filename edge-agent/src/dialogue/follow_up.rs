@@ -1,0 +1,205 @@
+//! Follow-ups: a turn that leaves things out ("and the back ones?", "in bar",
+//! "and the charge?", "tell me more") is read against what the last turn was
+//! about, for as long as that is recent.
+//!
+//! Also the questions about now that the model may send elsewhere ("which lights
+//! are on", "how far can i go"): the car answers those from its signals.
+
+use std::sync::LazyLock;
+
+use models::Intent;
+use regex::Regex;
+
+use super::slots::{normalise, Slots, UnitAsked};
+
+/// What the last answered turn was about.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub intent: Intent,
+    pub slots: Slots,
+    /// The article the answer rested on, if one.
+    pub article: Option<String>,
+    pub at: jiff::Timestamp,
+}
+
+impl Context {
+    fn fresh(&self, now: jiff::Timestamp, lifetime_secs: u64) -> bool {
+        now.duration_since(self.at).as_secs() <= lifetime_secs as i64
+    }
+}
+
+static ELLIPTICAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(and|what about|how about|in|just|only|also|same for|give me|now|make it|is it|is that|and what about|what of|then)\b")
+        .expect("a valid pattern")
+});
+
+/// The intent a follow-up continues, when `text` is one.
+pub fn continues(
+    text: &str,
+    slots: &Slots,
+    context: Option<&Context>,
+    now: jiff::Timestamp,
+    lifetime_secs: u64,
+) -> Option<Intent> {
+    let context = context.filter(|c| c.fresh(now, lifetime_secs))?;
+    if context.intent == Intent::WarningLight && asks_how_serious(text) {
+        return Some(Intent::WarningLight);
+    }
+    let t = normalise(text);
+    let short = t.split(' ').count() <= 4;
+    if !(ELLIPTICAL.is_match(&t) || short) {
+        return None;
+    }
+    let intent = match context.intent {
+        // "and how much is in it now" after the tank's size is about the gauge.
+        Intent::FuelType if slots.now || slots.energy.is_some() => Intent::FuelLevel,
+        other => other,
+    };
+    fits(context.intent, slots).then_some(intent)
+}
+
+static SERIOUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive)\b")
+        .expect("a valid pattern")
+});
+
+/// "Is that serious?", "can I still drive it?": a question about what a light
+/// just explained means for the drive.
+pub fn asks_how_serious(text: &str) -> bool {
+    let t = normalise(text);
+    t.split(' ').count() <= 8 && SERIOUS.is_match(&t)
+}
+
+/// Whether what `slots` adds makes sense for a question about `intent`.
+fn fits(intent: Intent, slots: &Slots) -> bool {
+    if slots.more {
+        return intent.route() == models::Route::Local;
+    }
+    match intent {
+        Intent::TirePressure => !slots.wheels.is_empty() || matches!(slots.unit, Some(UnitAsked::Pressure(_))),
+        Intent::FuelLevel | Intent::FuelType => {
+            slots.energy.is_some() || slots.now || matches!(slots.unit, Some(UnitAsked::Distance(_)))
+        }
+        Intent::FuelEconomy => matches!(slots.unit, Some(UnitAsked::Mpg | UnitAsked::Economy(_))),
+        Intent::BookService => slots.when.is_some() || slots.part_of_day.is_some(),
+        Intent::WarningLight | Intent::VehicleHealth => slots.now || !slots.shapes.is_empty(),
+        _ => false,
+    }
+}
+
+static ANY_LIGHT_ON: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(any|which|what) (warning |dash |dashboard )?lights? (is |are )?(on|lit)|\blights? (is |are )?(on|lit) (now|right now|at the moment)|\b(is|are) (there )?any (warning )?lights? on")
+        .expect("a valid pattern")
+});
+static HOW_FAR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(how far can i (go|get|drive)|how many miles can i (go|do|drive)|whats my range|what is my range|how much range)\b").expect("a valid pattern")
+});
+static WHICH_TYRE_LOW: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b(which|what) (tyre|tire|wheel)s? (is|are) (low|flat|soft)|\bis (one of )?(my )?(tyres?|tires?) (low|flat)",
+    )
+    .expect("a valid pattern")
+});
+
+/// The live-state intent of a question about the car now, whatever the model
+/// made of it: "are any lights on", "how far can i go", "which tyre is low".
+pub fn about_now(text: &str) -> Option<Intent> {
+    let t = normalise(text);
+    if ANY_LIGHT_ON.is_match(&t) {
+        Some(Intent::WarningLight)
+    } else if HOW_FAR.is_match(&t) {
+        Some(Intent::FuelLevel)
+    } else if WHICH_TYRE_LOW.is_match(&t) {
+        Some(Intent::TirePressure)
+    } else {
+        None
+    }
+}
+
+/// The question asks which lights are on, rather than what one means.
+pub fn asks_which_lights(text: &str) -> bool {
+    ANY_LIGHT_ON.is_match(&normalise(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(intent: Intent) -> Context {
+        Context {
+            intent,
+            slots: Slots::default(),
+            article: None,
+            at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    fn follows(text: &str, after: Intent, seconds_later: i64) -> Option<Intent> {
+        let now = jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(seconds_later);
+        continues(text, &Slots::of(text), Some(&context(after)), now, 120)
+    }
+
+    #[test]
+    fn follow_ups_continue_the_last_intent_while_it_is_recent() {
+        assert_eq!(
+            follows("and the back ones", Intent::TirePressure, 5),
+            Some(Intent::TirePressure)
+        );
+        assert_eq!(follows("in bar", Intent::TirePressure, 5), Some(Intent::TirePressure));
+        assert_eq!(
+            follows("and the charge?", Intent::FuelLevel, 5),
+            Some(Intent::FuelLevel)
+        );
+        assert_eq!(follows("in km", Intent::FuelLevel, 5), Some(Intent::FuelLevel));
+        assert_eq!(
+            follows("in litres per hundred", Intent::FuelEconomy, 5),
+            Some(Intent::FuelEconomy)
+        );
+        assert_eq!(
+            follows("make it the afternoon instead", Intent::BookService, 5),
+            Some(Intent::BookService)
+        );
+        assert_eq!(
+            follows("is it on right now", Intent::WarningLight, 5),
+            Some(Intent::WarningLight)
+        );
+        assert_eq!(follows("tell me more", Intent::TireChange, 5), Some(Intent::TireChange));
+        assert_eq!(
+            follows("is that serious", Intent::WarningLight, 5),
+            Some(Intent::WarningLight)
+        );
+        assert_eq!(
+            follows("can i still drive it", Intent::WarningLight, 5),
+            Some(Intent::WarningLight)
+        );
+        assert_eq!(
+            follows("and how much is in it now", Intent::FuelType, 5),
+            Some(Intent::FuelLevel)
+        );
+        // Too late, or nothing that fits.
+        assert_eq!(follows("and the back ones", Intent::TirePressure, 121), None);
+        assert_eq!(follows("in bar", Intent::FuelLevel, 5), None);
+        assert_eq!(follows("tell me more", Intent::BookService, 5), None);
+        assert_eq!(
+            follows("how do i pair my phone with the car please", Intent::TirePressure, 5),
+            None
+        );
+        assert_eq!(
+            continues("in bar", &Slots::of("in bar"), None, jiff::Timestamp::UNIX_EPOCH, 120),
+            None
+        );
+    }
+
+    #[test]
+    fn questions_about_now_are_found() {
+        assert_eq!(
+            about_now("are there any warning lights on right now"),
+            Some(Intent::WarningLight)
+        );
+        assert_eq!(about_now("which lights are on then"), Some(Intent::WarningLight));
+        assert_eq!(about_now("how far can i go"), Some(Intent::FuelLevel));
+        assert_eq!(about_now("which tire is low"), Some(Intent::TirePressure));
+        assert_eq!(about_now("what does the oil light mean"), None);
+        assert_eq!(about_now("how far is denver"), None);
+    }
+}

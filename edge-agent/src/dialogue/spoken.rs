@@ -1,0 +1,217 @@
+//! Spoken style: what the car says is short enough to hear while driving, and in
+//! the words of the car's market.
+//!
+//! - [`cap`] keeps whole sentences up to a word limit (30 by default) and keeps
+//!   the rest for "tell me more".
+//! - [`in_market_words`] says "tire, gas, center, hood, trunk" in North America
+//!   and "tyre, petrol, centre, bonnet, boot" elsewhere, whatever the knowledge
+//!   pack was written in. Units are the market's already ([`crate::vehicle::Units`]).
+
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+
+/// The default spoken limit, in words.
+pub const MAX_WORDS: usize = 30;
+
+/// A spoken answer and what was left unsaid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capped {
+    pub said: String,
+    pub rest: Option<String>,
+}
+
+/// Whole sentences of `text` up to `max_words`. A first sentence that alone is
+/// longer is cut after its last comma within the limit, so nothing spoken is
+/// ever longer than the limit.
+pub fn cap(text: &str, max_words: usize) -> Capped {
+    let sentences = sentences(text);
+    let mut said: Vec<&str> = Vec::new();
+    let mut words = 0;
+    let mut taken = 0;
+    for sentence in &sentences {
+        let n = sentence.split_whitespace().count();
+        if words + n > max_words {
+            break;
+        }
+        said.push(sentence);
+        words += n;
+        taken += 1;
+    }
+    if taken == 0 {
+        let (head, tail) = cut_clause(sentences[0], max_words);
+        let mut rest = vec![tail];
+        rest.extend(sentences[1..].iter().map(|s| s.to_string()));
+        return Capped {
+            said: head,
+            rest: Some(rest.join(" ")),
+        };
+    }
+    let rest = sentences[taken..].join(" ");
+    Capped {
+        said: said.join(" "),
+        rest: (!rest.trim().is_empty()).then_some(rest),
+    }
+}
+
+/// Splits after `.`, `!` or `?` followed by a space (so "2.4 bar" stays whole).
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_some_and(|n| *n == b' ') {
+            out.push(text[start..=i].trim());
+            start = i + 1;
+        }
+    }
+    if !text[start..].trim().is_empty() {
+        out.push(text[start..].trim());
+    }
+    if out.is_empty() {
+        out.push("");
+    }
+    out
+}
+
+/// The sentence cut after the last comma within `max_words` (or at the limit),
+/// closed with a full stop; and the rest, capitalised.
+fn cut_clause(sentence: &str, max_words: usize) -> (String, String) {
+    let words: Vec<&str> = sentence.split_whitespace().collect();
+    let limit = max_words.min(words.len());
+    let at = (1..limit).rev().find(|&i| words[i - 1].ends_with(',')).unwrap_or(limit);
+    let head = words[..at].join(" ");
+    let head = format!("{}.", head.trim_end_matches([',', ';', ':']));
+    let tail = words[at..].join(" ");
+    (head, capitalise(&tail))
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Which English a market speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wording {
+    American,
+    British,
+}
+
+impl Wording {
+    /// North American markets say "tire" and "gas"; the rest, "tyre" and "petrol".
+    pub fn of_market(market: &str) -> Wording {
+        match market.to_ascii_uppercase().as_str() {
+            "US" | "CA" => Wording::American,
+            _ => Wording::British,
+        }
+    }
+}
+
+/// British and American words for the same thing; each side is one whole word.
+const PAIRS: &[(&str, &str)] = &[
+    ("tyre", "tire"),
+    ("tyres", "tires"),
+    ("petrol", "gas"),
+    ("centre", "center"),
+    ("centres", "centers"),
+    ("bonnet", "hood"),
+    ("boot", "trunk"),
+    ("windscreen", "windshield"),
+    ("screenwash", "washer fluid"),
+    ("colour", "color"),
+    ("colours", "colors"),
+    ("litres", "liters"),
+    ("litre", "liter"),
+    ("metres", "meters"),
+    ("kerb", "curb"),
+    ("motorway", "highway"),
+    ("wing", "fender"),
+    ("demister", "defroster"),
+    ("glovebox", "glove box"),
+    ("petrol station", "gas station"),
+];
+
+static BRITISH: LazyLock<Regex> = LazyLock::new(|| whole_words(PAIRS.iter().map(|(b, _)| *b)));
+static AMERICAN: LazyLock<Regex> = LazyLock::new(|| whole_words(PAIRS.iter().map(|(_, a)| *a)));
+
+fn whole_words<'a>(words: impl Iterator<Item = &'a str>) -> Regex {
+    let mut words: Vec<&str> = words.collect();
+    // Longest first, so "petrol station" wins over "petrol".
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let alternatives: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+    Regex::new(&format!(r"(?i)\b({})\b", alternatives.join("|"))).expect("a valid word list")
+}
+
+/// `text` in the words of `wording`, keeping a capital letter where there was one.
+/// "US gallons" and unit names are left alone.
+pub fn in_market_words(text: &str, wording: Wording) -> String {
+    let (from, lookup): (&Regex, fn(&str) -> Option<&'static str>) = match wording {
+        Wording::American => (&BRITISH, |w| PAIRS.iter().find(|(b, _)| *b == w).map(|(_, a)| *a)),
+        Wording::British => (&AMERICAN, |w| PAIRS.iter().find(|(_, a)| *a == w).map(|(b, _)| *b)),
+    };
+    from.replace_all(text, |caps: &Captures<'_>| {
+        let found = &caps[0];
+        match lookup(&found.to_lowercase()) {
+            Some(other) if found.starts_with(|c: char| c.is_uppercase()) => capitalise(other),
+            Some(other) => other.to_string(),
+            None => found.to_string(),
+        }
+    })
+    .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_keeps_whole_sentences_within_the_limit() {
+        let text = "One two three. Four five six seven. Eight.";
+        assert_eq!(
+            cap(text, 7),
+            Capped {
+                said: "One two three. Four five six seven.".into(),
+                rest: Some("Eight.".into())
+            }
+        );
+        assert_eq!(cap(text, 30).rest, None);
+        assert_eq!(cap("Pump to 2.4 bar. Then go.", 4).said, "Pump to 2.4 bar.");
+    }
+
+    #[test]
+    fn an_overlong_first_sentence_is_cut_at_a_comma() {
+        let capped = cap(
+            "Park here, switch off, then wait five minutes and pull the stick out.",
+            5,
+        );
+        assert_eq!(capped.said, "Park here, switch off.");
+        assert_eq!(
+            capped.rest.as_deref(),
+            Some("Then wait five minutes and pull the stick out.")
+        );
+        assert!(capped.said.split_whitespace().count() <= 5);
+    }
+
+    #[test]
+    fn market_words_follow_the_market_and_keep_capitals() {
+        let text = "Tyres lose pressure; check the tyre under the bonnet on the centre screen. Petrol only.";
+        assert_eq!(
+            in_market_words(text, Wording::American),
+            "Tires lose pressure; check the tire under the hood on the center screen. Gas only."
+        );
+        assert_eq!(
+            in_market_words("the gas station in the trunk", Wording::British),
+            "the petrol station in the boot"
+        );
+        assert_eq!(
+            in_market_words("11.9 US gallons, reboot", Wording::American),
+            "11.9 US gallons, reboot"
+        );
+        assert_eq!(Wording::of_market("uk"), Wording::British);
+        assert_eq!(Wording::of_market("CA"), Wording::American);
+    }
+}
