@@ -4,6 +4,8 @@
 //! the answer, then the intent, confidence, sentiment, route and sources (or, with
 //! `--json`, one JSON object per turn and nothing else on stdout). A line that is
 //! not valid UTF-8, or too long, gets an error line and the conversation goes on.
+//! On a terminal the line is edited with rustyline (arrow keys, the session's
+//! history); log lines stay out of the conversation unless `-v` asks for them.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -16,6 +18,63 @@ use crate::store::DropReason;
 pub struct ChatSummary {
     pub turns: usize,
     pub errors: usize,
+}
+
+/// Where the driver's turns come from.
+pub enum Input<R: BufRead> {
+    /// A pipe or a file: lines, each at most [`MAX_LINE_BYTES`].
+    Lines(R),
+    /// A terminal: line editing and the session's history (rustyline), with the
+    /// prompt.
+    Terminal(Box<rustyline::DefaultEditor>),
+}
+
+impl<R: BufRead> Input<R> {
+    /// The terminal's line editor when `interactive`, else the lines of `reader`.
+    /// A terminal the editor cannot drive falls back to plain lines.
+    pub fn new(reader: R, interactive: bool) -> Input<R> {
+        if interactive {
+            match rustyline::DefaultEditor::new() {
+                Ok(editor) => return Input::Terminal(Box::new(editor)),
+                Err(error) => tracing::warn!(%error, "no line editing on this terminal"),
+            }
+        }
+        Input::Lines(reader)
+    }
+
+    /// The next turn's text (trimmed), an error to show for a bad line, or `None`
+    /// at the end of input.
+    fn next(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<Result<String, String>>> {
+        match self {
+            Input::Lines(reader) => {
+                let Some(read) = read_line(reader, buf)? else {
+                    return Ok(None);
+                };
+                Ok(Some(match read {
+                    Err(len) => Err(format!("that line is {len} bytes; the limit is {MAX_LINE_BYTES}")),
+                    Ok(()) => match std::str::from_utf8(buf) {
+                        Ok(t) => Ok(t.trim().to_string()),
+                        Err(e) => Err(format!("that line is not valid UTF-8: {e}")),
+                    },
+                }))
+            }
+            Input::Terminal(editor) => match editor.readline("you> ") {
+                Ok(line) if line.len() > MAX_LINE_BYTES => Ok(Some(Err(format!(
+                    "that line is {} bytes; the limit is {MAX_LINE_BYTES}",
+                    line.len()
+                )))),
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.trim());
+                    }
+                    Ok(Some(Ok(line.trim().to_string())))
+                }
+                Err(rustyline::error::ReadlineError::Eof | rustyline::error::ReadlineError::Interrupted) => Ok(None),
+                Err(rustyline::error::ReadlineError::Io(error)) => Err(error),
+                Err(other) => Err(std::io::Error::other(other.to_string())),
+            },
+        }
+    }
 }
 
 pub struct ChatOptions {
@@ -40,7 +99,7 @@ pub fn run(
     engine: &Engine,
     conversation_id: &str,
     options: &ChatOptions,
-    mut input: impl BufRead,
+    mut input: Input<impl BufRead>,
     mut output: impl Write,
 ) -> anyhow::Result<ChatSummary> {
     let mut summary = ChatSummary::default();
@@ -56,19 +115,9 @@ pub fn run(
     }
     loop {
         print_events(&mut output, options, &mut events, conversation_id)?;
-        if options.prompt {
-            write!(output, "you> ")?;
-            output.flush()?;
-        }
-        let Some(read) = read_line(&mut input, &mut buf)? else {
+        output.flush()?;
+        let Some(text) = input.next(&mut buf)? else {
             break;
-        };
-        let text = match read {
-            Err(len) => Err(format!("that line is {len} bytes; the limit is {MAX_LINE_BYTES}")),
-            Ok(()) => match std::str::from_utf8(&buf) {
-                Ok(t) => Ok(t.trim().to_string()),
-                Err(e) => Err(format!("that line is not valid UTF-8: {e}")),
-            },
         };
         let text = match text {
             Ok(t) if t.is_empty() => continue,

@@ -17,6 +17,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The log filter when `EDGE_LOG` sets none: warnings, except in the chat,
+    /// where log lines would break into the conversation unless asked for.
+    pub fn default_log_filter(&self) -> &'static str {
+        match &self.command {
+            Command::Chat(args) => match args.verbose {
+                0 => "error",
+                1 => "warn",
+                2 => "info",
+                _ => "debug",
+            },
+            _ => "warn",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Classify utterances: JSON lines `{"text": ...}` on stdin, one JSON line per
@@ -69,6 +85,10 @@ pub struct ChatArgs {
     /// Continue this conversation (default: a new one).
     #[arg(long)]
     pub conversation: Option<String>,
+    /// Show log lines between turns: -v warnings, -vv information, -vvv debug.
+    /// Without it the chat shows errors only (`EDGE_LOG` still wins).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Args)]

@@ -83,13 +83,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(runtime)
             };
             let options = chat::ChatOptions::for_terminal(args.json);
-            let summary = chat::run(
-                &engine,
-                &id,
-                &options,
-                std::io::stdin().lock(),
-                std::io::stdout().lock(),
-            )?;
+            let input = chat::Input::new(std::io::stdin().lock(), options.prompt);
+            let summary = chat::run(&engine, &id, &options, input, std::io::stdout().lock())?;
             shutdown.cancel();
             if let Some(runtime) = uplink {
                 runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -104,6 +104,30 @@ fn every_endpoint_answers_as_openapi_json_describes() {
         assert_eq!(turn["intent"], "tire_pressure");
         assert_eq!(turn["conversation_id"], "hmi-1");
 
+        // A follow-up is read against the same conversation's last turn.
+        let (status, body) = call(
+            s,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "and the back ones?", "conversation_id": "hmi-1"})),
+        )
+        .await;
+        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        assert_eq!(turn["intent"], "tire_pressure");
+        let answer = turn["answer"].as_str().unwrap();
+        assert!(answer.starts_with("Rear left and rear right"), "{answer}");
+        // What the car cannot answer is offered to the cloud, not queued.
+        let (status, body) = call(
+            s,
+            Method::POST,
+            "/v1/ask",
+            Some(json!({"text": "what is twelve times seven", "conversation_id": "hmi-2"})),
+        )
+        .await;
+        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        assert_eq!(turn["pending_question"], "ask_cloud");
+        assert!(turn.get("escalation").is_none(), "{turn}");
+
         let (status, body) = call(
             s,
             Method::POST,
@@ -134,7 +158,11 @@ fn every_endpoint_answers_as_openapi_json_describes() {
         let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
         assert_eq!(status, 200);
         let conversation = conforms(&doc, "/v1/conversations/{id}", "get", status, &body);
-        assert_eq!(conversation["turns"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            conversation["turns"].as_array().unwrap().len(),
+            3,
+            "the tyres, the follow-up, the booking"
+        );
 
         let (status, body) = call(s, Method::GET, "/v1/health", None).await;
         assert_eq!(status, 200);
@@ -146,7 +174,7 @@ fn every_endpoint_answers_as_openapi_json_describes() {
         assert_eq!(status, 200);
         let text = String::from_utf8(body).unwrap();
         assert!(
-            text.contains("edge_agent_turns_total{intent=\"tire_pressure\",route=\"local\"} 1"),
+            text.contains("edge_agent_turns_total{intent=\"tire_pressure\",route=\"local\"} 2"),
             "{text}"
         );
         assert!(text.contains("edge_agent_pending_escalations 1"), "{text}");

@@ -315,3 +315,28 @@ fn kb_build_compiles_a_pack_and_names_the_file_and_line_of_a_bad_article() {
         assert!(!stderr.contains("Some(") && !stderr.contains("backtrace"), "{stderr}");
     }
 }
+
+#[test]
+fn log_lines_stay_out_of_the_chat_unless_asked_for() {
+    let emergency = b"we crashed and my friend is hurt\n";
+    let state = tempfile::tempdir().unwrap();
+    let mut quiet = chat_command(state.path(), &[]);
+    quiet.env_remove("EDGE_LOG");
+    let output = spawn_and_feed(quiet, emergency);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Call 911 now"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("emergency escalated"), "{stderr}");
+    let mut verbose = chat_command(state.path(), &["-v"]);
+    verbose.env_remove("EDGE_LOG");
+    let output = spawn_and_feed(verbose, emergency);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("emergency escalated"), "-v shows warnings: {stderr}");
+}
+
+fn spawn_and_feed(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd.spawn().expect("edge-agent runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
