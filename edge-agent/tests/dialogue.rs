@@ -362,8 +362,13 @@ fn with_cloud_consent_off_only_an_emergency_leaves() {
         angry.pending_question.is_none(),
         "no human is offered who cannot be reached"
     );
-    car.say("blah blah wibble");
-    car.say("mumble flumph");
+    let unknown = car.say("blah blah wibble");
+    assert!(
+        unknown.pending_question.is_none(),
+        "no cloud is offered that cannot be reached"
+    );
+    assert!(unknown.answer.contains("switched off"), "{}", unknown.answer);
+    car.say("yes");
     assert!(car.pending().is_empty());
     let emergency = car.say("there's been a crash and someone is badly hurt");
     assert_eq!(emergency.understood.intent, Intent::Emergency);

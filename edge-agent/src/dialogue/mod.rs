@@ -1,13 +1,15 @@
 //! The dialogue: one driver turn in, one spoken answer out.
 //!
 //! It owns routing (the contract's routes and gate), the one pending question a
-//! conversation may have ("Want me to connect you to an agent?"), rephrase-then-
-//! escalate below the gate, cancel and repeat, and queueing escalations. Until the
-//! uplink exists an escalation is stored as `pending`, and the driver is told
-//! honestly that it will be answered shortly, or once the car is back online.
+//! conversation may have (a person, or asking the cloud what the car cannot
+//! answer), intents answered in kind, follow-ups, two requests in one line, cancel
+//! and repeat, and queueing escalations. An escalation is stored as `pending`
+//! until the uplink delivers it, and the driver is told honestly that it will be
+//! answered shortly, or once the car is back online.
 //!
-//! **Invariant:** an `urgent` intent bypasses everything: no gate, no rephrase, no
-//! pending question. The driver always hears the market's emergency number.
+//! **Invariant:** an `urgent` intent bypasses everything: no gate, no follow-up
+//! reading, no pending question. The driver always hears the market's emergency
+//! number.
 
 pub mod answer;
 pub mod follow_up;
@@ -365,6 +367,10 @@ impl Assistant {
             }
             Intent::Greeting => turn.answer = greeting(text, &self.config.assistant.name),
             Intent::Goodbye => turn.answer = goodbye(text),
+            Intent::OutOfScope if !self.privacy.cloud_consent() => {
+                turn.answer =
+                    format!("That's not something I can answer in the car, and sharing with {cloud} is switched off.");
+            }
             Intent::OutOfScope => {
                 // Torn between an in-scope intent and the gate: maybe misheard.
                 let below_gate = prediction.top_confidence >= 0.3;

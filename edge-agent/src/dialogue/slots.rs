@@ -331,7 +331,7 @@ static FIXED_FACT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static MORE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(tell me more|more|go on|more please|more detail|more details|carry on|keep going|and then|what else|continue)\b|\b(tell me more|more about (that|it)|more detail|the rest)\b",
+        r"^(tell me more|more|go on|more please|more detail|more details|carry on|keep going|and then|what else|continue)\b|\b(tell me more|more about (that|it)|more detail)\b",
     )
 });
 
@@ -416,6 +416,7 @@ mod tests {
         assert!(Slots::of("tell me more").more);
         assert!(Slots::of("tell me more about that").more);
         assert!(!Slots::of("i need more fuel").more);
+        assert!(!Slots::of("check the rest of the tyres").more);
         assert!(Slots::of("").is_empty());
     }
 }
