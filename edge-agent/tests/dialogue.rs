@@ -137,6 +137,19 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
 }
 
 #[test]
+fn a_follow_up_continues_the_last_turn_but_a_confident_request_stands() {
+    let mut car = Car::new();
+    car.say("how much fuel have i got");
+    let in_km = car.say("in km");
+    assert_eq!(in_km.understood.intent, Intent::FuelLevel, "{}", in_km.answer);
+    assert!(in_km.answer.contains("402 km"), "{}", in_km.answer);
+    car.say("what are my tyre pressures");
+    let blown = car.say("rear tyre blew tow");
+    assert_eq!(blown.understood.intent, Intent::RoadsideAssistance, "{}", blown.answer);
+    assert_eq!(blown.understood.route, Route::Cloud);
+}
+
+#[test]
 fn cancel_withdraws_the_request_just_made_but_never_an_emergency() {
     let mut car = Car::new();
     car.say("book a service for friday");

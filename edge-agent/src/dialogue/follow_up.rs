@@ -33,6 +33,11 @@ static ELLIPTICAL: LazyLock<Regex> = LazyLock::new(|| {
         .expect("a valid pattern")
 });
 
+/// `text` opens like a follow-up: "and ...", "what about ...", "in ...".
+pub fn is_elliptical(text: &str) -> bool {
+    ELLIPTICAL.is_match(&normalise(text))
+}
+
 /// The intent a follow-up continues, when `text` is one.
 pub fn continues(
     text: &str,

@@ -487,7 +487,14 @@ impl Assistant {
         let context = session.context.as_ref();
         let mut resolved = prediction;
         let lifetime = self.config.assistant.follow_up_seconds;
-        let follows = if slots.more {
+        // A short line that is a confident request for the cloud ("front tyre
+        // flat help") stands; only one that opens like a follow-up ("in km") is
+        // read against the last turn.
+        let confident_request = prediction.route == Route::Cloud
+            && prediction.intent != Intent::OutOfScope
+            && prediction.intent_confidence >= 0.8
+            && !follow_up::is_elliptical(text);
+        let follows = if slots.more || confident_request {
             None
         } else {
             follow_up::continues(text, slots, context, now, lifetime)
