@@ -472,7 +472,8 @@ impl Assistant {
 
     /// The prediction a turn is answered under: a follow-up continues the last
     /// turn's intent (and inherits what it left out), and a question about the
-    /// car now goes to the signals. Urgent and confident dialogue labels stand.
+    /// car now goes to the signals. An emergency stands, and so does a confident
+    /// request for the cloud that does not open like a follow-up.
     fn resolve(
         &self,
         session: &Session,
