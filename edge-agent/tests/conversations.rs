@@ -86,23 +86,24 @@ impl OneOrMany {
     }
 }
 
+/// The words a check adds for one market.
+fn in_market<'a>(market: &str, us: &'a [String], uk: &'a [String]) -> &'a [String] {
+    match market {
+        "US" => us,
+        "UK" => uk,
+        _ => &[],
+    }
+}
+
 impl Check {
     fn must_for(&self, market: &str) -> impl Iterator<Item = &String> {
-        let extra: &[String] = match market {
-            "US" => &self.must_us,
-            "UK" => &self.must_uk,
-            _ => &[],
-        };
-        self.must.iter().chain(extra.iter())
+        self.must.iter().chain(in_market(market, &self.must_us, &self.must_uk))
     }
 
     fn must_not_for(&self, market: &str) -> impl Iterator<Item = &String> {
-        let extra: &[String] = match market {
-            "US" => &self.must_not_us,
-            "UK" => &self.must_not_uk,
-            _ => &[],
-        };
-        self.must_not.iter().chain(extra.iter())
+        self.must_not
+            .iter()
+            .chain(in_market(market, &self.must_not_us, &self.must_not_uk))
     }
 
     /// What is wrong with `turn` as an answer to this check, if anything.

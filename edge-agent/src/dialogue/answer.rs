@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::follow_up::{self, Context};
 use super::slots::{normalise, Energy, Slots, WHEELS};
+use super::spoken::capitalise;
 use crate::config::Config;
 use crate::vehicle::{ChargingState, Units, VehicleState};
 
@@ -566,7 +567,7 @@ fn warning_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, Knowledg
     let names_nothing =
         knowledge::fts_query(text).is_none() || hits.first().is_none_or(|top| !top.id.starts_with("light-"));
     let shapes_fit = |a: &Article| {
-        let described = format!("{} {}", a.title, a.summary).to_lowercase();
+        let described = described(a);
         ctx.slots.shapes.is_empty() || ctx.slots.shapes.iter().any(|s| described.contains(s))
     };
     if described_before.is_some() {
@@ -650,6 +651,11 @@ fn how_serious_is_that_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Opti
     Ok(ctx.article(id)?.map(Answer::from_article))
 }
 
+/// How the manual describes a light, lower case, to match the driver's words.
+fn described(light: &Article) -> String {
+    format!("{} {}", light.title, light.summary).to_lowercase()
+}
+
 /// A light that is on now and fits the colour and shapes the driver described:
 /// it wins over a look-alike that is off.
 fn described_lit_light(ctx: &AnswerContext<'_>, active: &[String]) -> Result<Option<Article>, KnowledgeError> {
@@ -660,7 +666,7 @@ fn described_lit_light(ctx: &AnswerContext<'_>, active: &[String]) -> Result<Opt
     let mut best: Option<(usize, Article)> = None;
     for id in active {
         let Some(article) = ctx.article(id)? else { continue };
-        let described = format!("{} {}", article.title, article.summary).to_lowercase();
+        let described = described(&article);
         let shapes = slots.shapes.iter().filter(|s| described.contains(*s)).count();
         let colour_fits = slots.colour.is_none_or(|c| described.contains(c) || c == "flashing");
         if shapes > 0 && colour_fits && best.as_ref().is_none_or(|(n, _)| shapes > *n) {
@@ -790,14 +796,6 @@ pub fn first_sentence(text: &str) -> &str {
         }
     }
     text
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// "a", "a and b", "a, b and c".

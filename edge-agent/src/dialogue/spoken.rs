@@ -86,7 +86,8 @@ fn cut_clause(sentence: &str, max_words: usize) -> (String, String) {
     (head, capitalise(&tail))
 }
 
-fn capitalise(text: &str) -> String {
+/// `text` with its first letter in upper case.
+pub(crate) fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(c) => c.to_uppercase().chain(chars).collect(),
