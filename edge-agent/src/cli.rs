@@ -117,8 +117,8 @@ pub struct AskArgs {
 pub enum KbCommand {
     /// Compile a pack folder (pack.toml + articles/*.toml) into a SQLite base.
     Build(KbBuildArgs),
-    /// Measure retrieval top-1 on question -> article pairs (tuning and held-out
-    /// halves); with --tune, grid-search the fusion weights on the tuning half.
+    /// Measure retrieval as the driver hears it: top-1 and wrong articles on the
+    /// covered questions, honest abstentions on the uncovered ones, by half.
     Eval(KbEvalArgs),
     /// Apply a signed bundle from files at hand (a notice from `cloud-bridge
     /// knowledge sign` and its payload): every fleet check applies.
@@ -157,11 +157,19 @@ pub struct KbStatusArgs {
 pub struct KbEvalArgs {
     #[command(flatten)]
     pub build: KbBuildArgs,
-    /// `article_id<TAB>question` lines (default: the shipped pack's eval/questions.tsv).
+    /// `article_id<TAB>question` lines (default: the pack's eval/questions.tsv).
     #[arg(long)]
     pub pairs: Option<PathBuf>,
+    /// Car questions the pack does not answer, one per line (default: the pack's
+    /// eval/uncovered.txt, when it has one).
+    #[arg(long)]
+    pub uncovered: Option<PathBuf>,
+    /// Grid-search the search's fusion weights on the tuning half.
     #[arg(long)]
     pub tune: bool,
+    /// Fit `knowledge.min_score` (when the car abstains) on the tuning halves.
+    #[arg(long)]
+    pub calibrate: bool,
     /// List every miss.
     #[arg(long)]
     pub misses: bool,

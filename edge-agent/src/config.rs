@@ -174,6 +174,13 @@ pub struct VehicleConfig {
 pub struct KnowledgeConfig {
     pub pack: String,
     pub db: String,
+    /// The least cosine between a question and an article's closest field for
+    /// the article to be spoken on that evidence.
+    pub min_score: f32,
+    /// The least share of the question's words (weighted by rarity) the article
+    /// must hold to be spoken on that evidence. Below both, the car says the
+    /// manual does not have it.
+    pub min_coverage: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +242,12 @@ impl Config {
         if !(-1.0..=1.0).contains(&self.assistant.offer_human_at_or_below) {
             return Err(ConfigError::Invalid(
                 "assistant.offer_human_at_or_below must be within [-1, 1]".to_string(),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.knowledge.min_score) || !(0.0..=1.01).contains(&self.knowledge.min_coverage) {
+            return Err(ConfigError::Invalid(
+                "knowledge.min_score must be within [0, 1) and knowledge.min_coverage within [0, 1.01] (above 1 switches it off)"
+                    .to_string(),
             ));
         }
         if self.vehicle.recommended_tire_kpa <= 0.0 || self.vehicle.service_interval_km <= 0.0 {

@@ -151,46 +151,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kb {
             command: KbCommand::Eval(args),
-        } => {
-            let config = Config::load(args.build.config.config.as_deref())?;
-            let classifier =
-                Arc::new(locate::load_classifier(&args.build.model).context("cannot load the intent model")?);
-            let pack = match &args.build.pack {
-                Some(p) => p.clone(),
-                None => locate::find_pack_dir(&config.knowledge.pack)?,
-            };
-            let scratch = tempfile::tempdir()?;
-            let db = scratch.path().join("eval.sqlite");
-            let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
-            knowledge_base::build(&pack, &db, embedder.as_ref())?;
-            let mut kb = knowledge::KnowledgeBase::open(&db, embedder)?;
-            let pairs_path = args.pairs.clone().unwrap_or_else(|| pack.join("eval/questions.tsv"));
-            let pairs = knowledge_base::retrieval::load_pairs(&pairs_path, &classifier)?;
-            let vehicle = VehicleState::demo().filter();
-            let score = if args.tune {
-                let (weights, score) = knowledge_base::retrieval::tune(&mut kb, &pairs, &vehicle)?;
-                println!(
-                    "best weights on the tuning half: {weights:?} (MRR@5 {:.3})",
-                    score.tuning_mrr
-                );
-                score
-            } else {
-                knowledge_base::retrieval::score(&kb, &pairs, &vehicle)?
-            };
-            println!(
-                "retrieval top-1: tuning half {:.1}% ({} pairs), held-out half {:.1}% ({} pairs)",
-                score.tuning * 100.0,
-                score.tuning_count,
-                score.held_out * 100.0,
-                score.held_out_count
-            );
-            if args.misses {
-                for (question, want, got) in &score.misses {
-                    println!("  miss: {question:?}: want {want}, got {got}");
-                }
-            }
-            Ok(())
-        }
+        } => kb_eval(&args),
         Command::Kb {
             command: KbCommand::Apply(args),
         } => {
@@ -261,6 +222,80 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// What `serve` would refuse, found before it starts (systemd's ExecStartPre):
 /// the uplink's CA, certificate and key, the socket's group, the fleet's keys
 /// and its download CA.
+/// `kb eval`: the pack's questions through the whole dialogue, on the demo vehicle.
+fn kb_eval(args: &cli::KbEvalArgs) -> anyhow::Result<()> {
+    use dialogue::retrieval;
+    let config = Config::load(args.build.config.config.as_deref())?;
+    let classifier = Arc::new(locate::load_classifier(&args.build.model).context("cannot load the intent model")?);
+    let pack = match &args.build.pack {
+        Some(p) => p.clone(),
+        None => locate::find_pack_dir(&config.knowledge.pack)?,
+    };
+    let scratch = tempfile::tempdir()?;
+    let db = scratch.path().join("eval.sqlite");
+    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    knowledge_base::build(&pack, &db, embedder.as_ref())?;
+    let mut kb = knowledge::KnowledgeBase::open(&db, embedder)?;
+    let mut questions = retrieval::load_pairs(&args.pairs.clone().unwrap_or_else(|| pack.join("eval/questions.tsv")))?;
+    let uncovered = args
+        .uncovered
+        .clone()
+        .unwrap_or_else(|| pack.join("eval/uncovered.txt"));
+    if args.uncovered.is_some() || uncovered.is_file() {
+        questions.extend(retrieval::load_uncovered(&uncovered)?);
+    }
+    let state = VehicleState::demo();
+    if args.tune {
+        let weights = retrieval::tune_weights(&mut kb, &classifier, &questions, &state.filter())?;
+        println!("best fusion weights on the tuning half: {weights:?}");
+    }
+    let kb = Arc::new(kb);
+    let report = if args.calibrate {
+        let ((min_score, min_coverage), report) = retrieval::calibrate(&config, classifier, kb, &state, &questions)?;
+        println!("fitted on the tuning halves: knowledge.min_score = {min_score:.2}, knowledge.min_coverage = {min_coverage:.2}");
+        report
+    } else {
+        retrieval::measure(&dialogue::Assistant::new(config, classifier, kb), &state, &questions)?
+    };
+    print_retrieval_report(&report, args.misses);
+    Ok(())
+}
+
+fn print_retrieval_report(report: &dialogue::retrieval::Report, misses: bool) {
+    println!(
+        "{:<22} {:>9} {:>7} {:>7} {:>9} {:>9}",
+        "set", "questions", "top-1", "wrong", "abstained", "elsewhere"
+    );
+    let pct = |t: &dialogue::retrieval::Tally, n: usize| format!("{:.1}%", t.share(n) * 100.0);
+    let row = |name: &str, t: dialogue::retrieval::Tally| {
+        if t.questions > 0 {
+            println!(
+                "{name:<22} {:>9} {:>7} {:>7} {:>9} {:>9}",
+                t.questions,
+                pct(&t, t.right),
+                pct(&t, t.wrong),
+                pct(&t, t.abstained),
+                pct(&t, t.elsewhere)
+            );
+        }
+    };
+    row("covered, tuning", report.covered[0]);
+    row("covered, held out", report.covered[1]);
+    row("covered, all", report.covered_all());
+    row("uncovered, tuning", report.uncovered[0]);
+    row("uncovered, held out", report.uncovered[1]);
+    row("uncovered, all", report.uncovered_all());
+    if misses {
+        for m in &report.misses {
+            let half = if m.tuning { "tuning" } else { "held out" };
+            println!(
+                "  miss ({half}): {:?}: want {:?}, heard {:?}",
+                m.question, m.want, m.heard
+            );
+        }
+    }
+}
+
 fn validate_what_serve_needs(config: &Config) -> anyhow::Result<()> {
     if !config.uplink.host.is_empty() {
         uplink::RumqttcConnector::new(&config.uplink)?;

@@ -38,6 +38,16 @@ impl Article {
         text.push_str(&self.summary);
         text
     }
+
+    /// Each way the article is said on its own (its title, each alias, its
+    /// summary), embedded one by one: a question close to any of them is close
+    /// to the article.
+    pub fn field_texts(&self) -> Vec<&str> {
+        std::iter::once(self.title.as_str())
+            .chain(self.aliases.iter().map(String::as_str))
+            .chain(std::iter::once(self.summary.as_str()))
+            .collect()
+    }
 }
 
 /// Which vehicles an article is for. An empty list means any.

@@ -6,7 +6,7 @@
 //! utterance's intent. The driver's words are never passed to FTS5 as syntax: they
 //! are cut into plain words and each is quoted (see [`fts_query`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +17,8 @@ use crate::embed::Embedder;
 use crate::error::{KnowledgeError, Result, SqliteContext};
 use crate::schema;
 
-/// How the two search signals and the intent tag are weighed. The defaults were
+/// How the search signals (BM25, the cosine with the whole article, the cosine
+/// with its closest field) and the intent tag are weighed. The defaults were
 /// tuned on the tuning half of the shipped pack's retrieval pairs
 /// (`edge-agent kb eval --tune`): the intent bonus did not help there, because
 /// the embedding already carries what the intent says.
@@ -25,14 +26,17 @@ use crate::schema;
 pub struct SearchWeights {
     pub lexical: f32,
     pub semantic: f32,
+    /// The closest single field (title, alias or summary): [`Hit::closeness`].
+    pub closeness: f32,
     pub intent: f32,
 }
 
 impl Default for SearchWeights {
     fn default() -> Self {
         SearchWeights {
-            lexical: 0.375,
+            lexical: 0.625,
             semantic: 1.0,
+            closeness: 1.0,
             intent: 0.0,
         }
     }
@@ -53,7 +57,16 @@ pub struct Hit {
     pub score: f32,
     /// BM25, scaled so the best lexical hit is 1.
     pub lexical: f32,
+    /// Cosine with the whole article (title, aliases and summary as one text).
     pub semantic: f32,
+    /// The highest cosine with any one of the article's fields: an absolute
+    /// measure of how close the question comes to something the article says,
+    /// which the dialogue's "not in the manual" threshold is calibrated on.
+    pub closeness: f32,
+    /// The share of the question's content words the article's text has,
+    /// weighted by how rare each word is in the pack (a word the pack never uses
+    /// weighs most): an absolute measure of lexical support.
+    pub coverage: f32,
 }
 
 /// What is in memory for every article: enough to filter and rank without SQLite.
@@ -62,6 +75,10 @@ struct Entry {
     intents: Vec<String>,
     applies: Applicability,
     vector: Vec<f32>,
+    /// Unit vectors of [`Article::field_texts`].
+    fields: Vec<Vec<f32>>,
+    /// The article's content words (all its text), as [`content_words`] gives them.
+    words: HashSet<String>,
 }
 
 /// Facts about the compiled pack.
@@ -83,6 +100,8 @@ pub struct KnowledgeBase {
     conn: Mutex<Connection>,
     location: String,
     entries: Vec<Entry>,
+    /// In how many articles each content word occurs.
+    document_frequency: HashMap<String, u32>,
     embedder: Arc<dyn Embedder>,
     info: PackInfo,
     weights: SearchWeights,
@@ -150,6 +169,9 @@ impl KnowledgeBase {
         if model != embedder.model_id() {
             tracing::info!(location, old = %model, new = %embedder.model_id(), "model changed: re-embedding the articles");
             reembed(&mut conn, location, embedder.as_ref())?;
+        } else if lacks_field_vectors(&conn, location)? {
+            tracing::info!(location, "a base from before per-field vectors: embedding each field");
+            reembed(&mut conn, location, embedder.as_ref())?;
         }
         let version = meta(&conn, "version")?;
         let mut info = PackInfo {
@@ -166,10 +188,15 @@ impl KnowledgeBase {
         };
         let entries = load_entries(&conn, location)?;
         info.articles = entries.len();
+        let mut document_frequency: HashMap<String, u32> = HashMap::new();
+        for word in entries.iter().flat_map(|e| e.words.iter()) {
+            *document_frequency.entry(word.clone()).or_default() += 1;
+        }
         Ok(KnowledgeBase {
             conn: Mutex::new(conn),
             location: location.to_string(),
             entries,
+            document_frequency,
             embedder,
             info,
             weights: SearchWeights::default(),
@@ -270,8 +297,9 @@ impl KnowledgeBase {
             }
         }
         let best_lexical = lexical.values().copied().fold(0.0f32, f32::max);
+        let asked = self.weighted_words(query.text);
         let w = self.weights;
-        let mut scored: Vec<(f32, f32, f32, i64)> = self
+        let mut scored: Vec<(f32, f32, f32, f32, i64, f32)> = self
             .entries
             .iter()
             .filter(|e| e.applies.matches(query.vehicle))
@@ -286,22 +314,45 @@ impl KnowledgeBase {
                 } else {
                     0.0
                 };
+                let close = e
+                    .fields
+                    .iter()
+                    .filter(|f| f.len() == query_vector.len())
+                    .map(|f| crate::embed::dot(&query_vector, f))
+                    .fold(sem, f32::max);
                 let tagged = query.intent.is_some_and(|i| e.intents.iter().any(|x| x == i));
-                let score = w.lexical * lex + w.semantic * sem + if tagged { w.intent } else { 0.0 };
-                (score, lex, sem, e.rowid)
+                let score =
+                    w.lexical * lex + w.semantic * sem + w.closeness * close + if tagged { w.intent } else { 0.0 };
+                (score, lex, sem, close, e.rowid, coverage(&asked, &e.words))
             })
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.3.cmp(&b.3)));
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.4.cmp(&b.4)));
         scored
             .into_iter()
             .take(query.limit)
-            .map(|(score, lexical, semantic, rowid)| {
+            .map(|(score, lexical, semantic, closeness, rowid, coverage)| {
                 Ok(Hit {
                     article: self.fetch(&conn, rowid)?,
                     score,
                     lexical,
                     semantic,
+                    closeness,
+                    coverage,
                 })
+            })
+            .collect()
+    }
+
+    /// The question's content words, each weighted by its inverse document
+    /// frequency in the pack.
+    fn weighted_words(&self, text: &str) -> Vec<(String, f32)> {
+        let articles = self.entries.len() as f32;
+        content_words(text)
+            .into_iter()
+            .map(|word| {
+                let df = self.document_frequency.get(&word).copied().unwrap_or(0) as f32;
+                let idf = ((articles + 1.0) / (df + 0.5)).ln().max(0.0);
+                (word, idf)
             })
             .collect()
     }
@@ -360,7 +411,8 @@ fn load_entries(conn: &Connection, location: &str) -> Result<Vec<Entry>> {
     }
     let mut stmt = conn
         .prepare(
-            "SELECT a.rowid, a.models, a.trims, a.markets, a.year_from, a.year_to, e.vector
+            "SELECT a.rowid, a.models, a.trims, a.markets, a.year_from, a.year_to, e.vector,
+                    a.title || ' ' || a.aliases || ' ' || a.keywords || ' ' || a.summary || ' ' || a.body
              FROM articles a LEFT JOIN embeddings e ON e.article_rowid = a.rowid ORDER BY a.rowid",
         )
         .at(location)?;
@@ -387,21 +439,53 @@ fn load_entries(conn: &Connection, location: &str) -> Result<Vec<Entry>> {
                         v
                     })
                     .unwrap_or_default(),
+                fields: Vec::new(),
+                words: content_words(&r.get::<_, String>(7)?).into_iter().collect(),
             })
         })
         .at(location)?;
+    let mut fields = load_field_vectors(conn, location)?;
     let mut entries = Vec::new();
     for row in rows {
         let mut entry = row.at(location)?;
         entry.intents = intents.remove(&entry.rowid).unwrap_or_default();
+        entry.fields = fields.remove(&entry.rowid).unwrap_or_default();
         entries.push(entry);
     }
     Ok(entries)
 }
 
+/// Every article's field vectors, unit length, by article.
+fn load_field_vectors(conn: &Connection, location: &str) -> Result<HashMap<i64, Vec<Vec<f32>>>> {
+    let mut stmt = conn
+        .prepare("SELECT article_rowid, vector FROM field_embeddings ORDER BY article_rowid, field")
+        .at(location)?;
+    let mut fields: HashMap<i64, Vec<Vec<f32>>> = HashMap::new();
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .at(location)?
+    {
+        let (rowid, blob) = row.at(location)?;
+        let mut v = blob_to_vector(&blob);
+        crate::embed::normalise(&mut v);
+        fields.entry(rowid).or_default().push(v);
+    }
+    Ok(fields)
+}
+
+/// A base compiled before field vectors existed has articles but none of them.
+fn lacks_field_vectors(conn: &Connection, location: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM articles) AND NOT EXISTS (SELECT 1 FROM field_embeddings)",
+        [],
+        |r| r.get::<_, bool>(0),
+    )
+    .at(location)
+}
+
 fn reembed(conn: &mut Connection, location: &str, embedder: &dyn Embedder) -> Result<()> {
     let tx = conn.transaction().at(location)?;
-    let articles: Vec<(i64, String)> = {
+    let articles: Vec<(i64, Article)> = {
         let mut stmt = tx
             .prepare("SELECT rowid, title, aliases, summary FROM articles ORDER BY rowid")
             .at(location)?;
@@ -414,19 +498,30 @@ fn reembed(conn: &mut Connection, location: &str, embedder: &dyn Embedder) -> Re
                     summary: r.get(3)?,
                     ..empty_article()
                 };
-                Ok((r.get::<_, i64>(0)?, article.embedding_text()))
+                Ok((r.get::<_, i64>(0)?, article))
             })
             .at(location)?;
         rows.collect::<std::result::Result<_, _>>().at(location)?
     };
-    tx.execute("DELETE FROM embeddings", []).at(location)?;
-    for (rowid, text) in articles {
-        let v = embedder.embed(&text).map_err(KnowledgeError::Embedding)?;
+    tx.execute_batch("DELETE FROM embeddings; DELETE FROM field_embeddings;")
+        .at(location)?;
+    for (rowid, article) in articles {
+        let v = embedder
+            .embed(&article.embedding_text())
+            .map_err(KnowledgeError::Embedding)?;
         tx.execute(
             "INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)",
             params![rowid, vector_to_blob(&v)],
         )
         .at(location)?;
+        for (field, text) in article.field_texts().into_iter().enumerate() {
+            let v = embedder.embed(text).map_err(KnowledgeError::Embedding)?;
+            tx.execute(
+                "INSERT INTO field_embeddings (article_rowid, field, vector) VALUES (?1, ?2, ?3)",
+                params![rowid, field as i64, vector_to_blob(&v)],
+            )
+            .at(location)?;
+        }
     }
     tx.execute(
         "UPDATE pack SET value = ?1 WHERE key = 'embedding_model'",
@@ -481,6 +576,37 @@ const SYNONYMS: &[&[&str]] = &[
     &["wrench", "spanner"],
     &["odometer", "mileage"],
 ];
+
+/// The words of a text that carry meaning, as compared for [`Hit::coverage`]:
+/// lower case, stop words dropped, a US or UK twin as the first of its set, and
+/// cut to five letters (so "rotated" and "rotation" meet).
+pub fn content_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\'').to_lowercase())
+        .filter(|w| w.len() > 1 && !STOPWORDS.contains(&w.as_str()))
+        .map(|w| {
+            let canonical = SYNONYMS
+                .iter()
+                .find(|set| set.contains(&w.as_str()))
+                .map_or(w.as_str(), |set| set[0]);
+            canonical.chars().take(5).collect()
+        })
+        .collect()
+}
+
+/// The weighted share of `asked` that `words` holds (0 when nothing is asked).
+fn coverage(asked: &[(String, f32)], words: &HashSet<String>) -> f32 {
+    let total: f32 = asked.iter().map(|(_, w)| w).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    asked
+        .iter()
+        .filter(|(a, _)| words.contains(a))
+        .map(|(_, w)| w)
+        .sum::<f32>()
+        / total
+}
 
 /// Turns driver text into a safe FTS5 query: plain words, each quoted, joined by
 /// OR. Quotes, operators (AND, NEAR, `*`, `^`), parentheses and column filters in

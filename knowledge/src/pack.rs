@@ -360,7 +360,7 @@ fn write(
 ) -> Result<()> {
     schema::migrate(conn, location)?;
     let tx = conn.transaction().at(location)?;
-    tx.execute_batch("DELETE FROM articles; DELETE FROM article_intents; DELETE FROM articles_fts; DELETE FROM embeddings; DELETE FROM pack;")
+    tx.execute_batch("DELETE FROM articles; DELETE FROM article_intents; DELETE FROM articles_fts; DELETE FROM embeddings; DELETE FROM field_embeddings; DELETE FROM pack;")
         .at(location)?;
     for (key, value) in [
         ("name", manifest.name.clone()),
@@ -391,6 +391,9 @@ fn write(
             .at(location)?;
         let mut vector = tx
             .prepare("INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)")
+            .at(location)?;
+        let mut field_vector = tx
+            .prepare("INSERT INTO field_embeddings (article_rowid, field, vector) VALUES (?1, ?2, ?3)")
             .at(location)?;
         for a in articles {
             insert
@@ -427,6 +430,12 @@ fn write(
             vector
                 .execute(params![rowid, crate::kb::vector_to_blob(&v)])
                 .at(location)?;
+            for (field, text) in a.field_texts().into_iter().enumerate() {
+                let v = embedder.embed(text).map_err(KnowledgeError::Embedding)?;
+                field_vector
+                    .execute(params![rowid, field as i64, crate::kb::vector_to_blob(&v)])
+                    .at(location)?;
+            }
         }
     }
     tx.commit().at(location)

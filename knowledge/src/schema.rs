@@ -45,6 +45,16 @@ pub const MIGRATIONS: &[&str] = &[
         vector        BLOB NOT NULL    -- little-endian f32
     ) STRICT;
     "#,
+    // 2: one vector per name, alias and summary of an article, so that a question
+    // close to any one way of saying it is close to the article.
+    r#"
+    CREATE TABLE field_embeddings (
+        article_rowid INTEGER NOT NULL REFERENCES articles(rowid) ON DELETE CASCADE,
+        field         INTEGER NOT NULL,  -- the index in Article::field_texts
+        vector        BLOB NOT NULL,     -- little-endian f32
+        PRIMARY KEY (article_rowid, field)
+    ) STRICT;
+    "#,
 ];
 
 pub fn latest() -> u32 {

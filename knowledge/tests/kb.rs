@@ -77,6 +77,19 @@ fn us_voyager() -> VehicleFilter {
     }
 }
 
+/// The best hit for `text` on the US Voyager, whatever its intent.
+fn first_hit(kb: &KnowledgeBase, text: &str) -> knowledge::Hit {
+    let vehicle = us_voyager();
+    kb.search(&Query {
+        text,
+        intent: None,
+        vehicle: &vehicle,
+        limit: 1,
+    })
+    .unwrap()
+    .remove(0)
+}
+
 fn top(kb: &KnowledgeBase, text: &str, intent: Option<&str>) -> Vec<String> {
     let vehicle = us_voyager();
     kb.search(&Query {
@@ -182,15 +195,7 @@ fn a_model_change_re_embeds_the_articles() {
     };
     let kb = KnowledgeBase::open(&tmp.path().join("kb.sqlite"), Arc::new(new.clone())).unwrap();
     assert_eq!(kb.info().embedding_model, "hashing-32");
-    let vehicle = us_voyager();
-    let hit = &kb
-        .search(&Query {
-            text: "pair a phone over bluetooth",
-            intent: None,
-            vehicle: &vehicle,
-            limit: 1,
-        })
-        .unwrap()[0];
+    let hit = first_hit(&kb, "pair a phone over bluetooth");
     assert_eq!(hit.article.id, "pair-phone");
     assert!(
         hit.semantic > 0.5,
@@ -357,4 +362,39 @@ fn a_delta_applied_gives_the_same_base_as_the_full_bundle() {
     let wrong_base: Vec<_> = old.iter().filter(|a| a.id != "pair-phone").cloned().collect();
     let err = delta.clone().resolve(&manifest(&delta), &wrong_base).unwrap_err();
     assert!(err.to_string().contains("pair-phone"), "{err}");
+}
+
+#[test]
+fn a_question_that_says_one_alias_is_close_to_its_article() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kb = build(tmp.path(), &HashingEmbedder::default());
+    let hit = first_hit(&kb, "oil lamp");
+    assert_eq!(hit.article.id, "warning-light-oil-pressure");
+    // The alias alone matches one field exactly; the whole article only in part.
+    assert!(hit.closeness > 0.99, "closeness {}", hit.closeness);
+    assert!(hit.semantic < hit.closeness, "semantic {}", hit.semantic);
+}
+
+#[test]
+fn a_base_compiled_before_field_vectors_gets_them_when_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let embedder = HashingEmbedder::default();
+    drop(build(tmp.path(), &embedder));
+    let db = tmp.path().join("kb.sqlite");
+    {
+        // What a base of schema version 1 holds: no field vectors.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("DROP TABLE field_embeddings; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let kb = KnowledgeBase::open(&db, Arc::new(embedder)).unwrap();
+    let hit = first_hit(&kb, "oil lamp");
+    assert!(hit.closeness > 0.99, "closeness {}", hit.closeness);
+    drop(kb);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let fields: i64 = conn
+        .query_row("SELECT count(*) FROM field_embeddings", [], |r| r.get(0))
+        .unwrap();
+    // Title, aliases and summary of the four articles: 4 + 6 + 4.
+    assert_eq!(fields, 14);
 }

@@ -5,7 +5,7 @@
 //! stays available, and every answer cites the ids of the articles it rests on.
 //! Live values are spoken in the units of the car's market.
 
-use knowledge::{Article, KnowledgeBase, KnowledgeError, Query};
+use knowledge::{Article, Hit, KnowledgeBase, KnowledgeError, Query};
 use models::Intent;
 use serde::Serialize;
 
@@ -58,32 +58,38 @@ pub struct AnswerContext<'a> {
 }
 
 impl AnswerContext<'_> {
-    /// The closest articles that fit `intent`: an article tagged with another
-    /// intent is never spoken for this one, unless none fits at all.
+    /// The closest articles that fit `intent` and clear the calibrated evidence
+    /// ([`AnswerContext::speaks`]): an article tagged with another intent, or a
+    /// weak match, is never spoken.
     fn search(&self, text: &str, intent: Intent, limit: usize) -> Result<Vec<Article>, KnowledgeError> {
-        let vehicle = self.vehicle_filter();
-        let hits: Vec<Article> = self
-            .kb
-            .search(&Query {
-                text,
-                intent: Some(intent.as_str()),
-                vehicle: &vehicle,
-                limit: limit.max(1) * 10,
-            })?
+        Ok(self
+            .closest(text, intent, limit)?
             .into_iter()
-            .map(|h| h.article)
-            .collect();
-        let fitting: Vec<Article> = hits
-            .iter()
-            .filter(|a| a.intents.iter().any(|i| i == intent.as_str()))
+            .filter(|hit| self.speaks(hit))
+            .map(|hit| hit.article)
+            .collect())
+    }
+
+    /// Whether the evidence is enough for an article to be spoken.
+    fn speaks(&self, hit: &Hit) -> bool {
+        let k = &self.config.knowledge;
+        hit.closeness >= k.min_score || hit.coverage >= k.min_coverage
+    }
+
+    /// The closest articles tagged with `intent`, whatever their score.
+    fn closest(&self, text: &str, intent: Intent, limit: usize) -> Result<Vec<Hit>, KnowledgeError> {
+        let vehicle = self.vehicle_filter();
+        let hits = self.kb.search(&Query {
+            text,
+            intent: Some(intent.as_str()),
+            vehicle: &vehicle,
+            limit: limit.max(1) * 10,
+        })?;
+        Ok(hits
+            .into_iter()
+            .filter(|h| h.article.intents.iter().any(|i| i == intent.as_str()))
             .take(limit)
-            .cloned()
-            .collect();
-        Ok(if fitting.is_empty() {
-            hits.into_iter().take(limit).collect()
-        } else {
-            fitting
-        })
+            .collect())
     }
 
     fn vehicle_filter(&self) -> knowledge::VehicleFilter {
@@ -121,20 +127,21 @@ impl AnswerContext<'_> {
     }
 
     /// The best article for the utterance among those tagged with `intent`: one
-    /// it names exactly, else the closest.
+    /// it names exactly, else the closest that clears the calibrated score, else
+    /// the honest "not in the manual" (and the dialogue offers the cloud).
     fn best_article(&self, text: &str, intent: Intent) -> Result<Answer, KnowledgeError> {
         if let Some(article) = self.named_article(text, intent)? {
             return Ok(Answer::from_article(article));
         }
-        match self.search(text, intent, 1)?.into_iter().next() {
-            Some(article) => Ok(Answer::from_article(article)),
-            None => Ok(Answer::said(
-                "I don't have an answer for that in the car's manual. I can pass it to the cloud assistant if you like.",
-                &[],
-            )),
-        }
+        Ok(match self.search(text, intent, 1)?.into_iter().next() {
+            Some(article) => Answer::from_article(article),
+            None => Answer::said(NOT_IN_THE_MANUAL, &[]),
+        })
     }
 }
+
+/// What the car says when its manual has no answer; the dialogue adds the offer.
+pub const NOT_IN_THE_MANUAL: &str = "I don't have that in the car's manual.";
 
 /// A name as said, without the words every light's name has: "Check engine
 /// light" -> "check engine".
@@ -174,9 +181,10 @@ fn about_tyre_facts(text: &str) -> bool {
 }
 
 /// The local answer for `intent` (a `local` route other than the dialogue labels).
-/// A question about a fixed fact of the car gets the article, not today's reading.
+/// A question about a fixed fact of the car, or how to do something, gets the
+/// article, not today's reading.
 pub fn local_answer(ctx: &AnswerContext<'_>, intent: Intent, text: &str) -> Result<Answer, KnowledgeError> {
-    let fact = ctx.slots.fixed_fact;
+    let fact = ctx.slots.fixed_fact || ctx.slots.explains;
     match intent {
         Intent::FuelLevel if !fact => Ok(fuel_level(ctx)),
         Intent::TirePressure if !fact && !about_tyre_facts(text) => Ok(tire_pressure(ctx)),
@@ -561,25 +569,24 @@ fn warning_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, Knowledg
                 p.slots.shapes.join(" ")
             )
         });
-    let hits = ctx.search(described_before.as_deref().unwrap_or(text), Intent::WarningLight, 5)?;
-    // A light that is on now, among the close matches, is the likeliest meaning;
-    // an utterance that names nothing ("what's that light?") means the light on now.
+    let closest = ctx.closest(described_before.as_deref().unwrap_or(text), Intent::WarningLight, 5)?;
+    // An utterance that names nothing ("what's that light?") means the light on now.
     let names_nothing =
-        knowledge::fts_query(text).is_none() || hits.first().is_none_or(|top| !top.id.starts_with("light-"));
-    let shapes_fit = |a: &Article| {
-        let described = described(a);
-        ctx.slots.shapes.is_empty() || ctx.slots.shapes.iter().any(|s| described.contains(s))
-    };
+        knowledge::fts_query(text).is_none() || closest.first().is_none_or(|top| !top.article.id.starts_with("light-"));
+    let confident = closest.iter().find(|h| ctx.speaks(h)).map(|h| h.article.clone());
     if described_before.is_some() {
-        return Ok(match hits.into_iter().next() {
+        return Ok(match confident {
             Some(article) => with_live_light(ctx, article, &active),
             None => Answer::said("I couldn't find that warning in the car's manual.", &[]),
         });
     }
-    let choice = hits
+    // A light that is on now, among the close matches and fitting what was
+    // described, is the likeliest meaning.
+    let choice = closest
         .iter()
         .take(3)
-        .find(|a| active.contains(&a.id) && shapes_fit(a))
+        .map(|h| &h.article)
+        .find(|a| active.contains(&a.id) && fits_description(ctx.slots, a))
         .cloned()
         .or_else(|| {
             if names_nothing || is_deictic(text) {
@@ -588,11 +595,22 @@ fn warning_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, Knowledg
                 None
             }
         })
-        .or_else(|| hits.into_iter().next());
+        .or(confident);
     Ok(match choice {
         Some(article) => with_live_light(ctx, article, &active),
         None => Answer::said("I couldn't find that warning in the car's manual.", &[]),
     })
+}
+
+/// Whether a light fits the colour and shapes the driver said (when said).
+fn fits_description(slots: &Slots, light: &Article) -> bool {
+    let described = described(light);
+    let colour_fits = slots.colour.is_none_or(|colour| match colour {
+        "yellow" => ["yellow", "amber", "orange"].iter().any(|c| described.contains(c)),
+        other => described.contains(other),
+    });
+    let shapes_fit = slots.shapes.is_empty() || slots.shapes.iter().any(|s| described.contains(s));
+    colour_fits && shapes_fit
 }
 
 /// Which lights are on now, from the signals, and what the first one means.
@@ -653,7 +671,7 @@ fn how_serious_is_that_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Opti
 
 /// How the manual describes a light, lower case, to match the driver's words.
 fn described(light: &Article) -> String {
-    format!("{} {}", light.title, light.summary).to_lowercase()
+    format!("{} {} {}", light.title, light.summary, light.keywords.join(" ")).to_lowercase()
 }
 
 /// A light that is on now and fits the colour and shapes the driver described:
@@ -758,10 +776,13 @@ fn is_deictic(text: &str) -> bool {
 
 fn fuel_economy(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, KnowledgeError> {
     let best = ctx.search(text, Intent::FuelEconomy, 1)?.into_iter().next();
+    if ctx.slots.fixed_fact || ctx.slots.explains {
+        return ctx.best_article(text, Intent::FuelEconomy);
+    }
     // Questions about the figures (rather than tips or modes) get the live ones.
     let about_my_driving = best
         .as_ref()
-        .is_some_and(|a| a.id == "fuel-economy-trip" || a.id == "fuel-economy-rated");
+        .is_none_or(|a| a.id == "fuel-economy-trip" || a.id == "fuel-economy-rated");
     let u = ctx.units;
     match (about_my_driving, ctx.state.trip_fuel_l_per_100km) {
         (true, Some(fuel)) => {
@@ -775,7 +796,7 @@ fn fuel_economy(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, Knowledge
                 // "Is that good?": the live figure, then the rating to compare with.
                 Some(rated) if rated.id == "fuel-economy-rated" => Answer {
                     text: format!("{live} {}", first_sentence(&rated.summary)),
-                    sources: vec!["fuel-economy-trip".to_string(), rated.id.clone()],
+                    sources: vec![rated.id.clone(), "fuel-economy-trip".to_string()],
                     article: Some(rated),
                 },
                 _ => Answer::said(live, &["fuel-economy-trip"]),

@@ -13,6 +13,7 @@
 
 pub mod answer;
 pub mod follow_up;
+pub mod retrieval;
 pub mod slots;
 pub mod spoken;
 
@@ -241,7 +242,8 @@ impl Assistant {
             turn.escalation = b.escalation.or(turn.escalation);
         }
         turn.dropped.extend(b.dropped);
-        turn.pending_question = b.pending_question.or(a.pending_question);
+        // The second half's turn took up any question the first one asked.
+        turn.pending_question = session.pending;
         session.last_answer = Some(turn.answer.clone());
         Ok(turn)
     }
@@ -415,7 +417,7 @@ impl Assistant {
                     session.pending = Some(PendingQuestion::AskCloud);
                     session.pending_text = Some(text.to_string());
                     turn.pending_question = session.pending;
-                    turn.answer = answer;
+                    turn.answer = format!("{answer} Would you like me to ask {cloud}?");
                 } else if prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below
                     && self.privacy.cloud_consent()
                 {
@@ -488,13 +490,14 @@ impl Assistant {
         let context = session.context.as_ref();
         let mut resolved = prediction;
         let lifetime = self.config.assistant.follow_up_seconds;
-        // A short line that is a confident request for the cloud ("front tyre
-        // flat help") stands; only one that opens like a follow-up ("in km") is
-        // read against the last turn.
-        let confident_request = prediction.route == Route::Cloud
-            && prediction.intent != Intent::OutOfScope
+        // A short line that is a confident request of its own ("front tyre flat
+        // help", "check my oil level") stands; only one that opens like a
+        // follow-up ("in km", "and the back ones?") is read against the last turn.
+        let confident_request = prediction.intent.is_in_scope()
+            && !is_dialogue_label(prediction.intent)
             && prediction.intent_confidence >= 0.8
-            && !follow_up::is_elliptical(text);
+            && !follow_up::is_elliptical(text)
+            && !follow_up::asks_how_serious(text);
         let follows = if slots.more || confident_request {
             None
         } else {
@@ -692,7 +695,10 @@ fn both_said(a: &Turn, b: &Turn, b_text: &str, cloud: &str, wording: spoken::Wor
         .sum();
     let locals = [&a_short, &b_short].iter().filter(|s| s.is_none()).count().max(1);
     let room = spoken::MAX_WORDS.saturating_sub(fixed) / locals;
-    let said = |turn: &Turn, short: Option<String>| short.unwrap_or_else(|| spoken::cap(&turn.answer, room).said);
+    // One sentence from each half, so that both fit in two.
+    let said = |turn: &Turn, short: Option<String>| {
+        short.unwrap_or_else(|| spoken::cap(first_sentence(&turn.answer), room).said)
+    };
     format!("{} {}", said(a, a_short), said(b, b_short))
 }
 

@@ -57,6 +57,10 @@ pub struct Slots {
     /// The question is about a fixed fact of the car: a size, a capacity, a limit,
     /// a lifetime or an interval, not today's reading.
     pub fixed_fact: bool,
+    /// The question asks how to do something, how something works or what to do
+    /// ("how do i charge it at home", "what should i do"): the manual answers
+    /// it, not today's reading.
+    pub explains: bool,
     /// "tell me more", "go on".
     pub more: bool,
 }
@@ -79,6 +83,7 @@ impl Slots {
             part_of_day: PART_OF_DAY.find(&t).map(|m| part_of_day(m.as_str())),
             now: NOW.is_match(&t),
             fixed_fact: FIXED_FACT.is_match(&t),
+            explains: EXPLAINS.is_match(&t),
             more: MORE.is_match(&t),
         }
     }
@@ -326,7 +331,12 @@ static NOW: LazyLock<Regex> = LazyLock::new(|| {
 });
 static FIXED_FACT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(how big|what size|size of|tyre size|tire size|capacity|how much (does|can) (the|it|my) \w* ?(hold|take|tow|pull)|hold|holds|tow|towing|trailer|tread|how many years|how long (will|does|do|should) .* last|lifespan|life of|how often|interval|full tank|full battery|full charge|fully charged)\b",
+        r"\b(how big|size|capacity|does (it|the car|this car|my car) (have|come with)|how much (does|can) (the|it|my) \w* ?(hold|take|tow|pull)|hold|holds|tow|towing|trailer|tread|how many years|how long (will|does|do|should) .* last|lifespan|life of|how often|interval|full tank|full battery|full charge|fully charged)\b",
+    )
+});
+static EXPLAINS: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(how (do|can|should|would) (i|you|we)|how to|how does|how do (they|you|the)|how long (does it|will it|to)|what (should|do) i do|should i|is it (bad|ok|okay) to|bad for|why (is|does|do|won't|wont|isn't|isnt)|(won't|wont|will not|doesn't|doesnt|isn't|isnt|not) (charge|charging|start|starting|open|come out))\b",
     )
 });
 static MORE: LazyLock<Regex> = LazyLock::new(|| {
@@ -413,6 +423,16 @@ mod tests {
         assert!(Slots::of("how heavy a trailer can i pull").fixed_fact);
         assert!(Slots::of("how many years will the hybrid battery last").fixed_fact);
         assert!(!Slots::of("how much fuel do i have").fixed_fact);
+        assert!(Slots::of("how do i charge it at home").explains);
+        assert!(Slots::of("i'm nearly out of petrol what should i do").explains);
+        assert!(Slots::of("how long does it take to charge").explains);
+        assert!(!Slots::of("how much fuel do i have").explains);
+        assert!(!Slots::of("can i make it to the next town").explains);
+        assert!(!Slots::of("how far can i go").explains);
+        assert!(Slots::of("the car won't charge").explains);
+        assert!(Slots::of("is charging to 100 percent bad for the battery").explains);
+        assert!(Slots::of("what's the fuel tank size").fixed_fact);
+        assert!(Slots::of("does the car have wifi").fixed_fact);
         assert!(Slots::of("tell me more").more);
         assert!(Slots::of("tell me more about that").more);
         assert!(!Slots::of("i need more fuel").more);
