@@ -93,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
+            serve::return_freed_memory_promptly();
             let config = Config::load(args.runtime.config.config.as_deref())?;
             let (assistant, vehicle, store) = assemble(&config, &args.runtime, false)?;
             let engine = Arc::new(engine::Engine::new(assistant, vehicle, store));

@@ -79,6 +79,8 @@ struct Entry {
     fields: Vec<Vec<f32>>,
     /// The article's content words (all its text), as [`content_words`] gives them.
     words: HashSet<String>,
+    /// Its title, then its aliases.
+    names: Vec<String>,
 }
 
 /// Facts about the compiled pack.
@@ -187,6 +189,10 @@ impl KnowledgeBase {
             locale: meta(&conn, "locale").unwrap_or_else(|_| "en".to_string()),
         };
         let entries = load_entries(&conn, location)?;
+        // The vectors now live in `entries`; the pages they were read through
+        // are not needed again, and a search reads a few article rows at most.
+        conn.execute_batch("PRAGMA shrink_memory; PRAGMA cache_size = -512;")
+            .at(location)?;
         info.articles = entries.len();
         let mut document_frequency: HashMap<String, u32> = HashMap::new();
         for word in entries.iter().flat_map(|e| e.words.iter()) {
@@ -275,8 +281,43 @@ impl KnowledgeBase {
             .collect()
     }
 
+    /// The article tagged with `intent` whose name (its title or an alias) scores
+    /// highest by `score` (`None`: not a match), fetched alone; ties go to the
+    /// first in pack order.
+    pub fn best_named(
+        &self,
+        intent: &str,
+        vehicle: &VehicleFilter,
+        score: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Option<Article>> {
+        let mut best: Option<(usize, i64)> = None;
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.intents.iter().any(|i| i == intent) && e.applies.matches(vehicle))
+        {
+            if let Some(s) = e.names.iter().filter_map(|n| score(n)).max() {
+                if best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, e.rowid));
+                }
+            }
+        }
+        let conn = self.conn.lock().expect("kb mutex");
+        best.map(|(_, rowid)| self.fetch(&conn, rowid)).transpose()
+    }
+
     /// The best articles for an utterance, best first.
     pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>> {
+        self.rank(query, false)
+    }
+
+    /// The best articles tagged with the query's intent, best first: only the
+    /// `limit` returned are read from SQLite.
+    pub fn search_tagged(&self, query: &Query<'_>) -> Result<Vec<Hit>> {
+        self.rank(query, true)
+    }
+
+    fn rank(&self, query: &Query<'_>, tagged_only: bool) -> Result<Vec<Hit>> {
         let mut query_vector = self.embedder.embed(query.text).map_err(KnowledgeError::Embedding)?;
         crate::embed::normalise(&mut query_vector);
         let conn = self.conn.lock().expect("kb mutex");
@@ -303,6 +344,7 @@ impl KnowledgeBase {
             .entries
             .iter()
             .filter(|e| e.applies.matches(query.vehicle))
+            .filter(|e| !tagged_only || query.intent.is_some_and(|i| e.intents.iter().any(|x| x == i)))
             .map(|e| {
                 let lex = match lexical.get(&e.rowid) {
                     Some(s) if best_lexical > 0.0 => s / best_lexical,
@@ -412,7 +454,8 @@ fn load_entries(conn: &Connection, location: &str) -> Result<Vec<Entry>> {
     let mut stmt = conn
         .prepare(
             "SELECT a.rowid, a.models, a.trims, a.markets, a.year_from, a.year_to, e.vector,
-                    a.title || ' ' || a.aliases || ' ' || a.keywords || ' ' || a.summary || ' ' || a.body
+                    a.title || ' ' || a.aliases || ' ' || a.keywords || ' ' || a.summary || ' ' || a.body,
+                    a.title, a.aliases
              FROM articles a LEFT JOIN embeddings e ON e.article_rowid = a.rowid ORDER BY a.rowid",
         )
         .at(location)?;
@@ -441,6 +484,9 @@ fn load_entries(conn: &Connection, location: &str) -> Result<Vec<Entry>> {
                     .unwrap_or_default(),
                 fields: Vec::new(),
                 words: content_words(&r.get::<_, String>(7)?).into_iter().collect(),
+                names: std::iter::once(r.get::<_, String>(8)?)
+                    .chain(lines(r.get(9)?))
+                    .collect(),
             })
         })
         .at(location)?;

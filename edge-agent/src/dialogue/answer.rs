@@ -79,17 +79,12 @@ impl AnswerContext<'_> {
     /// The closest articles tagged with `intent`, whatever their score.
     fn closest(&self, text: &str, intent: Intent, limit: usize) -> Result<Vec<Hit>, KnowledgeError> {
         let vehicle = self.vehicle_filter();
-        let hits = self.kb.search(&Query {
+        self.kb.search_tagged(&Query {
             text,
             intent: Some(intent.as_str()),
             vehicle: &vehicle,
-            limit: limit.max(1) * 10,
-        })?;
-        Ok(hits
-            .into_iter()
-            .filter(|h| h.article.intents.iter().any(|i| i == intent.as_str()))
-            .take(limit)
-            .collect())
+            limit: limit.max(1),
+        })
     }
 
     fn vehicle_filter(&self) -> knowledge::VehicleFilter {
@@ -108,22 +103,10 @@ impl AnswerContext<'_> {
     /// utterance says word for word; the longest such name wins.
     fn named_article(&self, text: &str, intent: Intent) -> Result<Option<Article>, KnowledgeError> {
         let said = format!(" {} ", normalise(text));
-        let mut best: Option<(usize, Article)> = None;
-        for article in self.kb.by_intent(intent.as_str(), &self.vehicle_filter())? {
-            let title = article.title.split(" (").next().unwrap_or(&article.title).to_string();
-            let longest = std::iter::once(&title)
-                .chain(article.aliases.iter())
-                .map(|name| name_core(name))
-                .filter(|core| core.len() >= 3 && said.contains(&format!(" {core} ")))
-                .map(|core| core.len())
-                .max();
-            if let Some(len) = longest {
-                if best.as_ref().is_none_or(|(l, _)| len > *l) {
-                    best = Some((len, article));
-                }
-            }
-        }
-        Ok(best.map(|(_, article)| article))
+        self.kb.best_named(intent.as_str(), &self.vehicle_filter(), |name| {
+            let core = name_core(name.split(" (").next().unwrap_or(name));
+            (core.len() >= 3 && said.contains(&format!(" {core} "))).then_some(core.len())
+        })
     }
 
     /// The best article for the utterance among those tagged with `intent`: one

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use models::Intent;
 use regex::Regex;
 
-use super::slots::{normalise, Slots, UnitAsked};
+use super::slots::{normalise, re, Slots, UnitAsked};
 
 /// What the last answered turn was about.
 #[derive(Debug, Clone)]
@@ -29,8 +29,9 @@ impl Context {
 }
 
 static ELLIPTICAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(and|what about|how about|in|just|only|also|same for|give me|now|make it|is it|is that|and what about|what of|then)\b")
-        .expect("a valid pattern")
+    re(
+        r"^(and|what about|how about|in|just|only|also|same for|give me|now|make it|is it|is that|and what about|what of|then)\b",
+    )
 });
 
 /// `text` opens like a follow-up: "and ...", "what about ...", "in ...".
@@ -64,8 +65,9 @@ pub fn continues(
 }
 
 static SERIOUS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive)\b")
-        .expect("a valid pattern")
+    re(
+        r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive)\b",
+    )
 });
 
 /// "Is that serious?", "can I still drive it?": a question about what a light
@@ -93,17 +95,17 @@ fn fits(intent: Intent, slots: &Slots) -> bool {
 }
 
 static ANY_LIGHT_ON: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(any|which|what) (warning |dash |dashboard )?lights? (is |are )?(on|lit)|\blights? (is |are )?(on|lit) (now|right now|at the moment)|\b(is|are) (there )?any (warning )?lights? on")
-        .expect("a valid pattern")
+    re(
+        r"\b(any|which|what) (warning |dash |dashboard )?lights? (is |are )?(on|lit)|\blights? (is |are )?(on|lit) (now|right now|at the moment)|\b(is|are) (there )?any (warning )?lights? on",
+    )
 });
 static HOW_FAR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(how far can i (go|get|drive)|how many miles can i (go|do|drive)|whats my range|what is my range|how much range)\b").expect("a valid pattern")
+    re(
+        r"^(how far can i (go|get|drive)|how many miles can i (go|do|drive)|whats my range|what is my range|how much range)\b",
+    )
 });
 static WHICH_TYRE_LOW: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"\b(which|what) (tyre|tire|wheel)s? (is|are) (low|flat|soft)|\bis (one of )?(my )?(tyres?|tires?) (low|flat)",
-    )
-    .expect("a valid pattern")
+    re(r"\b(which|what) (tyre|tire|wheel)s? (is|are) (low|flat|soft)|\bis (one of )?(my )?(tyres?|tires?) (low|flat)")
 });
 
 /// The live-state intent of a question about the car now, whatever the model

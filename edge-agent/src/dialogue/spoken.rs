@@ -144,7 +144,7 @@ fn whole_words<'a>(words: impl Iterator<Item = &'a str>) -> Regex {
     // Longest first, so "petrol station" wins over "petrol".
     words.sort_by_key(|w| std::cmp::Reverse(w.len()));
     let alternatives: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
-    Regex::new(&format!(r"(?i)\b({})\b", alternatives.join("|"))).expect("a valid word list")
+    super::slots::re(&format!(r"(?i)\b({})\b", alternatives.join("|")))
 }
 
 /// `text` in the words of `wording`, keeping a capital letter where there was one.
