@@ -2,7 +2,9 @@
 //! knowledge base and the live vehicle signals.
 //!
 //! An answer is spoken, so it is at most two whole sentences; the full article
-//! stays available, and every answer cites the ids of the articles it rests on.
+//! stays available, and every answer cites the ids of the articles it rests on,
+//! or says the manual does not have that: an article is spoken only when it is
+//! tagged with the intent and close enough to the question.
 //! Live values are spoken in the units of the car's market.
 
 use knowledge::{Article, Hit, KnowledgeBase, KnowledgeError, Query};
@@ -124,7 +126,7 @@ impl AnswerContext<'_> {
 }
 
 /// What the car says when its manual has no answer; the dialogue adds the offer.
-pub const NOT_IN_THE_MANUAL: &str = "I don't have that in the car's manual.";
+const NOT_IN_THE_MANUAL: &str = "I don't have that in the car's manual.";
 
 /// A name as said, without the words every light's name has: "Check engine
 /// light" -> "check engine".
@@ -758,10 +760,10 @@ fn is_deictic(text: &str) -> bool {
 }
 
 fn fuel_economy(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, KnowledgeError> {
-    let best = ctx.search(text, Intent::FuelEconomy, 1)?.into_iter().next();
     if ctx.slots.fixed_fact || ctx.slots.explains {
         return ctx.best_article(text, Intent::FuelEconomy);
     }
+    let best = ctx.search(text, Intent::FuelEconomy, 1)?.into_iter().next();
     // Questions about the figures (rather than tips or modes) get the live ones.
     let about_my_driving = best
         .as_ref()
