@@ -551,23 +551,8 @@ fn reembed(conn: &mut Connection, location: &str, embedder: &dyn Embedder) -> Re
     };
     tx.execute_batch("DELETE FROM embeddings; DELETE FROM field_embeddings;")
         .at(location)?;
-    for (rowid, article) in articles {
-        let v = embedder
-            .embed(&article.embedding_text())
-            .map_err(KnowledgeError::Embedding)?;
-        tx.execute(
-            "INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)",
-            params![rowid, vector_to_blob(&v)],
-        )
-        .at(location)?;
-        for (field, text) in article.field_texts().into_iter().enumerate() {
-            let v = embedder.embed(text).map_err(KnowledgeError::Embedding)?;
-            tx.execute(
-                "INSERT INTO field_embeddings (article_rowid, field, vector) VALUES (?1, ?2, ?3)",
-                params![rowid, field as i64, vector_to_blob(&v)],
-            )
-            .at(location)?;
-        }
+    for (rowid, article) in &articles {
+        store_vectors(&tx, location, *rowid, article, embedder)?;
     }
     tx.execute(
         "UPDATE pack SET value = ?1 WHERE key = 'embedding_model'",
@@ -575,6 +560,32 @@ fn reembed(conn: &mut Connection, location: &str, embedder: &dyn Embedder) -> Re
     )
     .at(location)?;
     tx.commit().at(location)
+}
+
+/// Embeds an article whole and field by field, and stores the vectors.
+pub(crate) fn store_vectors(
+    conn: &Connection,
+    location: &str,
+    rowid: i64,
+    article: &Article,
+    embedder: &dyn Embedder,
+) -> Result<()> {
+    let whole = embedder
+        .embed(&article.embedding_text())
+        .map_err(KnowledgeError::Embedding)?;
+    conn.prepare_cached("INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)")
+        .and_then(|mut insert| insert.execute(params![rowid, vector_to_blob(&whole)]))
+        .at(location)?;
+    let mut insert = conn
+        .prepare_cached("INSERT INTO field_embeddings (article_rowid, field, vector) VALUES (?1, ?2, ?3)")
+        .at(location)?;
+    for (field, text) in article.field_texts().into_iter().enumerate() {
+        let v = embedder.embed(text).map_err(KnowledgeError::Embedding)?;
+        insert
+            .execute(params![rowid, field as i64, vector_to_blob(&v)])
+            .at(location)?;
+    }
+    Ok(())
 }
 
 fn empty_article() -> Article {

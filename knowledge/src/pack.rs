@@ -389,12 +389,6 @@ fn write(
         let mut fts = tx
             .prepare("INSERT INTO articles_fts (rowid, title, aliases, keywords, body) VALUES (?1, ?2, ?3, ?4, ?5)")
             .at(location)?;
-        let mut vector = tx
-            .prepare("INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)")
-            .at(location)?;
-        let mut field_vector = tx
-            .prepare("INSERT INTO field_embeddings (article_rowid, field, vector) VALUES (?1, ?2, ?3)")
-            .at(location)?;
         for a in articles {
             insert
                 .execute(params![
@@ -426,16 +420,7 @@ fn write(
                 format!("{} {}", a.summary, a.body)
             ])
             .at(location)?;
-            let v = embedder.embed(&a.embedding_text()).map_err(KnowledgeError::Embedding)?;
-            vector
-                .execute(params![rowid, crate::kb::vector_to_blob(&v)])
-                .at(location)?;
-            for (field, text) in a.field_texts().into_iter().enumerate() {
-                let v = embedder.embed(text).map_err(KnowledgeError::Embedding)?;
-                field_vector
-                    .execute(params![rowid, field as i64, crate::kb::vector_to_blob(&v)])
-                    .at(location)?;
-            }
+            crate::kb::store_vectors(&tx, location, rowid, a, embedder)?;
         }
     }
     tx.commit().at(location)

@@ -353,9 +353,17 @@ fn light_article_id(name: &str) -> String {
     format!("light-{}", name.trim().to_lowercase().replace(['_', ' '], "-"))
 }
 
-/// The lights on now: their spoken names, the sources (the health check and each
-/// light's article), and the first light's article.
-fn lights_on(ctx: &AnswerContext<'_>) -> Result<(Vec<String>, Vec<String>, Option<Article>), KnowledgeError> {
+/// The lights on now, as an answer tells of them.
+struct LitLights {
+    /// Their spoken names.
+    names: Vec<String>,
+    /// The health check and each light's article.
+    sources: Vec<String>,
+    /// The first light's article.
+    first: Option<Article>,
+}
+
+fn lights_on(ctx: &AnswerContext<'_>) -> Result<LitLights, KnowledgeError> {
     let mut names = Vec::new();
     let mut first: Option<Article> = None;
     let mut sources = vec!["health-check".to_string()];
@@ -369,12 +377,16 @@ fn lights_on(ctx: &AnswerContext<'_>) -> Result<(Vec<String>, Vec<String>, Optio
             None => names.push(format!("{} warning", light.replace('_', " "))),
         }
     }
-    Ok((names, sources, first))
+    Ok(LitLights { names, sources, first })
 }
 
 fn vehicle_health(ctx: &AnswerContext<'_>) -> Result<Answer, KnowledgeError> {
     let s = ctx.state;
-    let (lights, mut sources, first_light) = lights_on(ctx)?;
+    let LitLights {
+        names: lights,
+        mut sources,
+        first: first_light,
+    } = lights_on(ctx)?;
     let codes: Vec<String> = s.dtcs.iter().map(|code| describe_code(code)).collect();
     if !s.dtcs.is_empty() {
         sources.push("health-fault-codes".to_string());
@@ -600,7 +612,7 @@ fn fits_description(slots: &Slots, light: &Article) -> bool {
 
 /// Which lights are on now, from the signals, and what the first one means.
 fn lit_lights(ctx: &AnswerContext<'_>) -> Result<Answer, KnowledgeError> {
-    let (names, sources, first) = lights_on(ctx)?;
+    let LitLights { names, sources, first } = lights_on(ctx)?;
     if names.is_empty() {
         return Ok(Answer {
             text: "No warning lights are on right now.".to_string(),
