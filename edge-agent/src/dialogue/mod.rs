@@ -375,7 +375,10 @@ impl Assistant {
             }
             Intent::OutOfScope => {
                 // Torn between an in-scope intent and the gate: maybe misheard.
-                let below_gate = prediction.top_confidence >= 0.3;
+                // Only when the model leaned in scope at least even (at 0.3, a
+                // plain out-of-scope question such as a bus time was met with
+                // "say it another way").
+                let below_gate = prediction.top_confidence >= 0.5;
                 turn.answer = if below_gate {
                     format!("I'm not sure I understood. Say it another way, or say yes and I'll ask {cloud}.")
                 } else {
