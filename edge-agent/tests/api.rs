@@ -86,56 +86,36 @@ async fn call(socket: &Path, method: Method, path: &str, body: Option<Value>) ->
     (status, bytes.to_vec())
 }
 
+/// `POST /v1/ask` in a named conversation; the answer is checked against the
+/// document.
+async fn ask_in(socket: &Path, doc: &Value, text: &str, conversation: &str) -> (u16, Value) {
+    let body = json!({"text": text, "conversation_id": conversation});
+    let (status, bytes) = call(socket, Method::POST, "/v1/ask", Some(body)).await;
+    (status, conforms(doc, "/v1/ask", "post", status, &bytes))
+}
+
 #[test]
 fn every_endpoint_answers_as_openapi_json_describes() {
     let daemon = Daemon::start(&[]);
     let doc = openapi();
     let s = &daemon.socket;
     runtime().block_on(async {
-        let (status, body) = call(
-            s,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "what are my tyre pressures", "conversation_id": "hmi-1"})),
-        )
-        .await;
+        let (status, turn) = ask_in(s, &doc, "what are my tyre pressures", "hmi-1").await;
         assert_eq!(status, 200);
-        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
         assert_eq!(turn["intent"], "tire_pressure");
         assert_eq!(turn["conversation_id"], "hmi-1");
 
         // A follow-up is read against the same conversation's last turn.
-        let (status, body) = call(
-            s,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "and the back ones?", "conversation_id": "hmi-1"})),
-        )
-        .await;
-        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        let (_, turn) = ask_in(s, &doc, "and the back ones?", "hmi-1").await;
         assert_eq!(turn["intent"], "tire_pressure");
         let answer = turn["answer"].as_str().unwrap();
         assert!(answer.starts_with("Rear left and rear right"), "{answer}");
         // What the car cannot answer is offered to the cloud, not queued.
-        let (status, body) = call(
-            s,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "what is twelve times seven", "conversation_id": "hmi-2"})),
-        )
-        .await;
-        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        let (_, turn) = ask_in(s, &doc, "what is twelve times seven", "hmi-2").await;
         assert_eq!(turn["pending_question"], "ask_cloud");
         assert!(turn.get("escalation").is_none(), "{turn}");
 
-        let (status, body) = call(
-            s,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "book me a service on friday", "conversation_id": "hmi-1"})),
-        )
-        .await;
-        let turn = conforms(&doc, "/v1/ask", "post", status, &body);
+        let (_, turn) = ask_in(s, &doc, "book me a service on friday", "hmi-1").await;
         assert_eq!(turn["escalation"]["status"], "pending");
 
         let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "where are we"}))).await;

@@ -83,6 +83,13 @@ struct Entry {
     names: Vec<String>,
 }
 
+impl Entry {
+    /// Whether the article is tagged with `intent` (never, when there is none).
+    fn tagged(&self, intent: Option<&str>) -> bool {
+        intent.is_some_and(|i| self.intents.iter().any(|x| x == i))
+    }
+}
+
 /// Facts about the compiled pack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackInfo {
@@ -276,7 +283,7 @@ impl KnowledgeBase {
         let conn = self.conn.lock().expect("kb mutex");
         self.entries
             .iter()
-            .filter(|e| e.intents.iter().any(|i| i == intent) && e.applies.matches(vehicle))
+            .filter(|e| e.tagged(Some(intent)) && e.applies.matches(vehicle))
             .map(|e| self.fetch(&conn, e.rowid))
             .collect()
     }
@@ -294,7 +301,7 @@ impl KnowledgeBase {
         for e in self
             .entries
             .iter()
-            .filter(|e| e.intents.iter().any(|i| i == intent) && e.applies.matches(vehicle))
+            .filter(|e| e.tagged(Some(intent)) && e.applies.matches(vehicle))
         {
             if let Some(s) = e.names.iter().filter_map(|n| score(n)).max() {
                 if best.is_none_or(|(b, _)| s > b) {
@@ -344,7 +351,7 @@ impl KnowledgeBase {
             .entries
             .iter()
             .filter(|e| e.applies.matches(query.vehicle))
-            .filter(|e| !tagged_only || query.intent.is_some_and(|i| e.intents.iter().any(|x| x == i)))
+            .filter(|e| !tagged_only || e.tagged(query.intent))
             .map(|e| {
                 let lex = match lexical.get(&e.rowid) {
                     Some(s) if best_lexical > 0.0 => s / best_lexical,
@@ -362,7 +369,7 @@ impl KnowledgeBase {
                     .filter(|f| f.len() == query_vector.len())
                     .map(|f| crate::embed::dot(&query_vector, f))
                     .fold(sem, f32::max);
-                let tagged = query.intent.is_some_and(|i| e.intents.iter().any(|x| x == i));
+                let tagged = e.tagged(query.intent);
                 let score =
                     w.lexical * lex + w.semantic * sem + w.closeness * close + if tagged { w.intent } else { 0.0 };
                 (score, lex, sem, close, e.rowid, coverage(&asked, &e.words))
