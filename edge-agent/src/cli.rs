@@ -164,6 +164,11 @@ pub struct KbEvalArgs {
     /// eval/uncovered.txt, when it has one).
     #[arg(long)]
     pub uncovered: Option<PathBuf>,
+    /// A folder of public utterance files (`*.jsonl`, as in the shared data):
+    /// every row whose `suggested_intent` is `out_of_scope` is asked too, and the
+    /// share that got an article is reported (never fitted on).
+    #[arg(long, value_name = "DIR")]
+    pub out_of_scope: Option<PathBuf>,
     /// Grid-search the search's fusion weights on the tuning half.
     #[arg(long)]
     pub tune: bool,

@@ -181,6 +181,14 @@ pub struct KnowledgeConfig {
     /// must hold to be spoken on that evidence. Below both, the car says the
     /// manual does not have it.
     pub min_coverage: f32,
+    /// Whether one article that clearly answers a question the gate called out
+    /// of scope answers it after all.
+    pub overrule_gate: bool,
+    /// How far, in fused search score, that article must lead the next one.
+    pub overrule_lead: f32,
+    /// The closeness that suffices for it; otherwise it must clear both
+    /// [`Self::min_score`] and [`Self::min_coverage`].
+    pub overrule_closeness: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +255,12 @@ impl Config {
         if !(0.0..1.0).contains(&self.knowledge.min_score) || !(0.0..=1.01).contains(&self.knowledge.min_coverage) {
             return Err(ConfigError::Invalid(
                 "knowledge.min_score must be within [0, 1) and knowledge.min_coverage within [0, 1.01] (above 1 switches it off)"
+                    .to_string(),
+            ));
+        }
+        if self.knowledge.overrule_lead < 0.0 || !(0.0..=1.01).contains(&self.knowledge.overrule_closeness) {
+            return Err(ConfigError::Invalid(
+                "knowledge.overrule_lead must be at least 0 and knowledge.overrule_closeness within [0, 1.01]"
                     .to_string(),
             ));
         }

@@ -252,13 +252,31 @@ fn kb_eval(args: &cli::KbEvalArgs) -> anyhow::Result<()> {
     }
     let kb = Arc::new(kb);
     let report = if args.calibrate {
-        let ((min_score, min_coverage), report) = retrieval::calibrate(&config, classifier, kb, &state, &questions)?;
+        let ((min_score, min_coverage), report) =
+            retrieval::calibrate(&config, classifier.clone(), kb.clone(), &state, &questions)?;
         println!("fitted on the tuning halves: knowledge.min_score = {min_score:.2}, knowledge.min_coverage = {min_coverage:.2}");
         report
     } else {
-        retrieval::measure(&dialogue::Assistant::new(config, classifier, kb), &state, &questions)?
+        retrieval::measure(
+            &dialogue::Assistant::new(config.clone(), classifier.clone(), kb.clone()),
+            &state,
+            &questions,
+        )?
     };
     print_retrieval_report(&report, args.misses);
+    if let Some(dir) = &args.out_of_scope {
+        let texts = retrieval::load_out_of_scope(dir)?;
+        let assistant = dialogue::Assistant::new(config, classifier, kb);
+        let t = retrieval::measure_out_of_scope(&assistant, &state, &texts)?;
+        let pct = |n: usize| t.share(n) * 100.0;
+        println!(
+            "real out of scope: {} utterances; an article spoken {:.2}%, offered to the cloud {:.1}%, sent on {:.1}%",
+            t.questions,
+            pct(t.wrong),
+            pct(t.abstained),
+            pct(t.elsewhere)
+        );
+    }
     Ok(())
 }
 

@@ -14,12 +14,12 @@ use edge_agent::locate;
 use edge_agent::vehicle::VehicleState;
 
 /// Ratchets on the held-out halves, at the figures measured when they were set
-/// (top-1 53.2%, wrong 10.1%; abstained 73.0%, wrong 20.6%). Issue 18 asks for
+/// (top-1 63.3%, wrong 10.1%; abstained 73.0%, wrong 20.6%). Issue 18 asks for
 /// top-1 >= 95%, wrong <= 2% and abstention >= 90% with no wrong article: not
 /// met. Most misses are the classifier's (a covered question read as out of
-/// scope or as another intent), and the compact encoder's cosines part covered
-/// from uncovered questions only loosely.
-const MIN_TOP_1: f64 = 0.53;
+/// scope, even after the manual's overrule, or as another intent), and the
+/// compact encoder's cosines part covered from uncovered questions only loosely.
+const MIN_TOP_1: f64 = 0.63;
 const MAX_WRONG: f64 = 0.105;
 const MIN_ABSTAINED: f64 = 0.73;
 const MAX_UNCOVERED_WRONG: f64 = 0.21;
@@ -30,16 +30,22 @@ fn questions(pack: &Path) -> Vec<retrieval::Question> {
     questions
 }
 
-#[test]
-fn the_manual_is_found_as_the_driver_hears_it_and_what_it_lacks_is_said_honestly() {
+/// The shipped model and pack, compiled into a scratch base, under `config`.
+fn shipped_assistant(config: Config) -> Assistant {
     let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
     let pack = locate::find_pack_dir("").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
     knowledge_base::build(&pack, &dir.path().join("kb.sqlite"), embedder.as_ref()).unwrap();
+    // Opened, the base lives in memory; the file may go with the folder.
     let kb = Arc::new(knowledge::KnowledgeBase::open(&dir.path().join("kb.sqlite"), embedder).unwrap());
-    let questions = questions(&pack);
-    let assistant = Assistant::new(Config::embedded(), classifier, kb);
+    Assistant::new(config, classifier, kb)
+}
+
+#[test]
+fn the_manual_is_found_as_the_driver_hears_it_and_what_it_lacks_is_said_honestly() {
+    let questions = questions(&locate::find_pack_dir("").unwrap());
+    let assistant = shipped_assistant(Config::embedded());
     let report = retrieval::measure(&assistant, &VehicleState::demo(), &questions).unwrap();
     let (covered, uncovered) = (report.covered[1], report.uncovered[1]);
     assert!(covered.questions >= 100 && uncovered.questions >= 60, "{report:?}");
@@ -67,6 +73,49 @@ fn the_manual_is_found_as_the_driver_hears_it_and_what_it_lacks_is_said_honestly
         uncovered.share(uncovered.wrong) <= MAX_UNCOVERED_WRONG,
         "wrong on uncovered; misses: {misses:#?}"
     );
+}
+
+/// The gate refuses some plain car questions; one article that clearly answers
+/// overrules it, and nothing else does. The lines are written for this test
+/// (none is in the retrieval sets).
+#[test]
+fn the_manual_overrules_the_gate_only_when_one_article_clearly_answers() {
+    let gated_but_answered = [
+        ("warm the steering wheel up", "howto-heated-steering-wheel"),
+        ("switch on the seat heating", "howto-heated-seats"),
+        ("where is the isofix", "howto-isofix"),
+        ("show me the surround view camera", "howto-reversing-camera"),
+    ];
+    let not_the_cars = [
+        "where can i pay with my card",
+        "turn the kitchen lights on",
+        "how do i update the apps on my phone",
+        "what's 12 times 7",
+    ];
+    let store = retrieval::scratch_store().unwrap();
+    let state = VehicleState::demo();
+    let mut without = Config::embedded();
+    without.knowledge.overrule_gate = false;
+    let (on, off) = (shipped_assistant(Config::embedded()), shipped_assistant(without));
+    let heard = |assistant: &Assistant, text: &str| retrieval::hear(assistant, &store, &state, text).unwrap();
+    for (text, article) in gated_but_answered {
+        assert_eq!(
+            heard(&off, text),
+            retrieval::Heard::NotInManual,
+            "{text:?}: the gate no longer refuses it, so it tests nothing; pick a line it refuses"
+        );
+        assert_eq!(
+            heard(&on, text),
+            retrieval::Heard::Article(article.to_string()),
+            "{text:?}"
+        );
+    }
+    for text in not_the_cars {
+        assert!(
+            !matches!(heard(&on, text), retrieval::Heard::Article(_)),
+            "{text:?} got an article"
+        );
+    }
 }
 
 /// An alias that copies a test question would make the yardsticks measure

@@ -90,11 +90,7 @@ impl AnswerContext<'_> {
     }
 
     fn vehicle_filter(&self) -> knowledge::VehicleFilter {
-        let mut filter = self.state.filter();
-        filter.model.get_or_insert_with(|| self.config.vehicle.model.clone());
-        filter.year.get_or_insert(self.config.vehicle.year);
-        filter.market.get_or_insert_with(|| self.config.vehicle.market.clone());
-        filter
+        vehicle_filter(self.config, self.state)
     }
 
     fn article(&self, id: &str) -> Result<Option<Article>, KnowledgeError> {
@@ -123,6 +119,65 @@ impl AnswerContext<'_> {
             None => Answer::said(NOT_IN_THE_MANUAL, &[]),
         })
     }
+}
+
+/// What the knowledge base is filtered by: the live vehicle, else the configured one.
+fn vehicle_filter(config: &Config, state: &VehicleState) -> knowledge::VehicleFilter {
+    let mut filter = state.filter();
+    filter.model.get_or_insert_with(|| config.vehicle.model.clone());
+    filter.year.get_or_insert(config.vehicle.year);
+    filter.market.get_or_insert_with(|| config.vehicle.market.clone());
+    filter
+}
+
+/// The local intent to answer a question the gate called out of scope under,
+/// when one article of the manual clearly answers it: it leads the next article
+/// by `knowledge.overrule_lead` of fused score, and its closest field comes
+/// within `knowledge.overrule_closeness` of the question or it clears both of the
+/// bars a turn in scope needs only one of. The model's best in-scope guess wins
+/// when the article is tagged with it.
+///
+/// The gate is trained to refuse what is not about the car, and it refuses some
+/// plain car questions phrased in ways the corpus lacks ("how do i release the
+/// handbrake"); the manual is the second opinion. Measured on real out-of-scope
+/// utterances by `kb eval --out-of-scope`.
+pub fn overruling_intent(
+    config: &Config,
+    state: &VehicleState,
+    kb: &KnowledgeBase,
+    text: &str,
+    best_guess: Intent,
+) -> Result<Option<Intent>, KnowledgeError> {
+    let k = &config.knowledge;
+    if !k.overrule_gate {
+        return Ok(None);
+    }
+    let vehicle = vehicle_filter(config, state);
+    let hits = kb.search(&Query {
+        text,
+        intent: None,
+        vehicle: &vehicle,
+        limit: 2,
+    })?;
+    let Some(best) = hits.first() else { return Ok(None) };
+    let lead = best.score - hits.get(1).map_or(0.0, |next| next.score);
+    let close = best.closeness >= k.overrule_closeness;
+    let both_bars = best.closeness >= k.min_score && best.coverage >= k.min_coverage;
+    if lead < k.overrule_lead || !(close || both_bars) {
+        return Ok(None);
+    }
+    let answerable: Vec<Intent> = best
+        .article
+        .intents
+        .iter()
+        .filter_map(|tag| tag.parse::<Intent>().ok())
+        .filter(|intent| intent.route() == models::Route::Local)
+        .collect();
+    Ok(if answerable.contains(&best_guess) {
+        Some(best_guess)
+    } else {
+        answerable.first().copied()
+    })
 }
 
 /// What the car says when its manual has no answer; the dialogue adds the offer.

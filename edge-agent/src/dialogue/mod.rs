@@ -260,6 +260,7 @@ impl Assistant {
         let now = jiff::Timestamp::now();
         let mut slots = Slots::of(text);
         let prediction = self.resolve(session, text, &mut slots, prediction, now);
+        let prediction = self.overrule_gate(state, text, prediction)?;
         let pending = session.pending.take();
         let pending_text = session.pending_text.take();
         let (market_name, market) = self.config.market(state.market.as_deref());
@@ -522,6 +523,35 @@ impl Assistant {
             slots.inherit(&context.slots);
         }
         resolved
+    }
+
+    /// A turn the gate called out of scope, answered under a local intent after
+    /// all when one article of the manual clearly answers it
+    /// ([`answer::overruling_intent`]).
+    fn overrule_gate(
+        &self,
+        state: &VehicleState,
+        text: &str,
+        prediction: Prediction,
+    ) -> Result<Prediction, DialogueError> {
+        if prediction.intent != Intent::OutOfScope {
+            return Ok(prediction);
+        }
+        let kb = self.kb.load_full();
+        let Some(intent) = answer::overruling_intent(&self.config, state, &kb, text, prediction.top_intent)? else {
+            return Ok(prediction);
+        };
+        tracing::debug!(
+            to = intent.as_str(),
+            "the gate said out of scope; the manual answers it"
+        );
+        Ok(Prediction {
+            intent,
+            // The model's confidence that the turn is in scope at all.
+            intent_confidence: prediction.top_confidence,
+            route: intent.route(),
+            ..prediction
+        })
     }
 
     /// A "yes" to the car's offer: queues `what` under `intent` for the cloud and

@@ -24,8 +24,12 @@ use crate::vehicle::VehicleState;
 pub enum EvalError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path}:{line}: expected article_id<TAB>question")]
-    Format { path: String, line: usize },
+    #[error("{path}:{line}: expected {expected}")]
+    Format {
+        path: String,
+        line: usize,
+        expected: &'static str,
+    },
     #[error(transparent)]
     Dialogue(#[from] super::DialogueError),
     #[error(transparent)]
@@ -83,6 +87,7 @@ pub fn load_pairs(path: &Path) -> Result<Vec<Question>, EvalError> {
             None => Err(EvalError::Format {
                 path: path.display().to_string(),
                 line,
+                expected: "article_id<TAB>question",
             }),
         })
         .collect()
@@ -93,6 +98,40 @@ pub fn load_uncovered(path: &Path) -> Result<Vec<Question>, EvalError> {
     Ok(content_lines(&read(path)?)
         .map(|(_, l)| Question::new(l, None))
         .collect())
+}
+
+/// Reads the utterances labelled `out_of_scope` from every `*.jsonl` file in
+/// `dir` (one JSON object a line, with `text` and `suggested_intent`), in file
+/// name order. A line that is not such an object is an error.
+pub fn load_out_of_scope(dir: &Path) -> Result<Vec<String>, EvalError> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        text: String,
+        suggested_intent: Option<String>,
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| EvalError::Read {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut texts = Vec::new();
+    for path in files {
+        for (line, l) in content_lines(&read(&path)?) {
+            let row: Row = serde_json::from_str(l).map_err(|_| EvalError::Format {
+                path: path.display().to_string(),
+                line,
+                expected: "a JSON object with `text` and `suggested_intent`",
+            })?;
+            if row.suggested_intent.as_deref() == Some("out_of_scope") {
+                texts.push(row.text);
+            }
+        }
+    }
+    Ok(texts)
 }
 
 /// What the driver heard.
@@ -189,12 +228,17 @@ impl Report {
     }
 }
 
-/// Asks every question and tallies what was heard.
-pub fn measure(assistant: &Assistant, state: &VehicleState, questions: &[Question]) -> Result<Report, EvalError> {
-    let store = Store::in_memory(Retention {
+/// An in-memory store for the turns an evaluation asks.
+pub fn scratch_store() -> Result<Store, EvalError> {
+    Ok(Store::in_memory(Retention {
         days: 1,
         max_turns_per_conversation: 10,
-    })?;
+    })?)
+}
+
+/// Asks every question and tallies what was heard.
+pub fn measure(assistant: &Assistant, state: &VehicleState, questions: &[Question]) -> Result<Report, EvalError> {
+    let store = scratch_store()?;
     let mut report = Report::default();
     for q in questions {
         let heard = hear(assistant, &store, state, &q.text)?;
@@ -232,6 +276,23 @@ pub fn measure(assistant: &Assistant, state: &VehicleState, questions: &[Questio
         }
     }
     Ok(report)
+}
+
+/// Asks every out-of-scope utterance: `wrong` counts those answered from an
+/// article, `abstained` the honest "not in the car" with the offer to ask the
+/// cloud, `elsewhere` those sent on.
+pub fn measure_out_of_scope(assistant: &Assistant, state: &VehicleState, texts: &[String]) -> Result<Tally, EvalError> {
+    let store = scratch_store()?;
+    let mut tally = Tally::default();
+    for text in texts {
+        tally.questions += 1;
+        match hear(assistant, &store, state, text)? {
+            Heard::Article(_) => tally.wrong += 1,
+            Heard::NotInManual => tally.abstained += 1,
+            Heard::Elsewhere => tally.elsewhere += 1,
+        }
+    }
+    Ok(tally)
 }
 
 /// Fits `knowledge.min_score` and `knowledge.min_coverage` on the tuning halves:
