@@ -182,7 +182,7 @@ pub struct KnowledgeConfig {
     /// manual does not have it.
     pub min_coverage: f32,
     /// Whether one article that clearly answers a question the gate called out
-    /// of scope answers it after all.
+    /// of scope, or one the articles of its intent lack, answers it after all.
     pub overrule_gate: bool,
     /// How far, in fused search score, that article must lead the next one.
     pub overrule_lead: f32,

@@ -37,7 +37,7 @@ impl Answer {
         }
     }
 
-    fn from_article(article: Article) -> Answer {
+    pub(super) fn from_article(article: Article) -> Answer {
         Answer {
             text: article.summary.clone(),
             sources: vec![article.id.clone()],
@@ -130,24 +130,25 @@ fn vehicle_filter(config: &Config, state: &VehicleState) -> knowledge::VehicleFi
     filter
 }
 
-/// The local intent to answer a question the gate called out of scope under,
-/// when one article of the manual clearly answers it: it leads the next article
-/// by `knowledge.overrule_lead` of fused score, and its closest field comes
-/// within `knowledge.overrule_closeness` of the question or it clears both of the
-/// bars a turn in scope needs only one of. The model's best in-scope guess wins
-/// when the article is tagged with it.
+/// The article that clearly answers a question the gate called out of scope, or
+/// one the articles of its intent do not answer, with the local intent to answer
+/// it under. Clearly: it leads the next article by `knowledge.overrule_lead` of
+/// fused score, and its closest field comes within `knowledge.overrule_closeness`
+/// of the question or it clears both of the bars a turn in scope needs only one
+/// of. The model's best in-scope guess is the intent when the article is tagged
+/// with it.
 ///
 /// The gate is trained to refuse what is not about the car, and it refuses some
 /// plain car questions phrased in ways the corpus lacks ("how do i release the
 /// handbrake"); the manual is the second opinion. Measured on real out-of-scope
 /// utterances by `kb eval --out-of-scope`.
-pub fn overruling_intent(
+pub fn overruling_article(
     config: &Config,
     state: &VehicleState,
     kb: &KnowledgeBase,
     text: &str,
     best_guess: Intent,
-) -> Result<Option<Intent>, KnowledgeError> {
+) -> Result<Option<(Intent, Article)>, KnowledgeError> {
     let k = &config.knowledge;
     if !k.overrule_gate {
         return Ok(None);
@@ -159,10 +160,19 @@ pub fn overruling_intent(
         vehicle: &vehicle,
         limit: 2,
     })?;
-    let Some(best) = hits.first() else { return Ok(None) };
-    let lead = best.score - hits.get(1).map_or(0.0, |next| next.score);
+    let mut hits = hits.into_iter();
+    let Some(best) = hits.next() else { return Ok(None) };
+    let next = hits.next();
+    let lead = best.score - next.map_or(0.0, |next| next.score);
     let close = best.closeness >= k.overrule_closeness;
     let both_bars = best.closeness >= k.min_score && best.coverage >= k.min_coverage;
+    tracing::debug!(
+        article = %best.article.id,
+        closeness = best.closeness,
+        coverage = best.coverage,
+        lead,
+        "the manual's closest article, for overruling the gate or the intent"
+    );
     if lead < k.overrule_lead || !(close || both_bars) {
         return Ok(None);
     }
@@ -173,11 +183,12 @@ pub fn overruling_intent(
         .filter_map(|tag| tag.parse::<Intent>().ok())
         .filter(|intent| intent.route() == models::Route::Local)
         .collect();
-    Ok(if answerable.contains(&best_guess) {
+    let intent = if answerable.contains(&best_guess) {
         Some(best_guess)
     } else {
         answerable.first().copied()
-    })
+    };
+    Ok(intent.map(|intent| (intent, best.article)))
 }
 
 /// What the car says when its manual has no answer; the dialogue adds the offer.
@@ -709,16 +720,24 @@ fn is_that_light_on(ctx: &AnswerContext<'_>) -> Result<Option<Answer>, Knowledge
 }
 
 /// "Is that serious?", "can I still drive it?" about the light the last turn
-/// explained: the whole of its summary, which says what to do.
+/// explained: the whole of its summary, which says what to do. When none was
+/// and the driver describes none, the lights on now and what the first means.
 fn how_serious_is_that_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Option<Answer>, KnowledgeError> {
+    if !follow_up::asks_how_serious(text) {
+        return Ok(None);
+    }
     let light = ctx
         .previous
         .and_then(|p| p.article.as_deref())
         .filter(|id| id.starts_with("light-"));
-    let Some(id) = light.filter(|_| follow_up::asks_how_serious(text)) else {
-        return Ok(None);
-    };
-    Ok(ctx.article(id)?.map(Answer::from_article))
+    if let Some(id) = light {
+        return Ok(ctx.article(id)?.map(Answer::from_article));
+    }
+    let describes_none = ctx.slots.shapes.is_empty() && ctx.slots.colour.is_none();
+    if describes_none && !ctx.state.warning_lights.is_empty() {
+        return lit_lights(ctx).map(Some);
+    }
+    Ok(None)
 }
 
 /// How the manual describes a light, lower case, to match the driver's words.

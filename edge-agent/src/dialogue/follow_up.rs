@@ -48,8 +48,8 @@ pub fn continues(
     lifetime_secs: u64,
 ) -> Option<Intent> {
     let context = context.filter(|c| c.fresh(now, lifetime_secs))?;
-    if context.intent == Intent::WarningLight && asks_how_serious(text) {
-        return Some(Intent::WarningLight);
+    if matches!(context.intent, Intent::WarningLight | Intent::VehicleHealth) && asks_how_serious(text) {
+        return Some(context.intent);
     }
     let t = normalise(text);
     let short = t.split(' ').count() <= 4;

@@ -260,7 +260,7 @@ impl Assistant {
         let now = jiff::Timestamp::now();
         let mut slots = Slots::of(text);
         let prediction = self.resolve(session, text, &mut slots, prediction, now);
-        let prediction = self.overrule_gate(state, text, prediction)?;
+        let (prediction, overruled) = self.overrule_gate(state, text, prediction)?;
         let pending = session.pending.take();
         let pending_text = session.pending_text.take();
         let (market_name, market) = self.config.market(state.market.as_deref());
@@ -402,11 +402,15 @@ impl Assistant {
                     slots: &slots,
                     previous: session.context.as_ref(),
                 };
-                let Answer {
-                    text: answer,
-                    sources,
-                    article,
-                } = local_answer(&ctx, intent, text)?;
+                let (
+                    intent,
+                    Answer {
+                        text: answer,
+                        sources,
+                        article,
+                    },
+                ) = self.answer_locally(&ctx, state, intent, text, overruled)?;
+                turn.understood.intent = intent;
                 let capped = spoken::cap(&spoken::in_market_words(&answer, wording), spoken::MAX_WORDS);
                 session.more = capped.rest.map(|rest| spoken::in_market_words(&rest, wording));
                 let article_body = article.as_ref().map(|a| spoken::in_market_words(&a.body, wording));
@@ -527,31 +531,66 @@ impl Assistant {
 
     /// A turn the gate called out of scope, answered under a local intent after
     /// all when one article of the manual clearly answers it
-    /// ([`answer::overruling_intent`]).
+    /// ([`answer::overruling_article`]), with that article.
     fn overrule_gate(
         &self,
         state: &VehicleState,
         text: &str,
         prediction: Prediction,
-    ) -> Result<Prediction, DialogueError> {
+    ) -> Result<(Prediction, Option<knowledge::Article>), DialogueError> {
         if prediction.intent != Intent::OutOfScope {
-            return Ok(prediction);
+            return Ok((prediction, None));
         }
         let kb = self.kb.load_full();
-        let Some(intent) = answer::overruling_intent(&self.config, state, &kb, text, prediction.top_intent)? else {
-            return Ok(prediction);
+        let Some((intent, article)) =
+            answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent)?
+        else {
+            return Ok((prediction, None));
         };
         tracing::debug!(
             to = intent.as_str(),
             "the gate said out of scope; the manual answers it"
         );
-        Ok(Prediction {
+        let prediction = Prediction {
             intent,
             // The model's confidence that the turn is in scope at all.
             intent_confidence: prediction.top_confidence,
             route: intent.route(),
             ..prediction
-        })
+        };
+        Ok((prediction, Some(article)))
+    }
+
+    /// The local answer under `intent`: the article that overruled the gate when
+    /// one did; else the answer of that intent, and when its articles have
+    /// nothing, one article of another local intent that clearly answers the
+    /// question ([`answer::overruling_article`]), under that intent.
+    fn answer_locally(
+        &self,
+        ctx: &AnswerContext<'_>,
+        state: &VehicleState,
+        intent: Intent,
+        text: &str,
+        overruled: Option<knowledge::Article>,
+    ) -> Result<(Intent, Answer), DialogueError> {
+        if let Some(article) = overruled {
+            return Ok((intent, Answer::from_article(article)));
+        }
+        let answer = local_answer(ctx, intent, text)?;
+        if !answer.sources.is_empty() {
+            return Ok((intent, answer));
+        }
+        match answer::overruling_article(&self.config, state, ctx.kb, text, intent)? {
+            Some((other, article)) if other != intent => {
+                tracing::debug!(
+                    from = intent.as_str(),
+                    to = other.as_str(),
+                    "another intent's article answers it"
+                );
+                Ok((other, Answer::from_article(article)))
+            }
+            _ => Ok((intent, answer)),
+        }
     }
 
     /// A "yes" to the car's offer: queues `what` under `intent` for the cloud and
