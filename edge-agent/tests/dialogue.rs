@@ -150,6 +150,20 @@ fn a_follow_up_continues_the_last_turn_but_a_confident_request_stands() {
 }
 
 #[test]
+fn only_a_question_about_a_light_may_name_it_without_saying_light() {
+    let mut car = Car::new();
+    let tank = car.say("how big is the petrol tank");
+    assert_eq!(tank.sources, ["fuel-tank-capacity"], "{}", tank.answer);
+    let light = car.say("what does the petrol light mean");
+    assert_eq!(
+        light.sources.first().map(String::as_str),
+        Some("light-low-fuel"),
+        "{}",
+        light.answer
+    );
+}
+
+#[test]
 fn cancel_withdraws_the_request_just_made_but_never_an_emergency() {
     let mut car = Car::new();
     car.say("book a service for friday");

@@ -98,11 +98,18 @@ impl AnswerContext<'_> {
     }
 
     /// The article among those tagged with `intent` whose name or alias the
-    /// utterance says word for word; the longest such name wins.
+    /// utterance says word for word; the longest such name wins. Only a
+    /// question about a light may leave out "light" ("what's the petrol light"
+    /// is "petrol"; "how big is the petrol tank" names no light).
     fn named_article(&self, text: &str, intent: Intent) -> Result<Option<Article>, KnowledgeError> {
         let said = format!(" {} ", normalise(text));
         self.kb.best_named(intent.as_str(), &self.vehicle_filter(), |name| {
-            let core = name_core(name.split(" (").next().unwrap_or(name));
+            let name = name.split(" (").next().unwrap_or(name);
+            let core = if intent == Intent::WarningLight {
+                name_core(name)
+            } else {
+                normalise(name)
+            };
             (core.len() >= 3 && said.contains(&format!(" {core} "))).then_some(core.len())
         })
     }
