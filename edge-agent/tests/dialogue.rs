@@ -125,6 +125,24 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
     assert_eq!(yes.understood.route, Route::Cloud);
     assert_eq!(car.pending(), [("talk_to_agent".to_string(), Priority::Normal)]);
 
+    // What the manual lacks, asked in anger, is offered to a person too, and
+    // the person gets the question, not the "yes".
+    let mut car = Car::new();
+    let angry = "this useless car, how the hell do i turn the massage seats on, i'm sick of it";
+    let offer = car.say(angry);
+    assert!(offer.sources.is_empty(), "{:?}", offer.sources);
+    assert_eq!(
+        offer.pending_question,
+        Some(PendingQuestion::OfferAgent),
+        "{}",
+        offer.answer
+    );
+    car.say("yes please");
+    let sent = car.store.pending_escalations().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].intent, "talk_to_agent");
+    assert_eq!(sent[0].payload["utterance"], angry, "{}", sent[0].payload);
+
     // Declined, nothing is queued; and without a question, yes is just polite.
     let mut car = Car::new();
     car.say(ANGRY_LOCAL);
@@ -276,10 +294,10 @@ fn every_answer_is_at_most_two_whole_sentences_and_local_answers_cite_articles()
             let words = turn.answer.split_whitespace().count();
             assert!(words <= 30, "{text:?} -> {words} words: {}", turn.answer);
             // A local answer cites its articles, or says honestly the manual has
-            // none and offers the cloud.
+            // none and offers the cloud (or, to an upset driver, a person).
             if turn.handling == Handling::Answered && turn.understood.route == Route::Local && !dialogue_label {
                 assert!(
-                    !turn.sources.is_empty() || turn.pending_question == Some(PendingQuestion::AskCloud),
+                    !turn.sources.is_empty() || turn.pending_question.is_some(),
                     "{text:?} cites nothing and offers nothing: {}",
                     turn.answer
                 );

@@ -312,7 +312,9 @@ impl Assistant {
                 let answer = format!(
                     "Okay, I've asked for a person at {cloud}. They'll pick this up as soon as the car is connected."
                 );
-                return Ok(self.send_on_yes(session, state, store, turn, Intent::TalkToAgent, text, answer, now));
+                // The person gets what the driver asked, not "yes".
+                let question = pending_text.unwrap_or_else(|| text.to_string());
+                return Ok(self.send_on_yes(session, state, store, turn, Intent::TalkToAgent, &question, answer, now));
             }
             Intent::Affirm if pending == Some(PendingQuestion::AskCloud) => {
                 let question = pending_text.unwrap_or_else(|| text.to_string());
@@ -421,19 +423,21 @@ impl Assistant {
                 turn.sources = sources;
                 turn.article = article;
                 let in_manual = !turn.sources.is_empty();
-                if !in_manual && self.privacy.cloud_consent() {
-                    session.pending = Some(PendingQuestion::AskCloud);
-                    session.pending_text = Some(text.to_string());
-                    turn.pending_question = session.pending;
-                    turn.answer = format!("{answer} Would you like me to ask {cloud}?");
-                } else if prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below
-                    && self.privacy.cloud_consent()
-                {
+                // An upset driver is offered a person, whether or not the manual
+                // had the answer; otherwise what it lacks is offered to the cloud.
+                let upset = prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below;
+                if upset && self.privacy.cloud_consent() {
                     let offer = format!("Would you like me to connect you to a person at {cloud}?");
                     let room = spoken::MAX_WORDS.saturating_sub(offer.split_whitespace().count());
                     turn.answer = format!("{} {offer}", spoken::cap(first_sentence(&answer), room).said);
                     session.pending = Some(PendingQuestion::OfferAgent);
+                    session.pending_text = Some(text.to_string());
                     turn.pending_question = session.pending;
+                } else if !in_manual && self.privacy.cloud_consent() {
+                    session.pending = Some(PendingQuestion::AskCloud);
+                    session.pending_text = Some(text.to_string());
+                    turn.pending_question = session.pending;
+                    turn.answer = format!("{answer} Would you like me to ask {cloud}?");
                 } else {
                     turn.answer = answer;
                 }

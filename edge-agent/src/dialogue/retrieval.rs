@@ -15,7 +15,7 @@ use std::sync::Arc;
 use knowledge::{KnowledgeBase, Query, SearchWeights, VehicleFilter};
 use models::{Classifier, Intent};
 
-use super::{Assistant, Handling, PendingQuestion, Session};
+use super::{Assistant, Handling, Session};
 use crate::config::Config;
 use crate::store::{Retention, Store};
 use crate::vehicle::VehicleState;
@@ -139,7 +139,8 @@ pub fn load_out_of_scope(dir: &Path) -> Result<Vec<String>, EvalError> {
 pub enum Heard {
     /// An answer resting on this article (or live reading's source).
     Article(String),
-    /// The honest "I can't answer that in the car", with the offer to ask the cloud.
+    /// The honest "I can't answer that in the car", with the offer to ask the
+    /// cloud (or, to an upset driver, a person).
     NotInManual,
     /// Sent on to the cloud, or anything else that names no article.
     Elsewhere,
@@ -151,9 +152,8 @@ pub fn hear(assistant: &Assistant, store: &Store, state: &VehicleState, text: &s
     let turn = assistant.respond(&mut session, state, store, text)?;
     Ok(match turn.sources.first() {
         Some(id) => Heard::Article(id.clone()),
-        None if turn.handling != Handling::Escalated && turn.pending_question == Some(PendingQuestion::AskCloud) => {
-            Heard::NotInManual
-        }
+        // The offer may be of a person, to an upset driver.
+        None if turn.handling != Handling::Escalated && turn.pending_question.is_some() => Heard::NotInManual,
         None => Heard::Elsewhere,
     })
 }
