@@ -168,6 +168,28 @@ fn a_follow_up_continues_the_last_turn_but_a_confident_request_stands() {
 }
 
 #[test]
+fn why_right_after_an_article_reads_its_explanation_but_only_about_what_it_said() {
+    let mut car = Car::new();
+    car.say("how do i open the fuel door");
+    let why = car.say("why do i have to wait");
+    assert!(why.answer.contains("pressure"), "{}", why.answer);
+    assert_eq!(why.sources, ["howto-fuel-filler"]);
+    car.say("how do i open the fuel door");
+    let other = car.say("why is the sky blue");
+    assert!(other.sources.is_empty(), "{}", other.answer);
+    assert_eq!(other.understood.intent, Intent::OutOfScope, "{}", other.answer);
+}
+
+#[test]
+fn a_yes_that_asks_for_a_booking_books() {
+    let mut car = Car::new();
+    car.say(ANGRY_LOCAL);
+    let book = car.say("book me in then");
+    assert_eq!(book.understood.intent, Intent::BookService, "{}", book.answer);
+    assert_eq!(car.pending(), [("book_service".to_string(), Priority::Normal)]);
+}
+
+#[test]
 fn only_a_question_about_a_light_may_name_it_without_saying_light() {
     let mut car = Car::new();
     let tank = car.say("how big is the petrol tank");

@@ -16,5 +16,5 @@ pub mod schema;
 pub use article::{Applicability, Article, VehicleFilter};
 pub use embed::{cosine, Embedder};
 pub use error::{KnowledgeError, Result};
-pub use kb::{fts_query, Hit, KnowledgeBase, PackInfo, Query, SearchWeights};
+pub use kb::{content_words, fts_query, Hit, KnowledgeBase, PackInfo, Query, SearchWeights};
 pub use pack::{compile, compile_into, BuildReport};

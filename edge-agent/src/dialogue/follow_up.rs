@@ -64,6 +64,31 @@ pub fn continues(
     fits(context.intent, slots).then_some(intent)
 }
 
+/// "Why do I have to wait?" right after an answer from an article, about what
+/// it said (every word the question brings is in `said`, the last answer and
+/// what it left unsaid), and not a confident request of its own: the article's
+/// explanation, as "tell me more" would read it.
+pub fn asks_why(
+    text: &str,
+    read_as: Intent,
+    said: &str,
+    context: Option<&Context>,
+    now: jiff::Timestamp,
+    lifetime_secs: u64,
+) -> bool {
+    let t = normalise(text);
+    if !(t == "why" || t.starts_with("why ")) || t.split(' ').count() > 8 {
+        return false;
+    }
+    let about_last = context
+        .filter(|c| c.fresh(now, lifetime_secs) && c.article.is_some())
+        .is_some_and(|c| {
+            read_as == c.intent || !read_as.is_in_scope() || matches!(read_as, Intent::Affirm | Intent::Deny)
+        });
+    let known = knowledge::content_words(said);
+    about_last && knowledge::content_words(text).iter().all(|w| known.contains(w))
+}
+
 static SERIOUS: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive)\b",

@@ -362,6 +362,9 @@ impl Assistant {
                 let context = session.context.as_ref();
                 turn.understood.intent = context.map_or(prediction.intent, |c| c.intent);
                 turn.understood.route = turn.understood.intent.route();
+                if more.is_some() {
+                    turn.sources = context.and_then(|c| c.article.clone()).into_iter().collect();
+                }
                 let rest = more.unwrap_or_else(|| "That's all I have on that.".to_string());
                 let capped = spoken::cap(&rest, spoken::MAX_WORDS * 3);
                 session.more = capped.rest;
@@ -500,8 +503,17 @@ impl Assistant {
             return prediction;
         }
         let context = session.context.as_ref();
-        let mut resolved = prediction;
         let lifetime = self.config.assistant.follow_up_seconds;
+        let said = format!(
+            "{} {}",
+            session.last_answer.as_deref().unwrap_or_default(),
+            session.more.as_deref().unwrap_or_default()
+        );
+        if follow_up::asks_why(text, prediction.intent, &said, context, now, lifetime) {
+            slots.more = true;
+        }
+        let prediction = not_a_bare_yes_or_no(slots, prediction);
+        let mut resolved = prediction;
         // A short line that is a confident request of its own ("front tyre flat
         // help", "check my oil level") stands; only one that opens like a
         // follow-up ("in km", "and the back ones?") is read against the last turn.
@@ -782,6 +794,23 @@ fn both_said(a: &Turn, b: &Turn, b_text: &str, cloud: &str, wording: spoken::Wor
 struct Half {
     text: String,
     prediction: Prediction,
+}
+
+/// A yes that asks for a booking ("book me in then", "yes book it") is a
+/// booking; a yes or no that opens as a question ("why do i have to wait") is
+/// not an answer, and is read like a line the gate refused (a follow-up may
+/// still take it up).
+fn not_a_bare_yes_or_no(slots: &Slots, prediction: Prediction) -> Prediction {
+    let intent = match prediction.intent {
+        Intent::Affirm if slots.books => Intent::BookService,
+        Intent::Affirm | Intent::Deny if slots.asks => Intent::OutOfScope,
+        _ => return prediction,
+    };
+    Prediction {
+        intent,
+        route: intent.route(),
+        ..prediction
+    }
 }
 
 /// Labels that answer the assistant rather than ask for something.

@@ -63,6 +63,11 @@ pub struct Slots {
     pub explains: bool,
     /// "tell me more", "go on".
     pub more: bool,
+    /// Asks for a booking ("book me in", "make an appointment").
+    pub books: bool,
+    /// Opens as a question ("why ...", "how ...", "what ..."): never a bare yes
+    /// or no.
+    pub asks: bool,
 }
 
 impl Slots {
@@ -85,6 +90,8 @@ impl Slots {
             fixed_fact: FIXED_FACT.is_match(&t),
             explains: EXPLAINS.is_match(&t),
             more: MORE.is_match(&t),
+            books: BOOKS.is_match(&t),
+            asks: ASKS.is_match(&t),
         }
     }
 
@@ -350,6 +357,8 @@ static MORE: LazyLock<Regex> = LazyLock::new(|| {
         r"^(tell me more|more|go on|more please|more detail|more details|carry on|keep going|and then|what else|continue)\b|\b(tell me more|more about (that|it)|more detail)\b",
     )
 });
+static BOOKS: LazyLock<Regex> = LazyLock::new(|| re(r"\b(book|booking|appointment)\b"));
+static ASKS: LazyLock<Regex> = LazyLock::new(|| re(r"^(why|how|hows|what|whats|when|where|wheres|which|who|whos)\b"));
 
 #[cfg(test)]
 mod tests {
@@ -366,6 +375,17 @@ mod tests {
         assert!(Slots::of("what's the right pressure").wheels.is_empty());
         assert!(Slots::of("call me back").wheels.is_empty());
         assert!(Slots::of("is it on right now").wheels.is_empty());
+    }
+
+    #[test]
+    fn bookings_and_questions() {
+        assert!(Slots::of("book me in then").books);
+        assert!(Slots::of("can i get an appointment").books);
+        assert!(!Slots::of("yes please").books);
+        assert!(Slots::of("why do i have to wait").asks);
+        assert!(Slots::of("What's that light").asks);
+        assert!(!Slots::of("yes why not").asks);
+        assert!(!Slots::of("no thanks").asks);
     }
 
     #[test]
