@@ -181,6 +181,18 @@ fn why_right_after_an_article_reads_its_explanation_but_only_about_what_it_said(
 }
 
 #[test]
+fn a_pronoun_in_a_follow_up_is_what_the_last_turn_was_about() {
+    let mut car = Car::new();
+    car.say("how much tread should my tires have");
+    let rotated = car.say("how often should they be rotated");
+    assert_eq!(rotated.sources, ["tire-rotation"], "{}", rotated.answer);
+    // Without the turn before, "they" is nobody.
+    let mut car = Car::new();
+    let alone = car.say("how often should they be rotated");
+    assert!(alone.sources.is_empty(), "{}", alone.answer);
+}
+
+#[test]
 fn a_yes_that_asks_for_a_booking_books() {
     let mut car = Car::new();
     car.say(ANGRY_LOCAL);

@@ -115,16 +115,25 @@ impl AnswerContext<'_> {
     }
 
     /// The best article for the utterance among those tagged with `intent`: one
-    /// it names exactly, else the closest that clears the calibrated score, else
-    /// the honest "not in the manual" (and the dialogue offers the cloud).
+    /// it names exactly, else the closest that clears the calibrated score (with
+    /// a pronoun read as the last turn's subject, if need be), else the honest
+    /// "not in the manual" (and the dialogue offers the cloud).
     fn best_article(&self, text: &str, intent: Intent) -> Result<Answer, KnowledgeError> {
         if let Some(article) = self.named_article(text, intent)? {
             return Ok(Answer::from_article(article));
         }
-        Ok(match self.search(text, intent, 1)?.into_iter().next() {
-            Some(article) => Answer::from_article(article),
-            None => Answer::said(NOT_IN_THE_MANUAL, &[]),
-        })
+        if let Some(article) = self.search(text, intent, 1)?.into_iter().next() {
+            return Ok(Answer::from_article(article));
+        }
+        // "How often should they be rotated" after a tyre answer: the pronoun
+        // is what the last turn was about.
+        let resolved = self.previous.and_then(|p| follow_up::with_subject(text, p.intent));
+        if let Some(resolved) = resolved {
+            if let Some(article) = self.search(&resolved, intent, 1)?.into_iter().next() {
+                return Ok(Answer::from_article(article));
+            }
+        }
+        Ok(Answer::said(NOT_IN_THE_MANUAL, &[]))
     }
 }
 

@@ -129,6 +129,40 @@ static HOW_FAR: LazyLock<Regex> = LazyLock::new(|| {
         r"^(how far can i (go|get|drive)|how many miles can i (go|do|drive)|whats my range|what is my range|how much range)\b",
     )
 });
+/// What a pronoun in a follow-up stands for after a turn about `intent`: "how
+/// often should they be rotated" after a tyre answer is about the tyres.
+/// `None` when the line has no pronoun or the intent no one subject.
+pub fn with_subject(text: &str, intent: Intent) -> Option<String> {
+    let subject = match intent {
+        Intent::TirePressure | Intent::TireChange => "the tyres",
+        Intent::OilChangeHow | Intent::OilChangeWhen => "the oil",
+        Intent::FuelLevel | Intent::FuelType => "the fuel",
+        Intent::JumpStart => "the battery",
+        Intent::WarningLight => "the light",
+        _ => return None,
+    };
+    let t = normalise(text);
+    let mut replaced = false;
+    let words: Vec<&str> = t
+        .split(' ')
+        .map(|w| match w {
+            "they" | "them" | "it" | "those" | "these" if !replaced => {
+                replaced = true;
+                subject
+            }
+            other => other,
+        })
+        .collect();
+    replaced.then(|| words.join(" "))
+}
+
+/// "What's the car battery at": the whole line asks for the level (a phone's
+/// battery says "phone" and does not match).
+static CHARGE_NOW: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(whats|what is|hows|how is) (the |my )?(cars? )?(battery|charge|battery level|charge level)( at| now| at now)?$",
+    )
+});
 static WHICH_TYRE_LOW: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(which|what) (tyre|tire|wheel)s? (is|are) (low|flat|soft)|\bis (one of )?(my )?(tyres?|tires?) (low|flat)")
 });
@@ -139,7 +173,7 @@ pub fn about_now(text: &str) -> Option<Intent> {
     let t = normalise(text);
     if ANY_LIGHT_ON.is_match(&t) {
         Some(Intent::WarningLight)
-    } else if HOW_FAR.is_match(&t) {
+    } else if HOW_FAR.is_match(&t) || CHARGE_NOW.is_match(&t) {
         Some(Intent::FuelLevel)
     } else if WHICH_TYRE_LOW.is_match(&t) {
         Some(Intent::TirePressure)
@@ -230,6 +264,17 @@ mod tests {
         );
         assert_eq!(about_now("which lights are on then"), Some(Intent::WarningLight));
         assert_eq!(about_now("how far can i go"), Some(Intent::FuelLevel));
+        assert_eq!(about_now("whats the car battery at"), Some(Intent::FuelLevel));
+        assert_eq!(
+            with_subject("how often should they be rotated", Intent::TirePressure).as_deref(),
+            Some("how often should the tyres be rotated")
+        );
+        assert_eq!(
+            with_subject("how often should the tyres be rotated", Intent::TirePressure),
+            None
+        );
+        assert_eq!(with_subject("how do i use it", Intent::FeatureHowto), None);
+        assert_eq!(about_now("what's my phone battery at"), None);
         assert_eq!(about_now("which tire is low"), Some(Intent::TirePressure));
         assert_eq!(about_now("what does the oil light mean"), None);
         assert_eq!(about_now("how far is denver"), None);
