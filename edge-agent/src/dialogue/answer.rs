@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::follow_up::{self, Context};
 use super::slots::{normalise, Energy, Slots, WHEELS};
-use super::spoken::capitalise;
+use super::spoken::{self, capitalise};
 use crate::config::Config;
 use crate::vehicle::{ChargingState, Units, VehicleState};
 
@@ -52,6 +52,8 @@ pub struct AnswerContext<'a> {
     pub state: &'a VehicleState,
     pub kb: &'a KnowledgeBase,
     pub units: Units,
+    /// The market's words, and its way of saying dates.
+    pub wording: spoken::Wording,
     pub today: jiff::civil::Date,
     /// What the utterance says beyond its intent.
     pub slots: &'a Slots,
@@ -533,8 +535,8 @@ fn short_title(title: &str) -> String {
     }
 }
 
-fn spoken_date(date: jiff::civil::Date) -> String {
-    date.strftime("%-d %B %Y").to_string()
+fn spoken_date(ctx: &AnswerContext<'_>, date: jiff::civil::Date) -> String {
+    super::spoken::date(date, ctx.today, ctx.wording)
 }
 
 fn last_service(ctx: &AnswerContext<'_>) -> Answer {
@@ -551,7 +553,7 @@ fn last_service(ctx: &AnswerContext<'_>) -> Answer {
     Answer::said(
         format!(
             "Your last service was on {} at {}{work}.",
-            spoken_date(service.date),
+            spoken_date(ctx, service.date),
             ctx.units.distance(service.odometer_km)
         ),
         &source,
@@ -571,7 +573,7 @@ fn next_service(ctx: &AnswerContext<'_>) -> Option<String> {
     let km_left = ctx.state.odometer_km.map(|odo| due_km - odo);
     let u = ctx.units;
     let overdue_by = if days_left < 0 {
-        Some(format!("{} days", -days_left))
+        Some(spoken::days(days_left))
     } else {
         km_left.filter(|k| *k < 0.0).map(|k| u.distance(-k))
     };
@@ -580,9 +582,10 @@ fn next_service(ctx: &AnswerContext<'_>) -> Option<String> {
         None => {
             let distance = km_left.map(|k| format!(" or {}", u.distance(k))).unwrap_or_default();
             format!(
-                "Your next service is due by {} or at {}, whichever comes first: in {days_left} days{distance}.",
-                spoken_date(due_date),
-                u.distance(due_km)
+                "Your next service is due by {} or at {}, whichever comes first: in {}{distance}.",
+                spoken_date(ctx, due_date),
+                u.distance(due_km),
+                spoken::days(days_left)
             )
         }
     };

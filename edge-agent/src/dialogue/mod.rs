@@ -403,6 +403,7 @@ impl Assistant {
                     state,
                     kb: &self.kb.load_full(),
                     units: slots.units_in(market.units, wording),
+                    wording,
                     today: now.to_zoned_datetime(jiff::tz::TimeZone::system()).date(),
                     slots: &slots,
                     previous: session.context.as_ref(),

@@ -6,6 +6,8 @@
 //! - [`in_market_words`] says "tire, gas, center, hood, trunk" in North America
 //!   and "tyre, petrol, centre, bonnet, boot" elsewhere, whatever the knowledge
 //!   pack was written in. Units are the market's already ([`crate::vehicle::Units`]).
+//! - [`date`] and [`days`] say dates and spans of time as people do: "July 10"
+//!   or "10 July", "in about 7 months" rather than "in 215 days".
 
 use std::sync::LazyLock;
 
@@ -112,6 +114,34 @@ impl Wording {
     }
 }
 
+/// A date as people in the market say it: "July 10" in North America, "10 July"
+/// elsewhere, with the year only when it is not this year's.
+pub fn date(date: jiff::civil::Date, today: jiff::civil::Date, wording: Wording) -> String {
+    let this_year = date.year() == today.year();
+    match (wording, this_year) {
+        (Wording::American, true) => date.strftime("%B %-d").to_string(),
+        (Wording::American, false) => date.strftime("%B %-d, %Y").to_string(),
+        (Wording::British, true) => date.strftime("%-d %B").to_string(),
+        (Wording::British, false) => date.strftime("%-d %B %Y").to_string(),
+    }
+}
+
+/// A span of days as people say it: "3 days", "about 5 weeks", "about 7 months".
+pub fn days(days: i32) -> String {
+    let plural = |n: i32, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    match days.abs() {
+        d if d < 14 => plural(d, "day"),
+        d if d < 60 => format!("about {}", plural((d as f64 / 7.0).round() as i32, "week")),
+        d => format!("about {}", plural((d as f64 / 30.44).round() as i32, "month")),
+    }
+}
+
 /// British and American words for the same thing; each side is one whole word.
 const PAIRS: &[(&str, &str)] = &[
     ("tyre", "tire"),
@@ -168,6 +198,22 @@ pub fn in_market_words(text: &str, wording: Wording) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_and_spans_are_said_as_people_say_them() {
+        let today = jiff::civil::date(2026, 12, 7);
+        let july = jiff::civil::date(2026, 7, 10);
+        let next_july = jiff::civil::date(2027, 7, 10);
+        assert_eq!(date(july, today, Wording::American), "July 10");
+        assert_eq!(date(next_july, today, Wording::American), "July 10, 2027");
+        assert_eq!(date(july, today, Wording::British), "10 July");
+        assert_eq!(date(next_july, today, Wording::British), "10 July 2027");
+        assert_eq!(days(1), "1 day");
+        assert_eq!(days(13), "13 days");
+        assert_eq!(days(35), "about 5 weeks");
+        assert_eq!(days(215), "about 7 months");
+        assert_eq!(days(-3), "3 days");
+    }
 
     #[test]
     fn cap_keeps_whole_sentences_within_the_limit() {
