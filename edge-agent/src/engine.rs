@@ -19,6 +19,7 @@ use crate::heartbeat::{Heartbeat, Heartbeats};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TurnRecord};
 use crate::vehicle::Vehicle;
+use models::Intent;
 
 /// Conversations kept in memory at once; the least recently used goes first
 /// (its history stays in the store).
@@ -333,7 +334,7 @@ impl Engine {
             tracing::error!(%error, "an answered escalation could not leave the outbox: it will be sent again");
             None
         });
-        let m = self.mutable.lock().expect("engine mutex");
+        let mut m = self.mutable.lock().expect("engine mutex");
         if let Err(error) = m.store.answered(&response.in_reply_to, now) {
             tracing::warn!(%error, "an answer could not be marked: the cloud may be asked for it again");
         }
@@ -365,6 +366,12 @@ impl Engine {
         };
         if let Err(error) = m.store.record_turn(&conversation_id, &record, now) {
             tracing::error!(%error, "the cloud's answer could not be kept in the history");
+        }
+        if asks_the_driver(&response) {
+            if let Some((session, _)) = m.sessions.get_mut(&conversation_id) {
+                let about = record.intent.parse().unwrap_or(Intent::OutOfScope);
+                session.cloud_asked(about, &response.text);
+            }
         }
         drop(m);
         self.publish(Event::Response {
@@ -565,4 +572,11 @@ impl Engine {
             open_conversations: m.sessions.len(),
         })
     }
+}
+
+/// A final answer from the cloud that asks the driver something ("shall I book
+/// it?"): the driver's next yes or no is the reply. Status updates while a
+/// person is awaited are not questions.
+fn asks_the_driver(response: &protocol::Response) -> bool {
+    !response.more_to_come && response.handoff.is_none() && response.text.trim_end().ends_with('?')
 }

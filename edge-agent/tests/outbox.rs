@@ -15,20 +15,25 @@ use edge_agent::uplink::fake::FakeConnector;
 use edge_agent::vehicle::{Vehicle, VehicleState};
 use edge_agent::{knowledge_base, locate};
 
-fn engine(dir: &std::path::Path, queued: usize) -> Arc<Engine> {
-    let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
-    let db = dir.join("kb.sqlite");
-    knowledge_base::build(&locate::find_pack_dir("").unwrap(), &db, embedder.as_ref()).unwrap();
-    let kb = Arc::new(knowledge::KnowledgeBase::open(&db, embedder).unwrap());
-    let store = Store::open(
+/// The car's store in `dir`, as the engine (or another process) opens it.
+fn open_store(dir: &std::path::Path) -> Store {
+    Store::open(
         &dir.join("edge-agent.sqlite"),
         Retention {
             days: 30,
             max_turns_per_conversation: 100,
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn engine(dir: &std::path::Path, queued: usize) -> Arc<Engine> {
+    let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
+    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    let db = dir.join("kb.sqlite");
+    knowledge_base::build(&locate::find_pack_dir("").unwrap(), &db, embedder.as_ref()).unwrap();
+    let kb = Arc::new(knowledge::KnowledgeBase::open(&db, embedder).unwrap());
+    let store = open_store(dir);
     for i in 0..queued {
         let payload = serde_json::json!({
             "utterance": format!("request {i}"), "intent": "book_service", "intent_confidence": 0.9,
@@ -183,14 +188,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
 fn an_answer_seen_but_never_recorded_is_taken_from_the_clouds_copy() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 1);
-    let other_process = Store::open(
-        &dir.path().join("edge-agent.sqlite"),
-        Retention {
-            days: 30,
-            max_turns_per_conversation: 100,
-        },
-    )
-    .unwrap();
+    let other_process = open_store(dir.path());
     let escalation = other_process.pending_escalations().unwrap()[0]
         .message_id
         .expect("queued with its message id");
@@ -213,4 +211,50 @@ fn an_answer_seen_but_never_recorded_is_taken_from_the_clouds_copy() {
     assert_eq!(answers(&other_process), 1);
     engine.deliver_response(envelope, Some("c".into()), response());
     assert_eq!(answers(&other_process), 1, "a copy of a recorded answer is dropped");
+}
+
+/// The cloud's answer that asks the driver something ("shall I book it?") is
+/// the question the next yes or no answers: the reply goes back to the cloud
+/// under what it asked about. An answer that asks nothing leaves a yes with
+/// nothing to confirm.
+#[test]
+fn a_yes_after_the_clouds_question_goes_back_to_the_cloud() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 0);
+    let store = open_store(dir.path());
+    let ask = |text: &str| engine.ask(uuid::Uuid::now_v7(), "c", text).unwrap().turn;
+    let booking = ask("book a service for friday morning");
+    assert!(booking.escalation.is_some(), "{}", booking.answer);
+    let escalation = store.pending_escalations().unwrap()[0].message_id.unwrap();
+    let answer = |text: &str| protocol::Response {
+        in_reply_to: escalation,
+        text: text.into(),
+        actions: Vec::new(),
+        handoff: None,
+        more_to_come: false,
+        answered_by: Some("local".into()),
+    };
+    engine.deliver_response(
+        uuid::Uuid::now_v7(),
+        Some("c".into()),
+        answer("Bayview Motors has Friday at 9. Shall I book it?"),
+    );
+    let yes = ask("yes please");
+    assert_eq!(yes.pending_question, None);
+    assert!(yes.answer.contains("told Kestrel Assist yes"), "{}", yes.answer);
+    let sent = store.pending_escalations().unwrap();
+    let reply = sent.last().unwrap();
+    assert_eq!(
+        (reply.intent.as_str(), reply.payload["utterance"].as_str()),
+        ("book_service", Some("yes please"))
+    );
+
+    engine.deliver_response(
+        uuid::Uuid::now_v7(),
+        Some("c".into()),
+        answer("You're booked for Friday at 9."),
+    );
+    let polite = ask("yes");
+    assert!(polite.escalation.is_none(), "{}", polite.answer);
+    assert_eq!(store.pending_escalations().unwrap().len(), sent.len());
 }

@@ -49,6 +49,9 @@ pub enum PendingQuestion {
     OfferAgent,
     /// "Would you like me to ask the cloud?": the car could not answer.
     AskCloud,
+    /// The cloud's answer asked something ("Friday at 9 at Bayview Motors: shall
+    /// I book it?"): the driver's yes or no goes back to it.
+    CloudAsked,
 }
 
 /// One conversation's dialogue state.
@@ -58,6 +61,8 @@ pub struct Session {
     pub pending: Option<PendingQuestion>,
     /// The question a "yes" to [`PendingQuestion::AskCloud`] sends.
     pub pending_text: Option<String>,
+    /// What the cloud's question was about, for [`PendingQuestion::CloudAsked`].
+    pub pending_intent: Option<Intent>,
     /// What was said last, for `repeat`.
     pub last_answer: Option<String>,
     /// What the last answer left unsaid, for "tell me more".
@@ -74,6 +79,14 @@ impl Session {
             id: id.into(),
             ..Session::default()
         }
+    }
+
+    /// The cloud's answer asked the driver something about `intent`: their next
+    /// yes or no is the reply.
+    pub fn cloud_asked(&mut self, intent: Intent, question: &str) {
+        self.pending = Some(PendingQuestion::CloudAsked);
+        self.pending_text = Some(question.to_string());
+        self.pending_intent = Some(intent);
     }
 }
 
@@ -263,6 +276,7 @@ impl Assistant {
         let (prediction, overruled) = self.overrule_gate(state, text, prediction)?;
         let pending = session.pending.take();
         let pending_text = session.pending_text.take();
+        let pending_intent = session.pending_intent.take();
         let (market_name, market) = self.config.market(state.market.as_deref());
         let cloud = &self.config.assistant.cloud_name;
         let mut turn = Turn {
@@ -323,6 +337,19 @@ impl Assistant {
                 );
                 return Ok(self.send_on_yes(session, state, store, turn, Intent::OutOfScope, &question, answer, now));
             }
+            Intent::Affirm | Intent::Deny if pending == Some(PendingQuestion::CloudAsked) => {
+                // The reply goes back under what the cloud asked about; the
+                // cloud reads it with the conversation's recent turns.
+                let intent = pending_intent.unwrap_or(Intent::OutOfScope);
+                let answer = if prediction.intent == Intent::Affirm {
+                    format!(
+                        "Okay, I've told {cloud} yes. They'll confirm here shortly, or once the car is back online."
+                    )
+                } else {
+                    format!("Okay, I've told {cloud} no.")
+                };
+                return Ok(self.send_on_yes(session, state, store, turn, intent, text, answer, now));
+            }
             Intent::Deny if pending == Some(PendingQuestion::OfferAgent) => {
                 turn.answer = "Okay, no agent. Let me know if there's anything else.".to_string();
             }
@@ -349,6 +376,7 @@ impl Assistant {
                 // last answer and what it left unsaid stay.
                 session.pending = pending;
                 session.pending_text = pending_text;
+                session.pending_intent = pending_intent;
                 session.last_escalation = last_escalation;
                 session.more = more;
                 turn.answer = session
