@@ -56,6 +56,21 @@ pub fn continues(
     if !(ELLIPTICAL.is_match(&t) || short) {
         return None;
     }
+    // After the tyre or fuel light, a short question ("which one is low", "what
+    // should it be") is about the tyres or the fuel now.
+    if let Some(topic) = context.article.as_deref().and_then(live_topic_of_light) {
+        if slots.asks && !asks_how_serious(text) && !slots.now {
+            return Some(topic);
+        }
+    }
+    // "What should it be?", "which one is it?": a short question about what the
+    // last answer was about.
+    let pronoun = t
+        .split(' ')
+        .any(|w| matches!(w, "it" | "they" | "them" | "that" | "one" | "those"));
+    if short && slots.asks && pronoun && context.intent.route() == models::Route::Local {
+        return Some(context.intent);
+    }
     let intent = match context.intent {
         // "and how much is in it now" after the tank's size is about the gauge.
         Intent::FuelType if slots.now || slots.energy.is_some() => Intent::FuelLevel,
@@ -156,6 +171,15 @@ pub fn with_subject(text: &str, intent: Intent) -> Option<String> {
     replaced.then(|| words.join(" "))
 }
 
+/// The live reading a light is about, when it is about one.
+fn live_topic_of_light(article: &str) -> Option<Intent> {
+    match article {
+        "light-tire-pressure" => Some(Intent::TirePressure),
+        "light-low-fuel" => Some(Intent::FuelLevel),
+        _ => None,
+    }
+}
+
 /// "What's the car battery at": the whole line asks for the level (a phone's
 /// battery says "phone" and does not match).
 static CHARGE_NOW: LazyLock<Regex> = LazyLock::new(|| {
@@ -252,6 +276,29 @@ mod tests {
         );
         assert_eq!(
             continues("in bar", &Slots::of("in bar"), None, jiff::Timestamp::UNIX_EPOCH, 120),
+            None
+        );
+    }
+
+    #[test]
+    fn a_short_question_after_the_tyre_light_is_about_the_tyres() {
+        let mut after_light = context(Intent::WarningLight);
+        after_light.article = Some("light-tire-pressure".to_string());
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let follows = |text: &str| continues(text, &Slots::of(text), Some(&after_light), now, 60);
+        assert_eq!(follows("which one is low"), Some(Intent::TirePressure));
+        assert_eq!(follows("what should it be"), Some(Intent::TirePressure));
+        assert_eq!(follows("ok thanks"), None);
+        assert_eq!(follows("is that serious"), Some(Intent::WarningLight));
+        let after_pressures = context(Intent::TirePressure);
+        let asked = "what should it be";
+        assert_eq!(
+            continues(asked, &Slots::of(asked), Some(&after_pressures), now, 60),
+            Some(Intent::TirePressure)
+        );
+        let unrelated = "what is the capital of peru";
+        assert_eq!(
+            continues(unrelated, &Slots::of(unrelated), Some(&after_pressures), now, 60),
             None
         );
     }
