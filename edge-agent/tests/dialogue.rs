@@ -193,6 +193,25 @@ fn a_pronoun_in_a_follow_up_is_what_the_last_turn_was_about() {
 }
 
 #[test]
+fn a_fault_code_read_out_is_explained_and_checked_against_the_car() {
+    let mut car = Car::new();
+    let known = car.say("what does P0420 mean");
+    assert!(
+        known.answer.starts_with("P0420 means catalytic converter"),
+        "{}",
+        known.answer
+    );
+    assert_eq!(known.sources, ["health-fault-codes"]);
+    let unknown = car.say("what's code p1234");
+    assert_eq!(unknown.understood.intent, Intent::VehicleHealth, "{}", unknown.answer);
+    assert!(
+        unknown.answer.starts_with("I don't know P1234 itself."),
+        "{}",
+        unknown.answer
+    );
+}
+
+#[test]
 fn a_yes_that_asks_for_a_booking_books() {
     let mut car = Car::new();
     car.say(ANGRY_LOCAL);

@@ -95,6 +95,26 @@ impl AnswerContext<'_> {
         vehicle_filter(self.config, self.state)
     }
 
+    /// What a fault code the driver read out means, and whether the car has it
+    /// stored now.
+    fn fault_code(&self, code: &str) -> Result<Answer, KnowledgeError> {
+        let stored = self.state.dtcs.iter().any(|c| c.eq_ignore_ascii_case(code));
+        let now = if stored {
+            "The car has it stored now."
+        } else {
+            "The car doesn't have it stored now."
+        };
+        let source = "health-fault-codes";
+        let text = match DTC_MEANINGS.iter().find(|(c, _)| c.eq_ignore_ascii_case(code)) {
+            Some((_, meaning)) => format!("{code} means {meaning}. {now}"),
+            None => {
+                let general = self.article(source)?.map(|a| first_sentence(&a.summary).to_string());
+                format!("I don't know {code} itself. {}", general.unwrap_or_default())
+            }
+        };
+        Ok(Answer::said(text.trim_end(), &[source]))
+    }
+
     fn article(&self, id: &str) -> Result<Option<Article>, KnowledgeError> {
         self.kb.article(id)
     }
@@ -254,6 +274,9 @@ fn about_tyre_facts(text: &str) -> bool {
 /// article, not today's reading.
 pub fn local_answer(ctx: &AnswerContext<'_>, intent: Intent, text: &str) -> Result<Answer, KnowledgeError> {
     let fact = ctx.slots.fixed_fact || ctx.slots.explains;
+    if let (Some(code), Intent::VehicleHealth | Intent::WarningLight) = (&ctx.slots.code, intent) {
+        return ctx.fault_code(code);
+    }
     match intent {
         Intent::FuelLevel if !fact => Ok(fuel_level(ctx)),
         Intent::TirePressure if !fact && !about_tyre_facts(text) => Ok(tire_pressure(ctx)),

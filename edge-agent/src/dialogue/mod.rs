@@ -541,7 +541,7 @@ impl Assistant {
         if follow_up::asks_why(text, prediction.intent, &said, context, now, lifetime) {
             slots.more = true;
         }
-        let prediction = not_a_bare_yes_or_no(slots, prediction);
+        let prediction = settled_by_slots(slots, prediction);
         let mut resolved = prediction;
         // A short line that is a confident request of its own ("front tyre flat
         // help", "check my oil level") stands; only one that opens like a
@@ -825,14 +825,16 @@ struct Half {
     prediction: Prediction,
 }
 
-/// A yes that asks for a booking ("book me in then", "yes book it") is a
-/// booking; a yes or no that opens as a question ("why do i have to wait") is
-/// not an answer, and is read like a line the gate refused (a follow-up may
-/// still take it up).
-fn not_a_bare_yes_or_no(slots: &Slots, prediction: Prediction) -> Prediction {
+/// What the words settle where the model misread them: a yes that asks for a
+/// booking ("book me in then", "yes book it") is a booking; a yes or no that
+/// opens as a question ("why do i have to wait") is not an answer, and is read
+/// like a line the gate refused (a follow-up may still take it up); a fault code
+/// ("what's code p1234") is about the car's health.
+fn settled_by_slots(slots: &Slots, prediction: Prediction) -> Prediction {
     let intent = match prediction.intent {
         Intent::Affirm if slots.books => Intent::BookService,
         Intent::Affirm | Intent::Deny if slots.asks => Intent::OutOfScope,
+        Intent::OutOfScope if slots.code.is_some() => Intent::VehicleHealth,
         _ => return prediction,
     };
     Prediction {

@@ -63,6 +63,8 @@ pub struct Slots {
     pub explains: bool,
     /// "tell me more", "go on".
     pub more: bool,
+    /// A fault code said ("P0420"), upper case.
+    pub code: Option<String>,
     /// Asks for a booking ("book me in", "make an appointment").
     pub books: bool,
     /// Opens as a question ("why ...", "how ...", "what ..."): never a bare yes
@@ -90,6 +92,7 @@ impl Slots {
             fixed_fact: FIXED_FACT.is_match(&t),
             explains: EXPLAINS.is_match(&t),
             more: MORE.is_match(&t),
+            code: CODE.captures(&t).map(|c| c[1].to_uppercase()),
             books: BOOKS.is_match(&t),
             asks: ASKS.is_match(&t),
         }
@@ -357,6 +360,7 @@ static MORE: LazyLock<Regex> = LazyLock::new(|| {
         r"^(tell me more|more|go on|more please|more detail|more details|carry on|keep going|and then|what else|continue)\b|\b(tell me more|more about (that|it)|more detail)\b",
     )
 });
+static CODE: LazyLock<Regex> = LazyLock::new(|| re(r"\b([pbcu][0-3][0-9a-f]{3})\b"));
 static BOOKS: LazyLock<Regex> = LazyLock::new(|| re(r"\b(book|booking|appointment)\b"));
 static ASKS: LazyLock<Regex> = LazyLock::new(|| re(r"^(why|how|hows|what|whats|when|where|wheres|which|who|whos)\b"));
 
@@ -375,6 +379,14 @@ mod tests {
         assert!(Slots::of("what's the right pressure").wheels.is_empty());
         assert!(Slots::of("call me back").wheels.is_empty());
         assert!(Slots::of("is it on right now").wheels.is_empty());
+    }
+
+    #[test]
+    fn fault_codes() {
+        assert_eq!(Slots::of("what does P0420 mean").code.as_deref(), Some("P0420"));
+        assert_eq!(Slots::of("i got a p0a80 code").code.as_deref(), Some("P0A80"));
+        assert_eq!(Slots::of("is p5 ok").code, None);
+        assert_eq!(Slots::of("call 1234").code, None);
     }
 
     #[test]
