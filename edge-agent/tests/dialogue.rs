@@ -193,6 +193,25 @@ fn a_pronoun_in_a_follow_up_is_what_the_last_turn_was_about() {
 }
 
 #[test]
+fn what_did_not_work_gets_the_next_step_then_a_person_but_a_tow_stands() {
+    let mut car = Car::new();
+    let how = car.say("how do i connect my phone");
+    assert_eq!(how.sources, ["howto-pair-phone"]);
+    let next = car.say("it's not working");
+    assert!(next.answer.contains("If pairing fails"), "{}", next.answer);
+    let person = car.say("it's still not working");
+    assert_eq!(person.pending_question, Some(PendingQuestion::OfferAgent), "{}", person.answer);
+    car.say("yes");
+    assert_eq!(car.pending(), [("talk_to_agent".to_string(), Priority::Normal)]);
+
+    let mut car = Car::new();
+    car.say("how do i jump start the car");
+    let tow = car.say("it still won't start i need a tow");
+    assert_eq!(tow.understood.intent, Intent::RoadsideAssistance, "{}", tow.answer);
+    assert_eq!(tow.handling, Handling::Escalated);
+}
+
+#[test]
 fn a_fault_code_read_out_is_explained_and_checked_against_the_car() {
     let mut car = Car::new();
     let known = car.say("what does P0420 mean");

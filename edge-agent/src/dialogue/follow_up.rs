@@ -39,6 +39,13 @@ pub fn is_elliptical(text: &str) -> bool {
     ELLIPTICAL.is_match(&normalise(text))
 }
 
+/// The article the last turn answered from, while it is recent.
+pub fn recent_article(context: Option<&Context>, now: jiff::Timestamp, lifetime_secs: u64) -> Option<&str> {
+    context
+        .filter(|c| c.fresh(now, lifetime_secs))
+        .and_then(|c| c.article.as_deref())
+}
+
 /// The intent a follow-up continues, when `text` is one.
 pub fn continues(
     text: &str,

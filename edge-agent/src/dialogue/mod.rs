@@ -293,6 +293,18 @@ impl Assistant {
         };
         let last_escalation = session.last_escalation.take();
         let more = session.more.take();
+        let lifetime = self.config.assistant.follow_up_seconds;
+        // What the car suggested did not work ("still stuck"): the rest of the
+        // article is the next thing to try, and after that a person. A request
+        // of the cloud's ("it won't start, i need a tow") stands.
+        let asks_cloud = matches!(prediction.intent.route(), Route::Cloud | Route::Urgent)
+            && prediction.intent != Intent::OutOfScope;
+        let tried = follow_up::recent_article(session.context.as_ref(), now, lifetime)
+            .filter(|_| slots.failed && !asks_cloud)
+            .map(str::to_string);
+        if tried.is_some() && more.is_some() {
+            slots.more = true;
+        }
         let wording = spoken::Wording::of_market(market_name);
 
         match prediction.intent {
@@ -400,6 +412,18 @@ impl Assistant {
                 session.last_answer = Some(turn.answer.clone());
                 self.record(store, session, &turn, now);
                 return Ok(turn);
+            }
+            _ if tried.is_some() && self.privacy.cloud_consent() => {
+                // Nothing more to try: a person can take it from here, with the
+                // conversation so far.
+                turn.understood.intent = session.context.as_ref().map_or(prediction.intent, |c| c.intent);
+                turn.understood.route = turn.understood.intent.route();
+                turn.sources = tried.into_iter().collect();
+                turn.answer =
+                    format!("Sorry that didn't help. Would you like me to connect you to a person at {cloud}?");
+                session.pending = Some(PendingQuestion::OfferAgent);
+                session.pending_text = Some(text.to_string());
+                turn.pending_question = session.pending;
             }
             Intent::Greeting => turn.answer = greeting(text, &self.config.assistant.name),
             Intent::Goodbye => turn.answer = goodbye(text),

@@ -63,6 +63,9 @@ pub struct Slots {
     pub explains: bool,
     /// "tell me more", "go on".
     pub more: bool,
+    /// Says that what the car suggested did not work ("it's not working",
+    /// "that didn't work", "still stuck").
+    pub failed: bool,
     /// A fault code said ("P0420"), upper case.
     pub code: Option<String>,
     /// Asks for a booking ("book me in", "make an appointment").
@@ -92,6 +95,7 @@ impl Slots {
             fixed_fact: FIXED_FACT.is_match(&t),
             explains: EXPLAINS.is_match(&t),
             more: MORE.is_match(&t),
+            failed: FAILED.is_match(&t),
             code: CODE.captures(&t).map(|c| c[1].to_uppercase()),
             books: BOOKS.is_match(&t),
             asks: ASKS.is_match(&t),
@@ -360,6 +364,11 @@ static MORE: LazyLock<Regex> = LazyLock::new(|| {
         r"^(tell me more|more|go on|more please|more detail|more details|carry on|keep going|and then|what else|continue)\b|\b(tell me more|more about (that|it)|more detail)\b",
     )
 });
+static FAILED: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(not working|doesnt work|didnt work|wont work|does not work|did not work|still stuck|still wont|still doesnt|still not)\b",
+    )
+});
 static CODE: LazyLock<Regex> = LazyLock::new(|| re(r"\b([pbcu][0-3][0-9a-f]{3})\b"));
 static BOOKS: LazyLock<Regex> = LazyLock::new(|| re(r"\b(book|booking|appointment)\b"));
 static ASKS: LazyLock<Regex> = LazyLock::new(|| re(r"^(why|how|hows|what|whats|when|where|wheres|which|who|whos)\b"));
@@ -379,6 +388,15 @@ mod tests {
         assert!(Slots::of("what's the right pressure").wheels.is_empty());
         assert!(Slots::of("call me back").wheels.is_empty());
         assert!(Slots::of("is it on right now").wheels.is_empty());
+    }
+
+    #[test]
+    fn what_did_not_work() {
+        assert!(Slots::of("it's not working").failed);
+        assert!(Slots::of("that didn't work").failed);
+        assert!(Slots::of("i unlocked it and it's still stuck").failed);
+        assert!(!Slots::of("how does it work").failed);
+        assert!(!Slots::of("is the charger working").failed);
     }
 
     #[test]
