@@ -200,7 +200,12 @@ fn what_did_not_work_gets_the_next_step_then_a_person_but_a_tow_stands() {
     let next = car.say("it's not working");
     assert!(next.answer.contains("If pairing fails"), "{}", next.answer);
     let person = car.say("it's still not working");
-    assert_eq!(person.pending_question, Some(PendingQuestion::OfferAgent), "{}", person.answer);
+    assert_eq!(
+        person.pending_question,
+        Some(PendingQuestion::OfferAgent),
+        "{}",
+        person.answer
+    );
     car.say("yes");
     assert_eq!(car.pending(), [("talk_to_agent".to_string(), Priority::Normal)]);
 

@@ -14,15 +14,15 @@ use edge_agent::locate;
 use edge_agent::vehicle::VehicleState;
 
 /// Ratchets on the held-out halves, at the figures measured when they were set
-/// (top-1 65.1%, wrong 9.2%; abstained 76.2%, wrong 17.5%). Issue 18 asks for
+/// (top-1 65.1%, wrong 9.2%; abstained 77.8%, wrong 15.9%). Issue 18 asks for
 /// top-1 >= 95%, wrong <= 2% and abstention >= 90% with no wrong article: not
 /// met. Most misses are the classifier's (a covered question read as out of
 /// scope, even after the manual's overrule, or as another intent), and the
 /// compact encoder's cosines part covered from uncovered questions only loosely.
 const MIN_TOP_1: f64 = 0.65;
 const MAX_WRONG: f64 = 0.095;
-const MIN_ABSTAINED: f64 = 0.76;
-const MAX_UNCOVERED_WRONG: f64 = 0.18;
+const MIN_ABSTAINED: f64 = 0.77;
+const MAX_UNCOVERED_WRONG: f64 = 0.16;
 
 fn questions(pack: &Path) -> Vec<retrieval::Question> {
     let mut questions = retrieval::load_pairs(&pack.join("eval/questions.tsv")).unwrap();
@@ -90,6 +90,8 @@ fn the_manual_overrules_the_model_only_when_one_article_clearly_answers() {
         ("where do i top up the washer fluid", "light-washer-fluid"),
     ];
     let not_the_cars = [
+        // A confident how-to, not the bonnet-open light that shares its words.
+        "how do i open the bonnet",
         "where can i pay with my card",
         "turn the kitchen lights on",
         "how do i update the apps on my phone",

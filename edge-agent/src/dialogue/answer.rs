@@ -172,20 +172,23 @@ fn vehicle_filter(config: &Config, state: &VehicleState) -> knowledge::VehicleFi
 /// one the articles of its intent do not answer, with the local intent to answer
 /// it under. Clearly: it leads the next article by `knowledge.overrule_lead` of
 /// fused score, and its closest field comes within `knowledge.overrule_closeness`
-/// of the question or it clears both of the bars a turn in scope needs only one
-/// of. The model's best in-scope guess is the intent when the article is tagged
-/// with it.
+/// of the question, or (against a model that was unsure of its intent) it clears
+/// both of the bars a turn in scope needs only one of. The model's best in-scope
+/// guess is the intent when the article is tagged with it.
 ///
 /// The gate is trained to refuse what is not about the car, and it refuses some
 /// plain car questions phrased in ways the corpus lacks ("how do i release the
 /// handbrake"); the manual is the second opinion. Measured on real out-of-scope
-/// utterances by `kb eval --out-of-scope`.
+/// utterances by `kb eval --out-of-scope`. A confident intent ("how do i open
+/// the bonnet", a how-to) is not overruled by a look-alike of another intent
+/// (the bonnet-open light) on words alone.
 pub fn overruling_article(
     config: &Config,
     state: &VehicleState,
     kb: &KnowledgeBase,
     text: &str,
     best_guess: Intent,
+    model_was_sure: bool,
 ) -> Result<Option<(Intent, Article)>, KnowledgeError> {
     let k = &config.knowledge;
     if !k.overrule_gate {
@@ -203,7 +206,8 @@ pub fn overruling_article(
     let next = hits.next();
     let lead = best.score - next.map_or(0.0, |next| next.score);
     let close = best.closeness >= k.overrule_closeness;
-    let both_bars = best.closeness >= k.min_score && best.coverage >= k.min_coverage;
+    // Both bars are enough only against a model that was unsure.
+    let both_bars = !model_was_sure && best.closeness >= k.min_score && best.coverage >= k.min_coverage;
     tracing::debug!(
         article = %best.article.id,
         closeness = best.closeness,

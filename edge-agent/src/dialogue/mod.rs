@@ -467,7 +467,7 @@ impl Assistant {
                         sources,
                         article,
                     },
-                ) = self.answer_locally(&ctx, state, intent, text, overruled)?;
+                ) = self.answer_locally(&ctx, state, &prediction, text, overruled)?;
                 turn.understood.intent = intent;
                 let capped = spoken::cap(&spoken::in_market_words(&answer, wording), spoken::MAX_WORDS);
                 session.more = capped.rest.map(|rest| spoken::in_market_words(&rest, wording));
@@ -572,7 +572,7 @@ impl Assistant {
         // follow-up ("in km", "and the back ones?") is read against the last turn.
         let confident_request = prediction.intent.is_in_scope()
             && !is_dialogue_label(prediction.intent)
-            && prediction.intent_confidence >= 0.8
+            && prediction.intent_confidence >= CONFIDENT
             && !follow_up::is_elliptical(text)
             && !follow_up::asks_how_serious(text);
         let follows = if slots.more || confident_request {
@@ -612,7 +612,7 @@ impl Assistant {
         }
         let kb = self.kb.load_full();
         let Some((intent, article)) =
-            answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent)?
+            answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent, false)?
         else {
             return Ok((prediction, None));
         };
@@ -638,10 +638,11 @@ impl Assistant {
         &self,
         ctx: &AnswerContext<'_>,
         state: &VehicleState,
-        intent: Intent,
+        prediction: &Prediction,
         text: &str,
         overruled: Option<knowledge::Article>,
     ) -> Result<(Intent, Answer), DialogueError> {
+        let intent = prediction.intent;
         if let Some(article) = overruled {
             return Ok((intent, Answer::from_article(article)));
         }
@@ -649,7 +650,8 @@ impl Assistant {
         if !answer.sources.is_empty() {
             return Ok((intent, answer));
         }
-        match answer::overruling_article(&self.config, state, ctx.kb, text, intent)? {
+        let sure = prediction.intent_confidence >= CONFIDENT;
+        match answer::overruling_article(&self.config, state, ctx.kb, text, intent, sure)? {
             Some((other, article)) if other != intent => {
                 tracing::debug!(
                     from = intent.as_str(),
@@ -867,6 +869,10 @@ fn settled_by_slots(slots: &Slots, prediction: Prediction) -> Prediction {
         ..prediction
     }
 }
+
+/// The intent confidence at which the model's reading of a request stands
+/// against a follow-up reading, or an article of another intent.
+const CONFIDENT: f32 = 0.8;
 
 /// Labels that answer the assistant rather than ask for something.
 fn is_dialogue_label(intent: Intent) -> bool {
