@@ -187,6 +187,10 @@ fn live_topic_of_light(article: &str) -> Option<Intent> {
     }
 }
 
+/// "How far can I go on the space saver" is about the spare, not the tank.
+static ON_A_SPARE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(spare|space saver|flat|puncture|punctured|tyre|tire|tyres|tires)\b"));
+
 /// "What's the car battery at": the whole line asks for the level (a phone's
 /// battery says "phone" and does not match).
 static CHARGE_NOW: LazyLock<Regex> = LazyLock::new(|| {
@@ -204,7 +208,7 @@ pub fn about_now(text: &str) -> Option<Intent> {
     let t = normalise(text);
     if ANY_LIGHT_ON.is_match(&t) {
         Some(Intent::WarningLight)
-    } else if HOW_FAR.is_match(&t) || CHARGE_NOW.is_match(&t) {
+    } else if (HOW_FAR.is_match(&t) && !ON_A_SPARE.is_match(&t)) || CHARGE_NOW.is_match(&t) {
         Some(Intent::FuelLevel)
     } else if WHICH_TYRE_LOW.is_match(&t) {
         Some(Intent::TirePressure)
@@ -319,6 +323,7 @@ mod tests {
         assert_eq!(about_now("which lights are on then"), Some(Intent::WarningLight));
         assert_eq!(about_now("how far can i go"), Some(Intent::FuelLevel));
         assert_eq!(about_now("whats the car battery at"), Some(Intent::FuelLevel));
+        assert_eq!(about_now("how far can i go on the space saver"), None);
         assert_eq!(
             with_subject("how often should they be rotated", Intent::TirePressure).as_deref(),
             Some("how often should the tyres be rotated")
