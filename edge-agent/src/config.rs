@@ -183,7 +183,7 @@ pub struct KnowledgeConfig {
     pub min_coverage: f32,
     /// Whether one article that clearly answers a question the gate called out
     /// of scope, or one the articles of its intent lack, answers it after all.
-    pub overrule_gate: bool,
+    pub overrule_model: bool,
     /// How far, in fused search score, that article must lead the next one.
     pub overrule_lead: f32,
     /// The closeness that suffices for it; otherwise it must clear both

@@ -100,7 +100,7 @@ fn the_manual_overrules_the_model_only_when_one_article_clearly_answers() {
     let store = retrieval::scratch_store().unwrap();
     let state = VehicleState::demo();
     let mut without = Config::embedded();
-    without.knowledge.overrule_gate = false;
+    without.knowledge.overrule_model = false;
     let (on, off) = (shipped_assistant(Config::embedded()), shipped_assistant(without));
     let heard = |assistant: &Assistant, text: &str| retrieval::hear(assistant, &store, &state, text).unwrap();
     for (text, article) in misread_but_answered {

@@ -191,7 +191,7 @@ pub fn overruling_article(
     model_was_sure: bool,
 ) -> Result<Option<(Intent, Article)>, KnowledgeError> {
     let k = &config.knowledge;
-    if !k.overrule_gate {
+    if !k.overrule_model {
         return Ok(None);
     }
     let vehicle = vehicle_filter(config, state);

@@ -71,7 +71,7 @@ pub struct Slots {
     /// Asks for a booking ("book me in", "make an appointment").
     pub books: bool,
     /// Opens as a question ("why ...", "how ...", "what ..."): never a bare yes
-    /// or no.
+    /// or no ("why not" is a yes).
     pub asks: bool,
 }
 
@@ -98,7 +98,7 @@ impl Slots {
             failed: FAILED.is_match(&t),
             code: CODE.captures(&t).map(|c| c[1].to_uppercase()),
             books: BOOKS.is_match(&t),
-            asks: ASKS.is_match(&t),
+            asks: ASKS.is_match(&t) && !t.starts_with("why not"),
         }
     }
 
@@ -415,6 +415,7 @@ mod tests {
         assert!(Slots::of("why do i have to wait").asks);
         assert!(Slots::of("What's that light").asks);
         assert!(!Slots::of("yes why not").asks);
+        assert!(!Slots::of("why not").asks, "a yes");
         assert!(!Slots::of("no thanks").asks);
     }
 
