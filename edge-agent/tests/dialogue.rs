@@ -143,6 +143,24 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
     assert_eq!(sent[0].intent, "talk_to_agent");
     assert_eq!(sent[0].payload["utterance"], angry, "{}", sent[0].payload);
 
+    // What the car cannot answer at all, asked in anger, is offered to a person.
+    let mut car = Car::new();
+    let fed_up = "i'm so fed up, how do i open the stupid sunroof";
+    let offer = car.say(fed_up);
+    assert_eq!(offer.understood.intent, Intent::OutOfScope, "{}", offer.answer);
+    assert_eq!(
+        offer.pending_question,
+        Some(PendingQuestion::OfferAgent),
+        "{}",
+        offer.answer
+    );
+    car.say("yes");
+    let sent = car.store.pending_escalations().unwrap();
+    assert_eq!(
+        (sent[0].intent.as_str(), &sent[0].payload["utterance"]),
+        ("talk_to_agent", &serde_json::json!(fed_up))
+    );
+
     // Declined, nothing is queued; and without a question, yes is just polite.
     let mut car = Car::new();
     car.say(ANGRY_LOCAL);

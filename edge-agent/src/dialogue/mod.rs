@@ -437,15 +437,23 @@ impl Assistant {
                 // plain out-of-scope question such as a bus time was met with
                 // "say it another way").
                 let below_gate = prediction.top_confidence >= 0.5;
-                turn.answer = if below_gate {
+                // An upset driver is offered a person, as with a local answer.
+                let upset = prediction.sentiment_score <= self.config.assistant.offer_human_at_or_below;
+                turn.answer = if upset {
+                    format!("That's not something I can answer in the car. Would you like me to connect you to a person at {cloud}?")
+                } else if below_gate {
                     format!("I'm not sure I understood. Say it another way, or say yes and I'll ask {cloud}.")
                 } else {
                     format!("That's not something I can answer in the car. Would you like me to ask {cloud}?")
                 };
-                if below_gate {
+                if below_gate && !upset {
                     turn.handling = Handling::Rephrase;
                 }
-                session.pending = Some(PendingQuestion::AskCloud);
+                session.pending = Some(if upset {
+                    PendingQuestion::OfferAgent
+                } else {
+                    PendingQuestion::AskCloud
+                });
                 session.pending_text = Some(text.to_string());
                 turn.pending_question = session.pending;
             }
