@@ -125,41 +125,34 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
     assert_eq!(yes.understood.route, Route::Cloud);
     assert_eq!(car.pending(), [("talk_to_agent".to_string(), Priority::Normal)]);
 
-    // What the manual lacks, asked in anger, is offered to a person too, and
-    // the person gets the question, not the "yes".
-    let mut car = Car::new();
-    let angry = "this useless car, how the hell do i turn the massage seats on, i'm sick of it";
-    let offer = car.say(angry);
-    assert!(offer.sources.is_empty(), "{:?}", offer.sources);
-    assert_eq!(
-        offer.pending_question,
-        Some(PendingQuestion::OfferAgent),
-        "{}",
-        offer.answer
-    );
-    car.say("yes please");
-    let sent = car.store.pending_escalations().unwrap();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].intent, "talk_to_agent");
-    assert_eq!(sent[0].payload["utterance"], angry, "{}", sent[0].payload);
-
-    // What the car cannot answer at all, asked in anger, is offered to a person.
-    let mut car = Car::new();
-    let fed_up = "i'm so fed up, how do i open the stupid sunroof";
-    let offer = car.say(fed_up);
-    assert_eq!(offer.understood.intent, Intent::OutOfScope, "{}", offer.answer);
-    assert_eq!(
-        offer.pending_question,
-        Some(PendingQuestion::OfferAgent),
-        "{}",
-        offer.answer
-    );
-    car.say("yes");
-    let sent = car.store.pending_escalations().unwrap();
-    assert_eq!(
-        (sent[0].intent.as_str(), &sent[0].payload["utterance"]),
-        ("talk_to_agent", &serde_json::json!(fed_up))
-    );
+    // What the manual lacks (a how-to) or the car cannot answer at all (out of
+    // scope), asked in anger, is offered to a person, who gets the question, not
+    // the "yes".
+    for (angry, read_as) in [
+        (
+            "this useless car, how the hell do i turn the massage seats on, i'm sick of it",
+            Intent::FeatureHowto,
+        ),
+        ("i'm so fed up, how do i open the stupid sunroof", Intent::OutOfScope),
+    ] {
+        let mut car = Car::new();
+        let offer = car.say(angry);
+        assert_eq!(offer.understood.intent, read_as, "{}", offer.answer);
+        assert!(offer.sources.is_empty(), "{:?}", offer.sources);
+        assert_eq!(
+            offer.pending_question,
+            Some(PendingQuestion::OfferAgent),
+            "{}",
+            offer.answer
+        );
+        car.say("yes please");
+        let sent = car.store.pending_escalations().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0].intent.as_str(), &sent[0].payload["utterance"]),
+            ("talk_to_agent", &serde_json::json!(angry))
+        );
+    }
 
     // Declined, nothing is queued; and without a question, yes is just polite.
     let mut car = Car::new();
