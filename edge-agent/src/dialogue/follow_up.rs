@@ -87,13 +87,13 @@ pub fn continues(
 }
 
 /// "Why do I have to wait?" right after an answer from an article, about what
-/// it said (every word the question brings is in `said`, the last answer and
+/// it said (every word the question brings is in `said`: the last answer and
 /// what it left unsaid), and not a confident request of its own: the article's
 /// explanation, as "tell me more" would read it.
 pub fn asks_why(
     text: &str,
     read_as: Intent,
-    said: &str,
+    said: [Option<&str>; 2],
     context: Option<&Context>,
     now: jiff::Timestamp,
     lifetime_secs: u64,
@@ -107,8 +107,15 @@ pub fn asks_why(
         .is_some_and(|c| {
             read_as == c.intent || !read_as.is_in_scope() || matches!(read_as, Intent::Affirm | Intent::Deny)
         });
-    let known = knowledge::content_words(said);
-    about_last && knowledge::content_words(text).iter().all(|w| known.contains(w))
+    if !about_last {
+        return false;
+    }
+    let known: Vec<String> = said
+        .iter()
+        .flatten()
+        .flat_map(|s| knowledge::content_words(s))
+        .collect();
+    knowledge::content_words(text).iter().all(|w| known.contains(w))
 }
 
 static SERIOUS: LazyLock<Regex> = LazyLock::new(|| {

@@ -565,12 +565,8 @@ impl Assistant {
         }
         let context = session.context.as_ref();
         let lifetime = self.config.assistant.follow_up_seconds;
-        let said = format!(
-            "{} {}",
-            session.last_answer.as_deref().unwrap_or_default(),
-            session.more.as_deref().unwrap_or_default()
-        );
-        if follow_up::asks_why(text, prediction.intent, &said, context, now, lifetime) {
+        let said = [session.last_answer.as_deref(), session.more.as_deref()];
+        if follow_up::asks_why(text, prediction.intent, said, context, now, lifetime) {
             slots.more = true;
         }
         let prediction = settled_by_slots(slots, prediction);
