@@ -189,6 +189,10 @@ pub struct KnowledgeConfig {
     /// The closeness that suffices for it; otherwise it must clear both
     /// [`Self::min_score`] and [`Self::min_coverage`].
     pub overrule_closeness: f32,
+    /// For a question that names a part of a car but that the gate called out
+    /// of scope: how far the closest article must lead the next one to be
+    /// spoken (it must also clear [`Self::min_score`] or [`Self::min_coverage`]).
+    pub car_part_lead: f32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,9 +262,12 @@ impl Config {
                     .to_string(),
             ));
         }
-        if self.knowledge.overrule_lead < 0.0 || !(0.0..=1.01).contains(&self.knowledge.overrule_closeness) {
+        if self.knowledge.overrule_lead < 0.0
+            || self.knowledge.car_part_lead < 0.0
+            || !(0.0..=1.01).contains(&self.knowledge.overrule_closeness)
+        {
             return Err(ConfigError::Invalid(
-                "knowledge.overrule_lead must be at least 0 and knowledge.overrule_closeness within [0, 1.01]"
+                "knowledge.overrule_lead and knowledge.car_part_lead must be at least 0, and knowledge.overrule_closeness within [0, 1.01]"
                     .to_string(),
             ));
         }

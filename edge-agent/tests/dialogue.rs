@@ -133,7 +133,10 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
             "this useless car, how the hell do i turn the massage seats on, i'm sick of it",
             Intent::FeatureHowto,
         ),
-        ("i'm so fed up, how do i open the stupid sunroof", Intent::OutOfScope),
+        (
+            "this is ridiculous, what time does the stupid cinema open",
+            Intent::OutOfScope,
+        ),
     ] {
         let mut car = Car::new();
         let offer = car.say(angry);
@@ -201,6 +204,39 @@ fn a_pronoun_in_a_follow_up_is_what_the_last_turn_was_about() {
     let mut car = Car::new();
     let alone = car.say("how often should they be rotated");
     assert!(alone.sources.is_empty(), "{}", alone.answer);
+}
+
+#[test]
+fn a_question_naming_a_part_of_the_car_is_about_the_car_whatever_the_gate_says() {
+    // The gate calls all three out of scope; each names a part of a car.
+    let mut car = Car::new();
+    let brake = car.say("how do i put the handbrake on in this thing");
+    assert_eq!(brake.understood.intent, Intent::FeatureHowto, "{}", brake.answer);
+    assert_eq!(brake.sources, ["howto-parking-brake"], "{}", brake.answer);
+    // "It" is what the last answer was about.
+    let off = car.say("and how do i let it off");
+    assert_eq!(off.sources, ["howto-parking-brake"], "{}", off.answer);
+
+    let mut car = Car::new();
+    let sunroof = car.say("how do i open the sunroof");
+    assert_eq!(sunroof.understood.route, Route::Local);
+    assert!(sunroof.sources.is_empty(), "{:?}", sunroof.sources);
+    assert!(sunroof.answer.contains("manual"), "{}", sunroof.answer);
+    assert_eq!(sunroof.pending_question, Some(PendingQuestion::AskCloud));
+
+    // Without a part of a car, the gate stands.
+    let mut car = Car::new();
+    let bus = car.say("when is the next bus into town");
+    assert_eq!(bus.understood.intent, Intent::OutOfScope, "{}", bus.answer);
+}
+
+#[test]
+fn signing_off_with_thanks_is_a_goodbye() {
+    let mut car = Car::new();
+    car.say("what pressure should my tyres be");
+    let bye = car.say("ok i'll pump it up thanks");
+    assert_eq!(bye.understood.intent, Intent::Goodbye, "{}", bye.answer);
+    assert!(bye.answer.contains("welcome"), "{}", bye.answer);
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn said(text: impl Into<String>, sources: &[&str]) -> Answer {
+    pub(super) fn said(text: impl Into<String>, sources: &[&str]) -> Answer {
         Answer {
             text: text.into(),
             sources: sources.iter().map(|s| s.to_string()).collect(),
@@ -149,7 +149,13 @@ impl AnswerContext<'_> {
         }
         // "How often should they be rotated" after a tyre answer: the pronoun
         // is what the last turn was about.
-        let resolved = self.previous.and_then(|p| follow_up::with_subject(text, p.intent));
+        let title = match self.previous.and_then(|p| p.article.as_deref()) {
+            Some(id) => self.article(id)?.map(|a| a.title),
+            None => None,
+        };
+        let resolved = self
+            .previous
+            .and_then(|p| follow_up::with_subject(text, p.intent, title.as_deref()));
         if let Some(resolved) = resolved {
             if let Some(article) = self.search(&resolved, intent, 1)?.into_iter().next() {
                 return Ok(Answer::from_article(article));
@@ -194,17 +200,9 @@ pub fn overruling_article(
     if !k.overrule_model {
         return Ok(None);
     }
-    let vehicle = vehicle_filter(config, state);
-    let hits = kb.search(&Query {
-        text,
-        intent: None,
-        vehicle: &vehicle,
-        limit: 2,
-    })?;
-    let mut hits = hits.into_iter();
-    let Some(best) = hits.next() else { return Ok(None) };
-    let next = hits.next();
-    let lead = best.score - next.map_or(0.0, |next| next.score);
+    let Some((best, lead)) = closest_in_manual(config, state, kb, text)? else {
+        return Ok(None);
+    };
     let close = best.closeness >= k.overrule_closeness;
     // Both bars are enough only against a model that was unsure.
     let both_bars = !model_was_sure && best.closeness >= k.min_score && best.coverage >= k.min_coverage;
@@ -218,23 +216,81 @@ pub fn overruling_article(
     if lead < k.overrule_lead || !(close || both_bars) {
         return Ok(None);
     }
-    let answerable: Vec<Intent> = best
-        .article
+    Ok(local_intent_of(&best.article, best_guess).map(|intent| (intent, best.article)))
+}
+
+/// The closest article in the whole manual, and how far its fused score leads
+/// the next one's.
+fn closest_in_manual(
+    config: &Config,
+    state: &VehicleState,
+    kb: &KnowledgeBase,
+    text: &str,
+) -> Result<Option<(Hit, f32)>, KnowledgeError> {
+    let vehicle = vehicle_filter(config, state);
+    let hits = kb.search(&Query {
+        text,
+        intent: None,
+        vehicle: &vehicle,
+        limit: 2,
+    })?;
+    let mut hits = hits.into_iter();
+    let Some(best) = hits.next() else { return Ok(None) };
+    let lead = best.score - hits.next().map_or(0.0, |next| next.score);
+    Ok(Some((best, lead)))
+}
+
+/// The local intent an article answers under: `preferred` when it is tagged
+/// with it, else its first local tag.
+fn local_intent_of(article: &Article, preferred: Intent) -> Option<Intent> {
+    let local: Vec<Intent> = article
         .intents
         .iter()
         .filter_map(|tag| tag.parse::<Intent>().ok())
         .filter(|intent| intent.route() == models::Route::Local)
         .collect();
-    let intent = if answerable.contains(&best_guess) {
-        Some(best_guess)
+    if local.contains(&preferred) {
+        Some(preferred)
     } else {
-        answerable.first().copied()
+        local.first().copied()
+    }
+}
+
+/// The article that answers a question about a part of the car which the gate
+/// called out of scope: the closest in the whole manual, when the question says
+/// its title or an alias word for word ("how heavy a trailer can i pull"), or
+/// when it clears the calibrated evidence an in-scope question needs and leads
+/// the next article by `knowledge.car_part_lead`. A close second means the
+/// manual is torn, and the car says it does not have it rather than guess.
+pub fn car_part_article(
+    config: &Config,
+    state: &VehicleState,
+    kb: &KnowledgeBase,
+    text: &str,
+) -> Result<Option<(Intent, Article)>, KnowledgeError> {
+    let k = &config.knowledge;
+    let Some((best, lead)) = closest_in_manual(config, state, kb, text)? else {
+        return Ok(None);
     };
-    Ok(intent.map(|intent| (intent, best.article)))
+    let speaks = best.closeness >= k.min_score || best.coverage >= k.min_coverage;
+    if !names(&best.article, text) && (!speaks || lead < k.car_part_lead) {
+        return Ok(None);
+    }
+    Ok(local_intent_of(&best.article, Intent::FeatureHowto).map(|intent| (intent, best.article)))
+}
+
+/// Whether `text` says the article's title or one of its aliases word for word.
+fn names(article: &Article, text: &str) -> bool {
+    let said = format!(" {} ", normalise(text));
+    let title = article.title.split(" (").next().unwrap_or(&article.title);
+    std::iter::once(title)
+        .chain(article.aliases.iter().map(String::as_str))
+        .map(normalise)
+        .any(|name| name.len() >= 3 && said.contains(&format!(" {name} ")))
 }
 
 /// What the car says when its manual has no answer; the dialogue adds the offer.
-const NOT_IN_THE_MANUAL: &str = "I don't have that in the car's manual.";
+pub(super) const NOT_IN_THE_MANUAL: &str = "I don't have that in the car's manual.";
 
 /// A name as said, without the words every light's name has: "Check engine
 /// light" -> "check engine".

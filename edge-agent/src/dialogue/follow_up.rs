@@ -46,11 +46,13 @@ pub fn recent_article(context: Option<&Context>, now: jiff::Timestamp, lifetime_
         .and_then(|c| c.article.as_deref())
 }
 
-/// The intent a follow-up continues, when `text` is one.
+/// The intent a follow-up continues, when `text` is one. `model_sure`: the model
+/// read the line confidently as a request of its own.
 pub fn continues(
     text: &str,
     slots: &Slots,
     context: Option<&Context>,
+    model_sure: bool,
     now: jiff::Timestamp,
     lifetime_secs: u64,
 ) -> Option<Intent> {
@@ -59,8 +61,10 @@ pub fn continues(
         return Some(context.intent);
     }
     let t = normalise(text);
-    let short = t.split(' ').count() <= 4;
-    if !(ELLIPTICAL.is_match(&t) || short) {
+    let words = t.split(' ').count();
+    let short = words <= 4;
+    let opens_like_one = ELLIPTICAL.is_match(&t);
+    if !(opens_like_one || short) {
         return None;
     }
     // After the tyre or fuel light, a short question ("which one is low", "what
@@ -70,19 +74,22 @@ pub fn continues(
             return Some(topic);
         }
     }
-    // "What should it be?", "which one is it?": a short question about what the
-    // last answer was about.
+    // "What should it be?", "which one is it?", "and how do i let it off?": a
+    // short question about what the last answer was about.
     let pronoun = t
         .split(' ')
         .any(|w| matches!(w, "it" | "they" | "them" | "that" | "one" | "those"));
-    if short && slots.asks && pronoun && context.intent.route() == models::Route::Local {
-        return Some(context.intent);
-    }
+    // A longer one only when the model has no confident reading of its own
+    // ("and what did they do last time" is about the last service).
+    let short_question = short || (opens_like_one && words <= 7 && !model_sure);
     let intent = match context.intent {
         // "and how much is in it now" after the tank's size is about the gauge.
         Intent::FuelType if slots.now || slots.energy.is_some() => Intent::FuelLevel,
         other => other,
     };
+    if short_question && slots.asks && pronoun && context.intent.route() == models::Route::Local {
+        return Some(intent);
+    }
     fits(context.intent, slots).then_some(intent)
 }
 
@@ -158,17 +165,20 @@ static HOW_FAR: LazyLock<Regex> = LazyLock::new(|| {
         r"^(how far can i (go|get|drive)|how many miles can i (go|do|drive)|whats my range|what is my range|how much range)\b",
     )
 });
-/// What a pronoun in a follow-up stands for after a turn about `intent`: "how
-/// often should they be rotated" after a tyre answer is about the tyres.
-/// `None` when the line has no pronoun or the intent no one subject.
-pub fn with_subject(text: &str, intent: Intent) -> Option<String> {
+/// What a pronoun in a follow-up stands for after a turn about `intent`, whose
+/// answer came from the article titled `title`: "how often should they be
+/// rotated" after a tyre answer is about the tyres; "how do i let it off" after
+/// the article "Electric parking brake" is about the electric parking brake.
+/// `None` when the line has no pronoun or the turn no one subject.
+pub fn with_subject(text: &str, intent: Intent, title: Option<&str>) -> Option<String> {
+    let titled = title.map(|title| format!("the {}", normalise(title.split(" (").next().unwrap_or(title))));
     let subject = match intent {
         Intent::TirePressure | Intent::TireChange => "the tyres",
         Intent::OilChangeHow | Intent::OilChangeWhen => "the oil",
         Intent::FuelLevel | Intent::FuelType => "the fuel",
         Intent::JumpStart => "the battery",
         Intent::WarningLight => "the light",
-        _ => return None,
+        _ => titled.as_deref()?,
     };
     let t = normalise(text);
     let mut replaced = false;
@@ -244,7 +254,7 @@ mod tests {
 
     fn follows(text: &str, after: Intent, seconds_later: i64) -> Option<Intent> {
         let now = jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(seconds_later);
-        continues(text, &Slots::of(text), Some(&context(after)), now, 120)
+        continues(text, &Slots::of(text), Some(&context(after)), false, now, 120)
     }
 
     #[test]
@@ -293,7 +303,14 @@ mod tests {
             None
         );
         assert_eq!(
-            continues("in bar", &Slots::of("in bar"), None, jiff::Timestamp::UNIX_EPOCH, 120),
+            continues(
+                "in bar",
+                &Slots::of("in bar"),
+                None,
+                false,
+                jiff::Timestamp::UNIX_EPOCH,
+                120
+            ),
             None
         );
     }
@@ -303,7 +320,7 @@ mod tests {
         let mut after_light = context(Intent::WarningLight);
         after_light.article = Some("light-tire-pressure".to_string());
         let now = jiff::Timestamp::UNIX_EPOCH;
-        let follows = |text: &str| continues(text, &Slots::of(text), Some(&after_light), now, 60);
+        let follows = |text: &str| continues(text, &Slots::of(text), Some(&after_light), false, now, 60);
         assert_eq!(follows("which one is low"), Some(Intent::TirePressure));
         assert_eq!(follows("what should it be"), Some(Intent::TirePressure));
         assert_eq!(follows("ok thanks"), None);
@@ -311,12 +328,12 @@ mod tests {
         let after_pressures = context(Intent::TirePressure);
         let asked = "what should it be";
         assert_eq!(
-            continues(asked, &Slots::of(asked), Some(&after_pressures), now, 60),
+            continues(asked, &Slots::of(asked), Some(&after_pressures), false, now, 60),
             Some(Intent::TirePressure)
         );
         let unrelated = "what is the capital of peru";
         assert_eq!(
-            continues(unrelated, &Slots::of(unrelated), Some(&after_pressures), now, 60),
+            continues(unrelated, &Slots::of(unrelated), Some(&after_pressures), false, now, 60),
             None
         );
     }
@@ -332,14 +349,23 @@ mod tests {
         assert_eq!(about_now("whats the car battery at"), Some(Intent::FuelLevel));
         assert_eq!(about_now("how far can i go on the space saver"), None);
         assert_eq!(
-            with_subject("how often should they be rotated", Intent::TirePressure).as_deref(),
+            with_subject("how often should they be rotated", Intent::TirePressure, None).as_deref(),
             Some("how often should the tyres be rotated")
         );
         assert_eq!(
-            with_subject("how often should the tyres be rotated", Intent::TirePressure),
+            with_subject("how often should the tyres be rotated", Intent::TirePressure, None),
             None
         );
-        assert_eq!(with_subject("how do i use it", Intent::FeatureHowto), None);
+        assert_eq!(with_subject("how do i use it", Intent::FeatureHowto, None), None);
+        assert_eq!(
+            with_subject(
+                "and how do i let it off",
+                Intent::FeatureHowto,
+                Some("Electric parking brake")
+            )
+            .as_deref(),
+            Some("and how do i let the electric parking brake off")
+        );
         assert_eq!(about_now("what's my phone battery at"), None);
         assert_eq!(about_now("which tire is low"), Some(Intent::TirePressure));
         assert_eq!(about_now("what does the oil light mean"), None);

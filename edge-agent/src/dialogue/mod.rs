@@ -273,7 +273,7 @@ impl Assistant {
         let now = jiff::Timestamp::now();
         let mut slots = Slots::of(text);
         let prediction = self.resolve(session, text, &mut slots, prediction, now);
-        let (prediction, overruled) = self.overrule_gate(state, text, prediction)?;
+        let (prediction, overruled) = self.overrule_gate(state, text, &slots, prediction)?;
         let pending = session.pending.take();
         let pending_text = session.pending_text.take();
         let pending_intent = session.pending_intent.take();
@@ -582,7 +582,8 @@ impl Assistant {
         let follows = if slots.more || confident_request {
             None
         } else {
-            follow_up::continues(text, slots, context, now, lifetime)
+            let model_sure = prediction.intent.is_in_scope() && prediction.intent_confidence >= CONFIDENT;
+            follow_up::continues(text, slots, context, model_sure, now, lifetime)
         };
         let intent = follows.or_else(|| follow_up::about_now(text));
         if let Some(intent) = intent {
@@ -604,25 +605,34 @@ impl Assistant {
 
     /// A turn the gate called out of scope, answered under a local intent after
     /// all when one article of the manual clearly answers it
-    /// ([`answer::overruling_article`]), with that article.
+    /// ([`answer::overruling_article`]); or, when it names a part of a car, read
+    /// as a question about the car, which the manual answers
+    /// ([`answer::car_part_article`]) or honestly does not.
     fn overrule_gate(
         &self,
         state: &VehicleState,
         text: &str,
+        slots: &Slots,
         prediction: Prediction,
-    ) -> Result<(Prediction, Option<knowledge::Article>), DialogueError> {
-        if prediction.intent != Intent::OutOfScope {
-            return Ok((prediction, None));
+    ) -> Result<(Prediction, Overruled), DialogueError> {
+        if prediction.intent != Intent::OutOfScope || !self.config.knowledge.overrule_model {
+            return Ok((prediction, Overruled::No));
         }
         let kb = self.kb.load_full();
-        let Some((intent, article)) =
-            answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent, false)?
-        else {
-            return Ok((prediction, None));
+        let overruling = match answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent, false)?
+        {
+            Some(found) => Some(found),
+            None if slots.car_part => answer::car_part_article(&self.config, state, &kb, text)?,
+            None => None,
+        };
+        let (intent, overruled) = match overruling {
+            Some((intent, article)) => (intent, Overruled::ByArticle(Box::new(article))),
+            None if slots.car_part => (Intent::FeatureHowto, Overruled::AboutTheCar),
+            None => return Ok((prediction, Overruled::No)),
         };
         tracing::debug!(
             to = intent.as_str(),
-            "the gate said out of scope; the manual answers it"
+            "the gate said out of scope; the manual answers it, or it is about the car"
         );
         let prediction = Prediction {
             intent,
@@ -631,24 +641,28 @@ impl Assistant {
             route: intent.route(),
             ..prediction
         };
-        Ok((prediction, Some(article)))
+        Ok((prediction, overruled))
     }
 
     /// The local answer under `intent`: the article that overruled the gate when
-    /// one did; else the answer of that intent, and when its articles have
-    /// nothing, one article of another local intent that clearly answers the
-    /// question ([`answer::overruling_article`]), under that intent.
+    /// one did; for a question about the car that the manual has no clear
+    /// article for, "not in the manual"; else the
+    /// answer of that intent, and when its articles have nothing, one article
+    /// of another local intent that clearly answers the question
+    /// ([`answer::overruling_article`]), under that intent.
     fn answer_locally(
         &self,
         ctx: &AnswerContext<'_>,
         state: &VehicleState,
         prediction: &Prediction,
         text: &str,
-        overruled: Option<knowledge::Article>,
+        overruled: Overruled,
     ) -> Result<(Intent, Answer), DialogueError> {
         let intent = prediction.intent;
-        if let Some(article) = overruled {
-            return Ok((intent, Answer::from_article(article)));
+        match overruled {
+            Overruled::ByArticle(article) => return Ok((intent, Answer::from_article(*article))),
+            Overruled::AboutTheCar => return Ok((intent, Answer::said(answer::NOT_IN_THE_MANUAL, &[]))),
+            Overruled::No => {}
         }
         let answer = local_answer(ctx, intent, text)?;
         if !answer.sources.is_empty() {
@@ -859,12 +873,14 @@ struct Half {
 /// booking ("book me in then", "yes book it") is a booking; a yes or no that
 /// opens as a question ("why do i have to wait") is not an answer, and is read
 /// like a line the gate refused (a follow-up may still take it up); a fault code
-/// ("what's code p1234") is about the car's health.
+/// ("what's code p1234") is about the car's health; "ok i'll pump it up
+/// thanks" signs off.
 fn settled_by_slots(slots: &Slots, prediction: Prediction) -> Prediction {
     let intent = match prediction.intent {
         Intent::Affirm if slots.books => Intent::BookService,
         Intent::Affirm | Intent::Deny if slots.asks => Intent::OutOfScope,
         Intent::OutOfScope if slots.code.is_some() => Intent::VehicleHealth,
+        intent if slots.signs_off && !slots.books && intent != Intent::Emergency => Intent::Goodbye,
         _ => return prediction,
     };
     Prediction {
@@ -872,6 +888,16 @@ fn settled_by_slots(slots: &Slots, prediction: Prediction) -> Prediction {
         route: intent.route(),
         ..prediction
     }
+}
+
+/// How the manual overruled the gate's "out of scope", if it did.
+enum Overruled {
+    No,
+    /// One article clearly answers the question.
+    ByArticle(Box<knowledge::Article>),
+    /// The question names a part of the car, and no one article clearly
+    /// answers it.
+    AboutTheCar,
 }
 
 /// The intent confidence at which the model's reading of a request stands

@@ -49,9 +49,20 @@ pub fn cap(text: &str, max_words: usize) -> Capped {
             rest: Some(rest.join(" ")),
         };
     }
-    let rest = sentences[taken..].join(" ");
+    let mut said = said.join(" ");
+    let mut rest = sentences[taken..].join(" ");
+    // "If it is steady, book a check soon; if it flashes, stop.": the first
+    // half is a whole instruction, and worth saying when it fits.
+    if let Some((head, tail)) = sentences.get(taken).and_then(|next| next.split_once("; ")) {
+        if words + head.split_whitespace().count() <= max_words {
+            said = format!("{said} {head}.");
+            let mut remaining = vec![capitalise(tail)];
+            remaining.extend(sentences[taken + 1..].iter().map(|s| s.to_string()));
+            rest = remaining.join(" ");
+        }
+    }
     Capped {
-        said: said.join(" "),
+        said,
         rest: (!rest.trim().is_empty()).then_some(rest),
     }
 }
@@ -227,6 +238,13 @@ mod tests {
         );
         assert_eq!(cap(text, 30).rest, None);
         assert_eq!(cap("Pump to 2.4 bar. Then go.", 4).said, "Pump to 2.4 bar.");
+        let halves = cap("A fault. If it is steady, book a check; if it flashes, stop now.", 9);
+        assert_eq!(halves.said, "A fault. If it is steady, book a check.");
+        assert_eq!(halves.rest.as_deref(), Some("If it flashes, stop now."));
+        assert_eq!(
+            cap("A fault. If steady, book; if it flashes, stop.", 3).said,
+            "A fault."
+        );
     }
 
     #[test]
