@@ -166,7 +166,9 @@ pub struct KbEvalArgs {
     pub uncovered: Option<PathBuf>,
     /// A folder of public utterance files (`*.jsonl`, as in the shared data):
     /// every row whose `suggested_intent` is `out_of_scope` is asked too, and the
-    /// share that got an article is reported (never fitted on).
+    /// share that got an article is reported; so is every route, traffic and
+    /// place request, and the share the car kept instead of sending it on
+    /// (never fitted on).
     #[arg(long, value_name = "DIR")]
     pub out_of_scope: Option<PathBuf>,
     /// Grid-search the search's fusion weights on the tuning half.

@@ -265,9 +265,9 @@ fn kb_eval(args: &cli::KbEvalArgs) -> anyhow::Result<()> {
     };
     print_retrieval_report(&report, args.misses);
     if let Some(dir) = &args.out_of_scope {
-        let texts = retrieval::load_out_of_scope(dir)?;
         let assistant = dialogue::Assistant::new(config, classifier, kb);
-        let t = retrieval::measure_out_of_scope(&assistant, &state, &texts)?;
+        let texts = retrieval::load_public(dir, &["out_of_scope"])?;
+        let t = retrieval::measure_public(&assistant, &state, &texts)?;
         let pct = |n: usize| t.share(n) * 100.0;
         println!(
             "real out of scope: {} utterances; an article spoken {:.2}%, offered to the cloud {:.1}%, sent on {:.1}%",
@@ -275,6 +275,17 @@ fn kb_eval(args: &cli::KbEvalArgs) -> anyhow::Result<()> {
             pct(t.wrong),
             pct(t.abstained),
             pct(t.elsewhere)
+        );
+        // What the car keeps of them, it keeps wrongly: these are the cloud's.
+        let texts = retrieval::load_public(dir, &["directions", "distance", "traffic", "find_place"])?;
+        let t = retrieval::measure_public(&assistant, &state, &texts)?;
+        let pct = |n: usize| t.share(n) * 100.0;
+        println!(
+            "real routes, traffic and places: {} utterances; sent on {:.1}%, kept in the car {:.2}% (an article {:.2}%)",
+            t.questions,
+            pct(t.elsewhere),
+            pct(t.wrong + t.abstained),
+            pct(t.wrong)
         );
     }
     Ok(())

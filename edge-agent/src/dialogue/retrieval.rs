@@ -100,10 +100,11 @@ pub fn load_uncovered(path: &Path) -> Result<Vec<Question>, EvalError> {
         .collect())
 }
 
-/// Reads the utterances labelled `out_of_scope` from every `*.jsonl` file in
-/// `dir` (one JSON object a line, with `text` and `suggested_intent`), in file
-/// name order. A line that is not such an object is an error.
-pub fn load_out_of_scope(dir: &Path) -> Result<Vec<String>, EvalError> {
+/// Reads the utterances whose `suggested_intent` is one of `labels` from every
+/// `*.jsonl` file in `dir` (one JSON object a line, with `text` and
+/// `suggested_intent`), in file name order. A line that is not such an object
+/// is an error.
+pub fn load_public(dir: &Path, labels: &[&str]) -> Result<Vec<String>, EvalError> {
     #[derive(serde::Deserialize)]
     struct Row {
         text: String,
@@ -126,7 +127,11 @@ pub fn load_out_of_scope(dir: &Path) -> Result<Vec<String>, EvalError> {
                 line,
                 expected: "a JSON object with `text` and `suggested_intent`",
             })?;
-            if row.suggested_intent.as_deref() == Some("out_of_scope") {
+            if row
+                .suggested_intent
+                .as_deref()
+                .is_some_and(|label| labels.contains(&label))
+            {
                 texts.push(row.text);
             }
         }
@@ -278,10 +283,10 @@ pub fn measure(assistant: &Assistant, state: &VehicleState, questions: &[Questio
     Ok(report)
 }
 
-/// Asks every out-of-scope utterance: `wrong` counts those answered from an
-/// article, `abstained` the honest "not in the car" with the offer to ask the
-/// cloud, `elsewhere` those sent on.
-pub fn measure_out_of_scope(assistant: &Assistant, state: &VehicleState, texts: &[String]) -> Result<Tally, EvalError> {
+/// Asks every utterance, each in a fresh conversation: `wrong` counts those
+/// answered from an article, `abstained` the honest "not in the car" with the
+/// offer to ask the cloud, `elsewhere` those sent on.
+pub fn measure_public(assistant: &Assistant, state: &VehicleState, texts: &[String]) -> Result<Tally, EvalError> {
     let store = scratch_store()?;
     let mut tally = Tally::default();
     for text in texts {

@@ -77,6 +77,10 @@ pub struct Slots {
     /// a word that is one only beside "car" ("the car's boot"): the question is
     /// about the car, whatever the gate thinks of it.
     pub car_part: bool,
+    /// Names a place or a way to one ("the nearest garage", "how far to the
+    /// station", "by car"): what a question about routes, traffic and places
+    /// has, and a question about the car itself lacks.
+    pub place: bool,
     /// Signs off with what the driver will do now, and thanks ("ok i'll pump
     /// it up thanks"): a goodbye, not a request.
     pub signs_off: bool,
@@ -110,6 +114,7 @@ impl Slots {
                 || SEAT_FEATURE.is_match(&t)
                 || (CAR_PART_BESIDE_CAR.is_match(&t) && CAR.is_match(&t)),
             signs_off: SIGNS_OFF.is_match(&t),
+            place: PLACE.is_match(&t),
         }
     }
 
@@ -410,6 +415,13 @@ static CAR_PART: LazyLock<Regex> = LazyLock::new(|| {
 static CAR_PART_BESIDE_CAR: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(boot|trunk|hood|mirrors?|windows?|seats?|doors?|horn|wheels?|lights?|battery|screen|display|key|locks?)\b")
 });
+static PLACE: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"\b(near|nearest|nearby|closest|around here|shops?|garages?|stations?|dealers?|dealership|service cent(er|re)",
+        r"|mechanics?|route|way to|directions|get to|drive to|take me|navigate|miles|km|kilometres|kilometers|away|eta",
+        r"|arrive|traffic (on|to|like|in|at|near)|where can i|find me|find a|places?|stores?|by car|home|work|airport)\b",
+    ))
+});
 static SIGNS_OFF: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"^(ok|okay|alright|right|great|cool|perfect|fine|got it|sounds good)( then)? i ?(ll|will) .*\b(thanks|thank you|cheers)$",
@@ -474,6 +486,15 @@ mod tests {
         ] {
             assert!(!Slots::of(said).car_part, "{said}");
         }
+    }
+
+    #[test]
+    fn places() {
+        assert!(Slots::of("how far is the nearest tyre shop").place);
+        assert!(Slots::of("how far is key west by car").place);
+        assert!(Slots::of("is there traffic on the way home").place);
+        assert!(!Slots::of("whats the ground clearance").place);
+        assert!(!Slots::of("does the car have rear cross traffic alert").place);
     }
 
     #[test]
