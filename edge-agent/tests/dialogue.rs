@@ -231,6 +231,27 @@ fn a_question_naming_a_part_of_the_car_is_about_the_car_whatever_the_gate_says()
 }
 
 #[test]
+fn short_follow_ups_ask_about_what_was_just_said() {
+    // A bare "how much?" is about the oil just named.
+    let mut car = Car::new();
+    car.say("what oil does it take");
+    let much = car.say("how much");
+    assert_eq!(much.understood.intent, Intent::OilChangeHow, "{}", much.answer);
+    assert!(much.answer.contains("4.4"), "{}", much.answer);
+    // The cause of a light is in its article's explanation, and "tell me more"
+    // reads on to the end of the article.
+    let mut car = Car::new();
+    car.say("the engine light came on");
+    let cause = car.say("what could it be");
+    assert!(cause.answer.contains("fuel cap"), "{}", cause.answer);
+    // After a low tyre, "can I still drive" is about the tyre, not the range.
+    let mut car = Car::new();
+    car.say("my tyre light is on");
+    let drive = car.say("can i still drive");
+    assert_eq!(drive.understood.intent, Intent::TirePressure, "{}", drive.answer);
+}
+
+#[test]
 fn signing_off_with_thanks_is_a_goodbye() {
     let mut car = Car::new();
     car.say("what pressure should my tyres be");

@@ -57,7 +57,11 @@ pub fn continues(
     lifetime_secs: u64,
 ) -> Option<Intent> {
     let context = context.filter(|c| c.fresh(now, lifetime_secs))?;
-    if matches!(context.intent, Intent::WarningLight | Intent::VehicleHealth) && asks_how_serious(text) {
+    let about_a_warning = matches!(
+        context.intent,
+        Intent::WarningLight | Intent::VehicleHealth | Intent::TirePressure
+    );
+    if about_a_warning && asks_how_serious(text) {
         return Some(context.intent);
     }
     let t = normalise(text);
@@ -87,7 +91,11 @@ pub fn continues(
         Intent::FuelType if slots.now || slots.energy.is_some() => Intent::FuelLevel,
         other => other,
     };
-    if short_question && slots.asks && pronoun && context.intent.route() == models::Route::Local {
+    // "How much?", "where?": a bare question word asks about the same thing.
+    let bare = words <= 2 && slots.asks;
+    let local =
+        context.intent.route() == models::Route::Local && !matches!(context.intent, Intent::Greeting | Intent::Goodbye);
+    if local && ((short_question && slots.asks && pronoun) || bare) {
         return Some(intent);
     }
     fits(context.intent, slots).then_some(intent)
@@ -95,8 +103,8 @@ pub fn continues(
 
 /// "Why do I have to wait?" right after an answer from an article, about what
 /// it said (every word the question brings is in `said`: the last answer and
-/// what it left unsaid), and not a confident request of its own: the article's
-/// explanation, as "tell me more" would read it.
+/// what it left unsaid), or "what could it be?", and not a confident request of
+/// its own: the article's explanation, as "tell me more" would read it.
 pub fn asks_why(
     text: &str,
     read_as: Intent,
@@ -106,7 +114,8 @@ pub fn asks_why(
     lifetime_secs: u64,
 ) -> bool {
     let t = normalise(text);
-    if !(t == "why" || t.starts_with("why ")) || t.split(' ').count() > 8 {
+    let why = t == "why" || t.starts_with("why ");
+    if !(why || ASKS_CAUSE.is_match(&t)) || t.split(' ').count() > 8 {
         return false;
     }
     let about_last = context
@@ -117,6 +126,9 @@ pub fn asks_why(
     if !about_last {
         return false;
     }
+    if !why {
+        return true;
+    }
     let known: Vec<String> = said
         .iter()
         .flatten()
@@ -125,6 +137,13 @@ pub fn asks_why(
     knowledge::content_words(text).iter().all(|w| known.contains(w))
 }
 
+/// "What could it be?", "what's causing that?": the cause of what was just
+/// explained, which the article's explanation gives.
+static ASKS_CAUSE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"^(what could (it|that|this) be|what (could|would|might) (cause|be causing) (it|that|this)|what causes (it|that|this)|whats causing (it|that|this)|what is causing (it|that|this))\b",
+    )
+});
 static SERIOUS: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive)\b",
@@ -169,7 +188,8 @@ static HOW_FAR: LazyLock<Regex> = LazyLock::new(|| {
 /// answer came from the article titled `title`: "how often should they be
 /// rotated" after a tyre answer is about the tyres; "how do i let it off" after
 /// the article "Electric parking brake" is about the electric parking brake.
-/// `None` when the line has no pronoun or the turn no one subject.
+/// A bare "how much?" is about the subject too. `None` when the line has no
+/// pronoun or the turn no one subject.
 pub fn with_subject(text: &str, intent: Intent, title: Option<&str>) -> Option<String> {
     let titled = title.map(|title| format!("the {}", normalise(title.split(" (").next().unwrap_or(title))));
     let subject = match intent {
@@ -192,6 +212,10 @@ pub fn with_subject(text: &str, intent: Intent, title: Option<&str>) -> Option<S
             other => other,
         })
         .collect();
+    // "How much?" names nothing: it is about the subject too.
+    if !replaced && words.len() <= 2 {
+        return Some(format!("{t} {subject}"));
+    }
     replaced.then(|| words.join(" "))
 }
 

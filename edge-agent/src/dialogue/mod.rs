@@ -406,7 +406,14 @@ impl Assistant {
                     turn.sources = context.and_then(|c| c.article.clone()).into_iter().collect();
                 }
                 let rest = more.unwrap_or_else(|| "That's all I have on that.".to_string());
-                let capped = spoken::cap(&rest, spoken::MAX_WORDS * 3);
+                // "Tell me more", or the next thing to try, is heard at length;
+                // a "why" about it gets a short answer.
+                let limit = if slots.failed || Slots::of(text).more {
+                    spoken::MAX_WORDS * 3
+                } else {
+                    spoken::MAX_WORDS
+                };
+                let capped = spoken::cap(&rest, limit);
                 session.more = capped.rest;
                 turn.answer = capped.said;
                 session.last_answer = Some(turn.answer.clone());
@@ -478,11 +485,11 @@ impl Assistant {
                 ) = self.answer_locally(&ctx, state, &prediction, text, overruled)?;
                 turn.understood.intent = intent;
                 let capped = spoken::cap(&spoken::in_market_words(&answer, wording), spoken::MAX_WORDS);
-                session.more = capped.rest.map(|rest| spoken::in_market_words(&rest, wording));
-                let article_body = article.as_ref().map(|a| spoken::in_market_words(&a.body, wording));
-                if let (None, Some(body)) = (&session.more, article_body) {
-                    session.more = Some(body);
-                }
+                // "Tell me more" reads what the summary left unsaid, then the
+                // article's body.
+                let unsaid = capped.rest.into_iter().chain(article.as_ref().map(|a| a.body.clone()));
+                let unsaid: Vec<String> = unsaid.filter(|part| !part.trim().is_empty()).collect();
+                session.more = (!unsaid.is_empty()).then(|| spoken::in_market_words(&unsaid.join(" "), wording));
                 let answer = capped.said;
                 turn.sources = sources;
                 turn.article = article;
