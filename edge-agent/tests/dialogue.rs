@@ -244,6 +244,11 @@ fn short_follow_ups_ask_about_what_was_just_said() {
     car.say("the engine light came on");
     let cause = car.say("what could it be");
     assert!(cause.answer.contains("fuel cap"), "{}", cause.answer);
+    // "The switch" is the one for what was just explained.
+    let mut car = Car::new();
+    car.say("how do i turn the auto wipers off");
+    let switch = car.say("where is the switch");
+    assert_eq!(switch.sources, ["howto-wipers"], "{}", switch.answer);
     // After a low tyre, "can I still drive" is about the tyre, not the range.
     let mut car = Car::new();
     car.say("my tyre light is on");

@@ -144,11 +144,9 @@ impl AnswerContext<'_> {
         if let Some(article) = self.named_article(text, intent)? {
             return Ok(Answer::from_article(article));
         }
-        if let Some(article) = self.search(text, intent, 1)?.into_iter().next() {
-            return Ok(Answer::from_article(article));
-        }
-        // "How often should they be rotated" after a tyre answer: the pronoun
-        // is what the last turn was about.
+        // "How often should they be rotated" after a tyre answer, "where is the
+        // switch" after the wipers: the pronoun, or the part named only by
+        // "the", is what the last turn was about.
         let title = match self.previous.and_then(|p| p.article.as_deref()) {
             Some(id) => self.article(id)?.map(|a| a.title),
             None => None,
@@ -156,8 +154,8 @@ impl AnswerContext<'_> {
         let resolved = self
             .previous
             .and_then(|p| follow_up::with_subject(text, p.intent, title.as_deref()));
-        if let Some(resolved) = resolved {
-            if let Some(article) = self.search(&resolved, intent, 1)?.into_iter().next() {
+        for asked in resolved.as_deref().into_iter().chain([text]) {
+            if let Some(article) = self.search(asked, intent, 1)?.into_iter().next() {
                 return Ok(Answer::from_article(article));
             }
         }
@@ -323,6 +321,9 @@ fn about_tyre_facts(text: &str) -> bool {
         "recommend",
         "should",
         "supposed",
+        "meant to",
+        "full load",
+        "trailer",
         "right pressure",
     ]
     .iter()

@@ -202,16 +202,26 @@ pub fn with_subject(text: &str, intent: Intent, title: Option<&str>) -> Option<S
     };
     let t = normalise(text);
     let mut replaced = false;
-    let words: Vec<&str> = t
-        .split(' ')
-        .map(|w| match w {
+    let mut words: Vec<&str> = Vec::new();
+    let mut previous = "";
+    for w in t.split(' ') {
+        match w {
             "they" | "them" | "it" | "those" | "these" if !replaced => {
                 replaced = true;
-                subject
+                words.push(subject);
             }
-            other => other,
-        })
-        .collect();
+            // "the switch" is the switch for the subject.
+            "switch" | "button" | "buttons" | "setting" | "settings" | "menu" | "lever" | "stalk" | "control"
+            | "controls"
+                if !replaced && previous == "the" =>
+            {
+                replaced = true;
+                words.extend([w, "for", subject]);
+            }
+            other => words.push(other),
+        }
+        previous = w;
+    }
     // "How much?" names nothing: it is about the subject too.
     if !replaced && words.len() <= 2 {
         return Some(format!("{t} {subject}"));
@@ -381,6 +391,10 @@ mod tests {
             None
         );
         assert_eq!(with_subject("how do i use it", Intent::FeatureHowto, None), None);
+        assert_eq!(
+            with_subject("where is the switch", Intent::FeatureHowto, Some("Automatic wipers")).as_deref(),
+            Some("where is the switch for the automatic wipers")
+        );
         assert_eq!(
             with_subject(
                 "and how do i let it off",
