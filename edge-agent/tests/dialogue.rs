@@ -257,6 +257,34 @@ fn short_follow_ups_ask_about_what_was_just_said() {
 }
 
 #[test]
+fn an_advice_question_after_a_warning_is_about_the_warning_unless_it_names_danger() {
+    let mut car = Car::new();
+    car.say("theres a red light that looks like a thermometer in water");
+    let advice = car.say("should i pull over");
+    assert_eq!(advice.understood.intent, Intent::WarningLight, "{}", advice.answer);
+    assert!(advice.answer.contains("Pull over"), "{}", advice.answer);
+    assert!(car.pending().is_empty(), "no alert for advice");
+    // Danger named, or no warning before: the emergency stands.
+    let smoke = car.say("should i pull over theres smoke");
+    assert_eq!(smoke.understood.intent, Intent::Emergency, "{}", smoke.answer);
+    let mut car = Car::new();
+    let alone = car.say("should i pull over");
+    assert_eq!(alone.understood.intent, Intent::Emergency, "{}", alone.answer);
+
+    // A pronoun question read as routes, right after a how-to, is about it.
+    let mut car = Car::new();
+    car.say("how do i charge the car");
+    let long = car.say("how long will it take");
+    assert_eq!(long.understood.route, Route::Local, "{}", long.answer);
+    assert!(long.answer.contains("hours"), "{}", long.answer);
+    // "It won't open" after a how-to is not a "no".
+    let mut car = Car::new();
+    car.say("how do i open the fuel door");
+    let stuck = car.say("it won't open");
+    assert_ne!(stuck.understood.intent, Intent::Deny, "{}", stuck.answer);
+}
+
+#[test]
 fn signing_off_with_thanks_is_a_goodbye() {
     let mut car = Car::new();
     car.say("what pressure should my tyres be");

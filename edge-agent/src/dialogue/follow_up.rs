@@ -101,6 +101,50 @@ pub fn continues(
     fits(context.intent, slots).then_some(intent)
 }
 
+/// A line the model read as an emergency, or as routes and places, that is
+/// plainly a question about what an article just explained: "should i pull
+/// over" after the overheating light, "how long will it take" after how to
+/// charge. The intent of the last turn, then. An emergency is read so only
+/// when the model was unsure of it (below 0.5), the line asks how serious the
+/// warning is, and it says nothing of danger; a route only when the line names
+/// no place and leans on the last answer with a pronoun.
+pub fn misread(
+    text: &str,
+    read_as: Intent,
+    confidence: f32,
+    slots: &Slots,
+    context: Option<&Context>,
+    now: jiff::Timestamp,
+    lifetime_secs: u64,
+) -> Option<Intent> {
+    let context = context.filter(|c| c.fresh(now, lifetime_secs) && c.article.is_some())?;
+    let t = normalise(text);
+    let words = t.split(' ').count();
+    let pronoun = t
+        .split(' ')
+        .any(|w| matches!(w, "it" | "they" | "them" | "that" | "this"));
+    let about_a_warning = matches!(
+        context.intent,
+        Intent::WarningLight | Intent::VehicleHealth | Intent::TirePressure
+    );
+    let leans = match read_as {
+        Intent::Emergency => confidence < 0.5 && about_a_warning && asks_how_serious(text) && !DANGER.is_match(&t),
+        Intent::Directions | Intent::Distance | Intent::Traffic | Intent::FindPlace => {
+            !slots.place && pronoun && words <= 7
+        }
+        _ => false,
+    };
+    (leans && context.intent.route() == models::Route::Local).then_some(context.intent)
+}
+
+/// Words of real danger: with any of them, an emergency stays one.
+static DANGER: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"\b(fire|flames?|smoke|smoking|burning|crash|crashed|accident|hurt|injured|bleeding|unconscious|breathing",
+        r"|help|ambulance|police|911|999|112|sos|collapsed|hit|smell|trapped|stuck|emergency)\b",
+    ))
+});
+
 /// "Why do I have to wait?" right after an answer from an article, about what
 /// it said (every word the question brings is in `said`: the last answer and
 /// what it left unsaid), or "what could it be?", and not a confident request of
@@ -146,7 +190,7 @@ static ASKS_CAUSE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static SERIOUS: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive)\b",
+        r"\b(serious|safe|dangerous|bad|urgent|worry|worried|still drive|keep driving|drive it|ok to drive|okay to drive|pull over|stop driving|stop the car)\b",
     )
 });
 

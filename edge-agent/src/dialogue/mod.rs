@@ -567,11 +567,20 @@ impl Assistant {
         prediction: Prediction,
         now: jiff::Timestamp,
     ) -> Prediction {
+        let context = session.context.as_ref();
+        let lifetime = self.config.assistant.follow_up_seconds;
+        let (read_as, confidence) = (prediction.intent, prediction.intent_confidence);
+        if let Some(intent) = follow_up::misread(text, read_as, confidence, slots, context, now, lifetime) {
+            tracing::debug!(from = read_as.as_str(), to = intent.as_str(), "read as a follow-up");
+            return Prediction {
+                intent,
+                route: intent.route(),
+                ..prediction
+            };
+        }
         if prediction.intent == Intent::Emergency {
             return prediction;
         }
-        let context = session.context.as_ref();
-        let lifetime = self.config.assistant.follow_up_seconds;
         let said = [session.last_answer.as_deref(), session.more.as_deref()];
         if follow_up::asks_why(text, prediction.intent, said, context, now, lifetime) {
             slots.more = true;
@@ -886,14 +895,15 @@ struct Half {
 
 /// What the words settle where the model misread them: a yes that asks for a
 /// booking ("book me in then", "yes book it") is a booking; a yes or no that
-/// opens as a question ("why do i have to wait") is not an answer, and is read
+/// opens as a question ("why do i have to wait") or says something did not work
+/// ("it won't open") is not an answer, and is read
 /// like a line the gate refused (a follow-up may still take it up); a fault code
 /// ("what's code p1234") is about the car's health; "ok i'll pump it up
 /// thanks" signs off.
 fn settled_by_slots(slots: &Slots, prediction: Prediction) -> Prediction {
     let intent = match prediction.intent {
         Intent::Affirm if slots.books => Intent::BookService,
-        Intent::Affirm | Intent::Deny if slots.asks => Intent::OutOfScope,
+        Intent::Affirm | Intent::Deny if slots.asks || slots.failed => Intent::OutOfScope,
         Intent::OutOfScope if slots.code.is_some() => Intent::VehicleHealth,
         intent if slots.signs_off && !slots.books && intent != Intent::Emergency => Intent::Goodbye,
         _ => return prediction,

@@ -381,9 +381,11 @@ static MORE: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 static FAILED: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(not working|doesnt work|didnt work|wont work|does not work|did not work|still stuck|still wont|still doesnt|still not)\b",
-    )
+    re(concat!(
+        r"\b(not working|doesnt work|didnt work|wont work|does not work|did not work|still stuck|still wont|still doesnt|still not",
+        r"|(it|that|this|they) (wont|doesnt|didnt|will not|does not|did not|isnt) (open|close|work|start|unlock|lock|come out",
+        r"|come off|turn on|turn off|release|budge|move|connect|pair|charge))\b",
+    ))
 });
 static CODE: LazyLock<Regex> = LazyLock::new(|| re(r"\b([pbcu][0-3][0-9a-f]{3})\b"));
 static BOOKS: LazyLock<Regex> = LazyLock::new(|| re(r"\b(book|booking|appointment)\b"));
@@ -458,6 +460,8 @@ mod tests {
         assert!(Slots::of("that didn't work").failed);
         assert!(Slots::of("i unlocked it and it's still stuck").failed);
         assert!(!Slots::of("how does it work").failed);
+        assert!(Slots::of("it won't open").failed);
+        assert!(!Slots::of("my car won't start").failed, "not about what the car said");
         assert!(!Slots::of("is the charger working").failed);
     }
 
