@@ -12,6 +12,7 @@
 //! number.
 
 pub mod answer;
+mod car_words;
 pub mod follow_up;
 pub mod retrieval;
 pub mod slots;
