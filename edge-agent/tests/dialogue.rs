@@ -285,6 +285,18 @@ fn an_advice_question_after_a_warning_is_about_the_warning_unless_it_names_dange
 }
 
 #[test]
+fn an_articles_name_said_word_for_word_outranks_an_unsure_reading() {
+    // The model reads it as a fuel question; it is the tyre size's alias.
+    let mut car = Car::new();
+    let tyres = car.say("what tyres does it take");
+    assert_eq!(tyres.sources, ["tire-size"], "{}", tyres.answer);
+    // A name that is only part of a longer question does not.
+    let mut car = Car::new();
+    let light = car.say("fuel warning lamp came on how far can i go");
+    assert_ne!(light.sources, ["fuel-range-estimate"], "{}", light.answer);
+}
+
+#[test]
 fn signing_off_with_thanks_is_a_goodbye() {
     let mut car = Car::new();
     car.say("what pressure should my tyres be");

@@ -288,12 +288,12 @@ impl KnowledgeBase {
             .collect()
     }
 
-    /// The article tagged with `intent` whose name (its title or an alias) scores
-    /// highest by `score` (`None`: not a match), fetched alone; ties go to the
-    /// first in pack order.
+    /// The article tagged with `intent` (any article: `None`) whose name (its
+    /// title or an alias) scores highest by `score` (`None`: not a match),
+    /// fetched alone; ties go to the first in pack order.
     pub fn best_named(
         &self,
-        intent: &str,
+        intent: Option<&str>,
         vehicle: &VehicleFilter,
         score: impl Fn(&str) -> Option<usize>,
     ) -> Result<Option<Article>> {
@@ -301,7 +301,7 @@ impl KnowledgeBase {
         for e in self
             .entries
             .iter()
-            .filter(|e| e.tagged(Some(intent)) && e.applies.matches(vehicle))
+            .filter(|e| (intent.is_none() || e.tagged(intent)) && e.applies.matches(vehicle))
         {
             if let Some(s) = e.names.iter().filter_map(|n| score(n)).max() {
                 if best.is_none_or(|(b, _)| s > b) {

@@ -125,15 +125,16 @@ impl AnswerContext<'_> {
     /// is "petrol"; "how big is the petrol tank" names no light).
     fn named_article(&self, text: &str, intent: Intent) -> Result<Option<Article>, KnowledgeError> {
         let said = format!(" {} ", normalise(text));
-        self.kb.best_named(intent.as_str(), &self.vehicle_filter(), |name| {
-            let name = name.split(" (").next().unwrap_or(name);
-            let core = if intent == Intent::WarningLight {
-                name_core(name)
-            } else {
-                normalise(name)
-            };
-            (core.len() >= 3 && said.contains(&format!(" {core} "))).then_some(core.len())
-        })
+        self.kb
+            .best_named(Some(intent.as_str()), &self.vehicle_filter(), |name| {
+                let name = name.split(" (").next().unwrap_or(name);
+                let core = if intent == Intent::WarningLight {
+                    name_core(name)
+                } else {
+                    normalise(name)
+                };
+                (core.len() >= 3 && said.contains(&format!(" {core} "))).then_some(core.len())
+            })
     }
 
     /// The best article for the utterance among those tagged with `intent`: one
@@ -275,6 +276,30 @@ pub fn car_part_article(
         return Ok(None);
     }
     Ok(local_intent_of(&best.article, Intent::FeatureHowto).map(|intent| (intent, best.article)))
+}
+
+/// The article, of any intent, whose title or an alias of three words or more
+/// the question says word for word, with little else ("what tyres does it
+/// take", read by the model as a fuel question): the name is at least 60% of
+/// the question's words. Under its local intent (`preferred` when it is tagged
+/// with it); the longest such name wins.
+pub fn named_anywhere(
+    config: &Config,
+    state: &VehicleState,
+    kb: &KnowledgeBase,
+    text: &str,
+    preferred: Intent,
+) -> Result<Option<(Intent, Article)>, KnowledgeError> {
+    let said = format!(" {} ", normalise(text));
+    let words_said = said.split_whitespace().count();
+    let vehicle = vehicle_filter(config, state);
+    let named = kb.best_named(None, &vehicle, |name| {
+        let name = normalise(name.split(" (").next().unwrap_or(name));
+        let words = name.split(' ').count();
+        let most_of_it = words >= 3 && words * 10 >= words_said * 6;
+        (most_of_it && said.contains(&format!(" {name} "))).then_some(name.len())
+    })?;
+    Ok(named.and_then(|article| local_intent_of(&article, preferred).map(|intent| (intent, article))))
 }
 
 /// Whether `text` says the article's title or one of its aliases word for word.

@@ -644,8 +644,12 @@ impl Assistant {
             return Ok((prediction, Overruled::No));
         }
         let kb = self.kb.load_full();
-        let overruling = match answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent, false)?
-        {
+        let named = answer::named_anywhere(&self.config, state, &kb, text, prediction.top_intent)?;
+        let overruling = match named {
+            Some(found) => Some(found),
+            None => answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent, false)?,
+        };
+        let overruling = match overruling {
             Some(found) => Some(found),
             None if slots.car_part => answer::car_part_article(&self.config, state, &kb, text)?,
             None => None,
@@ -689,11 +693,17 @@ impl Assistant {
             Overruled::AboutTheCar => return Ok((intent, Answer::said(answer::NOT_IN_THE_MANUAL, &[]))),
             Overruled::No => {}
         }
+        let sure = prediction.intent_confidence >= CONFIDENT;
+        // A name of an article said word for word outranks an unsure reading.
+        if !sure {
+            if let Some((named, article)) = answer::named_anywhere(&self.config, state, ctx.kb, text, intent)? {
+                return Ok((named, Answer::from_article(article)));
+            }
+        }
         let answer = local_answer(ctx, intent, text)?;
         if !answer.sources.is_empty() {
             return Ok((intent, answer));
         }
-        let sure = prediction.intent_confidence >= CONFIDENT;
         match answer::overruling_article(&self.config, state, ctx.kb, text, intent, sure)? {
             Some((other, article)) if other != intent => {
                 tracing::debug!(
