@@ -244,11 +244,16 @@ fn short_follow_ups_ask_about_what_was_just_said() {
     car.say("the engine light came on");
     let cause = car.say("what could it be");
     assert!(cause.answer.contains("fuel cap"), "{}", cause.answer);
-    // "The switch" is the one for what was just explained.
+    // "The switch" is the one for what was just explained; so is "the
+    // release", which the model alone reads as out of scope.
     let mut car = Car::new();
     car.say("how do i turn the auto wipers off");
     let switch = car.say("where is the switch");
     assert_eq!(switch.sources, ["howto-wipers"], "{}", switch.answer);
+    let mut car = Car::new();
+    car.say("how do i open the fuel door");
+    let release = car.say("where's the release");
+    assert_eq!(release.sources, ["howto-fuel-filler"], "{}", release.answer);
     // After a low tyre, "can I still drive" is about the tyre, not the range.
     let mut car = Car::new();
     car.say("my tyre light is on");

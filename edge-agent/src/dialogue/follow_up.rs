@@ -82,7 +82,10 @@ pub fn continues(
     // short question about what the last answer was about.
     let pronoun = t
         .split(' ')
-        .any(|w| matches!(w, "it" | "they" | "them" | "that" | "one" | "those"));
+        .any(|w| matches!(w, "it" | "they" | "them" | "that" | "one" | "those"))
+        || t.split(' ')
+            .zip(t.split(' ').skip(1))
+            .any(|(a, b)| a == "the" && is_part_of_anything(b));
     // A longer one only when the model has no confident reading of its own
     // ("and what did they do last time" is about the last service).
     let short_question = short || (opens_like_one && words <= 7 && !model_sure);
@@ -228,6 +231,25 @@ static HOW_FAR: LazyLock<Regex> = LazyLock::new(|| {
         r"^(how far can i (go|get|drive)|how many miles can i (go|do|drive)|whats my range|what is my range|how much range)\b",
     )
 });
+/// A part that anything can have ("the switch", "the release"): said with
+/// "the" right after an answer, it is the part of what the answer was about.
+fn is_part_of_anything(word: &str) -> bool {
+    matches!(
+        word,
+        "switch"
+            | "button"
+            | "buttons"
+            | "setting"
+            | "settings"
+            | "menu"
+            | "lever"
+            | "stalk"
+            | "control"
+            | "controls"
+            | "release"
+    )
+}
+
 /// What a pronoun in a follow-up stands for after a turn about `intent`, whose
 /// answer came from the article titled `title`: "how often should they be
 /// rotated" after a tyre answer is about the tyres; "how do i let it off" after
@@ -255,12 +277,9 @@ pub fn with_subject(text: &str, intent: Intent, title: Option<&str>) -> Option<S
                 words.push(subject);
             }
             // "the switch" is the switch for the subject.
-            "switch" | "button" | "buttons" | "setting" | "settings" | "menu" | "lever" | "stalk" | "control"
-            | "controls"
-                if !replaced && previous == "the" =>
-            {
+            part if !replaced && previous == "the" && is_part_of_anything(part) => {
                 replaced = true;
-                words.extend([w, "for", subject]);
+                words.extend([part, "for", subject]);
             }
             other => words.push(other),
         }
