@@ -99,9 +99,18 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
     let offer = car.say(ANGRY_LOCAL);
     assert_eq!(offer.understood.route, Route::Local);
     assert!(
-        offer.understood.sentiment_score <= -0.8,
+        offer.understood.sentiment_score <= Config::embedded().assistant.offer_human_at_or_below,
         "{}",
         offer.understood.sentiment_score
+    );
+    // A plain question the sentiment model scores low is not offered one.
+    let mut car = Car::new();
+    let plain = car.say("any warning lights on");
+    assert_ne!(
+        plain.pending_question,
+        Some(PendingQuestion::OfferAgent),
+        "{}",
+        plain.answer
     );
     assert!(
         offer.answer.starts_with("The yellow engine outline"),
