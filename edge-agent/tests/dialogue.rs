@@ -104,8 +104,7 @@ fn strong_frustration_on_a_local_question_is_answered_and_a_human_offered() {
         offer.understood.sentiment_score
     );
     // A plain question the sentiment model scores low is not offered one.
-    let mut car = Car::new();
-    let plain = car.say("any warning lights on");
+    let plain = Car::new().say("any warning lights on");
     assert_ne!(
         plain.pending_question,
         Some(PendingQuestion::OfferAgent),
