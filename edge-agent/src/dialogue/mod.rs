@@ -644,17 +644,15 @@ impl Assistant {
             return Ok((prediction, Overruled::No));
         }
         let kb = self.kb.load_full();
-        let named = answer::named_anywhere(&self.config, state, &kb, text, prediction.top_intent)?;
-        let overruling = match named {
-            Some(found) => Some(found),
-            None => answer::overruling_article(&self.config, state, &kb, text, prediction.top_intent, false)?,
-        };
-        let overruling = match overruling {
-            Some(found) => Some(found),
-            None if slots.car_part => answer::car_part_article(&self.config, state, &kb, text)?,
-            None => None,
-        };
-        let (intent, overruled) = match overruling {
+        let guess = prediction.top_intent;
+        let mut found = answer::named_anywhere(&self.config, state, &kb, text, guess)?;
+        if found.is_none() {
+            found = answer::overruling_article(&self.config, state, &kb, text, guess, false)?;
+        }
+        if found.is_none() && slots.car_part {
+            found = answer::car_part_article(&self.config, state, &kb, text)?;
+        }
+        let (intent, overruled) = match found {
             Some((intent, article)) => (intent, Overruled::ByArticle(Box::new(article))),
             None if slots.car_part => (Intent::FeatureHowto, Overruled::AboutTheCar),
             None => return Ok((prediction, Overruled::No)),
@@ -674,11 +672,12 @@ impl Assistant {
     }
 
     /// The local answer under `intent`: the article that overruled the gate when
-    /// one did; for a question about the car that the manual has no clear
-    /// article for, "not in the manual"; else the
-    /// answer of that intent, and when its articles have nothing, one article
-    /// of another local intent that clearly answers the question
-    /// ([`answer::overruling_article`]), under that intent.
+    /// one did; for a question about the car that no one article clearly
+    /// answers, "not in the manual". Else, against an unsure reading, the article
+    /// the question names ([`answer::named_anywhere`]); else the answer of that
+    /// intent, and when its articles have nothing, one article of another local
+    /// intent that clearly answers the question ([`answer::overruling_article`]),
+    /// under that intent.
     fn answer_locally(
         &self,
         ctx: &AnswerContext<'_>,
@@ -907,10 +906,9 @@ struct Half {
 /// What the words settle where the model misread them: a yes that asks for a
 /// booking ("book me in then", "yes book it") is a booking; a yes or no that
 /// opens as a question ("why do i have to wait") or says something did not work
-/// ("it won't open") is not an answer, and is read
-/// like a line the gate refused (a follow-up may still take it up); a fault code
-/// ("what's code p1234") is about the car's health; "ok i'll pump it up
-/// thanks" signs off.
+/// ("it won't open") is not an answer, and is read like a line the gate refused
+/// (a follow-up may still take it up); a fault code ("what's code p1234") is
+/// about the car's health; "ok i'll pump it up thanks" signs off.
 fn settled_by_slots(slots: &Slots, prediction: Prediction) -> Prediction {
     let intent = match prediction.intent {
         Intent::Affirm if slots.books => Intent::BookService,
