@@ -392,7 +392,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     // Refreshes the queue gauge from the store.
     let _ = tokio::task::spawn_blocking(move || engine.health()).await;
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        // prometheus-client writes OpenMetrics 1.0 text (with `# EOF`).
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.engine.metrics.render(),
     )
         .into_response()

@@ -319,6 +319,23 @@ fn an_oversize_body_is_413_and_malformed_json_is_400_with_a_clear_message() {
 }
 
 #[test]
+fn the_metrics_are_openmetrics_text_and_say_so() {
+    // A scraper that reads the 0.0.4 text format misreads OpenMetrics counters.
+    let daemon = Daemon::start(&[]);
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+}
+
+#[test]
 fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     let mut daemon = Daemon::start(&[]);
     let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
