@@ -382,7 +382,7 @@ static MORE: LazyLock<Regex> = LazyLock::new(|| {
 static FAILED: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
         r"\b(not working|doesnt work|didnt work|wont work|does not work|did not work|still stuck|still wont|still doesnt|still not",
-        r"|(ive|i have|i already|ive already|i) (tried|done|did) (that|it|this|all that)",
+        r"|(ive|i have|i already|ive already|i) tried (that|it|this|all that)",
         r"|(it|that|this|they) (wont|doesnt|didnt|will not|does not|did not|isnt) (open|close|work|start|unlock|lock|come out",
         r"|come off|turn on|turn off|release|budge|move|connect|pair|charge))\b",
     ))
@@ -422,6 +422,7 @@ mod tests {
         assert!(!Slots::of("how does it work").failed);
         assert!(Slots::of("it won't open").failed);
         assert!(Slots::of("i've tried that").failed);
+        assert!(!Slots::of("i did it thanks").failed, "it worked");
         assert!(!Slots::of("my car won't start").failed, "not about what the car said");
         assert!(!Slots::of("is the charger working").failed);
     }
