@@ -133,7 +133,7 @@ impl AnswerContext<'_> {
                 } else {
                     normalise(name)
                 };
-                (core.len() >= 3 && said.contains(&format!(" {core} "))).then_some(core.len())
+                (core.len() >= 3 && says(&said, &core)).then_some(core.len())
             })
     }
 
@@ -297,7 +297,7 @@ pub fn named_anywhere(
         let name = normalise(name.split(" (").next().unwrap_or(name));
         let words = name.split(' ').count();
         let most_of_it = words >= 3 && words * 10 >= words_said * 6;
-        (most_of_it && said.contains(&format!(" {name} "))).then_some(name.len())
+        (most_of_it && says(&said, &name)).then_some(name.len())
     })?;
     Ok(named.and_then(|article| local_intent_of(&article, preferred).map(|intent| (intent, article))))
 }
@@ -309,7 +309,13 @@ fn names(article: &Article, text: &str) -> bool {
     std::iter::once(title)
         .chain(article.aliases.iter().map(String::as_str))
         .map(normalise)
-        .any(|name| name.len() >= 3 && said.contains(&format!(" {name} ")))
+        .any(|name| name.len() >= 3 && says(&said, &name))
+}
+
+/// Whether `said` (normalised, with a space at each end) holds `name` as whole
+/// words.
+fn says(said: &str, name: &str) -> bool {
+    said.contains(&format!(" {name} "))
 }
 
 /// What the car says when its manual has no answer; the dialogue adds the offer.

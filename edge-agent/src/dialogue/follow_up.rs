@@ -57,11 +57,7 @@ pub fn continues(
     lifetime_secs: u64,
 ) -> Option<Intent> {
     let context = context.filter(|c| c.fresh(now, lifetime_secs))?;
-    let about_a_warning = matches!(
-        context.intent,
-        Intent::WarningLight | Intent::VehicleHealth | Intent::TirePressure
-    );
-    if about_a_warning && asks_how_serious(text) {
+    if is_about_a_warning(context.intent) && asks_how_serious(text) {
         return Some(context.intent);
     }
     let t = normalise(text);
@@ -126,18 +122,24 @@ pub fn misread(
     let pronoun = t
         .split(' ')
         .any(|w| matches!(w, "it" | "they" | "them" | "that" | "this"));
-    let about_a_warning = matches!(
-        context.intent,
-        Intent::WarningLight | Intent::VehicleHealth | Intent::TirePressure
-    );
     let leans = match read_as {
-        Intent::Emergency => confidence < 0.5 && about_a_warning && asks_how_serious(text) && !DANGER.is_match(&t),
+        Intent::Emergency => {
+            confidence < 0.5 && is_about_a_warning(context.intent) && asks_how_serious(text) && !DANGER.is_match(&t)
+        }
         Intent::Directions | Intent::Distance | Intent::Traffic | Intent::FindPlace => {
             !slots.place && pronoun && words <= 7
         }
         _ => false,
     };
     (leans && context.intent.route() == models::Route::Local).then_some(context.intent)
+}
+
+/// A turn about a warning: a light, the car's health, or a low tyre.
+fn is_about_a_warning(intent: Intent) -> bool {
+    matches!(
+        intent,
+        Intent::WarningLight | Intent::VehicleHealth | Intent::TirePressure
+    )
 }
 
 /// Words of real danger: with any of them, an emergency stays one.

@@ -409,7 +409,7 @@ impl Assistant {
                 let rest = more.unwrap_or_else(|| "That's all I have on that.".to_string());
                 // "Tell me more", or the next thing to try, is heard at length;
                 // a "why" about it gets a short answer.
-                let limit = if slots.failed || Slots::of(text).more {
+                let limit = if slots.failed || Slots::asks_for_more(text) {
                     spoken::MAX_WORDS * 3
                 } else {
                     spoken::MAX_WORDS

@@ -117,6 +117,12 @@ impl Slots {
         }
     }
 
+    /// Whether `text` asks for more of the last answer ("tell me more"), as its
+    /// `more` slot says before a follow-up sets it.
+    pub fn asks_for_more(text: &str) -> bool {
+        MORE.is_match(&normalise(text))
+    }
+
     /// The market's units with the one asked for in place.
     pub fn units_in(&self, market: Units, wording: Wording) -> Units {
         let mut units = market;
