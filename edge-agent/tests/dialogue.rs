@@ -343,6 +343,20 @@ fn what_did_not_work_gets_the_next_step_then_a_person_but_a_tow_stands() {
 }
 
 #[test]
+fn a_problem_the_driver_can_fix_gets_the_how_to_but_a_call_for_help_is_roadside() {
+    let mut car = Car::new();
+    let stuck = car.say("the charging cable is stuck and won't come out of the car");
+    assert_eq!(stuck.sources, ["howto-release-charge-cable"], "{}", stuck.answer);
+    assert_eq!(stuck.understood.route, Route::Local);
+    assert!(car.pending().is_empty(), "nothing is queued for a how-to");
+
+    let mut car = Car::new();
+    let help = car.say("my charging cable is stuck can you send someone to help");
+    assert_eq!(help.understood.intent, Intent::RoadsideAssistance, "{}", help.answer);
+    assert_eq!(help.handling, Handling::Escalated);
+}
+
+#[test]
 fn a_fault_code_read_out_is_explained_and_checked_against_the_car() {
     let mut car = Car::new();
     let known = car.say("what does P0420 mean");

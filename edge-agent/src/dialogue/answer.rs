@@ -239,6 +239,34 @@ fn closest_in_manual(
     Ok(Some((best, lead)))
 }
 
+/// The how-to that answers a problem the model read as a call for roadside
+/// help ("the charging cable is stuck and won't come out"): the closest article
+/// in the whole manual is a `feature_howto` one, clears both calibrated bars,
+/// and leads the next by `knowledge.overrule_lead`. The dialogue asks this only
+/// when the driver asked for no one and no help: a breakdown, a flat tyre or a
+/// dead battery has no `feature_howto` article, so it stays with roadside.
+pub fn self_help_article(
+    config: &Config,
+    state: &VehicleState,
+    kb: &KnowledgeBase,
+    text: &str,
+) -> Result<Option<Article>, KnowledgeError> {
+    let k = &config.knowledge;
+    if !k.overrule_model {
+        return Ok(None);
+    }
+    let Some((best, lead)) = closest_in_manual(config, state, kb, text)? else {
+        return Ok(None);
+    };
+    let how_to = best
+        .article
+        .intents
+        .iter()
+        .any(|tag| tag == Intent::FeatureHowto.as_str());
+    let clear = best.closeness >= k.min_score && best.coverage >= k.min_coverage && lead >= k.overrule_lead;
+    Ok((how_to && clear).then_some(best.article))
+}
+
 /// The local intent an article answers under: `preferred` when it is tagged
 /// with it, else its first local tag.
 fn local_intent_of(article: &Article, preferred: Intent) -> Option<Intent> {

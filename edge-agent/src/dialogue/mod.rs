@@ -407,9 +407,17 @@ impl Assistant {
                     turn.sources = context.and_then(|c| c.article.clone()).into_iter().collect();
                 }
                 let rest = more.unwrap_or_else(|| "That's all I have on that.".to_string());
-                // "Tell me more", or the next thing to try, is heard at length;
-                // a "why" about it gets a short answer.
-                let limit = if slots.failed || Slots::asks_for_more(text) {
+                // After "it didn't work", the article's remedies are the next
+                // thing to try and its facts are not: once the remedies are
+                // said, a person is offered.
+                let rest = if slots.failed {
+                    spoken::remedies(&rest).unwrap_or(rest)
+                } else {
+                    rest
+                };
+                // "Tell me more" is heard at length; the next thing to try, or
+                // a "why" about it, as briefly as any answer.
+                let limit = if Slots::asks_for_more(text) {
                     spoken::MAX_WORDS * 3
                 } else {
                     spoken::MAX_WORDS
@@ -501,7 +509,17 @@ impl Assistant {
                 if upset && self.privacy.cloud_consent() {
                     let offer = format!("Would you like me to connect you to a person at {cloud}?");
                     let room = spoken::MAX_WORDS.saturating_sub(offer.split_whitespace().count());
-                    turn.answer = format!("{} {offer}", spoken::cap(first_sentence(&answer), room).said);
+                    let lead = first_sentence(&answer);
+                    let first = spoken::cap(lead, room);
+                    turn.answer = format!("{} {offer}", first.said);
+                    // What the offer left no room for is still there to hear.
+                    let unsaid = [
+                        first.rest,
+                        Some(answer[lead.len()..].trim().to_string()),
+                        session.more.take(),
+                    ];
+                    let unsaid: Vec<String> = unsaid.into_iter().flatten().filter(|p| !p.is_empty()).collect();
+                    session.more = (!unsaid.is_empty()).then(|| unsaid.join(" "));
                     session.pending = Some(PendingQuestion::OfferAgent);
                     session.pending_text = Some(text.to_string());
                     turn.pending_question = session.pending;
@@ -639,6 +657,18 @@ impl Assistant {
             prediction.intent,
             Intent::Directions | Intent::Distance | Intent::Traffic | Intent::FindPlace
         );
+        if prediction.intent == Intent::RoadsideAssistance && !slots.asks_for_help {
+            if let Some(article) = answer::self_help_article(&self.config, state, &self.kb.load_full(), text)? {
+                tracing::debug!(article = %article.id, "a problem the driver can fix: the how-to, not roadside help");
+                let intent = Intent::FeatureHowto;
+                let prediction = Prediction {
+                    intent,
+                    route: intent.route(),
+                    ..prediction
+                };
+                return Ok((prediction, Overruled::ByArticle(Box::new(article))));
+            }
+        }
         let refused = prediction.intent == Intent::OutOfScope || (navigation && slots.car_part && !slots.place);
         if !refused || !self.config.knowledge.overrule_model {
             return Ok((prediction, Overruled::No));

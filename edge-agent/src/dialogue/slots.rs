@@ -67,6 +67,9 @@ pub struct Slots {
     /// Says that what the car suggested did not work ("it's not working",
     /// "that didn't work", "still stuck").
     pub failed: bool,
+    /// Asks for someone to come or for help ("can you send someone", "i need
+    /// a tow", "i've broken down"), not only for what to do.
+    pub asks_for_help: bool,
     /// A fault code said ("P0420"), upper case.
     pub code: Option<String>,
     /// Asks for a booking ("book me in", "make an appointment").
@@ -108,6 +111,7 @@ impl Slots {
             explains: EXPLAINS.is_match(&t),
             more: MORE.is_match(&t),
             failed: FAILED.is_match(&t),
+            asks_for_help: ASKS_FOR_HELP.is_match(&t),
             code: CODE.captures(&t).map(|c| c[1].to_uppercase()),
             books: BOOKS.is_match(&t),
             asks: ASKS.is_match(&t) && !t.starts_with("why not"),
@@ -394,6 +398,12 @@ static FAILED: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 static CODE: LazyLock<Regex> = LazyLock::new(|| re(r"\b([pbcu][0-3][0-9a-f]{3})\b"));
+static ASKS_FOR_HELP: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"\b(help|someone|somebody|anyone|send|tow|towed|towing|recovery|rescue|assistance|mechanic|stranded",
+        r"|breakdown|broke down|broken down|come out to|come and)\b",
+    ))
+});
 static BOOKS: LazyLock<Regex> = LazyLock::new(|| re(r"\b(book|booking|appointment)\b"));
 static ASKS: LazyLock<Regex> =
     LazyLock::new(|| re(r"^((and|so|then|but|ok|okay) )?(why|how|hows|what|whats|when|where|wheres|which|who|whos)\b"));
@@ -573,5 +583,25 @@ mod tests {
         assert!(!Slots::of("i need more fuel").more);
         assert!(!Slots::of("check the rest of the tyres").more);
         assert!(Slots::of("").is_empty());
+    }
+
+    #[test]
+    fn a_problem_is_told_apart_from_a_call_for_help() {
+        for said in [
+            "my tyre is flat can you send someone",
+            "i've broken down on the motorway",
+            "i need a tow",
+            "the car won't start please help",
+            "can a mechanic come out to me",
+        ] {
+            assert!(Slots::of(said).asks_for_help, "{said}");
+        }
+        for said in [
+            "the charging cable is stuck and won't come out of the car",
+            "the fuel flap won't open",
+            "how do i release the handbrake",
+        ] {
+            assert!(!Slots::of(said).asks_for_help, "{said}");
+        }
     }
 }

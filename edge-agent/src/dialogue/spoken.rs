@@ -24,8 +24,8 @@ pub struct Capped {
 }
 
 /// Whole sentences of `text` up to `max_words`. A first sentence that alone is
-/// longer is cut after its last comma within the limit, so nothing spoken is
-/// ever longer than the limit.
+/// longer is cut after its last comma, colon or semicolon within the limit, so
+/// nothing spoken is ever longer than the limit.
 pub fn cap(text: &str, max_words: usize) -> Capped {
     let sentences = sentences(text);
     let mut said: Vec<&str> = Vec::new();
@@ -67,6 +67,19 @@ pub fn cap(text: &str, max_words: usize) -> Capped {
     }
 }
 
+/// The sentences of `text` that say what to do when something fails ("If
+/// pairing fails, delete the car..."), to "try" something, or to do it
+/// "instead", in their order; `None` when there are none. After "it didn't
+/// work", these are the next thing to try, not a fact about the feature.
+pub fn remedies(text: &str) -> Option<String> {
+    static REMEDY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^if\b.*\b(fail|fails|not|n't|won't|doesn't|still)\b|\b(try|instead|otherwise)\b")
+            .expect("valid")
+    });
+    let found: Vec<&str> = sentences(text).into_iter().filter(|s| REMEDY.is_match(s)).collect();
+    (!found.is_empty()).then(|| found.join(" "))
+}
+
 /// Splits after `.`, `!` or `?` followed by a space (so "2.4 bar" stays whole).
 fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -92,7 +105,10 @@ fn sentences(text: &str) -> Vec<&str> {
 fn cut_clause(sentence: &str, max_words: usize) -> (String, String) {
     let words: Vec<&str> = sentence.split_whitespace().collect();
     let limit = max_words.min(words.len());
-    let at = (1..limit).rev().find(|&i| words[i - 1].ends_with(',')).unwrap_or(limit);
+    let at = (1..limit)
+        .rev()
+        .find(|&i| words[i - 1].ends_with([',', ';', ':']))
+        .unwrap_or(limit);
     let head = words[..at].join(" ");
     let head = format!("{}.", head.trim_end_matches([',', ';', ':']));
     let tail = words[at..].join(" ");
@@ -211,6 +227,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_next_thing_to_try_is_a_remedy_not_a_fact() {
+        let text = "Up to five phones can be paired. If pairing fails, delete the car. Or try again later.";
+        assert_eq!(
+            remedies(text).as_deref(),
+            Some("If pairing fails, delete the car. Or try again later.")
+        );
+        assert_eq!(remedies("Open the door. Press the button."), None);
+        assert_eq!(
+            remedies("If it is cold, wait. Otherwise press it.").as_deref(),
+            Some("Otherwise press it."),
+            "a condition that is not a failure is not a remedy"
+        );
+    }
+
+    #[test]
     fn dates_and_spans_are_said_as_people_say_them() {
         let today = jiff::civil::date(2026, 12, 7);
         let july = jiff::civil::date(2026, 7, 10);
@@ -259,6 +290,9 @@ mod tests {
             Some("Then wait five minutes and pull the stick out.")
         );
         assert!(capped.said.split_whitespace().count() <= 5);
+        let capped = cap("Unlock the car first: the cable is locked while the car is.", 6);
+        assert_eq!(capped.said, "Unlock the car first.");
+        assert_eq!(capped.rest.as_deref(), Some("The cable is locked while the car is."));
     }
 
     #[test]
