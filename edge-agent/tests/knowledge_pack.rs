@@ -14,15 +14,15 @@ use edge_agent::locate;
 use edge_agent::vehicle::VehicleState;
 
 /// Ratchets on the held-out halves, at the figures measured when they were set
-/// (top-1 71.6%, wrong 9.2%; abstained 81.0%, wrong 15.9%). Issue 18 asks for
+/// (top-1 71.6%, wrong 9.2%; abstained 82.5%, wrong 14.3%). Issue 18 asks for
 /// top-1 >= 95%, wrong <= 2% and abstention >= 90% with no wrong article: not
 /// met. Most misses are the classifier's (a covered question read as out of
 /// scope, even after the manual's overrule, or as another intent), and the
 /// compact encoder's cosines part covered from uncovered questions only loosely.
 const MIN_TOP_1: f64 = 0.71;
 const MAX_WRONG: f64 = 0.095;
-const MIN_ABSTAINED: f64 = 0.80;
-const MAX_UNCOVERED_WRONG: f64 = 0.16;
+const MIN_ABSTAINED: f64 = 0.82;
+const MAX_UNCOVERED_WRONG: f64 = 0.145;
 
 fn questions(pack: &Path) -> Vec<retrieval::Question> {
     let mut questions = retrieval::load_pairs(&pack.join("eval/questions.tsv")).unwrap();

@@ -11,6 +11,7 @@ use knowledge::{Article, Hit, KnowledgeBase, KnowledgeError, Query};
 use models::Intent;
 use serde::Serialize;
 
+use super::car_words;
 use super::follow_up::{self, Context};
 use super::slots::{normalise, Energy, Slots, WHEELS};
 use super::spoken::{self, capitalise};
@@ -69,15 +70,16 @@ impl AnswerContext<'_> {
         Ok(self
             .closest(text, intent, limit)?
             .into_iter()
-            .filter(|hit| self.speaks(hit))
+            .filter(|hit| self.speaks(hit, text))
             .map(|hit| hit.article)
             .collect())
     }
 
-    /// Whether the evidence is enough for an article to be spoken.
-    fn speaks(&self, hit: &Hit) -> bool {
+    /// Whether the evidence is enough for an article to be spoken, and the
+    /// article says every part of the car the question names.
+    fn speaks(&self, hit: &Hit, text: &str) -> bool {
         let k = &self.config.knowledge;
-        hit.closeness >= k.min_score || hit.coverage >= k.min_coverage
+        (hit.closeness >= k.min_score || hit.coverage >= k.min_coverage) && mentions_parts_named(&hit.article, text)
     }
 
     /// The closest articles tagged with `intent`, whatever their score.
@@ -164,6 +166,33 @@ impl AnswerContext<'_> {
     }
 }
 
+/// Whether `article` says every part of a car that `text` names, in either
+/// market's words, in any form of the word ("light" in "lighting") and by its
+/// last word when it has several ("battery" for "hybrid battery"): the child
+/// locks article does not answer how to open the bonnet, however close it comes.
+pub fn mentions_parts_named(article: &Article, text: &str) -> bool {
+    let british = |t: &str| normalise(&spoken::in_market_words(t, spoken::Wording::British));
+    let parts = car_words::parts_named(&british(text));
+    if parts.is_empty() {
+        return true;
+    }
+    let fields = [
+        article.title.as_str(),
+        &article.aliases.join(" "),
+        &article.keywords.join(" "),
+        &article.summary,
+        &article.body,
+    ];
+    let said = format!(" {} ", british(&fields.join(" ")));
+    // A part named in several words is mentioned by its last: the high-voltage
+    // battery is the "hybrid battery", jump leads are "leads".
+    parts.iter().all(|part| {
+        let head = part.rsplit(' ').next().unwrap_or(part);
+        let stem = head.strip_suffix('s').filter(|s| s.len() >= 3).unwrap_or(head);
+        said.contains(&format!(" {stem}"))
+    })
+}
+
 /// What the knowledge base is filtered by: the live vehicle, else the configured one.
 fn vehicle_filter(config: &Config, state: &VehicleState) -> knowledge::VehicleFilter {
     let mut filter = state.filter();
@@ -212,7 +241,7 @@ pub fn overruling_article(
         lead,
         "the manual's closest article, for overruling the gate or the intent"
     );
-    if lead < k.overrule_lead || !(close || both_bars) {
+    if lead < k.overrule_lead || !(close || both_bars) || !mentions_parts_named(&best.article, text) {
         return Ok(None);
     }
     Ok(local_intent_of(&best.article, best_guess).map(|intent| (intent, best.article)))
@@ -264,7 +293,7 @@ pub fn self_help_article(
         .iter()
         .any(|tag| tag == Intent::FeatureHowto.as_str());
     let clear = best.closeness >= k.min_score && best.coverage >= k.min_coverage && lead >= k.overrule_lead;
-    Ok((how_to && clear).then_some(best.article))
+    Ok((how_to && clear && mentions_parts_named(&best.article, text)).then_some(best.article))
 }
 
 /// The local intent an article answers under: `preferred` when it is tagged
@@ -299,7 +328,8 @@ pub fn car_part_article(
     let Some((best, lead)) = closest_in_manual(config, state, kb, text)? else {
         return Ok(None);
     };
-    let speaks = best.closeness >= k.min_score || best.coverage >= k.min_coverage;
+    let speaks =
+        (best.closeness >= k.min_score || best.coverage >= k.min_coverage) && mentions_parts_named(&best.article, text);
     if !names(&best.article, text) && (!speaks || lead < k.car_part_lead) {
         return Ok(None);
     }
@@ -798,7 +828,8 @@ fn warning_light(ctx: &AnswerContext<'_>, text: &str) -> Result<Answer, Knowledg
     // An utterance that names nothing ("what's that light?") means the light on now.
     let names_nothing =
         knowledge::fts_query(text).is_none() || closest.first().is_none_or(|top| !top.article.id.starts_with("light-"));
-    let confident = closest.iter().find(|h| ctx.speaks(h)).map(|h| h.article.clone());
+    let asked = described_before.as_deref().unwrap_or(text);
+    let confident = closest.iter().find(|h| ctx.speaks(h, asked)).map(|h| h.article.clone());
     if described_before.is_some() {
         return Ok(match confident {
             Some(article) => with_live_light(ctx, article, &active),
@@ -1076,5 +1107,43 @@ mod tests {
         assert_eq!(short_title("ABS warning light"), "ABS warning light");
         assert!(is_deictic("what's that light on the dash"));
         assert!(!is_deictic("what's the red oil can light"));
+    }
+
+    fn article(title: &str, summary: &str) -> Article {
+        Article {
+            id: "a".into(),
+            title: title.into(),
+            summary: summary.into(),
+            body: String::new(),
+            intents: vec![],
+            aliases: vec![],
+            keywords: vec![],
+            applies: knowledge::Applicability::default(),
+            locale: "en-GB".into(),
+            version: 1,
+            source: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_article_answers_only_about_the_parts_it_mentions() {
+        let locks = article("Child locks", "Turn the slot on the rear door edge.");
+        assert!(!mentions_parts_named(&locks, "how do i open the bonnet from inside"));
+        assert!(
+            mentions_parts_named(&locks, "how do i lock the back doors"),
+            "'doors' is 'door'"
+        );
+        assert!(mentions_parts_named(&locks, "how do i turn them on"), "names no part");
+        let bonnet = article("Open the bonnet", "Pull the release under the dashboard.");
+        assert!(
+            mentions_parts_named(&bonnet, "how do i pop the hood"),
+            "either market's word"
+        );
+        let lights = article("Ambient lighting", "Dim the cabin lighting on the screen.");
+        assert!(
+            mentions_parts_named(&lights, "can i change the interior lights"),
+            "any form of the word"
+        );
+        assert!(!mentions_parts_named(&lights, "where is the gearbox oil"));
     }
 }

@@ -301,6 +301,29 @@ pub fn names_car_part(normalised: &str) -> bool {
         || (has(PARTS_BESIDE_THE_CAR) && has(THE_CAR))
 }
 
+/// The parts of a car `normalised` names, longest phrase first at each word
+/// ("brake fluid", not also "brake"). Words that are a car's only beside it
+/// are left out: "light rain" and "the display" name no part.
+pub fn parts_named(normalised: &str) -> Vec<String> {
+    let words: Vec<&str> = normalised.split(' ').collect();
+    let mut named = Vec::new();
+    let mut start = 0;
+    while start < words.len() {
+        let longest = (1..=3).rev().find_map(|n| {
+            let run = words.get(start..start + n)?.join(" ");
+            PART_SET.contains(run.as_str()).then_some((n, run))
+        });
+        match longest {
+            Some((n, run)) => {
+                named.push(run);
+                start += n;
+            }
+            None => start += 1,
+        }
+    }
+    named
+}
+
 /// Whether `normalised` names a place or a way to one.
 pub fn names_place(normalised: &str) -> bool {
     let words: Vec<&str> = normalised.split(' ').collect();
