@@ -252,7 +252,7 @@ fn kb_build_compiles_a_pack_and_names_the_file_and_line_of_a_bad_article() {
     };
     let built = run(&["kb", "build", "--out", out.to_str().unwrap()]);
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    assert!(String::from_utf8_lossy(&built.stderr).contains("kestrel-voyager-2025 v5: 133 articles"));
+    assert!(String::from_utf8_lossy(&built.stderr).contains("kestrel-voyager-2025 v6: 133 articles"));
     assert!(out.is_file());
 
     let pack = dir.path().join("pack");

@@ -14,12 +14,12 @@ use edge_agent::locate;
 use edge_agent::vehicle::VehicleState;
 
 /// Ratchets on the held-out halves, at the figures measured when they were set
-/// (top-1 71.6%, wrong 9.2%; abstained 82.5%, wrong 14.3%). Issue 18 asks for
+/// (top-1 72.5%, wrong 9.2%; abstained 82.5%, wrong 14.3%). Issue 18 asks for
 /// top-1 >= 95%, wrong <= 2% and abstention >= 90% with no wrong article: not
 /// met. Most misses are the classifier's (a covered question read as out of
 /// scope, even after the manual's overrule, or as another intent), and the
 /// compact encoder's cosines part covered from uncovered questions only loosely.
-const MIN_TOP_1: f64 = 0.71;
+const MIN_TOP_1: f64 = 0.72;
 const MAX_WRONG: f64 = 0.095;
 const MIN_ABSTAINED: f64 = 0.82;
 const MAX_UNCOVERED_WRONG: f64 = 0.145;
