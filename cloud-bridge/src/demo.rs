@@ -242,13 +242,13 @@ async fn wait_healthy(addr: &str, within: Duration) -> anyhow::Result<()> {
 }
 
 async fn wait_response(
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    events: &mut tokio::sync::broadcast::Receiver<edge_agent::event_log::Numbered<Event>>,
     conversation: &str,
     within: Duration,
 ) -> Option<(String, Option<String>, bool)> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let event = tokio::time::timeout_at(deadline, events.recv()).await.ok()?.ok()?;
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.ok()?.ok()?.event;
         if let Event::Response {
             conversation_id,
             text,

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ApiConfig;
 use crate::engine::{Engine, Event};
+use crate::event_log::{Missed, Numbered};
 
 /// Who is asking, as the transport tells it: the peer's uid on the socket,
 /// its address on TCP (see [`crate::listener`]).
@@ -339,43 +340,91 @@ struct EventsQuery {
     conversation_id: Option<String>,
 }
 
-async fn events(State(state): State<AppState>, Query(query): Query<EventsQuery>) -> Result<Response, ApiError> {
+/// `/v1/events`: the events of one conversation (or all) and of the whole car,
+/// each with an `id:`. A client that reconnects with `Last-Event-ID` first hears
+/// what it missed that is still kept (after a `lagged` event when some is not).
+async fn events(
+    State(state): State<AppState>,
+    Query(query): Query<EventsQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(id) = &query.conversation_id {
         check_conversation_id(id)?;
     }
-    let receiver = state.engine.subscribe();
+    let filter = query.conversation_id;
+    let (backlog, receiver) = match headers.get("last-event-id") {
+        Some(last) => {
+            let resumed = state.engine.resume_events(last.to_str().unwrap_or_default());
+            let mut backlog: std::collections::VecDeque<SseEvent> = lagged(resumed.missed).into_iter().collect();
+            backlog.extend(
+                resumed
+                    .replay
+                    .iter()
+                    .filter(|n| for_subscriber(&n.event, filter.as_deref()))
+                    .map(sse),
+            );
+            (backlog, resumed.live)
+        }
+        None => (std::collections::VecDeque::new(), state.engine.subscribe()),
+    };
     let shutdown = state.shutdown.clone();
     // Ends when the daemon shuts down, so graceful shutdown is not held open.
     let stream = futures_util::stream::unfold(
-        (receiver, shutdown, query.conversation_id),
-        |(mut receiver, shutdown, filter)| async move {
+        (backlog, receiver, shutdown, filter),
+        |(mut backlog, mut receiver, shutdown, filter)| async move {
+            if let Some(event) = backlog.pop_front() {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (backlog, receiver, shutdown, filter),
+                ));
+            }
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return None,
                     next = receiver.recv() => next,
                 };
                 let event = match next {
-                    Ok(event)
-                        if event
-                            .conversation_id()
-                            .is_none_or(|c| filter.as_deref().is_none_or(|f| f == c)) =>
-                    {
-                        SseEvent::default()
-                            .event(event.name())
-                            .json_data(&event)
-                            .unwrap_or_else(|_| SseEvent::default().event("error"))
-                    }
+                    Ok(numbered) if for_subscriber(&numbered.event, filter.as_deref()) => sse(&numbered),
                     Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => SseEvent::default()
-                        .event("lagged")
-                        .data(format!("{{\"missed\": {missed}}}")),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        lagged(Missed::Count(missed)).expect("a count")
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 };
-                return Some((Ok::<_, std::convert::Infallible>(event), (receiver, shutdown, filter)));
+                return Some((Ok(event), (backlog, receiver, shutdown, filter)));
             }
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Whether a subscriber following `filter` gets `event`: its conversation's,
+/// and the whole car's.
+fn for_subscriber(event: &Event, filter: Option<&str>) -> bool {
+    event.conversation_id().is_none_or(|c| filter.is_none_or(|f| f == c))
+}
+
+fn sse(numbered: &Numbered<Event>) -> SseEvent {
+    SseEvent::default()
+        .id(numbered.id.to_string())
+        .event(numbered.event.name())
+        .json_data(&numbered.event)
+        .unwrap_or_else(|_| SseEvent::default().event("error"))
+}
+
+/// The `lagged` event: `{"missed": N}`, or `{"missed": null}` when the number is
+/// unknown (the client's id is from before a restart); none when nothing was missed.
+fn lagged(missed: Missed) -> Option<SseEvent> {
+    let count = match missed {
+        Missed::None => return None,
+        Missed::Count(n) => n.to_string(),
+        Missed::Unknown => "null".to_string(),
+    };
+    Some(
+        SseEvent::default()
+            .event("lagged")
+            .data(format!("{{\"missed\": {count}}}")),
+    )
 }
 
 async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -171,12 +171,12 @@ fn state_words(state: UplinkState) -> &'static str {
 fn print_events(
     output: &mut impl Write,
     options: &ChatOptions,
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    events: &mut tokio::sync::broadcast::Receiver<crate::event_log::Numbered<Event>>,
     conversation_id: &str,
 ) -> std::io::Result<()> {
     loop {
         let event = match events.try_recv() {
-            Ok(event) => event,
+            Ok(numbered) => numbered.event,
             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
             Err(_) => return Ok(()),
         };

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::dialogue::{Assistant, DialogueError, Session, Turn};
+use crate::event_log::{EventLog, Numbered, Resumed};
 use crate::heartbeat::{Heartbeat, Heartbeats};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TurnRecord};
@@ -108,7 +109,7 @@ struct Mutable {
 pub struct Engine {
     assistant: Assistant,
     mutable: Mutex<Mutable>,
-    events: broadcast::Sender<Event>,
+    events: EventLog<Event>,
     pub metrics: Metrics,
     started: Instant,
     uplink: Mutex<UplinkState>,
@@ -186,7 +187,8 @@ pub enum UplinkState {
 
 impl Engine {
     pub fn new(assistant: Assistant, vehicle: Vehicle, mut store: Store) -> Engine {
-        let (events, _) = broadcast::channel(256);
+        // The low bits of a v7 uuid are random: this boot's ids are not the last one's.
+        let events = EventLog::new(uuid::Uuid::now_v7().as_u128() as u32);
         let heartbeats = Heartbeats::default();
         let metrics = Metrics::new();
         store.count_failures_in(metrics.state_write_failures.clone());
@@ -226,13 +228,17 @@ impl Engine {
         &self.assistant
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Numbered<Event>> {
         self.events.subscribe()
     }
 
+    /// The events after `last_seen` (a client's `Last-Event-ID`), then the live stream.
+    pub fn resume_events(&self, last_seen: &str) -> Resumed<Event> {
+        self.events.resume(last_seen)
+    }
+
     pub fn publish(&self, event: Event) {
-        // No subscriber is fine: late answers are also in the conversation's history.
-        let _ = self.events.send(event);
+        self.events.publish(event);
     }
 
     /// Answers one turn (blocking).

@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod dialogue;
 pub mod engine;
+pub mod event_log;
 pub mod failpoint;
 pub mod fleet;
 pub mod heartbeat;

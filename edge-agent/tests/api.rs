@@ -250,6 +250,73 @@ fn a_late_answer_arrives_on_the_event_stream_after_the_request_returned() {
     });
 }
 
+const TEN_SECONDS: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_client_that_reconnects_with_last_event_id_hears_what_it_missed_once() {
+    let daemon = Daemon::start(&[]);
+    runtime().block_on(async {
+        let late = |text: &'static str| {
+            let socket = daemon.socket.clone();
+            async move {
+                let body = json!({"text": text, "conversation_id": "resume-1", "wait_ms": 0});
+                let (status, body) = call(&socket, Method::POST, "/v1/ask", Some(body)).await;
+                assert_eq!(status, 202);
+                serde_json::from_slice::<Value>(&body).unwrap()["turn_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let mut buffer = String::new();
+        let mut first = support::open_events(&daemon.socket, "resume-1").await.into_body();
+        let first_turn = late("how much fuel do i have").await;
+        let heard = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut first, &mut buffer))
+            .await
+            .expect("the answer");
+        assert_eq!(heard.event, "answer");
+        assert!(heard.data.contains(&first_turn), "{heard:?}");
+        let last_seen = heard.id.expect("every event has an id");
+        drop(first);
+
+        // Offline for a moment: the next answer is published to nobody.
+        let missed_turn = late("what are my tyre pressures").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let mut buffer = String::new();
+        let mut again = support::open_events_after(&daemon.socket, "resume-1", Some(&last_seen))
+            .await
+            .into_body();
+        let replayed = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut again, &mut buffer))
+            .await
+            .expect("the replay");
+        assert_eq!(
+            replayed.event, "answer",
+            "nothing was lost, so no `lagged`: {replayed:?}"
+        );
+        assert!(replayed.data.contains(&missed_turn), "{replayed:?}");
+        assert!(!replayed.data.contains(&first_turn), "what it saw is not repeated");
+        let third_turn = late("how far can i go").await;
+        let live = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut again, &mut buffer))
+            .await
+            .expect("live again");
+        assert!(live.data.contains(&third_turn), "{live:?}");
+
+        // An id from before a restart: the client is told it may have missed some.
+        let mut buffer = String::new();
+        let mut stale = support::open_events_after(&daemon.socket, "resume-1", Some("00000000-5"))
+            .await
+            .into_body();
+        let notice = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut stale, &mut buffer))
+            .await
+            .expect("a notice");
+        assert_eq!(
+            (notice.event.as_str(), notice.data.as_str()),
+            ("lagged", "{\"missed\": null}")
+        );
+    });
+}
+
 #[test]
 fn a_client_over_its_rate_is_refused_and_a_new_process_of_its_user_does_not_reset_it() {
     let daemon = Daemon::start(&[

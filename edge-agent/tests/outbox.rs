@@ -108,12 +108,13 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     // sent, and no row leaves the outbox for it.
     broker.ack(3);
     broker.ack(1);
-    let sent = |events: &mut tokio::sync::broadcast::Receiver<edge_agent::engine::Event>| {
+    type Events = tokio::sync::broadcast::Receiver<edge_agent::event_log::Numbered<edge_agent::engine::Event>>;
+    let sent = |events: &mut Events| {
         let mut sent = Vec::new();
-        while let Ok(event) = events.try_recv() {
+        while let Ok(numbered) = events.try_recv() {
             if let edge_agent::engine::Event::Escalation {
                 escalation_id, status, ..
-            } = event
+            } = numbered.event
             {
                 if status == "sent" {
                     sent.push(escalation_id);

@@ -137,20 +137,69 @@ impl Drop for KillOnDrop<'_> {
 
 /// Opens `/v1/events` for one conversation; the response's body is the stream.
 pub async fn open_events(socket: &std::path::Path, conversation: &str) -> hyper::Response<hyper::body::Incoming> {
+    open_events_after(socket, conversation, None).await
+}
+
+/// Opens `/v1/events` for one conversation, resuming after `last_event_id`.
+pub async fn open_events_after(
+    socket: &std::path::Path,
+    conversation: &str,
+    last_event_id: Option<&str>,
+) -> hyper::Response<hyper::body::Incoming> {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(connection);
+    let mut request =
+        hyper::Request::get(format!("/v1/events?conversation_id={conversation}")).header("host", "edge-agent");
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
     sender
         .send_request(
-            hyper::Request::get(format!("/v1/events?conversation_id={conversation}"))
-                .header("host", "edge-agent")
+            request
                 .body(http_body_util::Empty::<hyper::body::Bytes>::new())
                 .unwrap(),
         )
         .await
         .unwrap()
+}
+
+/// One server-sent event: its `id:`, `event:` and `data:` lines (comments,
+/// the keep-alives, are skipped).
+#[derive(Debug, Default)]
+pub struct Sse {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// The next event on an SSE body; `buffer` holds what arrived past it.
+pub async fn next_sse(body: &mut hyper::body::Incoming, buffer: &mut String) -> Sse {
+    use http_body_util::BodyExt;
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut sse = Sse::default();
+            for line in block.lines() {
+                match line.split_once(": ") {
+                    Some(("id", v)) => sse.id = Some(v.to_string()),
+                    Some(("event", v)) => sse.event = v.to_string(),
+                    Some(("data", v)) => sse.data.push_str(v),
+                    _ => {}
+                }
+            }
+            if !sse.event.is_empty() || !sse.data.is_empty() {
+                return sse;
+            }
+            continue;
+        }
+        let frame = body.frame().await.expect("stream open").unwrap();
+        if let Some(data) = frame.data_ref() {
+            buffer.push_str(&String::from_utf8_lossy(data));
+        }
+    }
 }
 
 /// A free loopback port, never the same twice in one test process (tests run in
