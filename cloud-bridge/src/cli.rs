@@ -43,6 +43,9 @@ pub enum Command {
     },
     /// Checks the config, the store and the knowledge pack, then exits.
     Validate,
+    /// Prints the shell completion script for `shell` (`cloud-bridge completions
+    /// bash > /etc/bash_completion.d/cloud-bridge`).
+    Completions { shell: clap_complete::Shell },
     /// A demo on embedded defaults: an in-process broker, the local provider and a
     /// car, showing escalation round trips.
     #[cfg(feature = "demo")]

@@ -33,6 +33,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "cloud-bridge", &mut std::io::stdout().lock());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {
@@ -232,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             }
         },
+        Command::Completions { .. } => unreachable!("completions need no config and return before it is loaded"),
         Command::Validate => {
             cloud_bridge::service::mqtt_options(&config)?;
             cloud_bridge::open_stores(&config)?;

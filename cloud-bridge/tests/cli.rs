@@ -1,5 +1,6 @@
 //! The binary's user errors: one line naming the problem, exit status 1, never
-//! a Rust debug dump or a backtrace (even with RUST_BACKTRACE set).
+//! a Rust debug dump or a backtrace (even with RUST_BACKTRACE set); and its
+//! shell completions, which need no config.
 
 use std::process::Command;
 
@@ -41,4 +42,23 @@ fn a_user_error_is_one_plain_line_without_a_backtrace() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(!stderr.contains("backtrace") && !stderr.contains("Error {"), "{stderr}");
     }
+}
+
+#[test]
+fn shell_completions_need_no_config_and_are_valid_bash() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cloud-bridge"))
+        .args(["completions", "bash"])
+        .env("CLOUD_BRIDGE_CONFIG", "/nonexistent/cloud-bridge.toml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cloud-bridge.bash");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "agent", "knowledge", "validate"] {
+        assert!(text.contains(command), "{command} missing from the script");
+    }
+    let checked = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 }

@@ -52,6 +52,9 @@ pub enum Command {
     },
     /// Check the configuration, the model and the knowledge pack, and exit.
     Validate(ValidateArgs),
+    /// Print the shell completion script for `shell` (`edge-agent completions
+    /// bash > /etc/bash_completion.d/edge-agent`).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]

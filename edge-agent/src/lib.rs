@@ -200,6 +200,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "edge-agent", &mut std::io::stdout().lock());
+            Ok(())
+        }
         Command::Validate(args) => {
             let config = Config::load(args.config.config.as_deref())?;
             let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;

@@ -1,5 +1,6 @@
 //! `edge-agent chat` through the built binary with no model flags: piped turns,
-//! the printed intent of each, live signals, bad lines, and the queue it leaves.
+//! the printed intent of each, live signals, bad lines, and the queue it leaves;
+//! and the other commands a person types (`kb build`, `validate`, `completions`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -339,4 +340,29 @@ fn spawn_and_feed(mut cmd: Command, input: &[u8]) -> Output {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     output
+}
+
+#[test]
+fn shell_completions_are_valid_bash_and_know_every_command() {
+    let script = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(script.status.success(), "{}", String::from_utf8_lossy(&script.stderr));
+    let text = String::from_utf8(script.stdout).unwrap();
+    for command in ["classify", "chat", "serve", "ask", "kb", "validate", "completions"] {
+        assert!(text.contains(command), "{command} missing from the script");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge-agent.bash");
+    std::fs::write(&path, &text).unwrap();
+    let checked = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+
+    let unknown = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("tcsh"));
 }
