@@ -54,6 +54,11 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    // The queue lives in the store, shared by every instance: read it now.
+    match state.stores.handoffs.queued() {
+        Ok(queued) => state.metrics.set_handoffs_queued(queued.len()),
+        Err(error) => tracing::warn!(%error, "cannot read the handoff queue for /metrics"),
+    }
     (
         [(
             "content-type",

@@ -1,5 +1,6 @@
-//! The service's Prometheus metrics: messages in, duplicates, outcomes by route,
-//! model calls, retries and every kind of failure, and handling latency.
+//! The service's Prometheus metrics: the build, messages in, duplicates,
+//! outcomes by route, model calls, retries and every kind of failure, handling
+//! latency, and the human-agent queue.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::tools::ToolError;
@@ -29,6 +31,11 @@ struct CorrectionLabel {
     to: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: String,
+}
+
 struct Inner {
     registry: Registry,
     received: Family<KindLabel, Counter>,
@@ -44,6 +51,7 @@ struct Inner {
     subscribed: Gauge,
     acknowledged: Counter,
     in_flight: Gauge,
+    handoffs_queued: Gauge,
 }
 
 /// Cheap to clone; every clone counts into one registry.
@@ -73,8 +81,21 @@ impl Metrics {
             subscribed: Gauge::default(),
             acknowledged: Counter::default(),
             in_flight: Gauge::default(),
+            handoffs_queued: Gauge::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "build",
+            "The running build, labelled with its version",
+            Info::new(BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+        registry.register(
+            "handoffs_queued",
+            "Handoffs waiting for a human agent (read from the store at each scrape)",
+            inner.handoffs_queued.clone(),
+        );
         registry.register(
             "messages_received",
             "Messages read from the broker, by kind",
@@ -224,6 +245,10 @@ impl Metrics {
 
     pub fn in_flight(&self, delta: i64) {
         self.0.in_flight.inc_by(delta);
+    }
+
+    pub fn set_handoffs_queued(&self, queued: usize) {
+        self.0.handoffs_queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
     }
 
     /// The failures counted so far of one kind (for tests and `/health`).

@@ -238,6 +238,18 @@ impl Engine {
     }
 
     pub fn publish(&self, event: Event) {
+        if let Event::Dropped(dropped) = &event {
+            let reason = serde_json::to_value(dropped.reason).ok();
+            let reason = reason
+                .as_ref()
+                .and_then(|r| r.as_str())
+                .unwrap_or("unknown")
+                .to_string();
+            self.metrics
+                .outbox_dropped
+                .get_or_create(&crate::metrics::DropLabels { reason })
+                .inc();
+        }
         self.events.publish(event);
     }
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics for `/metrics`: requests, turns, latency, the queue.
+//! Prometheus metrics for `/metrics`: the build, requests, turns, latency, the
+//! queue and what left it undelivered.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -8,9 +9,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::dialogue::Turn;
+use crate::store::DropReason;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -24,8 +27,30 @@ pub struct TurnLabels {
     pub route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `expired`, `evicted` or `too_large`.
+    pub reason: String,
+}
+
+impl DropLabels {
+    fn of(reason: DropReason) -> DropLabels {
+        let name = serde_json::to_value(reason).ok();
+        DropLabels {
+            reason: name.as_ref().and_then(|n| n.as_str()).unwrap_or("unknown").to_string(),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Requests for the cloud that left the outbox unsent, by why.
+    pub outbox_dropped: Family<DropLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub turns: Family<TurnLabels, Counter>,
     pub turn_seconds: Histogram,
@@ -67,6 +92,20 @@ impl Metrics {
         let turn_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
             0.000_05, 2.0, 15,
         ));
+        let build = Info::new(BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
+        registry.register("build", "The running build, labelled with its version", build);
+        let outbox_dropped = Family::<DropLabels, Counter>::default();
+        // Each reason from the start, at 0, so a rate over it is defined.
+        for reason in [DropReason::Expired, DropReason::Evicted, DropReason::TooLarge] {
+            drop(outbox_dropped.get_or_create(&DropLabels::of(reason)));
+        }
+        registry.register(
+            "outbox_dropped",
+            "Requests for the cloud that left the outbox unsent (expired, evicted from a full queue, too large); each driver was told",
+            outbox_dropped.clone(),
+        );
         let rate_limited = Counter::default();
         let connections_refused = Counter::default();
         registry.register(
@@ -126,6 +165,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            outbox_dropped,
             requests,
             turns,
             turn_seconds,
@@ -139,6 +179,11 @@ impl Metrics {
             state_degraded,
             spooled_escalations,
         }
+    }
+
+    /// A request for the cloud left the outbox unsent.
+    pub fn dropped(&self, reason: DropReason) {
+        self.outbox_dropped.get_or_create(&DropLabels::of(reason)).inc();
     }
 
     pub fn turn(&self, turn: &Turn, took: Duration) {

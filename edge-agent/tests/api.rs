@@ -158,6 +158,12 @@ fn every_endpoint_answers_as_openapi_json_describes() {
             "{text}"
         );
         assert!(text.contains("edge_agent_pending_escalations 1"), "{text}");
+        let build = format!("edge_agent_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&build), "{text}");
+        assert!(
+            text.contains("edge_agent_outbox_dropped_total{reason=\"evicted\"} 0"),
+            "nothing dropped yet, and each reason there from the start: {text}"
+        );
 
         let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
         assert_eq!(status, 204);

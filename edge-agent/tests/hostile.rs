@@ -206,7 +206,7 @@ fn five_thousand_hostile_connections_of_another_user_do_not_slow_the_driver() {
         answered <= 40 && answered < asker.len(),
         "the hostile child (same user, new process) stayed limited: {asker:?}"
     );
-    let metrics = exchange_body(&daemon.socket, "/metrics");
+    let metrics = support::exchange_body(&daemon.socket, "/metrics");
     let refused: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("edge_agent_connections_refused_total "))
@@ -214,18 +214,6 @@ fn five_thousand_hostile_connections_of_another_user_do_not_slow_the_driver() {
         .unwrap_or(0.0);
     assert!(refused >= 4000.0, "connections closed at accept: {refused}");
     drop(reap.0.stdin.take());
-}
-
-fn exchange_body(socket: &std::path::Path, path: &str) -> String {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: edge-agent\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
 }
 
 /// How long until the daemon closes `stream` (reads to end-of-file); what it

@@ -344,6 +344,11 @@ fn a_question_that_outlives_its_time_to_live_is_dropped_and_the_driver_told() {
             published.recv_timeout(Duration::from_millis(500)).is_err(),
             "an expired question is not sent"
         );
+        let metrics = support::exchange_body(&daemon.socket, "/metrics");
+        assert!(
+            metrics.contains("edge_agent_outbox_dropped_total{reason=\"expired\"} 1"),
+            "{metrics}"
+        );
     });
 }
 

@@ -215,6 +215,9 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
             .and_then(|l| l.split_whitespace().next())
             .unwrap_or_else(|| panic!("car-3 is not in the queue:\n{list}"))
             .to_string();
+        let (_, metrics) = bridge.get("/metrics").unwrap();
+        assert!(metrics.contains("cloud_bridge_handoffs_queued 1"), "{metrics}");
+        assert!(metrics.contains("cloud_bridge_build_info{version="), "{metrics}");
         bridge.command(&["agent", "take", &id, "--agent", "Sam"]);
         let joined = events.next("response", Duration::from_secs(10)).await;
         assert_eq!(joined["handoff"]["status"], "assigned");
@@ -235,6 +238,8 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
         let closed = events.next("response", Duration::from_secs(10)).await;
         assert_eq!(closed["handoff"]["status"], "closed");
         assert!(!bridge.command(&["agent", "list"]).contains("car-3"));
+        let (_, metrics) = bridge.get("/metrics").unwrap();
+        assert!(metrics.contains("cloud_bridge_handoffs_queued 0"), "{metrics}");
     });
     // Today's report counts the escalation, the handoff and its wait, and the
     // car's own counters (a local answer, then the escalated turn).

@@ -135,6 +135,21 @@ impl Drop for KillOnDrop<'_> {
     }
 }
 
+/// The whole HTTP/1.1 response (status line, headers and body) to a GET of
+/// `path` on the daemon's socket, over a plain blocking connection.
+pub fn exchange_body(socket: &std::path::Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: edge-agent\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
 /// Opens `/v1/events` for one conversation; the response's body is the stream.
 pub async fn open_events(socket: &std::path::Path, conversation: &str) -> hyper::Response<hyper::body::Incoming> {
     open_events_after(socket, conversation, None).await
