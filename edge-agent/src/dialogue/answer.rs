@@ -171,7 +171,7 @@ impl AnswerContext<'_> {
 /// last word when it has several ("battery" for "hybrid battery"): the child
 /// locks article does not answer how to open the bonnet, however close it comes.
 pub fn mentions_parts_named(article: &Article, text: &str) -> bool {
-    let british = |t: &str| normalise(&spoken::in_market_words(t, spoken::Wording::British));
+    let british = |t: &str| spoken::british_words(&normalise(t));
     let parts = car_words::parts_named(&british(text));
     if parts.is_empty() {
         return true;

@@ -73,7 +73,7 @@ pub fn cap(text: &str, max_words: usize) -> Capped {
 /// work", these are the next thing to try, not a fact about the feature.
 pub fn remedies(text: &str) -> Option<String> {
     static REMEDY: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)^if\b.*\b(fail|fails|not|n't|won't|doesn't|still)\b|\b(try|instead|otherwise)\b")
+        Regex::new(r"(?i)^if\b.*(\b(fail|fails|failed|not|still)\b|n['’]t\b)|\b(try|instead|otherwise)\b")
             .expect("valid")
     });
     let found: Vec<&str> = sentences(text).into_iter().filter(|s| REMEDY.is_match(s)).collect();
@@ -193,6 +193,25 @@ const PAIRS: &[(&str, &str)] = &[
     ("petrol station", "gas station"),
 ];
 
+/// `normalised` (lower case, single spaces) with each American word in its
+/// British form ("hood" is "bonnet"), word by word and without a pattern (its
+/// per-thread caches cost the daemon memory): for comparing what two texts say,
+/// not for speaking.
+pub fn british_words(normalised: &str) -> String {
+    static BY_AMERICAN: LazyLock<std::collections::HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+        PAIRS
+            .iter()
+            .filter(|(b, a)| !a.contains(' ') && !b.contains(' '))
+            .map(|(b, a)| (*a, *b))
+            .collect()
+    });
+    normalised
+        .split(' ')
+        .map(|word| BY_AMERICAN.get(word).copied().unwrap_or(word))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 static BRITISH: LazyLock<Regex> = LazyLock::new(|| whole_words(PAIRS.iter().map(|(b, _)| *b)));
 static AMERICAN: LazyLock<Regex> = LazyLock::new(|| whole_words(PAIRS.iter().map(|(_, a)| *a)));
 
@@ -227,6 +246,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn american_words_read_as_british_for_comparison() {
+        assert_eq!(
+            british_words("pop the hood and check the tires"),
+            "pop the bonnet and check the tyres"
+        );
+        assert_eq!(british_words("the nearest gas station"), "the nearest petrol station");
+        assert_eq!(british_words("the bonnet"), "the bonnet", "British stays");
+    }
+
+    #[test]
     fn the_next_thing_to_try_is_a_remedy_not_a_fact() {
         let text = "Up to five phones can be paired. If pairing fails, delete the car. Or try again later.";
         assert_eq!(
@@ -234,6 +263,10 @@ mod tests {
             Some("If pairing fails, delete the car. Or try again later.")
         );
         assert_eq!(remedies("Open the door. Press the button."), None);
+        assert_eq!(
+            remedies("It opens by hand. If it still won't open, pull the cord. If it isn’t locked, push.").as_deref(),
+            Some("If it still won't open, pull the cord. If it isn’t locked, push.")
+        );
         assert_eq!(
             remedies("If it is cold, wait. Otherwise press it.").as_deref(),
             Some("Otherwise press it."),
