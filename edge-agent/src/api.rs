@@ -355,7 +355,12 @@ async fn events(
     let (backlog, receiver) = match headers.get("last-event-id") {
         Some(last) => {
             let resumed = state.engine.resume_events(last.to_str().unwrap_or_default());
-            let mut backlog: std::collections::VecDeque<SseEvent> = lagged(resumed.missed).into_iter().collect();
+            let missed = match resumed.missed {
+                Missed::None => None,
+                Missed::Count(count) => Some(lagged(Some(count))),
+                Missed::Unknown => Some(lagged(None)),
+            };
+            let mut backlog: std::collections::VecDeque<SseEvent> = missed.into_iter().collect();
             backlog.extend(
                 resumed
                     .replay
@@ -386,9 +391,7 @@ async fn events(
                 let event = match next {
                     Ok(numbered) if for_subscriber(&numbered.event, filter.as_deref()) => sse(&numbered),
                     Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        lagged(Missed::Count(missed)).expect("a count")
-                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => lagged(Some(missed)),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 };
                 return Some((Ok(event), (backlog, receiver, shutdown, filter)));
@@ -413,18 +416,12 @@ fn sse(numbered: &Numbered<Event>) -> SseEvent {
 }
 
 /// The `lagged` event: `{"missed": N}`, or `{"missed": null}` when the number is
-/// unknown (the client's id is from before a restart); none when nothing was missed.
-fn lagged(missed: Missed) -> Option<SseEvent> {
-    let count = match missed {
-        Missed::None => return None,
-        Missed::Count(n) => n.to_string(),
-        Missed::Unknown => "null".to_string(),
-    };
-    Some(
-        SseEvent::default()
-            .event("lagged")
-            .data(format!("{{\"missed\": {count}}}")),
-    )
+/// unknown (the client's id is from before a restart).
+fn lagged(missed: Option<u64>) -> SseEvent {
+    let count = missed.map_or_else(|| "null".to_string(), |n| n.to_string());
+    SseEvent::default()
+        .event("lagged")
+        .data(format!("{{\"missed\": {count}}}"))
 }
 
 async fn health(State(state): State<AppState>) -> Result<Response, ApiError> {

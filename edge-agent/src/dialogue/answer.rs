@@ -78,8 +78,7 @@ impl AnswerContext<'_> {
     /// Whether the evidence is enough for an article to be spoken, and the
     /// article says every part of the car the question names.
     fn speaks(&self, hit: &Hit, text: &str) -> bool {
-        let k = &self.config.knowledge;
-        (hit.closeness >= k.min_score || hit.coverage >= k.min_coverage) && mentions_parts_named(&hit.article, text)
+        speaks(&self.config.knowledge, hit, text)
     }
 
     /// The closest articles tagged with `intent`, whatever their score.
@@ -164,6 +163,12 @@ impl AnswerContext<'_> {
         }
         Ok(Answer::said(NOT_IN_THE_MANUAL, &[]))
     }
+}
+
+/// Whether `hit` clears one of the calibrated bars (`knowledge.min_score` or
+/// `knowledge.min_coverage`) and says every part of the car `text` names.
+fn speaks(k: &crate::config::KnowledgeConfig, hit: &Hit, text: &str) -> bool {
+    (hit.closeness >= k.min_score || hit.coverage >= k.min_coverage) && mentions_parts_named(&hit.article, text)
 }
 
 /// Whether `article` says every part of a car that `text` names, in either
@@ -328,9 +333,7 @@ pub fn car_part_article(
     let Some((best, lead)) = closest_in_manual(config, state, kb, text)? else {
         return Ok(None);
     };
-    let speaks =
-        (best.closeness >= k.min_score || best.coverage >= k.min_coverage) && mentions_parts_named(&best.article, text);
-    if !names(&best.article, text) && (!speaks || lead < k.car_part_lead) {
+    if !names(&best.article, text) && (!speaks(k, &best, text) || lead < k.car_part_lead) {
         return Ok(None);
     }
     Ok(local_intent_of(&best.article, Intent::FeatureHowto).map(|intent| (intent, best.article)))
