@@ -11,7 +11,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 const ENV_PREFIX: &str = "CLOUD_BRIDGE__";
 const SYSTEM_CONFIG: &str = "/etc/cloud-bridge/config.toml";
 
-pub use edge_agent::config::ConfigError;
+pub use daemon::config::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,12 +126,12 @@ pub struct DefaultsConfig {
 impl Config {
     /// Defaults, then `file` (or the system file when it exists), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let file = edge_agent::config::config_file(file, SYSTEM_CONFIG);
+        let file = daemon::config::config_file(file, SYSTEM_CONFIG);
         Config::layered(file.as_deref(), std::env::vars())
     }
 
     pub fn layered(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let config: Config = edge_agent::config::layered(DEFAULT_CONFIG, file, env, ENV_PREFIX)?;
+        let config: Config = daemon::config::layered(DEFAULT_CONFIG, file, env, ENV_PREFIX)?;
         config.validate()?;
         Ok(config)
     }

@@ -98,7 +98,7 @@ pub fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
-        edge_agent::signals::cancel_on_signals(shutdown.clone())?;
+        daemon::signals::cancel_on_signals(shutdown.clone())?;
         let cloud = tokio::spawn(crate::run(config.clone(), shutdown.child_token()));
         let args = edge_agent::cli::RuntimeArgs {
             model: Default::default(),

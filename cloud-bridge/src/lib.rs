@@ -31,6 +31,7 @@ pub mod tools;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use daemon::locate::{self, ModelEmbedder};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ProviderKind};
@@ -49,12 +50,12 @@ pub fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 }
 
 /// The shipped model as the knowledge base's embedder (cars embed with the same).
-fn embedder() -> anyhow::Result<Arc<edge_agent::knowledge_base::ModelEmbedder>> {
+fn embedder() -> anyhow::Result<Arc<ModelEmbedder>> {
     let classifier = Arc::new(
-        edge_agent::locate::load_classifier(&edge_agent::cli::ModelArgs::default())
+        locate::load_classifier(&locate::ModelArgs::default())
             .context("cannot load the model the knowledge base embeds with")?,
     );
-    Ok(Arc::new(edge_agent::knowledge_base::ModelEmbedder::new(classifier)))
+    Ok(Arc::new(ModelEmbedder::new(classifier)))
 }
 
 /// Compiles `pack` (the configured or shipped one when `None`) into `out`.
@@ -74,9 +75,12 @@ fn compile_knowledge(
 ) -> anyhow::Result<knowledge::BuildReport> {
     let pack = match pack {
         Some(p) => p.to_path_buf(),
-        None => edge_agent::locate::find_pack_dir(&config.knowledge.pack)?,
+        None => locate::find_pack_dir(&config.knowledge.pack)?,
     };
-    edge_agent::knowledge_base::build(&pack, out, embedder)
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(knowledge::compile(&pack, out, embedder, &locate::intent_labels())?)
 }
 
 /// The cloud knowledge base: the configured pack (the shipped one by default),
@@ -147,18 +151,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Under systemd: ready once the stores, the knowledge and the HTTP listener
     // are up (the broker may come later: the service reconnects on its own), and
     // the watchdog is fed while the MQTT loop beats.
-    let heartbeats = edge_agent::heartbeat::Heartbeats::default();
+    let heartbeats = daemon::heartbeat::Heartbeats::default();
     let heartbeat = heartbeats.register("mqtt");
     let watchdog_tasks = tokio_util::task::TaskTracker::new();
-    edge_agent::systemd::start_watchdog(&heartbeats, &watchdog_tasks, &shutdown);
-    edge_agent::systemd::notify_ready(&format!(
+    daemon::systemd::start_watchdog(&heartbeats, &watchdog_tasks, &shutdown);
+    daemon::systemd::notify_ready(&format!(
         "provider {label}; health on http://{}/health",
         config.http.listen
     ));
     let stopping = shutdown.clone();
     tokio::spawn(async move {
         stopping.cancelled().await;
-        edge_agent::systemd::notify_stopping();
+        daemon::systemd::notify_stopping();
     });
     service::run(config, supervisor, metrics, Some(heartbeat), shutdown).await?;
     http.await??;

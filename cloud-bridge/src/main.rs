@@ -22,7 +22,7 @@ fn fleet_ops<'a>(
 /// A failure is printed as its chain of causes, one line, never a backtrace.
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    edge_agent::logging::init("CLOUD_BRIDGE", "info");
+    daemon::logging::init("CLOUD_BRIDGE", "info");
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -44,7 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(async {
                 let shutdown = tokio_util::sync::CancellationToken::new();
-                edge_agent::signals::cancel_on_signals(shutdown.clone())?;
+                daemon::signals::cancel_on_signals(shutdown.clone())?;
                 cloud_bridge::run(config, shutdown).await
             })
         }
@@ -115,11 +115,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 let pack = match pack {
                     Some(p) => p,
-                    None => edge_agent::locate::find_pack_dir(&config.knowledge.pack)?,
+                    None => daemon::locate::find_pack_dir(&config.knowledge.pack)?,
                 };
                 let delta = delta_from.as_deref().zip(base_version);
-                let payload =
-                    cloud_bridge::fleet::build(&pack, &edge_agent::knowledge_base::intent_labels(), &out, delta)?;
+                let payload = cloud_bridge::fleet::build(&pack, &daemon::locate::intent_labels(), &out, delta)?;
                 println!(
                     "built {} v{} ({:?}, {} articles once applied) into {}",
                     payload.pack.name,
@@ -241,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate => {
             cloud_bridge::service::mqtt_options(&config)?;
             cloud_bridge::open_stores(&config)?;
-            let pack = edge_agent::locate::find_pack_dir(&config.knowledge.pack)?;
+            let pack = daemon::locate::find_pack_dir(&config.knowledge.pack)?;
             eprintln!(
                 "config ok (provider {:?}, delivery {:?}); store {}; pack {}",
                 config.llm.provider,

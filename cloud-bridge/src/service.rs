@@ -132,7 +132,7 @@ pub async fn run(
     config: Arc<Config>,
     supervisor: Arc<Supervisor>,
     metrics: Metrics,
-    heartbeat: Option<edge_agent::heartbeat::Heartbeat>,
+    heartbeat: Option<daemon::heartbeat::Heartbeat>,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let topics = Topics::new(&config.mqtt.topic_prefix)?;

@@ -147,9 +147,9 @@ async fn open_loop(socket: &Path, texts: Arc<Vec<String>>) -> (Vec<f64>, usize) 
 
 fn kb_builds(dir: &Path) {
     use edge_agent::cli::ModelArgs;
-    let classifier = Arc::new(edge_agent::locate::load_classifier(&ModelArgs::default()).unwrap());
-    let embedder = edge_agent::knowledge_base::ModelEmbedder::new(classifier);
-    let shipped = edge_agent::locate::find_pack_dir("").unwrap();
+    let classifier = Arc::new(daemon::locate::load_classifier(&ModelArgs::default()).unwrap());
+    let embedder = daemon::locate::ModelEmbedder::new(classifier);
+    let shipped = daemon::locate::find_pack_dir("").unwrap();
     let mut times = Vec::new();
     let mut articles = 0;
     for round in 0..5 {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use models::EncoderKind;
+pub use daemon::locate::ModelArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -212,31 +212,4 @@ pub struct ValidateArgs {
 pub struct ClassifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-}
-
-/// Which model to run and where it is.
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// The encoder: `compact` (shipped, default) or `transformer`.
-    #[arg(long, default_value = "compact", env = "EDGE_AGENT_ENCODER")]
-    pub encoder: EncoderKind,
-    /// The model folder. Default: $EDGE_AGENT_MODEL_DIR, then the installed
-    /// location, then this checkout's `models/` folder.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// For `--encoder transformer`: the pretrained encoder folder
-    /// (config.json, tokenizer.json, model.safetensors).
-    #[arg(long, env = "EDGE_ENCODER_DIR")]
-    pub encoder_dir: Option<PathBuf>,
-}
-
-impl Default for ModelArgs {
-    /// The shipped compact model, found as with no flags.
-    fn default() -> Self {
-        ModelArgs {
-            encoder: EncoderKind::Compact,
-            model: None,
-            encoder_dir: None,
-        }
-    }
 }

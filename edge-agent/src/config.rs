@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use daemon::config::{config_file, layered, ConfigError};
+
 use crate::vehicle::Units;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -16,16 +18,6 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 /// instead when systemd sets that variable).
 pub const SYSTEM_CONFIG: &str = "/etc/edge-agent/config.toml";
 const ENV_PREFIX: &str = "EDGE_AGENT__";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {}: {error}", path.display())]
-    Read { path: PathBuf, error: std::io::Error },
-    #[error("config {origin}: {message}")]
-    Parse { origin: String, message: String },
-    #[error("config: {0}")]
-    Invalid(String),
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,118 +381,6 @@ impl Config {
             None => PathBuf::from("/var/lib/edge-agent"),
         }
     }
-}
-
-/// The file to layer: the one given, else `system` when it exists.
-pub fn config_file(given: Option<&Path>, system: &str) -> Option<PathBuf> {
-    // Under systemd, `ConfigurationDirectory=` names the folder (the first, when
-    // several are given); its `config.toml` stands in for the system file.
-    let system = match std::env::var_os("CONFIGURATION_DIRECTORY") {
-        Some(dirs) => {
-            let dirs = dirs.to_string_lossy().to_string();
-            PathBuf::from(dirs.split(':').next().unwrap_or_default()).join("config.toml")
-        }
-        None => PathBuf::from(system),
-    };
-    given
-        .map(Path::to_path_buf)
-        .or_else(|| system.is_file().then_some(system))
-}
-
-/// Layers TOML settings: `defaults`, then `file`, then every `{prefix}SECTION__KEY`
-/// variable of `env` (matched case-insensitively against the keys), and
-/// deserialises the result. cloud-bridge's configuration is layered the same way.
-pub fn layered<T: serde::de::DeserializeOwned>(
-    defaults: &str,
-    file: Option<&Path>,
-    env: impl Iterator<Item = (String, String)>,
-    prefix: &str,
-) -> Result<T, ConfigError> {
-    let mut merged = parse(defaults, "(embedded defaults)")?;
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        merge(&mut merged, parse(&text, &path.display().to_string())?);
-    }
-    for (key, value) in env {
-        let Some(rest) = key.strip_prefix(prefix) else {
-            continue;
-        };
-        set_path(&mut merged, &rest.split("__").collect::<Vec<_>>(), parse_scalar(&value));
-    }
-    toml::Value::Table(merged)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Parse {
-            origin: "(merged)".to_string(),
-            message: e.message().to_string(),
-        })
-}
-
-fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-        origin: origin.to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// Sets `path` (matched case-insensitively against existing keys, since
-/// environment names are upper case but `markets.UK` is not) to `value`.
-fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
-    let Some((first, rest)) = path.split_first() else {
-        return;
-    };
-    let key = table
-        .keys()
-        .find(|k| k.eq_ignore_ascii_case(first))
-        .cloned()
-        .unwrap_or_else(|| first.to_lowercase());
-    if rest.is_empty() {
-        // A key whose default is a string stays a string (`SOCKET_GROUP=1000`).
-        let value = match (table.get(&key), value) {
-            (Some(toml::Value::String(_)), value) if !value.is_str() => match value {
-                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
-                    toml::Value::String(value.to_string())
-                }
-                other => other,
-            },
-            (_, value) => value,
-        };
-        table.insert(key, value);
-        return;
-    }
-    let entry = table
-        .entry(key)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !entry.is_table() {
-        *entry = toml::Value::Table(toml::Table::new());
-    }
-    if let toml::Value::Table(inner) = entry {
-        set_path(inner, rest, value);
-    }
-}
-
-fn merge(base: &mut toml::Table, over: toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// An environment value as TOML when it parses as a scalar (numbers, booleans),
-/// else as a string.
-fn parse_scalar(value: &str) -> toml::Value {
-    format!("v = {value}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .filter(|v| !v.is_table())
-        .unwrap_or_else(|| toml::Value::String(value.to_string()))
 }
 
 #[cfg(test)]

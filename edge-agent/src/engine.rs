@@ -16,10 +16,10 @@ use tokio::sync::broadcast;
 
 use crate::dialogue::{Assistant, DialogueError, Session, Turn};
 use crate::event_log::{EventLog, Numbered, Resumed};
-use crate::heartbeat::{Heartbeat, Heartbeats};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TurnRecord};
 use crate::vehicle::Vehicle;
+use daemon::heartbeat::{Heartbeat, Heartbeats};
 use models::Intent;
 
 /// Conversations kept in memory at once; the least recently used goes first

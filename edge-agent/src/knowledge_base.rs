@@ -1,54 +1,16 @@
-//! The car's knowledge base: the model seam for embeddings, and opening the compiled
-//! pack (building it from the shipped source when it is missing or older).
+//! The car's knowledge base: opening the compiled pack (building it from the
+//! shipped source when it is missing or older). The model as its embedder is
+//! [`daemon::locate::ModelEmbedder`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use daemon::locate::intent_labels;
 use knowledge::{Embedder, KnowledgeBase};
-use models::{Classifier, Intent};
 
 use crate::config::Config;
-
-/// The intent model's sentence encoder as the knowledge base's embedder. Its id is
-/// the hash of the encoder weights, so a new model re-embeds the articles.
-pub struct ModelEmbedder {
-    classifier: Arc<Classifier>,
-    id: String,
-}
-
-impl ModelEmbedder {
-    pub fn new(classifier: Arc<Classifier>) -> ModelEmbedder {
-        let manifest = classifier.manifest();
-        let weights = manifest
-            .encoder_sha256
-            .clone()
-            .or_else(|| manifest.files.get(models::classifier::COMPACT_WEIGHTS).cloned())
-            .unwrap_or_else(|| manifest.corpus_sha256.clone());
-        let id = format!("{}:{}", manifest.encoder, &weights[..weights.len().min(16)]);
-        ModelEmbedder { classifier, id }
-    }
-}
-
-impl Embedder for ModelEmbedder {
-    fn model_id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
-        self.classifier
-            .encoder()
-            .embed(text)
-            .and_then(|t| Ok(t.to_vec1::<f32>()?))
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The contract's labels, for the pack compiler.
-pub fn intent_labels() -> Vec<&'static str> {
-    Intent::ALL.iter().map(|i| i.as_str()).collect()
-}
 
 /// Where the compiled base lives.
 pub fn db_path(config: &Config) -> PathBuf {
@@ -74,7 +36,7 @@ pub fn build(pack: &Path, out: &Path, embedder: &dyn Embedder) -> anyhow::Result
 /// ([`crate::fleet::restore_kept`]).
 pub fn open(config: &Config, embedder: Arc<dyn Embedder>) -> anyhow::Result<KnowledgeBase> {
     let db = db_path(config);
-    let pack = crate::locate::find_pack_dir(&config.knowledge.pack)?;
+    let pack = daemon::locate::find_pack_dir(&config.knowledge.pack)?;
     let shipped_version = pack_version(&pack)?;
     let existing = if db.is_file() {
         match check_integrity(&db).and_then(|()| Ok(KnowledgeBase::open(&db, embedder.clone())?)) {

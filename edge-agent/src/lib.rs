@@ -1,5 +1,5 @@
 //! edge-agent: the in-vehicle assistant daemon. This crate owns the command line,
-//! where the shipped model and pack are found, the configuration, the live vehicle
+//! the car's configuration, the live vehicle
 //! context, local answers and the dialogue, the car's state store, and the
 //! commands built on them (`classify`, `chat`, `kb build`, `validate`).
 //!
@@ -18,24 +18,22 @@ pub mod engine;
 pub mod event_log;
 pub mod failpoint;
 pub mod fleet;
-pub mod heartbeat;
 pub mod knowledge_base;
 pub mod listener;
-pub mod locate;
-pub mod logging;
 pub mod metrics;
 pub mod privacy;
 pub mod serve;
-pub mod signals;
 pub mod store;
-pub mod systemd;
 pub mod uplink;
 pub mod vehicle;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+
+use daemon::{locate, signals};
 
 use cli::{Cli, Command, KbCommand};
 use config::Config;
@@ -132,7 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::load(args.config.config.as_deref())?;
             let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
-            let embedder = knowledge_base::ModelEmbedder::new(classifier);
+            let embedder = locate::ModelEmbedder::new(classifier);
             let pack = match &args.pack {
                 Some(p) => p.clone(),
                 None => locate::find_pack_dir(&config.knowledge.pack)?,
@@ -209,7 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(args.config.config.as_deref())?;
             let classifier = locate::load_classifier(&args.model).context("cannot load the intent model")?;
             let pack = locate::find_pack_dir(&config.knowledge.pack)?;
-            let (manifest, articles) = knowledge::pack::load(&pack, &knowledge_base::intent_labels())?;
+            let (manifest, articles) = knowledge::pack::load(&pack, &locate::intent_labels())?;
             validate_what_serve_needs(&config)?;
             eprintln!(
                 "config ok (market {}); model ok ({}; cpu {}); pack ok ({} v{}, {} articles); state in {}",
@@ -240,7 +238,7 @@ fn kb_eval(args: &cli::KbEvalArgs) -> anyhow::Result<()> {
     };
     let scratch = tempfile::tempdir()?;
     let db = scratch.path().join("eval.sqlite");
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    let embedder = Arc::new(locate::ModelEmbedder::new(classifier.clone()));
     knowledge_base::build(&pack, &db, embedder.as_ref())?;
     let mut kb = knowledge::KnowledgeBase::open(&db, embedder)?;
     let mut questions = retrieval::load_pairs(&args.pairs.clone().unwrap_or_else(|| pack.join("eval/questions.tsv")))?;
@@ -353,7 +351,7 @@ fn validate_what_serve_needs(config: &Config) -> anyhow::Result<()> {
 fn open_updater(args: &cli::KbStatusArgs) -> anyhow::Result<(Config, fleet::Updater)> {
     let config = Config::load(args.config.config.as_deref())?;
     let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier));
+    let embedder = Arc::new(locate::ModelEmbedder::new(classifier));
     let kb = knowledge_base::open(&config, embedder)?;
     let live = Arc::new(arc_swap::ArcSwap::from_pointee(kb));
     let updater = fleet::updater_for(&config, live)?;
@@ -416,7 +414,7 @@ fn assemble(
     stdin_is_taken: bool,
 ) -> anyhow::Result<(dialogue::Assistant, Vehicle, Store)> {
     let classifier = Arc::new(locate::load_classifier(&args.model).context("cannot load the intent model")?);
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    let embedder = Arc::new(locate::ModelEmbedder::new(classifier.clone()));
     let kb = Arc::new(knowledge_base::open(config, embedder)?);
     let store = open_store(config)?;
     let mut vehicle = Vehicle::new(VehicleState::demo());

@@ -9,7 +9,7 @@ use edge_agent::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    edge_agent::logging::init("EDGE", cli.default_log_filter());
+    daemon::logging::init("EDGE", cli.default_log_filter());
     match edge_agent::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -7,7 +7,7 @@
 //! background tasks the requests started, and the watchdog's probes.
 //!
 //! Under systemd it says `READY=1` once the socket is bound (the models and the
-//! knowledge base are loaded before), runs the watchdog ([`crate::systemd`]), and
+//! knowledge base are loaded before), runs the watchdog ([`crate::watchdog`]), and
 //! says `STOPPING=1` when the token fires.
 
 use std::os::unix::fs::PermissionsExt;
@@ -46,7 +46,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     let socket = config.socket_path();
     let unix = bind_unix(&socket, &config.api.socket_group)?;
     // Before any loop registers and makes its ticker.
-    crate::systemd::prepare_heartbeats(engine.heartbeats());
+    daemon::systemd::prepare_heartbeats(engine.heartbeats());
     let tracker = TaskTracker::new();
     let app = api::router(engine.clone(), &config.api, tracker.clone(), shutdown.clone());
 
@@ -120,8 +120,8 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     eprintln!("edge-agent: serving on {}", socket.display());
     // The models and the knowledge base were loaded before `run`, and the
     // socket is bound: requests are answered from here on.
-    let watchdog = crate::systemd::start_daemon_watchdog(&engine, socket.clone(), &tracker, &shutdown);
-    crate::systemd::notify_ready(&format!(
+    let watchdog = crate::watchdog::start(&engine, socket.clone(), &tracker, &shutdown);
+    daemon::systemd::notify_ready(&format!(
         "answering on {}{}",
         socket.display(),
         if watchdog.is_some() { ", watchdog on" } else { "" }
@@ -145,7 +145,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     let stopping = shutdown.clone();
     tokio::spawn(async move {
         stopping.cancelled().await;
-        crate::systemd::notify_stopping();
+        daemon::systemd::notify_stopping();
     });
     tokio::select! {
         () = served => {}

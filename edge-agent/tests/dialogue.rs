@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use daemon::locate;
 use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::dialogue::{Assistant, Handling, PendingQuestion, Session, Turn};
+use edge_agent::knowledge_base;
 use edge_agent::store::{Priority, Retention, Store};
 use edge_agent::vehicle::VehicleState;
-use edge_agent::{knowledge_base, locate};
 use models::{Intent, Route};
 
 struct Car {
@@ -27,7 +28,7 @@ impl Car {
     fn with_config(config: Config) -> Car {
         let dir = tempfile::tempdir().unwrap();
         let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
-        let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+        let embedder = Arc::new(locate::ModelEmbedder::new(classifier.clone()));
         let db = dir.path().join("kb.sqlite");
         knowledge_base::build(&locate::find_pack_dir("").unwrap(), &db, embedder.as_ref()).unwrap();
         let kb = Arc::new(knowledge::KnowledgeBase::open(&db, embedder).unwrap());

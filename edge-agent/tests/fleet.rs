@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use daemon::locate;
 use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::fleet::{self, Outcome, UpdateError};
-use edge_agent::{knowledge_base, locate};
+use edge_agent::knowledge_base;
 use knowledge::bundle::{Manifest, Payload, PayloadKind, SigningKey, Targets, TrustedKeys};
 use knowledge::Article;
 
@@ -44,7 +45,7 @@ impl Car {
             config.fleet.idle_timeout_seconds = 5;
         }
         let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
-        let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier));
+        let embedder = Arc::new(locate::ModelEmbedder::new(classifier));
         let kb = knowledge_base::open(&config, embedder).unwrap();
         Arc::new(fleet::updater_for(&config, Arc::new(arc_swap::ArcSwap::from_pointee(kb))).unwrap())
     }

@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use daemon::locate;
 use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::dialogue::{retrieval, Assistant};
 use edge_agent::knowledge_base;
-use edge_agent::locate;
 use edge_agent::vehicle::VehicleState;
 
 /// Ratchets on the held-out halves, at the figures measured when they were set
@@ -35,7 +35,7 @@ fn shipped_assistant(config: Config) -> Assistant {
     let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
     let pack = locate::find_pack_dir("").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    let embedder = Arc::new(locate::ModelEmbedder::new(classifier.clone()));
     knowledge_base::build(&pack, &dir.path().join("kb.sqlite"), embedder.as_ref()).unwrap();
     // Opened, the base lives in memory; the file may go with the folder.
     let kb = Arc::new(knowledge::KnowledgeBase::open(&dir.path().join("kb.sqlite"), embedder).unwrap());
@@ -129,7 +129,7 @@ fn the_manual_overrules_the_model_only_when_one_article_clearly_answers() {
 #[test]
 fn no_alias_is_a_near_copy_of_a_test_question() {
     let pack = locate::find_pack_dir("").unwrap();
-    let (_, articles) = knowledge::pack::load(&pack, &knowledge_base::intent_labels()).unwrap();
+    let (_, articles) = knowledge::pack::load(&pack, &locate::intent_labels()).unwrap();
     let mut tests: Vec<String> = questions(&pack).into_iter().map(|q| q.text).collect();
     let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conversations/scenarios.toml");
     let scenarios: toml::Table = toml::from_str(&std::fs::read_to_string(scenarios).unwrap()).unwrap();
@@ -159,7 +159,7 @@ fn no_alias_is_a_near_copy_of_a_test_question() {
 #[test]
 fn the_shipped_pack_covers_every_local_intent_and_the_required_topics() {
     let pack = locate::find_pack_dir("").unwrap();
-    let (manifest, articles) = knowledge::pack::load(&pack, &knowledge_base::intent_labels()).unwrap();
+    let (manifest, articles) = knowledge::pack::load(&pack, &locate::intent_labels()).unwrap();
     assert_eq!(manifest.name, "kestrel-voyager-2025");
     assert!(articles.len() >= 120, "{} articles", articles.len());
     for intent in models::Intent::ALL.iter().filter(|i| i.route() == models::Route::Local) {

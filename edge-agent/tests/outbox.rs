@@ -6,14 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use daemon::locate;
 use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::dialogue::Assistant;
 use edge_agent::engine::Engine;
+use edge_agent::knowledge_base;
 use edge_agent::store::{NewEscalation, Priority, QueuePolicy, Retention, Store};
 use edge_agent::uplink::fake::FakeConnector;
 use edge_agent::vehicle::{Vehicle, VehicleState};
-use edge_agent::{knowledge_base, locate};
 
 /// The car's store in `dir`, as the engine (or another process) opens it.
 fn open_store(dir: &std::path::Path) -> Store {
@@ -29,7 +30,7 @@ fn open_store(dir: &std::path::Path) -> Store {
 
 fn engine(dir: &std::path::Path, queued: usize) -> Arc<Engine> {
     let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier.clone()));
+    let embedder = Arc::new(locate::ModelEmbedder::new(classifier.clone()));
     let db = dir.join("kb.sqlite");
     knowledge_base::build(&locate::find_pack_dir("").unwrap(), &db, embedder.as_ref()).unwrap();
     let kb = Arc::new(knowledge::KnowledgeBase::open(&db, embedder).unwrap());

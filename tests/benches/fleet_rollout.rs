@@ -14,10 +14,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use daemon::locate;
 use edge_agent::cli::ModelArgs;
 use edge_agent::config::Config;
 use edge_agent::fleet::Outcome;
-use edge_agent::{knowledge_base, locate};
+use edge_agent::knowledge_base;
 use knowledge::bundle::{Payload, SigningKey, Targets, TrustedKeys};
 use support::blob_server::BlobServer;
 
@@ -33,7 +34,7 @@ fn main() {
 
     // One model for every car, and the shipped base compiled once and copied.
     let classifier = Arc::new(locate::load_classifier(&ModelArgs::default()).unwrap());
-    let embedder = Arc::new(knowledge_base::ModelEmbedder::new(classifier));
+    let embedder = Arc::new(locate::ModelEmbedder::new(classifier));
     let template_config = car_config(&dir.path().join("template"), "template", &key, &ca);
     let template = knowledge_base::open(&template_config, embedder.clone()).unwrap();
     let shipped = template.articles().unwrap();

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use download::{DownloadError, Downloader, Fetched};
 
 use crate::failpoint;
-use crate::heartbeat::Heartbeat;
+use daemon::heartbeat::Heartbeat;
 
 /// The knowledge base answers come from; an applied update replaces it whole.
 pub type LiveKnowledge = Arc<ArcSwap<KnowledgeBase>>;

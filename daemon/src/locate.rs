@@ -1,5 +1,6 @@
 //! Where the shipped model and knowledge pack are found, so that the built binary
-//! works with no flags.
+//! works with no flags; loading the model; and the model as the knowledge base's
+//! embedder (cars and the cloud embed articles with the same one).
 //!
 //! Model order: `--model DIR`; then `$EDGE_AGENT_MODEL_DIR` (both used as given);
 //! then the installed location (`/usr/share/edge-agent/models/<encoder>`, where the
@@ -11,10 +12,51 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use models::{Classifier, EncoderKind};
+use std::sync::Arc;
 
-use crate::cli::ModelArgs;
+use clap::Args;
+use knowledge::Embedder;
+use models::{Classifier, EncoderKind, Intent};
+
+/// What cannot be found or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error("no knowledge pack found; looked in: {looked}. Set knowledge.pack in the config")]
+    NoPack { looked: String },
+    #[error("no {kind} model found; looked in: {looked}. Pass --model DIR or set {MODEL_DIR_ENV}")]
+    NoModel { kind: &'static str, looked: String },
+    #[error("the model folder {} has no parent to find the encoder beside", .0.display())]
+    NoEncoderParent(PathBuf),
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
+}
+
+/// Which model to run and where it is.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// The encoder: `compact` (shipped, default) or `transformer`.
+    #[arg(long, default_value = "compact", env = "EDGE_AGENT_ENCODER")]
+    pub encoder: EncoderKind,
+    /// The model folder. Default: $EDGE_AGENT_MODEL_DIR, then the installed
+    /// location, then this checkout's `models/` folder.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// For `--encoder transformer`: the pretrained encoder folder
+    /// (config.json, tokenizer.json, model.safetensors).
+    #[arg(long, env = "EDGE_ENCODER_DIR")]
+    pub encoder_dir: Option<PathBuf>,
+}
+
+impl Default for ModelArgs {
+    /// The shipped compact model, found as with no flags.
+    fn default() -> Self {
+        ModelArgs {
+            encoder: EncoderKind::Compact,
+            model: None,
+            encoder_dir: None,
+        }
+    }
+}
 
 /// The packaged install's model root.
 pub const INSTALLED_MODELS: &str = "/usr/share/edge-agent/models";
@@ -58,7 +100,7 @@ fn shipped_candidates(installed: &Path, in_checkout: PathBuf, name: &str) -> Vec
 
 /// The knowledge pack source folder: the configured one as given, else the first
 /// shipped location that holds a `pack.toml`.
-pub fn find_pack_dir(configured: &str) -> anyhow::Result<PathBuf> {
+pub fn find_pack_dir(configured: &str) -> Result<PathBuf, LocateError> {
     if !configured.is_empty() {
         return Ok(PathBuf::from(configured));
     }
@@ -69,21 +111,16 @@ pub fn find_pack_dir(configured: &str) -> anyhow::Result<PathBuf> {
     );
     match candidates.iter().find(|dir| dir.join("pack.toml").is_file()) {
         Some(dir) => Ok(dir.canonicalize().unwrap_or_else(|_| dir.clone())),
-        None => bail!(
-            "no knowledge pack found; looked in: {}. Set knowledge.pack in the config",
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => Err(LocateError::NoPack {
+            looked: listed(&candidates),
+        }),
     }
 }
 
 /// The model folder to load: the one named by `--model` or `$EDGE_AGENT_MODEL_DIR`
 /// (used as given, so a wrong path fails loudly instead of falling back), else the
 /// first candidate that holds a manifest.
-pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> Result<PathBuf, LocateError> {
     if let Some(dir) = explicit {
         return Ok(dir.to_path_buf());
     }
@@ -96,20 +133,23 @@ pub fn find_model_dir(kind: EncoderKind, explicit: Option<&Path>) -> anyhow::Res
         .find(|dir| dir.join(models::manifest::MANIFEST_FILE).is_file())
     {
         Some(dir) => Ok(dir.canonicalize().unwrap_or_else(|_| dir.clone())),
-        None => bail!(
-            "no {} model found; looked in: {}. Pass --model DIR or set {MODEL_DIR_ENV}",
-            folder_name(kind),
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        None => Err(LocateError::NoModel {
+            kind: folder_name(kind),
+            looked: listed(&candidates),
+        }),
     }
 }
 
+fn listed(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Loads the classifier the arguments ask for.
-pub fn load_classifier(args: &ModelArgs) -> anyhow::Result<Classifier> {
+pub fn load_classifier(args: &ModelArgs) -> Result<Classifier, LocateError> {
     let dir = find_model_dir(args.encoder, args.model.as_deref())?;
     tracing::info!(model = %dir.display(), encoder = %args.encoder, "loading model");
     let classifier = match args.encoder {
@@ -120,10 +160,49 @@ pub fn load_classifier(args: &ModelArgs) -> anyhow::Result<Classifier> {
                 None => dir
                     .parent()
                     .map(|root| root.join(ENCODER_SUBDIR))
-                    .context("the model folder has no parent to find the encoder beside")?,
+                    .ok_or_else(|| LocateError::NoEncoderParent(dir.clone()))?,
             };
             Classifier::load_transformer(&dir, &encoder_dir)?
         }
     };
     Ok(classifier)
+}
+
+/// The intent model's sentence encoder as the knowledge base's embedder. Its id is
+/// the hash of the encoder weights, so a new model re-embeds the articles.
+pub struct ModelEmbedder {
+    classifier: Arc<Classifier>,
+    id: String,
+}
+
+impl ModelEmbedder {
+    pub fn new(classifier: Arc<Classifier>) -> ModelEmbedder {
+        let manifest = classifier.manifest();
+        let weights = manifest
+            .encoder_sha256
+            .clone()
+            .or_else(|| manifest.files.get(models::classifier::COMPACT_WEIGHTS).cloned())
+            .unwrap_or_else(|| manifest.corpus_sha256.clone());
+        let id = format!("{}:{}", manifest.encoder, &weights[..weights.len().min(16)]);
+        ModelEmbedder { classifier, id }
+    }
+}
+
+impl Embedder for ModelEmbedder {
+    fn model_id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        self.classifier
+            .encoder()
+            .embed(text)
+            .and_then(|t| Ok(t.to_vec1::<f32>()?))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The contract's labels, which a pack's articles may name.
+pub fn intent_labels() -> Vec<&'static str> {
+    Intent::ALL.iter().map(|i| i.as_str()).collect()
 }
