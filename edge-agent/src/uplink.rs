@@ -324,15 +324,22 @@ impl AwaitingCloud {
     }
 }
 
-/// Stands for an analytics batch among the outbox rows awaiting a PUBACK
-/// (outbox ids are positive).
-const ANALYTICS_BATCH: i64 = -1;
-/// Stands for a status report (or shadow update) awaiting its PUBACK. A lost one
-/// is not resent: the next connection reports the state as it is then.
-const STATUS_REPORT: i64 = -2;
-/// Stands for an acknowledged escalation asked again for its answer; a lost one
-/// is asked again later.
-const ASKED_AGAIN: i64 = -3;
+/// What a publish awaiting its PUBACK was: the broker's packet id comes back
+/// with the PUBACK, and this says what that acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    /// An outbox row: the broker has it once acked, and it stays in the outbox
+    /// until the cloud says so.
+    Escalation(i64),
+    /// The analytics batch held in `Connection::analytics_in_flight`.
+    AnalyticsBatch,
+    /// A status report (or shadow update). A lost one is not resent: the next
+    /// connection reports the state as it is then.
+    StatusReport,
+    /// An acknowledged escalation asked again for its answer; a lost one is asked
+    /// again later.
+    AskedAgain,
+}
 
 /// The uplink's part in fleet knowledge updates: notices from the channel's
 /// retained topic go to the updater, and what it reports goes up.
@@ -454,7 +461,7 @@ pub async fn run<C: Connector>(
                                         engine.restore_analytics(batch);
                                         break e;
                                     }
-                                    connection.awaiting_pkid.push_back(ANALYTICS_BATCH);
+                                    connection.awaiting_pkid.push_back(Published::AnalyticsBatch);
                                     connection.analytics_in_flight = Some(batch);
                                 }
                                 Err(error) => tracing::error!(%error, "analytics batch not sent"),
@@ -478,7 +485,7 @@ pub async fn run<C: Connector>(
                     next_report = tokio::time::Instant::now() + fleet.report_every;
                     let report = fleet.reports.borrow_and_update().clone();
                     match send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await {
-                        Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(STATUS_REPORT, n)),
+                        Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(Published::StatusReport, n)),
                         Err(e) => break e,
                     }
                 }
@@ -499,7 +506,7 @@ pub async fn run<C: Connector>(
                         if link.publish(&escalations, bytes).is_err() {
                             break;
                         }
-                        connection.awaiting_pkid.push_back(ASKED_AGAIN);
+                        connection.awaiting_pkid.push_back(Published::AskedAgain);
                     }
                 }
                 // An escalation the cloud has not acknowledged in time goes again.
@@ -531,14 +538,14 @@ pub async fn run<C: Connector>(
                             let report = fleet.reports.borrow_and_update().clone();
                             let sent = send_report(&mut link, &engine, &config.thing_name, &status_topic, fleet.shadow.then_some(shadow_topic.as_str()), &report).await;
                             match sent {
-                                Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(STATUS_REPORT, n)),
+                                Ok(n) => connection.awaiting_pkid.extend(std::iter::repeat_n(Published::StatusReport, n)),
                                 Err(e) => break e,
                             }
                         }
                     }
                     Ok(LinkEvent::Sent { pkid }) => {
-                        if let Some(id) = connection.awaiting_pkid.pop_front() {
-                            connection.by_pkid.insert(pkid, id);
+                        if let Some(published) = connection.awaiting_pkid.pop_front() {
+                            connection.by_pkid.insert(pkid, published);
                         }
                     }
                     Ok(LinkEvent::Subscribed { granted }) => {
@@ -551,20 +558,19 @@ pub async fn run<C: Connector>(
                         }
                     }
                     Ok(LinkEvent::Acked { pkid }) => {
-                        if matches!(connection.by_pkid.get(&pkid), Some(&STATUS_REPORT | &ASKED_AGAIN)) {
-                            connection.by_pkid.remove(&pkid);
-                        } else if connection.by_pkid.get(&pkid) == Some(&ANALYTICS_BATCH) {
-                            connection.by_pkid.remove(&pkid);
-                            connection.analytics_in_flight = None;
-                        } else if let Some(id) = connection.by_pkid.remove(&pkid) {
-                            // The broker has it; the row stays until the cloud says so.
-                            connection.in_flight.remove(&id);
-                            connection.need_pump = true;
-                            awaiting.broker_took(id);
-                            let engine = engine.clone();
-                            let marked = tokio::task::spawn_blocking(move || engine.outbox_sent(id)).await;
-                            if !matches!(marked, Ok(Ok(()))) {
-                                tracing::warn!(id, "sent, but its status could not be recorded");
+                        match connection.by_pkid.remove(&pkid) {
+                            Some(Published::StatusReport | Published::AskedAgain) | None => {}
+                            Some(Published::AnalyticsBatch) => connection.analytics_in_flight = None,
+                            Some(Published::Escalation(id)) => {
+                                // The broker has it; the row stays until the cloud says so.
+                                connection.in_flight.remove(&id);
+                                connection.need_pump = true;
+                                awaiting.broker_took(id);
+                                let engine = engine.clone();
+                                let marked = tokio::task::spawn_blocking(move || engine.outbox_sent(id)).await;
+                                if !matches!(marked, Ok(Ok(()))) {
+                                    tracing::warn!(id, "sent, but its status could not be recorded");
+                                }
                             }
                         }
                     }
@@ -607,8 +613,8 @@ pub async fn run<C: Connector>(
 /// The bookkeeping of one connection.
 struct Connection {
     /// Rows published, waiting for their packet id, in publish order.
-    awaiting_pkid: VecDeque<i64>,
-    by_pkid: HashMap<u16, i64>,
+    awaiting_pkid: VecDeque<Published>,
+    by_pkid: HashMap<u16, Published>,
     in_flight: HashSet<i64>,
     connected: bool,
     /// The publish throttle.
@@ -688,7 +694,7 @@ impl Connection {
                 }
             };
             link.publish(topic, bytes)?;
-            self.awaiting_pkid.push_back(row.id);
+            self.awaiting_pkid.push_back(Published::Escalation(row.id));
             self.in_flight.insert(row.id);
             awaiting.published(row.id);
             sent.insert(row.id);
