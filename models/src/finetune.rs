@@ -594,7 +594,11 @@ mod tests {
                     std::env::var_os("EDGE_REQUIRE_EXTERNALS").is_none(),
                     "the pretrained encoder is required: {e}"
                 );
-                eprintln!("SKIP: no pretrained encoder ({e}); run models/fetch-encoder.sh");
+                // Past the harness's capture, so the skip always shows.
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!("SKIP: no pretrained encoder ({e}); run models/fetch-encoder.sh\n"),
+                );
                 None
             }
         }

@@ -44,7 +44,9 @@ fn require_external(found: Option<PathBuf>, missing: &str) -> Option<PathBuf> {
         if std::env::var("EDGE_REQUIRE_EXTERNALS").is_ok_and(|v| v == "1") {
             panic!("EDGE_REQUIRE_EXTERNALS=1 but {missing}");
         }
-        eprintln!("SKIP: {missing}");
+        // Written to the process's stderr, not through the test harness's
+        // capture, so a skip shows in every run.
+        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {missing}\n"));
     }
     found
 }
