@@ -484,7 +484,7 @@ fn troubled(market: &str) -> VehicleState {
 fn every_answer_is_at_most_two_whole_sentences_and_local_answers_cite_articles() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/eval");
     let mut texts = Vec::new();
-    for name in ["dev.jsonl", "dev2.jsonl", "real_car.jsonl"] {
+    for name in ["dev.jsonl", "dev2.jsonl", "real_car.jsonl", "assistant.jsonl"] {
         texts.extend(
             models::corpus::load_jsonl(&root.join(name))
                 .unwrap()

@@ -93,6 +93,7 @@ struct Args {
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev.jsonl"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/dev2.jsonl"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/real_car.jsonl"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/eval/assistant.jsonl"),
     ])]
     dev: Vec<PathBuf>,
     /// The public utterance sets (`shared/data`, never copied here); training
