@@ -11,7 +11,6 @@
 //! checkout's `knowledge/packs/<pack>`.
 
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use clap::Args;
