@@ -77,9 +77,6 @@ fn compile_knowledge(
         Some(p) => p.to_path_buf(),
         None => locate::find_pack_dir(&config.knowledge.pack)?,
     };
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    }
     Ok(knowledge::compile(&pack, out, embedder, &locate::intent_labels())?)
 }
 

@@ -23,9 +23,6 @@ pub fn db_path(config: &Config) -> PathBuf {
 
 /// Compiles a pack folder into `out`.
 pub fn build(pack: &Path, out: &Path, embedder: &dyn Embedder) -> anyhow::Result<knowledge::BuildReport> {
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    }
     Ok(knowledge::compile(pack, out, embedder, &intent_labels())?)
 }
 

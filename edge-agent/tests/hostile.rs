@@ -139,10 +139,8 @@ fn five_thousand_hostile_connections_of_another_user_do_not_slow_the_driver() {
             panic!("EDGE_REQUIRE_EXTERNALS=1 but this test needs root to drop to nobody");
         }
         // Past the harness's capture, so the skip always shows.
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!("SKIP: dropping to nobody needs root\n"),
-        );
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP: dropping to nobody needs root");
         return;
     }
     raise_file_limit(HOSTILE_CONNECTIONS as u64 + 2000);

@@ -11,7 +11,7 @@ pub enum KnowledgeError {
         line: usize,
         message: String,
     },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read or write {}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]

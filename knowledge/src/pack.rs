@@ -275,6 +275,12 @@ fn check(
 /// Compiles the pack in `dir` into the SQLite base at `out`, atomically.
 pub fn compile(dir: &Path, out: &Path, embedder: &dyn Embedder, known_intents: &[&str]) -> Result<BuildReport> {
     let (manifest, articles) = load(dir, known_intents)?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| KnowledgeError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
     let staging = out.with_extension("sqlite.tmp");
     let _ = std::fs::remove_file(&staging);
     let location = staging.display().to_string();

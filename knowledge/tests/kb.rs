@@ -398,3 +398,13 @@ fn a_base_compiled_before_field_vectors_gets_them_when_opened() {
     // Title, aliases and summary of the four articles: 4 + 6 + 4.
     assert_eq!(fields, 14);
 }
+
+#[test]
+fn compiling_into_a_folder_that_does_not_exist_yet_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pack(&dir.path().join("src"), ARTICLES);
+    let out = dir.path().join("state/kb/kb.sqlite");
+    let report = compile(&dir.path().join("src"), &out, &HashingEmbedder::default(), INTENTS).unwrap();
+    assert_eq!(report.articles, 4);
+    assert!(out.is_file());
+}

@@ -595,9 +595,10 @@ mod tests {
                     "the pretrained encoder is required: {e}"
                 );
                 // Past the harness's capture, so the skip always shows.
-                let _ = std::io::Write::write_fmt(
-                    &mut std::io::stderr(),
-                    format_args!("SKIP: no pretrained encoder ({e}); run models/fetch-encoder.sh\n"),
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIP: no pretrained encoder ({e}); run models/fetch-encoder.sh"
                 );
                 None
             }

@@ -46,7 +46,8 @@ fn require_external(found: Option<PathBuf>, missing: &str) -> Option<PathBuf> {
         }
         // Written to the process's stderr, not through the test harness's
         // capture, so a skip shows in every run.
-        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("SKIP: {missing}\n"));
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP: {missing}");
     }
     found
 }
