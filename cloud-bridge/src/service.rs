@@ -187,7 +187,11 @@ pub async fn run(
         .iter()
         .map(|leaf| topics.shared_car_topic(&config.mqtt.share_group, leaf))
         .collect::<Result<_, _>>()?;
-    let mut backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
+    let mut backoff = daemon::backoff::Backoff::new(
+        Duration::from_millis(config.mqtt.backoff_initial_ms),
+        Duration::from_millis(config.mqtt.backoff_max_ms.max(config.mqtt.backoff_initial_ms)),
+        rand::random(),
+    );
     loop {
         // The loop beats while it awaits the broker; the poll is cancelled only
         // by shutdown, as rumqttc's poll is not documented as cancel-safe.
@@ -206,7 +210,7 @@ pub async fn run(
                 // Healthy once the subscriptions are granted too.
                 metrics.set_connected(true);
                 metrics.set_subscribed(false);
-                backoff = Duration::from_millis(config.mqtt.backoff_initial_ms);
+                backoff.reset();
                 tracing::info!(session_present = ack.session_present, "connected to the broker");
                 subscribe(&client, &filters, Duration::ZERO);
             }
@@ -247,9 +251,7 @@ pub async fn run(
                 metrics.set_connected(false);
                 metrics.set_subscribed(false);
                 metrics.failure("broker_connection");
-                let pause = Duration::from_millis(rand::random_range(
-                    backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64,
-                ));
+                let pause = backoff.next_delay();
                 tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "broker connection failed; reconnecting");
                 let wait = async {
                     tokio::select! {
@@ -264,7 +266,6 @@ pub async fn run(
                 if stop {
                     break;
                 }
-                backoff = (backoff * 2).min(Duration::from_millis(config.mqtt.backoff_max_ms));
             }
         }
     }

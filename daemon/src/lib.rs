@@ -1,4 +1,5 @@
-//! daemon: what edge-agent and cloud-bridge share, and only that. Logging, process
+//! daemon: what edge-agent and cloud-bridge share, and only that. Retry backoff,
+//! logging, process
 //! signals as the root of the cancellation tree, heartbeats and the systemd
 //! watchdog, systemd notify, layered configuration, and finding and loading the
 //! shipped model and knowledge pack.
@@ -7,6 +8,7 @@
 //! code, and cloud-bridge reaches the car's crate only through its `demo` feature
 //! (`tests/tests/layers.rs` checks both with `cargo tree`).
 
+pub mod backoff;
 pub mod config;
 pub mod heartbeat;
 pub mod locate;

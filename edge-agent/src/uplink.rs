@@ -16,7 +16,7 @@
 //!   unacknowledged row of the outbox is sent again (at least once; receivers
 //!   deduplicate on `message_id`);
 //! - `poll()` has no backoff: a failed connection waits a jittered exponential
-//!   delay here (IoT Core also refuses more than one CONNECT/s per client id);
+//!   delay here (`daemon::backoff`) (IoT Core also refuses more than one CONNECT/s per client id);
 //! - the default maximum packet is 10 KiB and an oversize publish kills the
 //!   connection: the limit is raised to IoT Core's, and `protocol` refuses or
 //!   trims anything bigger before it is published;
@@ -34,6 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use daemon::backoff::Backoff;
 use protocol::{Body, Envelope, Topics};
 use tokio_util::sync::CancellationToken;
 
@@ -181,37 +182,6 @@ impl MqttLink for RumqttcLink {
             Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent { pkid },
             _ => LinkEvent::Other,
         })
-    }
-}
-
-/// Jittered exponential backoff: each delay is drawn in [d/2, d], d doubling up
-/// to the maximum; a successful connection starts it over.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-    rng: models::rng::SplitMix64,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-            rng: models::rng::SplitMix64::new(seed),
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        d.mul_f64(0.5 + 0.5 * f64::from(self.rng.next_f32()))
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
     }
 }
 
@@ -924,17 +894,6 @@ pub mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_its_cap_and_starts_over() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 7);
-        let delays: Vec<u128> = (0..6).map(|_| b.next_delay().as_millis()).collect();
-        for (d, cap) in delays.iter().zip([100, 200, 400, 800, 1000, 1000]) {
-            assert!((cap / 2..=cap).contains(d), "{delays:?}");
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
 
     #[test]
     fn duplicates_are_recognised() {

@@ -1,8 +1,10 @@
 //! Bedrock Converse through the real SDK client: the grounded system prompt, the
 //! alternating turns, the whitelisted tools and the tool-use loop, an optional
-//! guardrail, and retries of throttling and 5xx with jittered backoff within the
-//! request's deadline. The SDK's own retries are off so that every attempt is
-//! counted here.
+//! guardrail, and retries of throttling and 5xx with jittered backoff
+//! (`daemon::backoff`) within the request's deadline. The SDK's own retries are off
+//! and the loop stays here, because the SDK's retry config can neither stop at this
+//! request's deadline (a pause that would pass it gives up at once) nor count each
+//! failed attempt by kind in the metrics.
 
 use std::time::Duration;
 
@@ -163,8 +165,8 @@ impl BedrockProvider {
         }
     }
 
-    /// One Converse call, retried on throttling and 5xx with full-jitter
-    /// exponential backoff until `deadline`.
+    /// One Converse call, retried on throttling and 5xx with jittered exponential
+    /// backoff until `deadline`.
     async fn converse(
         &self,
         system: &[String],
@@ -172,7 +174,11 @@ impl BedrockProvider {
         tools: ToolConfiguration,
         deadline: tokio::time::Instant,
     ) -> Result<ConverseOutput, LlmError> {
-        let mut backoff = self.settings.retry_initial;
+        let mut backoff = daemon::backoff::Backoff::new(
+            self.settings.retry_initial,
+            self.settings.retry_max.max(self.settings.retry_initial),
+            rand::random(),
+        );
         loop {
             let mut request = self
                 .client
@@ -205,14 +211,13 @@ impl BedrockProvider {
             if !error.is_retryable() {
                 return Err(error);
             }
-            let pause = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64));
+            let pause = backoff.next_delay();
             if tokio::time::Instant::now() + pause >= deadline {
                 return Err(error);
             }
             tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "Bedrock call failed; retrying");
             self.metrics.llm_retry();
             tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(self.settings.retry_max);
         }
     }
 

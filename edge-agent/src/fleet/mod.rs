@@ -783,7 +783,7 @@ pub async fn run(
     retry: (Duration, Duration),
     shutdown: CancellationToken,
 ) {
-    let mut backoff = crate::uplink::Backoff::new(
+    let mut backoff = daemon::backoff::Backoff::new(
         retry.0,
         retry.1.max(retry.0),
         u64::from(std::process::id()) ^ jiff::Timestamp::now().as_nanosecond() as u64,
