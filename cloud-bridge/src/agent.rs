@@ -81,25 +81,23 @@ fn send(
 pub fn list(stores: &Stores, all: bool, out: &mut dyn Write) -> Result<usize, AgentError> {
     let handoffs = stores.handoffs.list(all)?;
     let now = jiff::Timestamp::now();
-    writeln!(
-        out,
-        "{:<22} {:<9} {:<7} {:<12} {:>8}  {:<16} said",
-        "handoff", "state", "urgent", "reason", "waiting", "car"
-    )?;
+    let mut table = daemon::table::new(
+        &["handoff", "state", "urgent", "reason", "waiting", "car", "said"],
+        &[4],
+    );
     for h in &handoffs {
         let waited = h.taken_at.unwrap_or(now).duration_since(h.created_at).as_secs();
-        writeln!(
-            out,
-            "{:<22} {:<9} {:<7} {:<12} {:>7}s  {:<16} {:?}",
-            h.handoff_id,
-            h.state.as_str(),
-            if h.urgent { "URGENT" } else { "" },
-            h.reason,
-            waited,
-            h.thing,
-            h.utterance.chars().take(80).collect::<String>()
-        )?;
+        table.add_row(vec![
+            h.handoff_id.clone(),
+            h.state.as_str().to_string(),
+            if h.urgent { "URGENT" } else { "" }.to_string(),
+            h.reason.clone(),
+            format!("{waited}s"),
+            h.thing.clone(),
+            format!("{:?}", h.utterance.chars().take(80).collect::<String>()),
+        ]);
     }
+    writeln!(out, "{table}")?;
     Ok(handoffs.len())
 }
 

@@ -392,7 +392,7 @@ impl std::fmt::Display for FleetStatus {
                 if r.paused { ", PAUSED" } else { "" }
             )?,
         }
-        writeln!(f, "{:<24} {:>8}  {:<26} last failure", "car", "version", "applied at")?;
+        let mut table = daemon::table::new(&["car", "version", "applied at", "last failure"], &[1]);
         for car in &self.cars {
             let failure = match (&car.failure, car.failure_version, car.failure_at) {
                 (Some(reason), version, at) => format!(
@@ -402,14 +402,14 @@ impl std::fmt::Display for FleetStatus {
                 ),
                 _ => "-".to_string(),
             };
-            writeln!(
-                f,
-                "{:<24} {:>8}  {:<26} {failure}",
-                car.thing,
+            table.add_row(vec![
+                car.thing.clone(),
                 car.version.map_or("shipped".into(), |v| v.to_string()),
                 car.applied_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-            )?;
+                failure,
+            ]);
         }
+        writeln!(f, "{table}")?;
         if !self.audit.is_empty() {
             writeln!(f, "audit (newest first):")?;
             for e in &self.audit {

@@ -14,11 +14,22 @@ pub fn print(stores: &Stores, days: u32, json: bool, out: &mut dyn Write) -> any
         writeln!(out)?;
         return Ok(report);
     }
-    writeln!(
-        out,
-        "{:<10} {:>6} {:>8} {:>7} {:>9} {:>6} {:>6} {:>8} {:>9} {:>9}  top intents",
-        "day (UTC)", "escal.", "car turns", "local%", "sentiment", "neg%", "fixed", "handoffs", "mean wait", "cost USD"
-    )?;
+    let mut table = daemon::table::new(
+        &[
+            "day (UTC)",
+            "escal.",
+            "car turns",
+            "local%",
+            "sentiment",
+            "neg%",
+            "fixed",
+            "handoffs",
+            "mean wait",
+            "cost USD",
+            "top intents",
+        ],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
     for d in &report {
         let local = (d.edge_local + d.edge_escalated > 0)
             .then(|| 100.0 * d.edge_local as f64 / (d.edge_local + d.edge_escalated) as f64);
@@ -26,27 +37,26 @@ pub fn print(stores: &Stores, days: u32, json: bool, out: &mut dyn Write) -> any
             v.map(|v| format!("{:.1}{unit}", v * scale))
                 .unwrap_or_else(|| "-".to_string())
         };
-        writeln!(
-            out,
-            "{:<10} {:>6} {:>9} {:>7} {:>9} {:>6} {:>6} {:>8} {:>9} {:>9.4}  {}",
-            d.day,
-            d.escalations,
-            d.edge_turns,
+        table.add_row(vec![
+            d.day.to_string(),
+            d.escalations.to_string(),
+            d.edge_turns.to_string(),
             fmt(local, 1.0, ""),
             d.mean_sentiment
                 .map(|s| format!("{s:+.2}"))
                 .unwrap_or_else(|| "-".into()),
             fmt(d.negative_share, 100.0, ""),
-            d.corrections,
-            d.handoffs,
+            d.corrections.to_string(),
+            d.handoffs.to_string(),
             fmt(d.mean_wait_seconds, 1.0, "s"),
-            d.cost_usd,
+            format!("{:.4}", d.cost_usd),
             d.top_intents
                 .iter()
                 .map(|(i, n)| format!("{i} {n}"))
                 .collect::<Vec<_>>()
-                .join(", ")
-        )?;
+                .join(", "),
+        ]);
     }
+    writeln!(out, "{table}")?;
     Ok(report)
 }

@@ -1,5 +1,5 @@
 //! daemon: what edge-agent and cloud-bridge share, and only that. Retry backoff,
-//! logging, process
+//! the CLI's tables, logging, process
 //! signals as the root of the cancellation tree, heartbeats and the systemd
 //! watchdog, systemd notify, layered configuration, and finding and loading the
 //! shipped model and knowledge pack.
@@ -15,3 +15,4 @@ pub mod locate;
 pub mod logging;
 pub mod signals;
 pub mod systemd;
+pub mod table;

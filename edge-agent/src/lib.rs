@@ -296,21 +296,21 @@ fn kb_eval(args: &cli::KbEvalArgs) -> anyhow::Result<()> {
 }
 
 fn print_retrieval_report(report: &dialogue::retrieval::Report, misses: bool) {
-    println!(
-        "{:<22} {:>9} {:>7} {:>7} {:>9} {:>9}",
-        "set", "questions", "top-1", "wrong", "abstained", "elsewhere"
+    let mut table = daemon::table::new(
+        &["set", "questions", "top-1", "wrong", "abstained", "elsewhere"],
+        &[1, 2, 3, 4, 5],
     );
     let pct = |t: &dialogue::retrieval::Tally, n: usize| format!("{:.1}%", t.share(n) * 100.0);
-    let row = |name: &str, t: dialogue::retrieval::Tally| {
+    let mut row = |name: &str, t: dialogue::retrieval::Tally| {
         if t.questions > 0 {
-            println!(
-                "{name:<22} {:>9} {:>7} {:>7} {:>9} {:>9}",
-                t.questions,
+            table.add_row(vec![
+                name.to_string(),
+                t.questions.to_string(),
                 pct(&t, t.right),
                 pct(&t, t.wrong),
                 pct(&t, t.abstained),
-                pct(&t, t.elsewhere)
-            );
+                pct(&t, t.elsewhere),
+            ]);
         }
     };
     row("covered, tuning", report.covered[0]);
@@ -319,6 +319,7 @@ fn print_retrieval_report(report: &dialogue::retrieval::Report, misses: bool) {
     row("uncovered, tuning", report.uncovered[0]);
     row("uncovered, held out", report.uncovered[1]);
     row("uncovered, all", report.uncovered_all());
+    println!("{table}");
     if misses {
         for m in &report.misses {
             let half = if m.tuning { "tuning" } else { "held out" };
