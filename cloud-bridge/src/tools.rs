@@ -8,6 +8,8 @@
 
 use std::sync::Mutex;
 
+use schemars::generate::SchemaSettings;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -55,42 +57,38 @@ impl ToolName {
         }
     }
 
-    /// The JSON schema of the arguments.
+    /// The JSON schema of the arguments, derived from the structs `validate`
+    /// reads them into.
     pub fn schema(self) -> Value {
-        let services: Vec<&str> = servicing::SERVICES.iter().map(|(name, _)| *name).collect();
         match self {
-            ToolName::ListServiceSlots => json!({
-                "type": "object",
-                "properties": {
-                    "date": {"type": "string", "description": "YYYY-MM-DD, in the owner's time zone"},
-                    "part_of_day": {"type": "string", "enum": ["morning", "afternoon", "evening", "any"]},
-                    "service": {"type": "string", "enum": services}
-                },
-                "required": ["date", "part_of_day", "service"],
-                "additionalProperties": false
-            }),
-            ToolName::BookServiceSlot => json!({
-                "type": "object",
-                "properties": {
-                    "slot": {"type": "string", "description": "a starts_at value from list_service_slots"},
-                    "service": {"type": "string", "enum": services}
-                },
-                "required": ["slot", "service"],
-                "additionalProperties": false
-            }),
-            ToolName::ConfirmAppointment => json!({
-                "type": "object",
-                "properties": {"appointment_id": {"type": "string"}},
-                "required": ["appointment_id"],
-                "additionalProperties": false
-            }),
-            ToolName::LookupRecallsWarranty => json!({
-                "type": "object",
-                "properties": {},
-                "additionalProperties": false
-            }),
+            ToolName::ListServiceSlots => arguments_schema::<SlotsArgs>(),
+            ToolName::BookServiceSlot => arguments_schema::<BookArgs>(),
+            ToolName::ConfirmAppointment => arguments_schema::<ConfirmArgs>(),
+            ToolName::LookupRecallsWarranty => arguments_schema::<NoArgs>(),
         }
     }
+}
+
+/// The JSON schema of `T` as a model's tool spec takes it: every definition
+/// inline, without the meta-schema line or a title.
+pub fn arguments_schema<T: JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft07()
+        .with(|s| {
+            s.meta_schema = None;
+            s.inline_subschemas = true;
+        })
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<T>().to_value();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("title");
+    }
+    schema
+}
+
+/// The services a booking may name, as the model must spell them.
+fn service_schema(_: &mut SchemaGenerator) -> Schema {
+    let services: Vec<&str> = servicing::SERVICES.iter().map(|(name, _)| *name).collect();
+    json_schema!({"type": "string", "enum": services})
 }
 
 /// A validated call.
@@ -132,28 +130,33 @@ impl From<StoreError> for ToolError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SlotsArgs {
+    /// YYYY-MM-DD, in the owner's time zone
     date: String,
+    #[schemars(extend("enum" = ["morning", "afternoon", "evening", "any"]))]
     part_of_day: String,
+    #[schemars(schema_with = "service_schema")]
     service: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BookArgs {
+    /// a starts_at value from list_service_slots
     slot: String,
+    #[schemars(schema_with = "service_schema")]
     service: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfirmArgs {
     appointment_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
 
@@ -461,6 +464,45 @@ mod tests {
             unknown["open_recalls"].as_str().unwrap().starts_with("unknown"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn each_schema_names_what_validate_reads_and_nothing_else() {
+        let services: Vec<Value> = servicing::SERVICES.iter().map(|(n, _)| json!(n)).collect();
+        let slots = ToolName::ListServiceSlots.schema();
+        assert_eq!(slots["type"], "object", "{slots}");
+        assert_eq!(slots["additionalProperties"], false, "{slots}");
+        assert_eq!(slots["required"], json!(["date", "part_of_day", "service"]), "{slots}");
+        assert_eq!(slots["properties"]["service"]["enum"], json!(services), "{slots}");
+        assert_eq!(
+            slots["properties"]["part_of_day"]["enum"],
+            json!(["morning", "afternoon", "evening", "any"])
+        );
+        assert!(slots["properties"]["date"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("YYYY-MM-DD")));
+        assert!(
+            slots.get("$schema").is_none() && slots.get("title").is_none(),
+            "{slots}"
+        );
+        assert_eq!(
+            ToolName::BookServiceSlot.schema()["required"],
+            json!(["slot", "service"])
+        );
+        assert_eq!(
+            ToolName::ConfirmAppointment.schema()["required"],
+            json!(["appointment_id"])
+        );
+        let none = ToolName::LookupRecallsWarranty.schema();
+        assert_eq!(none["additionalProperties"], false, "{none}");
+        assert!(none.get("required").is_none_or(|r| r == &json!([])), "{none}");
+        // Every value a schema's enum offers passes validation.
+        for part in ["morning", "afternoon", "evening", "any"] {
+            for service in &services {
+                let args = json!({"date": "2026-11-27", "part_of_day": part, "service": service});
+                assert!(validate("list_service_slots", &args).is_ok(), "{args}");
+            }
+        }
     }
 
     #[test]

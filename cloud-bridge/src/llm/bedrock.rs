@@ -95,6 +95,36 @@ fn tool_spec(name: &str, description: &str, schema: Value) -> Tool {
 
 const UNDERSTANDING_TOOL: &str = "record_understanding";
 
+/// What the model records with [`UNDERSTANDING_TOOL`]; its schema is the tool's.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Recorded {
+    #[schemars(schema_with = "intent_labels")]
+    intent: String,
+    #[schemars(extend("enum" = ["negative", "neutral", "positive"]))]
+    sentiment: String,
+    #[schemars(range(min = -1.0, max = 1.0))]
+    sentiment_score: f64,
+    /// Why the reading differs from the car's, when it does
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl Recorded {
+    /// The schema's enums and range, which the model may still break.
+    fn is_valid(&self) -> bool {
+        self.intent.parse::<models::Intent>().is_ok()
+            && self.sentiment.parse::<models::Sentiment>().is_ok()
+            && (-1.0..=1.0).contains(&self.sentiment_score)
+    }
+}
+
+/// The contract's intent labels.
+fn intent_labels(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let labels: Vec<&str> = models::Intent::ALL.iter().map(|i| i.as_str()).collect();
+    schemars::json_schema!({"type": "string", "enum": labels})
+}
+
 fn message(role: ConversationRole, content: Vec<ContentBlock>) -> Message {
     Message::builder()
         .role(role)
@@ -271,18 +301,7 @@ impl LlmProvider for BedrockProvider {
 
     async fn understand(&self, context: &Context<'_>) -> Result<(Understanding, Usage), LlmError> {
         let deadline = tokio::time::Instant::now() + self.settings.deadline;
-        let labels: Vec<&str> = models::Intent::ALL.iter().map(|i| i.as_str()).collect();
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "intent": {"type": "string", "enum": labels},
-                "sentiment": {"type": "string", "enum": ["negative", "neutral", "positive"]},
-                "sentiment_score": {"type": "number", "minimum": -1, "maximum": 1},
-                "reason": {"type": "string"}
-            },
-            "required": ["intent", "sentiment", "sentiment_score"],
-            "additionalProperties": false
-        });
+        let schema = crate::tools::arguments_schema::<Recorded>();
         let tools = ToolConfiguration::builder()
             .tools(tool_spec(
                 UNDERSTANDING_TOOL,
@@ -318,29 +337,25 @@ impl LlmProvider for BedrockProvider {
             self.metrics.llm_failure("no_understanding");
             return Ok((context.edge.clone(), usage));
         };
-        let intent = call["intent"].as_str().filter(|i| labels.contains(i));
-        let sentiment = call["sentiment"]
-            .as_str()
-            .filter(|s| matches!(*s, "negative" | "neutral" | "positive"));
-        let score = call["sentiment_score"].as_f64().filter(|s| (-1.0..=1.0).contains(s));
-        let (Some(intent), Some(sentiment), Some(score)) = (intent, sentiment, score) else {
+        let Some(recorded) = serde_json::from_value::<Recorded>(call).ok().filter(Recorded::is_valid) else {
             self.metrics.llm_failure("invalid_understanding");
             return Ok((context.edge.clone(), usage));
         };
-        let changed = intent != context.edge.intent;
+        let changed = recorded.intent != context.edge.intent;
         Ok((
             Understanding {
-                intent: intent.to_string(),
-                sentiment: sentiment.to_string(),
-                sentiment_score: score as f32,
                 reason: changed.then(|| {
-                    call["reason"]
-                        .as_str()
+                    recorded
+                        .reason
+                        .as_deref()
                         .unwrap_or("the model read it differently")
                         .chars()
                         .take(200)
                         .collect()
                 }),
+                intent: recorded.intent,
+                sentiment: recorded.sentiment,
+                sentiment_score: recorded.sentiment_score as f32,
             },
             usage,
         ))
