@@ -390,7 +390,13 @@ mod tests {
     fn no_dev_line_is_a_near_duplicate_of_a_training_line() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let corpus = Corpus::load(&root.join("corpus")).unwrap();
-        for dev in ["dev.jsonl", "dev2.jsonl", "real_car.jsonl", "assistant.jsonl"] {
+        for dev in [
+            "dev.jsonl",
+            "dev2.jsonl",
+            "real_car.jsonl",
+            "assistant.jsonl",
+            "noise.jsonl",
+        ] {
             let lines = load_jsonl(&root.join("eval").join(dev)).unwrap();
             let shared = near_duplicates(&corpus.examples, &lines);
             assert!(

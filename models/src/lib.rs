@@ -9,6 +9,7 @@
 //! - [`encoder`]: the sentence-encoder seam, with the [`compact`] static encoder
 //!   (Model2Vec-style, shipped) and the [`transformer`] BERT encoder;
 //! - [`heads`] and [`classifier`]: the trained heads and the out-of-scope gate;
+//! - [`noise`]: generated noise lines, training data for what says nothing;
 //! - [`distill`], [`finetune`], [`tokenlearn`], [`train`], [`baseline`] and [`metrics`]: how the shipped model is
 //!   made and measured (the `train` and `eval` binaries drive them).
 //!
@@ -27,6 +28,7 @@ pub mod heads;
 pub mod labels;
 pub mod manifest;
 pub mod metrics;
+pub mod noise;
 pub mod public;
 pub mod recipe;
 pub mod rng;

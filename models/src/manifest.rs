@@ -100,6 +100,9 @@ pub struct TrainingRecord {
     pub held_out_percent: u64,
     /// Training lines from the corpus, before any augmented copies.
     pub train_examples: usize,
+    /// Of those, lines of generated noise ([`crate::noise`]; 0 in older manifests).
+    #[serde(default)]
+    pub generated_noise: usize,
     /// Misspelt copies of training lines added to them (compact, fine-tuned only).
     #[serde(default)]
     pub misspelt_copies: usize,

@@ -449,8 +449,11 @@ mod tests {
         assert!((gate.threshold - 0.31).abs() < 1e-6, "{gate:?}");
     }
 
+    /// Heads' outputs (intent, sentiment) per line, and the lines' gold sentiment.
+    type Lines = (Vec<(Vec<f32>, Vec<f32>)>, Vec<Option<Sentiment>>);
+
     /// Sentiment-head outputs and gold labels: `count` lines of each group.
-    fn sentiment_lines(groups: &[(usize, [f32; 3], Sentiment)]) -> (Vec<(Vec<f32>, Vec<f32>)>, Vec<Option<Sentiment>>) {
+    fn sentiment_lines(groups: &[(usize, [f32; 3], Sentiment)]) -> Lines {
         groups
             .iter()
             .flat_map(|&(count, probs, gold)| {

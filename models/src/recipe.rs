@@ -146,8 +146,9 @@ fn finish(
     })
 }
 
-fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tuned_table: bool) -> TrainingRecord {
+fn record(recipe: &Recipe, train: &[Example], held_out: usize, started: Instant, tuned_table: bool) -> TrainingRecord {
     TrainingRecord {
+        generated_noise: crate::noise::count(train),
         seed: recipe.heads.seed,
         hidden: recipe.heads.hidden,
         epochs: recipe.heads.epochs,
@@ -169,7 +170,7 @@ fn record(recipe: &Recipe, train: usize, held_out: usize, started: Instant, tune
         extra_heads: if tuned_table { recipe.extra_heads } else { 0 },
         soup_runs: if tuned_table { recipe.soup_runs.max(1) } else { 1 },
         held_out_percent: recipe.held_out_percent,
-        train_examples: train,
+        train_examples: train.len(),
         misspelt_copies: 0,
         propagate_neighbours: 0,
         spelling_words: 0,
@@ -279,7 +280,7 @@ pub fn train_compact(
             &mut rng,
         )?;
         let heads = train_heads(&features, &recipe.heads, progress)?;
-        let mut record = record(recipe, train.len(), held_out.len(), started, false);
+        let mut record = record(recipe, &train, held_out.len(), started, false);
         record.spelling_words = spelling_words.len();
         let spelled = with_speller(encoder.embeddings().clone())?;
         let mut trained = finish(&spelled, heads, &held_out, recipe, record, progress)?;
@@ -381,7 +382,7 @@ pub fn train_compact(
         }
         Heads::ensemble(&members)?
     };
-    let mut record = record(recipe, corpus_lines, held_out.len(), started, true);
+    let mut record = record(recipe, &train[..corpus_lines], held_out.len(), started, true);
     record.misspelt_copies = copy_count;
     record.propagate_neighbours = recipe.propagate_neighbours;
     record.spelling_words = spelling_words.len();
@@ -411,7 +412,7 @@ pub fn train_pooled(
             .collect(),
     };
     let heads = train_heads(&features, &recipe.heads, progress)?;
-    let record = record(recipe, train.len(), held_out.len(), started, false);
+    let record = record(recipe, &train, held_out.len(), started, false);
     finish(encoder, heads, &held_out, recipe, record, progress)
 }
 
