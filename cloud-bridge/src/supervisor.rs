@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use knowledge::{KnowledgeBase, Query, VehicleFilter};
-use protocol::{Action, Envelope, Escalation, Handoff as WireHandoff, HandoffStatus, Priority, Response};
+use protocol::{Action, Envelope, Escalation, Handoff as WireHandoff, HandoffStatus, Intent, Priority, Response};
 
 use crate::config::Config;
 use crate::llm::{Context, LlmError, LlmProvider, Understanding};
@@ -44,12 +44,12 @@ impl Route {
     }
 }
 
-/// The routing rule of the contract, on the (re-checked) intent.
-pub fn route(intent: &str, priority: Priority) -> Route {
+/// The routing rule of the contract, on the (re-checked) intent: the contract's
+/// urgent route, a person for those who ask for one or complain, else an answer.
+pub fn route(intent: Intent, priority: Priority) -> Route {
     match intent {
-        _ if priority == Priority::Urgent => Route::Urgent,
-        "emergency" => Route::Urgent,
-        "talk_to_agent" | "complaint" => Route::Human,
+        _ if priority == Priority::Urgent || intent.route() == models::Route::Urgent => Route::Urgent,
+        Intent::TalkToAgent | Intent::Complaint => Route::Human,
         _ => Route::Answer,
     }
 }
@@ -132,7 +132,7 @@ impl Supervisor {
         }
     }
 
-    fn retrieve(&self, escalation: &Escalation, intent: &str, profile: Option<&Profile>) -> Vec<knowledge::Article> {
+    fn retrieve(&self, escalation: &Escalation, intent: Intent, profile: Option<&Profile>) -> Vec<knowledge::Article> {
         let Some(kb) = &self.knowledge else {
             return Vec::new();
         };
@@ -145,7 +145,7 @@ impl Supervisor {
         };
         let query = Query {
             text: &escalation.utterance,
-            intent: Some(intent),
+            intent: Some(intent.as_str()),
             vehicle: &vehicle,
             limit: self.config.knowledge.articles_per_answer,
         };
@@ -184,8 +184,8 @@ impl Supervisor {
         let market = profile.as_ref().map_or(&escalation.market, |p| &p.market).clone();
         let now = jiff::Timestamp::now();
         let edge = Understanding {
-            intent: escalation.intent.clone(),
-            sentiment: escalation.sentiment.clone(),
+            intent: escalation.intent,
+            sentiment: escalation.sentiment,
             sentiment_score: escalation.sentiment_score.clamp(-1.0, 1.0),
             reason: None,
         };
@@ -223,7 +223,7 @@ impl Supervisor {
 
         let deadline = self.deadline();
         // Urgent first: nothing may hold an emergency back.
-        let mut route = route(&edge.intent, escalation.priority);
+        let mut route = route(edge.intent, escalation.priority);
         if route != Route::Urgent && self.should_recheck(escalation) {
             match tokio::time::timeout_at(deadline, self.provider.understand(&context)).await {
                 Ok(Ok((understood, spent))) => {
@@ -237,7 +237,8 @@ impl Supervisor {
                 Err(_) => self.metrics.llm_failure("timeout"),
             }
             if context.understanding.intent != edge.intent {
-                self.metrics.corrected(&edge.intent, &context.understanding.intent);
+                self.metrics
+                    .corrected(edge.intent.as_str(), context.understanding.intent.as_str());
                 tracing::info!(
                     from = %edge.intent,
                     to = %context.understanding.intent,
@@ -245,7 +246,7 @@ impl Supervisor {
                     "the supervisor corrected the edge's intent"
                 );
             }
-            route = self::route(&context.understanding.intent, escalation.priority);
+            route = self::route(context.understanding.intent, escalation.priority);
         }
 
         let mut articles_used = Vec::new();
@@ -268,8 +269,8 @@ impl Supervisor {
                 )
             }
             Route::Human => {
-                let intent = context.understanding.intent.clone();
-                let handoff = self.open_handoff(envelope, &conversation_id, escalation, &intent, false, now);
+                let intent = context.understanding.intent;
+                let handoff = self.open_handoff(envelope, &conversation_id, escalation, intent.as_str(), false, now);
                 match handoff {
                     Some(h) => {
                         more_to_come = true;
@@ -279,7 +280,7 @@ impl Supervisor {
                             estimated_wait_seconds: Some(h.estimated_wait_seconds),
                         });
                         let wait = wait_phrase(h.estimated_wait_seconds);
-                        if intent == "complaint" {
+                        if intent == Intent::Complaint {
                             format!("I'm sorry about that. I've passed this to our customer care team, and someone will be with you {wait}.")
                         } else {
                             format!("I'm putting you through to a person; someone will be with you {wait}.")
@@ -292,7 +293,7 @@ impl Supervisor {
                 }
             }
             Route::Answer => {
-                let articles = self.retrieve(escalation, &context.understanding.intent, profile.as_ref());
+                let articles = self.retrieve(escalation, context.understanding.intent, profile.as_ref());
                 articles_used = articles.iter().map(|a| a.id.clone()).collect();
                 context.articles = articles;
                 let known = (profile.as_ref(), context.reported.clone());
@@ -360,14 +361,14 @@ impl Supervisor {
             message_id: envelope.message_id.to_string(),
             thing: thing.clone(),
             conversation_id: conversation_id.clone(),
-            edge_intent: edge.intent.clone(),
-            intent: context.understanding.intent.clone(),
+            edge_intent: edge.intent.to_string(),
+            intent: context.understanding.intent.to_string(),
             correction: context
                 .understanding
                 .reason
                 .clone()
                 .filter(|_| context.understanding.intent != edge.intent),
-            sentiment: context.understanding.sentiment.clone(),
+            sentiment: context.understanding.sentiment.to_string(),
             sentiment_score: context.understanding.sentiment_score,
             route: route.as_str().to_string(),
             provider: answered_by,
@@ -395,7 +396,8 @@ impl Supervisor {
     }
 
     fn should_recheck(&self, escalation: &Escalation) -> bool {
-        escalation.intent == "out_of_scope" || escalation.intent_confidence < self.config.llm.recheck_below_confidence
+        escalation.intent == Intent::OutOfScope
+            || escalation.intent_confidence < self.config.llm.recheck_below_confidence
     }
 
     /// Opens a handoff with an estimated wait: the queue ahead of it (urgent ones

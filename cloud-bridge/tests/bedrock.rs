@@ -63,9 +63,11 @@ async fn bench(deadline: Duration) -> Bench {
 fn escalation(text: &str, intent: &str, confidence: f32) -> (Envelope, Escalation) {
     let escalation = Escalation {
         utterance: text.to_string(),
-        intent: intent.to_string(),
+        intent: intent.parse().expect("a contract label"),
         intent_confidence: confidence,
-        sentiment: "neutral".into(),
+        top_intent: None,
+        top_confidence: None,
+        sentiment: protocol::Sentiment::Neutral,
         sentiment_score: 0.0,
         vehicle: json!({"fuel_percent": 40}),
         recent_turns: vec![protocol::RecentTurn {

@@ -33,9 +33,11 @@ async fn handle(
 ) -> Handled {
     let escalation = Escalation {
         utterance: text.into(),
-        intent: intent.into(),
+        intent: intent.parse().expect("a contract label"),
         intent_confidence: confidence,
-        sentiment: "negative".into(),
+        top_intent: None,
+        top_confidence: None,
+        sentiment: protocol::Sentiment::Negative,
         sentiment_score: -0.5,
         vehicle: serde_json::Value::Null,
         recent_turns: vec![],

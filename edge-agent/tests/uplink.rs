@@ -135,7 +135,7 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         let protocol::Body::Escalation(escalation) = &envelope.body else {
             panic!("{envelope:?}")
         };
-        assert_eq!(escalation.intent, "book_service");
+        assert_eq!(escalation.intent, models::Intent::BookService);
         assert_eq!(escalation.utterance, "book a service for friday");
         assert_eq!(escalation.priority, protocol::Priority::Normal);
         assert_eq!(
@@ -456,7 +456,7 @@ fn with_consent_off_only_counters_and_an_emergency_leave_the_car() {
         if let Ok(message) = published.recv_timeout(Duration::from_millis(200)) {
             let envelope = protocol::decode(&message.payload).unwrap();
             if let protocol::Body::Escalation(e) = &envelope.body {
-                assert_eq!(e.intent, "emergency");
+                assert_eq!(e.intent, models::Intent::Emergency);
                 assert!(e.recent_turns.is_empty(), "the minimum set: no history");
             }
             // The responses topic carries only this test cloud's own acknowledgements.

@@ -4,7 +4,7 @@
 //! confidence, sentiment and route that the rest of the product acts on:
 //!
 //! - [`labels`]: the 30 intent labels, their routes and the sentiment labels of the
-//!   contract (`contract/intents.md`);
+//!   contract, owned by `protocol` and re-exported here;
 //! - [`corpus`]: the team's training corpus and its family-keeping splits;
 //! - [`encoder`]: the sentence-encoder seam, with the [`compact`] static encoder
 //!   (Model2Vec-style, shipped) and the [`transformer`] BERT encoder;

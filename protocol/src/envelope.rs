@@ -13,7 +13,7 @@ use crate::size::MAX_PAYLOAD_BYTES;
 /// The major version this build speaks; a message with another major is refused.
 pub const SCHEMA_MAJOR: u32 = 1;
 /// What this build writes.
-pub const SCHEMA_VERSION: &str = "1.3";
+pub const SCHEMA_VERSION: &str = "1.4";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::labels::{Intent, Sentiment};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {
@@ -46,13 +48,31 @@ pub enum Priority {
     Normal,
 }
 
+impl Priority {
+    /// As the wire and the car's store spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Urgent => "urgent",
+            Priority::Normal => "normal",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Escalation {
     pub utterance: String,
-    /// One of the contract's 30 labels.
-    pub intent: String,
+    /// One of the contract's 30 labels. A label outside the contract is refused
+    /// when the message is read: the label set changes only with the contract.
+    pub intent: Intent,
     pub intent_confidence: f32,
-    pub sentiment: String,
+    /// The best in-scope label and its confidence, also when `intent` is
+    /// `out_of_scope` (below the car's gate), for the cloud's re-check. Added in
+    /// 1.4; absent from older cars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_intent: Option<Intent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_confidence: Option<f32>,
+    pub sentiment: Sentiment,
     /// In [-1, 1]: p(positive) - p(negative).
     pub sentiment_score: f32,
     /// The vehicle-context snapshot (after the car's privacy rules).

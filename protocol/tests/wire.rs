@@ -10,9 +10,11 @@ fn escalation(turns: usize, turn_len: usize) -> Envelope {
         Some("conv-1"),
         Body::Escalation(Escalation {
             utterance: "book a service for friday".into(),
-            intent: "book_service".into(),
+            intent: Intent::BookService,
             intent_confidence: 0.97,
-            sentiment: "neutral".into(),
+            top_intent: Some(Intent::BookService),
+            top_confidence: Some(0.97),
+            sentiment: Sentiment::Neutral,
             sentiment_score: 0.01,
             vehicle: serde_json::json!({"odometer_km": 23480.0}),
             recent_turns: (0..turns)
@@ -152,6 +154,29 @@ fn unknown_fields_are_tolerated_and_an_unknown_major_version_is_refused() {
         Err(ProtocolError::Invalid(_))
     ));
     assert!(matches!(decode(b"not json"), Err(ProtocolError::Invalid(_))));
+}
+
+#[test]
+fn labels_travel_as_the_contract_spells_them_and_an_unknown_label_is_refused() {
+    let mut json: serde_json::Value = serde_json::from_slice(&encode(&escalation(0, 1)).unwrap()).unwrap();
+    assert_eq!(json["intent"], "book_service");
+    assert_eq!(json["top_intent"], "book_service");
+    assert_eq!(json["sentiment"], "neutral");
+    // A 1.3 car sends no top_intent: still read.
+    json["schema_version"] = "1.3".into();
+    json.as_object_mut().unwrap().remove("top_intent");
+    json.as_object_mut().unwrap().remove("top_confidence");
+    let Body::Escalation(e) = decode(json.to_string().as_bytes()).unwrap().body else {
+        panic!("not an escalation");
+    };
+    assert_eq!(
+        (e.intent, e.top_intent, e.sentiment),
+        (Intent::BookService, None, Sentiment::Neutral)
+    );
+    json["intent"] = "teleport_me".into();
+    let err = decode(json.to_string().as_bytes()).unwrap_err();
+    assert!(matches!(err, ProtocolError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("teleport_me"), "{err}");
 }
 
 #[test]

@@ -221,9 +221,11 @@ fn spawn_mosquitto(binary: &Path, conf: &Path, port: u16) -> Child {
 pub fn traffic_escalation(thing: &str, i: usize) -> protocol::Envelope {
     let escalation = protocol::Escalation {
         utterance: format!("what's traffic like on route {i}"),
-        intent: "traffic".into(),
+        intent: protocol::Intent::Traffic,
         intent_confidence: 0.97,
-        sentiment: "neutral".into(),
+        top_intent: Some(protocol::Intent::Traffic),
+        top_confidence: Some(0.97),
+        sentiment: protocol::Sentiment::Neutral,
         sentiment_score: 0.0,
         vehicle: Default::default(),
         recent_turns: vec![],

@@ -61,15 +61,7 @@ fn the_shared_crate_holds_no_product_code_and_no_network() {
     assert_links_none(
         "daemon",
         &[],
-        &[
-            "edge-agent",
-            "cloud-bridge",
-            "protocol",
-            "rumqttc",
-            "axum",
-            "hyper",
-            "aws-config",
-        ],
+        &["edge-agent", "cloud-bridge", "rumqttc", "axum", "hyper", "aws-config"],
     );
 }
 

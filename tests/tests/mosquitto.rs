@@ -219,7 +219,8 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
         panic!()
     };
     assert_eq!(
-        first_body.intent, "emergency",
+        first_body.intent,
+        protocol::Intent::Emergency,
         "the emergency goes first after the restart"
     );
     ids.insert(first.message_id);

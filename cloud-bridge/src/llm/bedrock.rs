@@ -96,13 +96,14 @@ fn tool_spec(name: &str, description: &str, schema: Value) -> Tool {
 const UNDERSTANDING_TOOL: &str = "record_understanding";
 
 /// What the model records with [`UNDERSTANDING_TOOL`]; its schema is the tool's.
+/// A label outside the contract, or a score out of range, fails to read.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
 struct Recorded {
     #[schemars(schema_with = "intent_labels")]
-    intent: String,
-    #[schemars(extend("enum" = ["negative", "neutral", "positive"]))]
-    sentiment: String,
+    intent: models::Intent,
+    #[schemars(schema_with = "sentiment_labels")]
+    sentiment: models::Sentiment,
     #[schemars(range(min = -1.0, max = 1.0))]
     sentiment_score: f64,
     /// Why the reading differs from the car's, when it does
@@ -111,12 +112,16 @@ struct Recorded {
 }
 
 impl Recorded {
-    /// The schema's enums and range, which the model may still break.
+    /// The schema's range, which the model may still break.
     fn is_valid(&self) -> bool {
-        self.intent.parse::<models::Intent>().is_ok()
-            && self.sentiment.parse::<models::Sentiment>().is_ok()
-            && (-1.0..=1.0).contains(&self.sentiment_score)
+        (-1.0..=1.0).contains(&self.sentiment_score)
     }
+}
+
+/// The contract's sentiment labels.
+fn sentiment_labels(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let labels: Vec<&str> = models::Sentiment::ALL.iter().map(|s| s.as_str()).collect();
+    schemars::json_schema!({"type": "string", "enum": labels})
 }
 
 /// The contract's intent labels.

@@ -4,6 +4,7 @@
 //! What it says is labelled `local` in the response.
 
 use async_trait::async_trait;
+use models::Intent;
 use serde_json::json;
 
 use super::{Context, LlmError, LlmProvider, Reply, Understanding};
@@ -12,9 +13,9 @@ use crate::store::Usage;
 use crate::tools::{ToolCall, Toolbox};
 
 /// Words that settle an intent whatever the edge said; first match wins.
-const RULES: &[(&str, &[&str])] = &[
+const RULES: &[(Intent, &[&str])] = &[
     (
-        "emergency",
+        Intent::Emergency,
         &[
             "accident",
             "crash",
@@ -28,15 +29,15 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "talk_to_agent",
+        Intent::TalkToAgent,
         &["human", "person", "agent", "representative", "operator", "someone real"],
     ),
     (
-        "complaint",
+        Intent::Complaint,
         &["complain", "complaint", "unacceptable", "ripped off", "worst service"],
     ),
-    ("recall_warranty", &["recall", "recalls", "warranty"]),
-    ("book_service", &["book", "schedule", "appointment", "reschedule"]),
+    (Intent::RecallWarranty, &["recall", "recalls", "warranty"]),
+    (Intent::BookService, &["book", "schedule", "appointment", "reschedule"]),
 ];
 
 #[derive(Debug, Default)]
@@ -52,7 +53,7 @@ fn words_of(text: &str) -> String {
 }
 
 /// The intent the keyword rules give, if any.
-pub fn rule_intent(text: &str) -> Option<&'static str> {
+pub fn rule_intent(text: &str) -> Option<Intent> {
     let words = words_of(text);
     RULES
         .iter()
@@ -195,17 +196,17 @@ impl LlmProvider for LocalProvider {
         if let Some(intent) = rule_intent(context.utterance) {
             if intent != context.edge.intent {
                 understanding.reason = Some(format!("keyword rule: the words name {intent}"));
-                understanding.intent = intent.to_string();
+                understanding.intent = intent;
             }
         }
         Ok((understanding, Usage::default()))
     }
 
     async fn respond(&self, context: &Context<'_>, tools: &Toolbox<'_>) -> Result<Reply, LlmError> {
-        let text = match context.understanding.intent.as_str() {
-            "book_service" => self.book(context, tools)?,
-            "recall_warranty" => self.recalls(tools)?,
-            "directions" | "distance" | "traffic" | "find_place" => {
+        let text = match context.understanding.intent {
+            Intent::BookService => self.book(context, tools)?,
+            Intent::RecallWarranty => self.recalls(tools)?,
+            Intent::Directions | Intent::Distance | Intent::Traffic | Intent::FindPlace => {
                 "I can't look up routes, traffic or places right now; the navigation app on the screen can.".to_string()
             }
             _ => match context.articles.first() {

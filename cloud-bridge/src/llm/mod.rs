@@ -35,8 +35,8 @@ pub struct Context<'a> {
 /// An intent (one of the contract's labels) and sentiment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Understanding {
-    pub intent: String,
-    pub sentiment: String,
+    pub intent: models::Intent,
+    pub sentiment: models::Sentiment,
     pub sentiment_score: f32,
     /// Why it differs from the edge's, when it does.
     pub reason: Option<String>,

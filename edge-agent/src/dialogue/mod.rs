@@ -845,32 +845,41 @@ impl Assistant {
             tracing::warn!(%error, "the escalation goes without its history, which cannot be read");
             Vec::new()
         });
-        let recent: Vec<serde_json::Value> = history
+        let recent_turns: Vec<protocol::RecentTurn> = history
             .into_iter()
             .rev()
             .take(if share_history { 5 } else { 0 })
             .rev()
-            .map(|t| serde_json::json!({"text": t.text, "answer": t.answer, "intent": t.intent}))
+            .map(|t| protocol::RecentTurn {
+                text: t.text,
+                answer: t.answer,
+                intent: t.intent,
+            })
             .collect();
         // An emergency carries the minimum set (as eCall does): where and which car.
-        let snapshot = if priority == Priority::Urgent {
+        let vehicle = if priority == Priority::Urgent {
             serde_json::json!({"vin": state.vin, "location": state.location, "speed_kph": state.speed_kph})
         } else {
             serde_json::to_value(state).unwrap_or_default()
         };
-        let mut payload = serde_json::json!({
-            "utterance": text,
-            "intent": prediction.intent.as_str(),
-            "intent_confidence": prediction.intent_confidence,
-            "top_intent": prediction.top_intent.as_str(),
-            "sentiment": prediction.sentiment.as_str(),
-            "sentiment_score": prediction.sentiment_score,
-            "vehicle": snapshot,
-            "recent_turns": recent,
-            "locale": "en",
-            "market": state.market.clone().unwrap_or_else(|| self.config.vehicle.market.clone()),
-            "priority": priority,
-        });
+        let escalation = protocol::Escalation {
+            utterance: text.to_string(),
+            intent: prediction.intent,
+            intent_confidence: prediction.intent_confidence,
+            top_intent: Some(prediction.top_intent),
+            top_confidence: Some(prediction.top_confidence),
+            sentiment: prediction.sentiment,
+            sentiment_score: prediction.sentiment_score,
+            vehicle,
+            recent_turns,
+            locale: "en".to_string(),
+            market: state
+                .market
+                .clone()
+                .unwrap_or_else(|| self.config.vehicle.market.clone()),
+            priority,
+        };
+        let mut payload = serde_json::to_value(&escalation).expect("an escalation is plain JSON");
         // Redacted and coarsened before it is stored: what is queued is what leaves.
         let redactions = self.privacy.scrub(&mut payload);
         if redactions != crate::privacy::Redactions::default() {

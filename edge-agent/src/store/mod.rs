@@ -216,21 +216,8 @@ pub struct TurnRecord {
     pub from_cloud: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Urgent,
-    Normal,
-}
-
-impl Priority {
-    fn as_str(self) -> &'static str {
-        match self {
-            Priority::Urgent => "urgent",
-            Priority::Normal => "normal",
-        }
-    }
-}
+/// The wire's priority, stored as it is sent.
+pub use protocol::Priority;
 
 /// An escalation waiting for the uplink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
