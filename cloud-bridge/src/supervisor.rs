@@ -81,6 +81,66 @@ pub struct Supervisor {
 pub const FALLBACK_TEXT: &str =
     "Sorry, I couldn't get you an answer just now. Please ask again in a minute, or ask me for a person.";
 
+/// What one escalation is, for every stage.
+struct Job<'a> {
+    envelope: &'a Envelope,
+    escalation: &'a Escalation,
+    conversation_id: String,
+    /// The owner's market, else the car's.
+    market: String,
+    now: jiff::Timestamp,
+}
+
+/// What a route says and did.
+struct Answer {
+    text: String,
+    actions: Vec<Action>,
+    handoff: Option<WireHandoff>,
+    more_to_come: bool,
+    answered_by: String,
+    articles_used: Vec<String>,
+    failure: Option<String>,
+}
+
+impl Answer {
+    /// The supervisor's own words, nothing done.
+    fn said(text: String) -> Answer {
+        Answer {
+            text,
+            actions: Vec::new(),
+            handoff: None,
+            more_to_come: false,
+            answered_by: "supervisor".to_string(),
+            articles_used: Vec::new(),
+            failure: None,
+        }
+    }
+}
+
+/// A handoff as the car hears of it: queued, with the estimated wait.
+fn queued(handoff: &Handoff) -> WireHandoff {
+    WireHandoff {
+        status: HandoffStatus::Queued,
+        agent: None,
+        estimated_wait_seconds: Some(handoff.estimated_wait_seconds),
+    }
+}
+
+/// The car's recent turns as the conversation so far.
+fn history(envelope: &Envelope, escalation: &Escalation) -> Vec<ConversationTurn> {
+    escalation
+        .recent_turns
+        .iter()
+        .flat_map(|t| {
+            [(Role::Driver, &t.text), (Role::Assistant, &t.answer)].map(|(role, text)| ConversationTurn {
+                role,
+                text: text.clone(),
+                at: envelope.sent_at,
+            })
+        })
+        .collect()
+}
+
 impl Supervisor {
     pub fn new(
         stores: Stores,
@@ -169,219 +229,236 @@ impl Supervisor {
         usage
     }
 
-    /// Handles one escalation to the end; never fails (a failing stage degrades
-    /// to an honest answer and is counted).
+    /// Handles one escalation to the end, through the stages of the module's
+    /// list; never fails (a failing stage degrades to an honest answer and is
+    /// counted).
     pub async fn handle(&self, envelope: &Envelope, escalation: &Escalation) -> Handled {
         let started = Instant::now();
-        let thing = envelope.thing_name.clone();
-        let conversation_id = envelope
-            .conversation_id
-            .clone()
-            .unwrap_or_else(|| format!("{thing}:{}", envelope.message_id));
-        let profile = self.profile(&thing);
+        // 1. profile
+        let profile = self.profile(&envelope.thing_name);
         let workshop = self.workshop(profile.as_ref());
-        let zone = workshop.zone.clone();
-        let market = profile.as_ref().map_or(&escalation.market, |p| &p.market).clone();
-        let now = jiff::Timestamp::now();
+        let job = Job {
+            envelope,
+            escalation,
+            conversation_id: envelope
+                .conversation_id
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", envelope.thing_name, envelope.message_id)),
+            market: profile.as_ref().map_or(&escalation.market, |p| &p.market).clone(),
+            now: jiff::Timestamp::now(),
+        };
         let edge = Understanding {
             intent: escalation.intent,
             sentiment: escalation.sentiment,
             sentiment_score: escalation.sentiment_score.clamp(-1.0, 1.0),
             reason: None,
         };
-        let history: Vec<ConversationTurn> = escalation
-            .recent_turns
-            .iter()
-            .flat_map(|t| {
-                [
-                    ConversationTurn {
-                        role: Role::Driver,
-                        text: t.text.clone(),
-                        at: envelope.sent_at,
-                    },
-                    ConversationTurn {
-                        role: Role::Assistant,
-                        text: t.answer.clone(),
-                        at: envelope.sent_at,
-                    },
-                ]
-            })
-            .collect();
+        let history = history(envelope, escalation);
         let mut context = Context {
             utterance: &escalation.utterance,
             edge: edge.clone(),
             edge_confidence: escalation.intent_confidence,
-            understanding: edge.clone(),
+            understanding: edge,
             articles: Vec::new(),
             profile: profile.as_ref(),
             reported: Reported::from_snapshot(&escalation.vehicle),
             history: &history,
-            now: now.to_zoned_datetime(zone),
+            now: job.now.to_zoned_datetime(workshop.zone.clone()),
         };
         let mut usage = Usage::default();
-        let mut failure = None;
-
         let deadline = self.deadline();
-        // Urgent first: nothing may hold an emergency back.
-        let mut route = route(edge.intent, escalation.priority);
-        if route != Route::Urgent && self.should_recheck(escalation) {
-            match tokio::time::timeout_at(deadline, self.provider.understand(&context)).await {
-                Ok(Ok((understood, spent))) => {
-                    usage.add(spent);
-                    context.understanding = understood;
-                }
-                Ok(Err(error)) => {
-                    self.metrics.llm_failure(error.kind());
-                    tracing::warn!(%error, "the intent re-check failed; keeping the edge's labels");
-                }
-                Err(_) => self.metrics.llm_failure("timeout"),
-            }
-            if context.understanding.intent != edge.intent {
-                self.metrics
-                    .corrected(edge.intent.as_str(), context.understanding.intent.as_str());
-                tracing::info!(
-                    from = %edge.intent,
-                    to = %context.understanding.intent,
-                    reason = context.understanding.reason.as_deref().unwrap_or(""),
-                    "the supervisor corrected the edge's intent"
-                );
-            }
-            route = self::route(context.understanding.intent, escalation.priority);
-        }
+        // 2.-4. urgent first, understanding, routing
+        let route = self.understand(&mut context, escalation, deadline, &mut usage).await;
+        // 5. the answer of the route
+        let answer = match route {
+            Route::Urgent => self.answer_urgent(&job),
+            Route::Human => self.hand_to_person(&job, context.understanding.intent),
+            Route::Answer => self.answer(&job, &mut context, workshop, deadline, &mut usage).await,
+        };
+        // 6. what is stored
+        let handled = self.record(&job, &context, route, answer, self.cost(usage));
+        self.metrics.handled(
+            route.as_str(),
+            &handled.outcome.provider,
+            started.elapsed().as_secs_f64(),
+        );
+        handled
+    }
 
-        let mut articles_used = Vec::new();
-        let mut actions = Vec::new();
-        let mut more_to_come = false;
-        let mut handoff_wire = None;
-        let mut answered_by = "supervisor".to_string();
-        let text = match route {
-            Route::Urgent => {
-                let handoff = self.open_handoff(envelope, &conversation_id, escalation, "emergency", true, now);
-                more_to_come = handoff.is_some();
-                handoff_wire = handoff.map(|h| WireHandoff {
-                    status: HandoffStatus::Queued,
-                    agent: None,
-                    estimated_wait_seconds: Some(h.estimated_wait_seconds),
-                });
-                format!(
-                    "Call {} now if anyone is hurt or in danger. I've alerted our emergency team with your location, and a person will join you right away.",
-                    self.config.emergency_number(&market)
-                )
+    /// Stages 2 to 4: an urgent escalation is routed at once; otherwise the
+    /// edge's labels are re-checked when it was unsure (each correction counted)
+    /// and the route is taken from the understanding.
+    async fn understand(
+        &self,
+        context: &mut Context<'_>,
+        escalation: &Escalation,
+        deadline: tokio::time::Instant,
+        usage: &mut Usage,
+    ) -> Route {
+        let route = route(context.edge.intent, escalation.priority);
+        if route == Route::Urgent || !self.should_recheck(escalation) {
+            return route;
+        }
+        match tokio::time::timeout_at(deadline, self.provider.understand(context)).await {
+            Ok(Ok((understood, spent))) => {
+                usage.add(spent);
+                context.understanding = understood;
             }
-            Route::Human => {
-                let intent = context.understanding.intent;
-                let handoff = self.open_handoff(envelope, &conversation_id, escalation, intent.as_str(), false, now);
-                match handoff {
-                    Some(h) => {
-                        more_to_come = true;
-                        handoff_wire = Some(WireHandoff {
-                            status: HandoffStatus::Queued,
-                            agent: None,
-                            estimated_wait_seconds: Some(h.estimated_wait_seconds),
-                        });
-                        let wait = wait_phrase(h.estimated_wait_seconds);
-                        if intent == Intent::Complaint {
-                            format!("I'm sorry about that. I've passed this to our customer care team, and someone will be with you {wait}.")
-                        } else {
-                            format!("I'm putting you through to a person; someone will be with you {wait}.")
-                        }
-                    }
-                    None => {
-                        failure = Some("handoff could not be stored".to_string());
-                        "Sorry, I couldn't reach our team just now. Please try again in a minute.".to_string()
-                    }
+            Ok(Err(error)) => {
+                self.metrics.llm_failure(error.kind());
+                tracing::warn!(%error, "the intent re-check failed; keeping the edge's labels");
+            }
+            Err(_) => self.metrics.llm_failure("timeout"),
+        }
+        let (edge, understood) = (context.edge.intent, context.understanding.intent);
+        if understood != edge {
+            self.metrics.corrected(edge.as_str(), understood.as_str());
+            tracing::info!(
+                from = %edge,
+                to = %understood,
+                reason = context.understanding.reason.as_deref().unwrap_or(""),
+                "the supervisor corrected the edge's intent"
+            );
+        }
+        self::route(understood, escalation.priority)
+    }
+
+    /// The urgent route: the emergency protocol's words and an urgent handoff,
+    /// with no model call.
+    fn answer_urgent(&self, job: &Job<'_>) -> Answer {
+        let handoff = self.open_handoff(job, "emergency", true);
+        Answer {
+            more_to_come: handoff.is_some(),
+            handoff: handoff.map(|h| queued(&h)),
+            ..Answer::said(format!(
+                "Call {} now if anyone is hurt or in danger. I've alerted our emergency team with your location, and a person will join you right away.",
+                self.config.emergency_number(&job.market)
+            ))
+        }
+    }
+
+    /// The human route: a queued handoff with its estimated wait.
+    fn hand_to_person(&self, job: &Job<'_>, intent: Intent) -> Answer {
+        let Some(handoff) = self.open_handoff(job, intent.as_str(), false) else {
+            return Answer {
+                failure: Some("handoff could not be stored".to_string()),
+                ..Answer::said("Sorry, I couldn't reach our team just now. Please try again in a minute.".to_string())
+            };
+        };
+        let wait = wait_phrase(handoff.estimated_wait_seconds);
+        let text = if intent == Intent::Complaint {
+            format!("I'm sorry about that. I've passed this to our customer care team, and someone will be with you {wait}.")
+        } else {
+            format!("I'm putting you through to a person; someone will be with you {wait}.")
+        };
+        Answer {
+            more_to_come: true,
+            handoff: Some(queued(&handoff)),
+            ..Answer::said(text)
+        }
+    }
+
+    /// The answer route: retrieval, the tools, and the provider's reply within
+    /// the deadline, with the honest fallback when it fails.
+    async fn answer(
+        &self,
+        job: &Job<'_>,
+        context: &mut Context<'_>,
+        workshop: Workshop,
+        deadline: tokio::time::Instant,
+        usage: &mut Usage,
+    ) -> Answer {
+        let articles = self.retrieve(job.escalation, context.understanding.intent, context.profile);
+        let articles_used = articles.iter().map(|a| a.id.clone()).collect();
+        context.articles = articles;
+        let known = (context.profile, context.reported.clone());
+        let thing = &job.envelope.thing_name;
+        let tools = Toolbox::new(self.stores.appointments.as_ref(), thing, known, workshop, job.now);
+        let result = match tokio::time::timeout_at(deadline, self.provider.respond(context, &tools)).await {
+            Ok(result) => result,
+            Err(_) => Err(LlmError::Timeout),
+        };
+        let actions: Vec<Action> = tools
+            .confirmed()
+            .into_iter()
+            .map(|appointment| Action::BookingConfirmed {
+                appointment_id: appointment.appointment_id,
+                dealer: appointment.dealer,
+                starts_at: appointment.starts_at,
+                service: appointment.service,
+            })
+            .collect();
+        let answer = match result {
+            Ok(reply) => {
+                usage.add(reply.usage);
+                Answer {
+                    answered_by: self.provider.label(),
+                    ..Answer::said(reply.text)
                 }
             }
-            Route::Answer => {
-                let articles = self.retrieve(escalation, context.understanding.intent, profile.as_ref());
-                articles_used = articles.iter().map(|a| a.id.clone()).collect();
-                context.articles = articles;
-                let known = (profile.as_ref(), context.reported.clone());
-                let tools = Toolbox::new(self.stores.appointments.as_ref(), &thing, known, workshop, now);
-                let result = match tokio::time::timeout_at(deadline, self.provider.respond(&context, &tools)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(LlmError::Timeout),
+            Err(error) => {
+                self.metrics.llm_failure(error.kind());
+                tracing::warn!(%error, "no answer from the provider; the driver gets the fallback");
+                let text = if actions.is_empty() {
+                    FALLBACK_TEXT
+                } else {
+                    // The booking went through even though the model did not finish.
+                    "Your booking is confirmed; the details are on the screen."
                 };
-                for appointment in tools.confirmed() {
-                    actions.push(Action::BookingConfirmed {
-                        appointment_id: appointment.appointment_id,
-                        dealer: appointment.dealer,
-                        starts_at: appointment.starts_at,
-                        service: appointment.service,
-                    });
-                }
-                match result {
-                    Ok(reply) => {
-                        usage.add(reply.usage);
-                        answered_by = self.provider.label();
-                        reply.text
-                    }
-                    Err(error) => {
-                        self.metrics.llm_failure(error.kind());
-                        tracing::warn!(%error, "no answer from the provider; the driver gets the fallback");
-                        failure = Some(error.to_string());
-                        if actions.is_empty() {
-                            FALLBACK_TEXT.to_string()
-                        } else {
-                            // The booking went through even though the model did not finish.
-                            "Your booking is confirmed; the details are on the screen.".to_string()
-                        }
-                    }
+                Answer {
+                    failure: Some(error.to_string()),
+                    ..Answer::said(text.to_string())
                 }
             }
         };
-        let usage = self.cost(usage);
+        Answer {
+            actions,
+            articles_used,
+            ..answer
+        }
+    }
+
+    /// Stage 6: the response for the car, the conversation's two turns and the
+    /// outcome record.
+    fn record(&self, job: &Job<'_>, context: &Context<'_>, route: Route, answer: Answer, usage: Usage) -> Handled {
+        let (envelope, now) = (job.envelope, job.now);
         let response = Response {
             in_reply_to: envelope.message_id,
-            text,
-            actions,
-            handoff: handoff_wire,
-            more_to_come,
-            answered_by: Some(answered_by.clone()),
+            text: answer.text,
+            actions: answer.actions,
+            handoff: answer.handoff,
+            more_to_come: answer.more_to_come,
+            answered_by: Some(answer.answered_by.clone()),
+        };
+        let turn = |role, text: &str| ConversationTurn {
+            role,
+            text: text.to_string(),
+            at: now,
         };
         let turns = vec![
-            (
-                ConversationTurn {
-                    role: Role::Driver,
-                    text: escalation.utterance.clone(),
-                    at: now,
-                },
-                Usage::default(),
-            ),
-            (
-                ConversationTurn {
-                    role: Role::Assistant,
-                    text: response.text.clone(),
-                    at: now,
-                },
-                usage,
-            ),
+            (turn(Role::Driver, &job.escalation.utterance), Usage::default()),
+            (turn(Role::Assistant, &response.text), usage),
         ];
+        let (edge, understood) = (&context.edge, &context.understanding);
         let outcome = Outcome {
             message_id: envelope.message_id.to_string(),
-            thing: thing.clone(),
-            conversation_id: conversation_id.clone(),
+            thing: envelope.thing_name.clone(),
+            conversation_id: job.conversation_id.clone(),
             edge_intent: edge.intent.to_string(),
-            intent: context.understanding.intent.to_string(),
-            correction: context
-                .understanding
-                .reason
-                .clone()
-                .filter(|_| context.understanding.intent != edge.intent),
-            sentiment: context.understanding.sentiment.to_string(),
-            sentiment_score: context.understanding.sentiment_score,
+            intent: understood.intent.to_string(),
+            correction: understood.reason.clone().filter(|_| understood.intent != edge.intent),
+            sentiment: understood.sentiment.to_string(),
+            sentiment_score: understood.sentiment_score,
             route: route.as_str().to_string(),
-            provider: answered_by,
-            articles: articles_used,
+            provider: answer.answered_by,
+            articles: answer.articles_used,
             usage,
-            failure,
+            failure: answer.failure,
             handled_at: jiff::Timestamp::now(),
         };
-        self.metrics
-            .handled(route.as_str(), &outcome.provider, started.elapsed().as_secs_f64());
         Handled {
-            thing,
-            conversation_id,
+            thing: envelope.thing_name.clone(),
+            conversation_id: job.conversation_id.clone(),
             response,
             outcome,
             turns,
@@ -402,15 +479,7 @@ impl Supervisor {
 
     /// Opens a handoff with an estimated wait: the queue ahead of it (urgent ones
     /// go first) times the mean handling time, over the agents on shift.
-    fn open_handoff(
-        &self,
-        envelope: &Envelope,
-        conversation_id: &str,
-        escalation: &Escalation,
-        reason: &str,
-        urgent: bool,
-        now: jiff::Timestamp,
-    ) -> Option<Handoff> {
+    fn open_handoff(&self, job: &Job<'_>, reason: &str, urgent: bool) -> Option<Handoff> {
         let ahead = match self.stores.handoffs.queued() {
             Ok(queue) => queue.iter().filter(|h| h.urgent || !urgent).count(),
             Err(error) => {
@@ -421,18 +490,18 @@ impl Supervisor {
         };
         let handoff = Handoff {
             handoff_id: format!("h-{}", &uuid::Uuid::now_v7().simple().to_string()[16..]),
-            message_id: envelope.message_id.to_string(),
-            thing: envelope.thing_name.clone(),
-            conversation_id: conversation_id.to_string(),
+            message_id: job.envelope.message_id.to_string(),
+            thing: job.envelope.thing_name.clone(),
+            conversation_id: job.conversation_id.clone(),
             reason: reason.to_string(),
             urgent,
             state: HandoffState::Queued,
             agent: None,
-            created_at: now,
+            created_at: job.now,
             taken_at: None,
             closed_at: None,
             estimated_wait_seconds: estimated_wait_seconds(ahead, urgent, &self.config),
-            utterance: escalation.utterance.clone(),
+            utterance: job.escalation.utterance.clone(),
         };
         match self.stores.handoffs.open(&handoff) {
             Ok(()) => Some(handoff),
