@@ -11,8 +11,6 @@
 //! 3. `kb build` of the shipped pack, and of a generated 10,000-article pack.
 
 use std::path::{Path, PathBuf};
-#[path = "../tests/support/mod.rs"]
-mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +21,7 @@ const SECONDS: u64 = 20;
 fn main() {
     let texts = utterances();
     let started = Instant::now();
-    let daemon = support::Daemon::start(&[
+    let daemon = testkit::Daemon::start(&[
         ("EDGE_AGENT__API__RATE_PER_SECOND", "100000"),
         ("EDGE_AGENT__API__RATE_BURST", "100000"),
     ]);
@@ -32,7 +30,7 @@ fn main() {
         started.elapsed().as_secs_f64() * 1e3
     );
     let socket = daemon.socket.clone();
-    let rss_idle = support::peak_rss_mb(daemon.child.id());
+    let rss_idle = testkit::peak_rss_mb(daemon.child.id());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -40,7 +38,7 @@ fn main() {
         .build()
         .unwrap();
     let (latencies, failures) = runtime.block_on(open_loop(&socket, Arc::new(texts)));
-    let rss_peak = support::peak_rss_mb(daemon.child.id());
+    let rss_peak = testkit::peak_rss_mb(daemon.child.id());
     let metrics = runtime
         .block_on(edge_agent::client::request(
             &socket,

@@ -9,9 +9,6 @@
 //! sent every 10 ms, each on its own connection. Prints the apply time and the
 //! answer latencies before and during the apply.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,16 +55,16 @@ fn main() {
     }
     let payload = Payload::full(live.load().meta(), all);
     let bytes = payload.to_bytes();
-    let manifest = support::bundle::manifest(
+    let manifest = testkit::bundle::manifest(
         2,
         &payload,
         &bytes,
         "https://bundles.example/stable/2",
         Targets::default(),
     );
-    let notice = support::bundle::notice(&key, &manifest);
+    let notice = testkit::bundle::notice(&key, &manifest);
 
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let socket = config.socket_path();
     let server = {

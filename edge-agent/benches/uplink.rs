@@ -10,9 +10,6 @@
 //!    escalations per second from the connection to an empty outbox.
 //! 3. The daemon's peak RSS with 100,000 escalations queued (maximum raised).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -89,7 +86,7 @@ fn acknowledging_cloud(port: u16) {
                 }
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
                     if let Ok(escalation) = protocol::decode(&p.payload) {
-                        support::acknowledge(&client, &escalation);
+                        testkit::acknowledge(&client, &escalation);
                     }
                 }
                 Ok(_) => {}
@@ -123,12 +120,12 @@ fn main() {
         times.len()
     );
 
-    let runtime = support::runtime();
+    let runtime = testkit::runtime();
     let drain = root.path().join("drain");
     const DRAIN: usize = 5_000;
     fill(&drain, DRAIN);
-    let broker_port = support::free_port();
-    support::start_broker(broker_port);
+    let broker_port = testkit::free_port();
+    testkit::start_broker(broker_port);
     acknowledging_cloud(broker_port);
     let port = broker_port.to_string();
     let env = [
@@ -140,7 +137,7 @@ fn main() {
         ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "0"),
         ("EDGE_AGENT__OUTBOX__MAX_QUEUED", "200000"),
     ];
-    let daemon = support::Daemon::start_in(&drain, &env);
+    let daemon = testkit::Daemon::start_in(&drain, &env);
     let (started, finished) = runtime.block_on(async {
         let mut connected_at = None;
         loop {
@@ -173,17 +170,17 @@ fn main() {
         filled.elapsed().as_secs_f64()
     );
     // Offline: nothing listens on the uplink's port.
-    let closed = support::free_port().to_string();
+    let closed = testkit::free_port().to_string();
     let env = [
         ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1"),
         ("EDGE_AGENT__UPLINK__PORT", closed.as_str()),
         ("EDGE_AGENT__UPLINK__TLS", "false"),
         ("EDGE_AGENT__OUTBOX__MAX_QUEUED", "200000"),
     ];
-    let daemon = support::Daemon::start_in(&big, &env);
+    let daemon = testkit::Daemon::start_in(&big, &env);
     runtime.block_on(async {
         for i in 0..20 {
-            let (_, turn) = support::ask(&daemon.socket, "book a service for friday", &format!("b-{i}")).await;
+            let (_, turn) = testkit::ask(&daemon.socket, "book a service for friday", &format!("b-{i}")).await;
             assert_eq!(turn["escalation"]["status"], "pending");
         }
         let (_, body) = edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None)
@@ -193,7 +190,7 @@ fn main() {
         println!(
             "daemon peak RSS with {} escalations queued: {:.1} MB",
             health["pending_escalations"],
-            support::peak_rss_mb(daemon.child.id())
+            testkit::peak_rss_mb(daemon.child.id())
         );
     });
 }

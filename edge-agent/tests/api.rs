@@ -2,14 +2,12 @@
 //! contract checked against `openapi.json`, a late answer on SSE, the per-client
 //! rate limit, body limits, malformed JSON, and SIGTERM during a request.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::Daemon;
+use testkit::Daemon;
 
 use edge_agent::client::request;
 use hyper::Method;
@@ -214,7 +212,7 @@ fn a_late_answer_arrives_on_the_event_stream_after_the_request_returned() {
     let daemon = Daemon::start(&[]);
     let doc = openapi();
     runtime().block_on(async {
-        let response = support::open_events(&daemon.socket, "late-1").await;
+        let response = testkit::open_events(&daemon.socket, "late-1").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         let mut events = response.into_body();
@@ -275,9 +273,9 @@ fn a_client_that_reconnects_with_last_event_id_hears_what_it_missed_once() {
             }
         };
         let mut buffer = String::new();
-        let mut first = support::open_events(&daemon.socket, "resume-1").await.into_body();
+        let mut first = testkit::open_events(&daemon.socket, "resume-1").await.into_body();
         let first_turn = late("how much fuel do i have").await;
-        let heard = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut first, &mut buffer))
+        let heard = tokio::time::timeout(TEN_SECONDS, testkit::next_sse(&mut first, &mut buffer))
             .await
             .expect("the answer");
         assert_eq!(heard.event, "answer");
@@ -290,10 +288,10 @@ fn a_client_that_reconnects_with_last_event_id_hears_what_it_missed_once() {
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         let mut buffer = String::new();
-        let mut again = support::open_events_after(&daemon.socket, "resume-1", Some(&last_seen))
+        let mut again = testkit::open_events_after(&daemon.socket, "resume-1", Some(&last_seen))
             .await
             .into_body();
-        let replayed = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut again, &mut buffer))
+        let replayed = tokio::time::timeout(TEN_SECONDS, testkit::next_sse(&mut again, &mut buffer))
             .await
             .expect("the replay");
         assert_eq!(
@@ -303,17 +301,17 @@ fn a_client_that_reconnects_with_last_event_id_hears_what_it_missed_once() {
         assert!(replayed.data.contains(&missed_turn), "{replayed:?}");
         assert!(!replayed.data.contains(&first_turn), "what it saw is not repeated");
         let third_turn = late("how far can i go").await;
-        let live = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut again, &mut buffer))
+        let live = tokio::time::timeout(TEN_SECONDS, testkit::next_sse(&mut again, &mut buffer))
             .await
             .expect("live again");
         assert!(live.data.contains(&third_turn), "{live:?}");
 
         // An id from before a restart: the client is told it may have missed some.
         let mut buffer = String::new();
-        let mut stale = support::open_events_after(&daemon.socket, "resume-1", Some("00000000-5"))
+        let mut stale = testkit::open_events_after(&daemon.socket, "resume-1", Some("00000000-5"))
             .await
             .into_body();
-        let notice = tokio::time::timeout(TEN_SECONDS, support::next_sse(&mut stale, &mut buffer))
+        let notice = tokio::time::timeout(TEN_SECONDS, testkit::next_sse(&mut stale, &mut buffer))
             .await
             .expect("a notice");
         assert_eq!(

@@ -3,8 +3,6 @@
 //! cut mid-way that resumes with a Range request from a loopback HTTPS server,
 //! and a kill -9 at every failure point of the apply.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -18,8 +16,8 @@ use edge_agent::knowledge_base;
 use knowledge::bundle::{Manifest, Payload, PayloadKind, SigningKey, Targets, TrustedKeys};
 use knowledge::Article;
 
-use support::blob_server::BlobServer;
-use support::bundle::notice;
+use testkit::blob_server::BlobServer;
+use testkit::bundle::notice;
 
 /// A car following `stable`, a Voyager in the US, trusting `key` (and a revoked one).
 struct Car {
@@ -96,7 +94,7 @@ fn bundle(version: u64, payload: &Payload, url: &str) -> Bundle {
         markets: vec![],
     };
     Bundle {
-        manifest: support::bundle::manifest(version, payload, &bytes, url, targets),
+        manifest: testkit::bundle::manifest(version, payload, &bytes, url, targets),
         payload: bytes,
     }
 }
@@ -215,7 +213,7 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
 
 #[test]
 fn a_download_cut_midway_resumes_with_a_range_request_and_then_verifies() {
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     runtime.block_on(async {
         let (key, revoked, _) = keys();
         let car = car(&key, &revoked);
@@ -278,7 +276,7 @@ fn a_download_cut_midway_resumes_with_a_range_request_and_then_verifies() {
 
 /// Runs `edge-agent` with the car's config.
 fn edge(car: &Car, args: &[&str]) -> Command {
-    let mut command = Command::new(support::edge_binary());
+    let mut command = Command::new(testkit::edge_binary());
     command
         .args(args)
         .env("EDGE_AGENT_CONFIG", car.config_file())

@@ -12,8 +12,6 @@
 
 #![allow(unsafe_code)] // getrlimit/setrlimit and geteuid in the test
 
-mod support;
-
 use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -21,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Daemon;
+use testkit::Daemon;
 
 const NOBODY: u32 = 65534;
 const HOSTILE_CONNECTIONS: usize = 5000;
@@ -170,7 +168,7 @@ fn five_thousand_hostile_connections_of_another_user_do_not_slow_the_driver() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let reap = support::KillOnDrop(&mut hostile);
+    let reap = testkit::KillOnDrop(&mut hostile);
     let mut lines = std::io::BufReader::new(reap.0.stdout.take().unwrap()).lines();
     let mut asker = None;
     let (opened, still_open) = loop {
@@ -208,7 +206,7 @@ fn five_thousand_hostile_connections_of_another_user_do_not_slow_the_driver() {
         answered <= 40 && answered < asker.len(),
         "the hostile child (same user, new process) stayed limited: {asker:?}"
     );
-    let metrics = support::exchange_body(&daemon.socket, "/metrics");
+    let metrics = testkit::exchange_body(&daemon.socket, "/metrics");
     let refused: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("edge_agent_connections_refused_total "))

@@ -5,15 +5,13 @@
 //! folder is private (0700, files 0600) without systemd. The full disk is in
 //! the end-to-end crate (`tests/tests/disk.rs`): it needs a real small file system.
 
-mod support;
-
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 use edge_agent::client::request;
 use hyper::Method;
 use serde_json::Value;
-use support::{ask, Daemon};
+use testkit::{ask, Daemon};
 
 /// Room for the test's burst of asks.
 const ENV: &[(&str, &str)] = &[
@@ -117,7 +115,7 @@ async fn assert_emergency_answered(daemon: &Daemon) {
 
 #[test]
 fn a_database_damaged_inside_a_page_then_in_its_header_is_replaced_with_its_readable_rows() {
-    let rt = support::runtime();
+    let rt = testkit::runtime();
     let root = tempfile::tempdir().unwrap();
     let state = root.path();
     let daemon = Daemon::start_in(state, ENV);
@@ -195,7 +193,7 @@ fn the_state_folder_is_private_and_so_is_every_file_in_it() {
     let notes = state.join("notes.txt");
     std::fs::write(&notes, "left by an older install").unwrap();
     std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let rt = support::runtime();
+    let rt = testkit::runtime();
     let daemon = Daemon::start_in(&state, ENV);
     rt.block_on(fill(&daemon));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

@@ -3,14 +3,12 @@
 //! and no more pings once a driver's turn wedges inference (the test-only
 //! failpoint `inference:wedge` blocks the turn where the model runs).
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::edge_binary;
-use support::notify::NotifyListener;
+use testkit::edge_binary;
+use testkit::notify::NotifyListener;
 
 #[test]
 fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
@@ -41,7 +39,7 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let _reap = support::KillOnDrop(&mut child);
+    let _reap = testkit::KillOnDrop(&mut child);
 
     let ready = listener.wait_ready(&log_path);
     // Straight to stderr, past the harness's capture, so CI's log shows the figure.
@@ -51,7 +49,7 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
         (ready - started).as_millis()
     );
     // Ready means answering: the socket is bound and the knowledge is loaded.
-    let runtime = support::runtime();
+    let runtime = testkit::runtime();
     let (status, health) = runtime
         .block_on(edge_agent::client::request(
             &socket,
@@ -84,7 +82,7 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
     // A driver's turn wedges inference; the pings stop before systemd's deadline.
     let wedged_socket = socket.clone();
     std::thread::spawn(move || {
-        let runtime = support::runtime();
+        let runtime = testkit::runtime();
         let _ = runtime.block_on(edge_agent::client::ask(
             &wedged_socket,
             "what's my tyre pressure",

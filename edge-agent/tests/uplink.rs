@@ -3,14 +3,12 @@
 //! `protocol`, the outbox emptied only on the cloud's acknowledgement (never on a
 //! PUBACK alone), and responses back on /v1/events with duplicates dropped.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use edge_agent::client::request;
 use hyper::Method;
 use serde_json::Value;
-use support::{ask, free_port, start_broker, Daemon, Network};
+use testkit::{ask, free_port, start_broker, Daemon, Network};
 
 /// A plain MQTT client playing cloud-bridge, which acknowledges every escalation it
 /// reads as cloud-bridge does after its claim; returns once its subscription holds.
@@ -43,7 +41,7 @@ fn cloud_that(
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
                     if acknowledging && p.topic.ends_with("/escalations") {
                         if let Ok(envelope) = protocol::decode(&p.payload) {
-                            support::acknowledge(&acker, &envelope);
+                            testkit::acknowledge(&acker, &envelope);
                         }
                     }
                     if tx.send(p).is_err() {
@@ -99,7 +97,7 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
     let (port, broker_port) = (free_port(), free_port());
     let port_text = port.to_string();
     let daemon = Daemon::start(&uplink_env(&port_text, "car-7", &[]));
-    let runtime = support::runtime();
+    let runtime = testkit::runtime();
     runtime.block_on(async {
         // Offline: the broker is not there yet. The request is queued, not lost.
         let (status, turn) = ask(&daemon.socket, "book a service for friday", "drive-1").await;
@@ -173,7 +171,7 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
         );
 
         // The answer comes back, twice (at least once): the HMI sees it once.
-        let response = support::open_events(&daemon.socket, "drive-1").await;
+        let response = testkit::open_events(&daemon.socket, "drive-1").await;
         let mut stream = response.into_body();
         let reply = protocol::Envelope::new(
             "car-7",
@@ -246,7 +244,7 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
             ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "0"),
         ],
     );
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let network = runtime.block_on(Network::start(port, broker_port, true));
     let mut daemon = Daemon::start(&env);
     runtime.block_on(async {
@@ -285,7 +283,7 @@ fn killed_with_a_hundred_publishes_unacknowledged_the_agent_delivers_them_all_af
             .recv_timeout(Duration::from_secs(15))
             .expect("every message is sent again after the restart");
         let envelope = protocol::decode(&message.payload).unwrap();
-        support::acknowledge(&cloud, &envelope);
+        testkit::acknowledge(&cloud, &envelope);
         ids.insert(envelope.message_id);
         acknowledged.insert(envelope.message_id);
         received += 1;
@@ -306,9 +304,9 @@ fn a_question_that_outlives_its_time_to_live_is_dropped_and_the_driver_told() {
         "car-10",
         &[("EDGE_AGENT__OUTBOX__TTL_SECONDS__TRAFFIC", "1")],
     ));
-    let runtime = support::runtime();
+    let runtime = testkit::runtime();
     runtime.block_on(async {
-        let response = support::open_events(&daemon.socket, "jam-1").await;
+        let response = testkit::open_events(&daemon.socket, "jam-1").await;
         let mut stream = response.into_body();
         let (_, turn) = ask(&daemon.socket, "is there traffic on the way to work", "jam-1").await;
         assert_eq!(turn["intent"], "traffic");
@@ -344,7 +342,7 @@ fn a_question_that_outlives_its_time_to_live_is_dropped_and_the_driver_told() {
             published.recv_timeout(Duration::from_millis(500)).is_err(),
             "an expired question is not sent"
         );
-        let metrics = support::exchange_body(&daemon.socket, "/metrics");
+        let metrics = testkit::exchange_body(&daemon.socket, "/metrics");
         assert!(
             metrics.contains("edge_agent_outbox_dropped_total{reason=\"expired\"} 1"),
             "{metrics}"
@@ -359,7 +357,7 @@ fn anonymous_counters_go_up_in_batches() {
     let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/+/analytics");
     let port_text = port.to_string();
     // Multi-threaded: the network's tasks must run while the test waits outside it.
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let _network = runtime.block_on(Network::start(port, broker_port, false));
     let daemon = Daemon::start(&uplink_env(
         &port_text,
@@ -434,7 +432,7 @@ fn with_consent_off_only_counters_and_an_emergency_leave_the_car() {
     start_broker(broker_port);
     let (_cloud, published) = cloud(broker_port, "kestrel/v1/cars/car-13/#");
     let port_text = port.to_string();
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let _network = runtime.block_on(Network::start(port, broker_port, false));
     let daemon = Daemon::start(&uplink_env(
         &port_text,
@@ -481,11 +479,11 @@ fn a_puback_alone_keeps_the_escalation_which_is_sent_again_until_the_cloud_ackno
     let (cloud, published) = cloud_that(broker_port, "kestrel/v1/cars/+/escalations", false);
     let port_text = port.to_string();
     let env = uplink_env(&port_text, "car-14", &[("EDGE_AGENT__UPLINK__ACK_TIMEOUT_MS", "300")]);
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let daemon = Daemon::start(&env);
     runtime.block_on(async {
         let _network = Network::start(port, broker_port, false).await;
-        let events = support::open_events(&daemon.socket, "e-1").await;
+        let events = testkit::open_events(&daemon.socket, "e-1").await;
         let (_, turn) = ask(&daemon.socket, "book a service for friday", "e-1").await;
         assert_eq!(turn["escalation"]["status"], "pending");
         let published = tokio::task::spawn_blocking(move || {
@@ -511,7 +509,7 @@ fn a_puback_alone_keeps_the_escalation_which_is_sent_again_until_the_cloud_ackno
         );
         assert_eq!(h["uplink"]["subscribed"], true, "{h}");
 
-        support::acknowledge(&cloud, &copies[0]);
+        testkit::acknowledge(&cloud, &copies[0]);
         wait_for(&daemon, "the acknowledgement", |h| h["pending_escalations"] == 0).await;
         // Acknowledged: not sent again.
         let quiet = tokio::task::spawn_blocking(move || {

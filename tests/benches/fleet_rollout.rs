@@ -8,9 +8,6 @@
 //! Counts verified applies, not notices received. The cars share this machine's
 //! two cores, so at most four apply at once (a real car has its own CPU).
 
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,14 +17,14 @@ use edge_agent::config::Config;
 use edge_agent::fleet::Outcome;
 use edge_agent::knowledge_base;
 use knowledge::bundle::{Payload, SigningKey, Targets, TrustedKeys};
-use support::blob_server::BlobServer;
+use testkit::blob_server::BlobServer;
 
 fn main() {
     let cars: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let dir = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    support::start_broker(port);
+    let port = testkit::free_port();
+    testkit::start_broker(port);
     let server = runtime.block_on(BlobServer::start());
     let ca = server.write_ca(dir.path());
     let key = SigningKey::generate().unwrap();
@@ -54,8 +51,8 @@ fn main() {
     let payload = Payload::full(template.meta(), articles);
     let bytes = payload.to_bytes();
     server.put("/stable/2", bytes.clone());
-    let manifest = support::bundle::manifest(2, &payload, &bytes, &server.url("/stable/2"), Targets::default());
-    let notice = support::bundle::notice(&key, &manifest);
+    let manifest = testkit::bundle::manifest(2, &payload, &bytes, &server.url("/stable/2"), Targets::default());
+    let notice = testkit::bundle::notice(&key, &manifest);
     let envelope = protocol::encode(&protocol::Envelope::new(
         "fleet-ops",
         None,

@@ -19,8 +19,6 @@
 //! The seed is printed; `CHAOS_SEED=<n>` replays a run's schedule.
 
 mod common;
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_with, Mosquitto, Pki, Stop};
-use support::{free_port, Daemon};
+use testkit::{free_port, Daemon};
 
 const CARS: usize = 3;
 /// What every driver asks: a `cloud` intent the local provider answers at once.
@@ -313,7 +311,7 @@ impl Drivers {
                 let socket = world.socket(car);
                 let pass = pass.to_string();
                 std::thread::spawn(move || {
-                    let runtime = support::threaded_runtime();
+                    let runtime = testkit::threaded_runtime();
                     let every = Duration::from_secs(1) / per_second;
                     let mut next = Instant::now();
                     let mut n = 0usize;

@@ -4,8 +4,6 @@
 //! `/v1/events` stream. Skipped visibly without mosquitto (a failure in CI).
 
 mod common;
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_on, traffic_escalation, Mosquitto, Pki};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use support::{ask, free_port, open_events, Daemon};
+use testkit::{ask, free_port, open_events, Daemon};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -125,7 +123,7 @@ fn an_escalated_question_is_answered_on_the_drivers_event_stream() {
         .command(&["recalls", recalls.to_str().unwrap()])
         .contains("stored 1 recalls"));
     let car = w.car("car-1");
-    support::threaded_runtime().block_on(async {
+    testkit::threaded_runtime().block_on(async {
         let mut events = Events::open(&car.socket, "c-1").await;
         let (status, turn) = ask(&car.socket, "are there any recalls on my car", "c-1").await;
         assert_eq!(status, 200);
@@ -148,7 +146,7 @@ fn a_brake_inspection_next_friday_morning_is_booked_on_that_friday_and_confirmed
     let Some(w) = world() else { return };
     let bridge = w.bridge("bridge-a");
     let car = w.car("car-2");
-    let response = support::threaded_runtime().block_on(async {
+    let response = testkit::threaded_runtime().block_on(async {
         let mut events = Events::open(&car.socket, "c-2").await;
         let (_, turn) = ask(&car.socket, "book a brake inspection next friday morning", "c-2").await;
         assert_eq!(turn["intent"], "book_service", "{turn}");
@@ -190,7 +188,7 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
     let Some(w) = world() else { return };
     let bridge = w.bridge_with("bridge-a", &[("CLOUD_BRIDGE__HANDOFF__STATUS_INTERVAL_SECONDS", "1")]);
     let car = w.car("car-3");
-    support::threaded_runtime().block_on(async {
+    testkit::threaded_runtime().block_on(async {
         let mut events = Events::open(&car.socket, "c-3").await;
         let (_, turn) = ask(&car.socket, "i want to talk to a real person", "c-3").await;
         assert_eq!(turn["intent"], "talk_to_agent", "{turn}");
@@ -243,7 +241,7 @@ fn a_person_takes_the_handoff_and_answers_through_the_agent_cli() {
     });
     // Today's report counts the escalation, the handoff and its wait, and the
     // car's own counters (a local answer, then the escalated turn).
-    support::threaded_runtime().block_on(async {
+    testkit::threaded_runtime().block_on(async {
         let (_, turn) = ask(&car.socket, "how do i pair my phone", "c-3b").await;
         assert_eq!(turn["handling"], "answered", "{turn}");
     });
@@ -283,7 +281,7 @@ fn escalations_made_while_cloud_bridge_is_down_are_answered_once_it_is_back() {
     let mut bridge = Bridge::start(&w.pki, w.broker.port, "cloud-bridge", "bridge-a", &store);
     bridge.kill_hard();
     let car = w.car("car-4");
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let mut events = runtime.block_on(async {
         let mut events = Vec::new();
         for i in 0..3 {
@@ -426,7 +424,7 @@ fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_non
 fn in_bedrock_mode_the_binary_reaches_the_endpoint_with_credentials_from_the_default_chain() {
     use cloud_bridge::testing::{text_reply, tool_reply, AwsStandIn, Step, ACCESS_KEY, REGION, SECRET_KEY};
     let Some(w) = world() else { return };
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let aws = runtime.block_on(AwsStandIn::start());
     for _ in 0..4 {
         aws.then(|request| {

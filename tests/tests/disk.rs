@@ -8,8 +8,6 @@
 //! cloud-bridge), every queued emergency reaches the cloud, once.
 
 mod common;
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::Bridge;
 use e2e::{require_bwrap, require_mosquitto, start_mosquitto_with, Pki};
 use serde_json::Value;
-use support::{ask, free_port, Daemon};
+use testkit::{ask, free_port, Daemon};
 
 const DISK_BYTES: u64 = 4 * 1024 * 1024;
 const EMERGENCY: &str = "there has been a crash and my passenger is hurt";
@@ -130,7 +128,7 @@ fn is_tmpfs_of(path: &Path, bytes: u64) -> bool {
 }
 
 fn get(socket: &Path, path: &str) -> (u16, String) {
-    let (status, body) = support::runtime()
+    let (status, body) = testkit::runtime()
         .block_on(edge_agent::client::request(socket, hyper::Method::GET, path, None))
         .unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
@@ -141,7 +139,7 @@ fn health(daemon: &Daemon) -> Value {
 }
 
 fn ask_blocking(daemon: &Daemon, text: &str, conversation: &str) -> (u16, Value) {
-    support::runtime().block_on(ask(&daemon.socket, text, conversation))
+    testkit::runtime().block_on(ask(&daemon.socket, text, conversation))
 }
 
 fn assert_emergency_answered(daemon: &Daemon, conversation: &str) {

@@ -5,17 +5,14 @@
 //! `knowledge status` must tell each step as it is. Skipped visibly without
 //! mosquitto (a failure in CI).
 
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{require_mosquitto, start_mosquitto_on, stdout_of, Pki};
 use serde_json::Value;
-use support::blob_server::BlobServer;
-use support::{free_port, workspace_binary, Daemon};
+use testkit::blob_server::BlobServer;
+use testkit::{free_port, workspace_binary, Daemon};
 
 /// Runs `cloud-bridge` with the fleet-ops identity on the broker and `store`.
 fn ops(pki: &Pki, broker: u16, store: &Path, args: &[&str]) -> String {
@@ -87,7 +84,7 @@ fn a_rollout_staged_to_one_car_of_three_then_paused_then_widened_is_reported_tru
     let pki = Pki::new(dir.path());
     let broker = start_mosquitto_on(&mosquitto, &pki, free_port());
     let store = dir.path().join("bridge.sqlite");
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let server = runtime.block_on(BlobServer::start());
 
     // Fleet ops: a key, a payload (the shipped pack) on "S3", a signed notice.

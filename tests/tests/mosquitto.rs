@@ -3,14 +3,11 @@
 //! rendered by `protocol`. Without mosquitto these tests print `SKIP:` and pass;
 //! with `EDGE_REQUIRE_EXTERNALS=1` (CI) they fail instead.
 
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::{require_mosquitto, start_mosquitto_on, Mosquitto, Pki};
-use support::{ask, free_port, Daemon, Network};
+use testkit::{ask, free_port, Daemon, Network};
 
 fn start_mosquitto(binary: &Path, pki: &Pki) -> Mosquitto {
     start_mosquitto_on(binary, pki, free_port())
@@ -130,7 +127,7 @@ fn over_mutual_tls_a_car_reaches_the_cloud_and_never_another_cars_topics() {
         ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
     ];
     let daemon = Daemon::start(&env);
-    let runtime = support::runtime();
+    let runtime = testkit::runtime();
     runtime.block_on(async {
         let (status, _) = ask(&daemon.socket, "i want to complain about the dealer", "tls-1").await;
         assert_eq!(status, 200);
@@ -158,7 +155,7 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
         true,
         Some("kestrel/v1/cars/+/escalations"),
     );
-    let runtime = support::threaded_runtime();
+    let runtime = testkit::threaded_runtime();
     let car_port = free_port();
     let network = runtime.block_on(Network::start(car_port, broker.port, false));
 

@@ -5,8 +5,6 @@
 //! end-to-end acknowledgement, 46 and 24 of 50 were lost.)
 
 mod common;
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_with, Pki, Stop};
 use serde_json::Value;
-use support::{ask, free_port, Daemon};
+use testkit::{ask, free_port, Daemon};
 
 const ESCALATIONS: usize = 50;
 
@@ -41,7 +39,7 @@ fn car(dir: &Path, pki: &Pki, port: u16) -> Daemon {
 }
 
 fn get(daemon: &Daemon, path: &str) -> (u16, Value) {
-    let (status, body) = support::runtime()
+    let (status, body) = testkit::runtime()
         .block_on(edge_agent::client::request(
             &daemon.socket,
             hyper::Method::GET,
@@ -82,7 +80,7 @@ fn reproduction(persistence: bool) {
     }
 
     broker.restart(Stop::Term);
-    let rt = support::runtime();
+    let rt = testkit::runtime();
     for n in 0..ESCALATIONS {
         let (status, turn) = rt.block_on(ask(
             &daemon.socket,

@@ -5,9 +5,6 @@
 //! environment variables systemd sets). It validates, serves and answers
 //! `/v1/ask` there, stops cleanly, and leaves the configuration untouched.
 
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,7 +41,7 @@ fn sandboxed(bwrap: &Path, dirs: &[&Path; 3], args: &[&str]) -> Command {
         .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
         .unwrap();
     cmd.args(["--unshare-ipc", "--unshare-uts", "--die-with-parent", "--"])
-        .arg(support::edge_binary())
+        .arg(testkit::edge_binary())
         .args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -87,7 +84,7 @@ fn the_daemon_answers_under_a_read_only_root_and_writes_only_its_own_directories
         .spawn()
         .unwrap();
     let sandbox_pid = child.id();
-    let reap = support::KillOnDrop(&mut child);
+    let reap = testkit::KillOnDrop(&mut child);
     let socket = runtime.join("api.sock");
     let started = Instant::now();
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -99,7 +96,7 @@ fn the_daemon_answers_under_a_read_only_root_and_writes_only_its_own_directories
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let runtime_rt = support::runtime();
+    let runtime_rt = testkit::runtime();
     let ask = |text: &str| {
         let (status, body) = runtime_rt
             .block_on(edge_agent::client::request(

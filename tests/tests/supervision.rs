@@ -3,14 +3,11 @@
 //! broker is unreachable (the MQTT loop beats through its reconnect backoff: a
 //! broker outage is not a reason to restart the service).
 
-#[path = "../../edge-agent/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::notify::NotifyListener;
-use support::{free_port, workspace_binary, KillOnDrop};
+use testkit::notify::NotifyListener;
+use testkit::{free_port, workspace_binary, KillOnDrop};
 
 #[test]
 fn cloud_bridge_is_ready_and_fed_while_the_broker_is_down() {

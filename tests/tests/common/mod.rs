@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use e2e::Pki;
 
-use crate::support::{free_port, workspace_binary};
+use testkit::{free_port, workspace_binary};
 
 /// A cloud-bridge process (`serve`) with its own store, as `cn` on the broker.
 pub struct Bridge {

@@ -1,9 +1,10 @@
-//! Shared by the integration tests and benchmarks that run the daemon: spawn
-//! `edge-agent serve` on a socket in a temporary folder, wait for it, signal it,
-//! ask it; and an in-process broker (rumqttd) for the uplink. The end-to-end
-//! crate (`tests/`) includes this file too.
+//! testkit: what the integration tests and benchmarks of edge-agent and the
+//! end-to-end crate (`tests/`) share to run the daemon: spawn `edge-agent serve`
+//! on a socket in a temporary folder, wait for it, signal it, ask it; an
+//! in-process broker (rumqttd) for the uplink; an HTTPS blob server; signed
+//! bundles; a notify socket. A dev-dependency only: no product crate links it.
 
-#![allow(dead_code, unsafe_code)] // not every test binary uses every helper; libc::kill
+#![allow(unsafe_code)] // libc::kill, to signal the daemon under test
 
 pub mod blob_server;
 pub mod bundle;
