@@ -1,10 +1,14 @@
 //! Layered configuration for the daemons: embedded TOML defaults, then a file,
 //! then `{PREFIX}SECTION__KEY` environment variables, deserialised into the
-//! daemon's own typed config. Each daemon owns its keys and validation; this
-//! module owns only the layering, the system file's place under systemd, and the
-//! error that names where a bad value came from.
+//! daemon's own typed config by figment, which keeps each value's provenance. Each
+//! daemon owns its keys and validation; this module owns only the layering, the
+//! system file's place under systemd, and the error that names the key and the
+//! file or variable a bad value came from.
 
 use std::path::{Path, PathBuf};
+
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -34,7 +38,8 @@ pub fn config_file(given: Option<&Path>, system: &str) -> Option<PathBuf> {
 
 /// Layers TOML settings: `defaults`, then `file`, then every `{prefix}SECTION__KEY`
 /// variable of `env` (matched case-insensitively against the keys), and
-/// deserialises the result. cloud-bridge's configuration is layered the same way.
+/// deserialises the result; an error names the key and the layer it came from.
+/// cloud-bridge's configuration is layered the same way.
 pub fn layered<T: serde::de::DeserializeOwned>(
     defaults: &str,
     file: Option<&Path>,
@@ -42,25 +47,88 @@ pub fn layered<T: serde::de::DeserializeOwned>(
     prefix: &str,
 ) -> Result<T, ConfigError> {
     let mut merged = parse(defaults, "(embedded defaults)")?;
+    let mut figment = Figment::new().merge(Layer::new("embedded defaults", None, &merged)?);
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
-        merge(&mut merged, parse(&text, &path.display().to_string())?);
+        let table = parse(&text, &path.display().to_string())?;
+        figment = figment.merge(Layer::new(
+            "config file",
+            Some(Source::File(path.to_path_buf())),
+            &table,
+        )?);
+        merge(&mut merged, table);
     }
     for (key, value) in env {
         let Some(rest) = key.strip_prefix(prefix) else {
             continue;
         };
-        set_path(&mut merged, &rest.split("__").collect::<Vec<_>>(), parse_scalar(&value));
+        // Each variable is a layer of its own: one key, named after the variable.
+        let mut only = toml::Table::new();
+        let path: Vec<&str> = rest.split("__").collect();
+        set_path(&mut only, &merged, &path, parse_scalar(&value));
+        figment = figment.merge(Layer::new(&format!("environment variable {key}"), None, &only)?);
+        merge(&mut merged, only);
     }
-    toml::Value::Table(merged)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Parse {
-            origin: "(merged)".to_string(),
-            message: e.message().to_string(),
-        })
+    figment.extract().map_err(|e| bad_value(&e))
+}
+
+/// A value that does not fit its key: `key: what is wrong`, from the layer that
+/// set it (the file by its path, a variable by its name).
+fn bad_value(error: &figment::Error) -> ConfigError {
+    let origin = match &error.metadata {
+        Some(Metadata {
+            source: Some(Source::File(path)),
+            ..
+        }) => path.display().to_string(),
+        Some(metadata) => metadata.name.to_string(),
+        None => "the merged settings".to_string(),
+    };
+    let key = error.path.join(".");
+    ConfigError::Parse {
+        origin,
+        message: if key.is_empty() {
+            error.kind.to_string()
+        } else {
+            format!("{key}: {}", error.kind)
+        },
+    }
+}
+
+/// One layer of settings for figment, named for where it came from.
+struct Layer {
+    metadata: Metadata,
+    data: Dict,
+}
+
+impl Layer {
+    fn new(name: &str, source: Option<Source>, table: &toml::Table) -> Result<Layer, ConfigError> {
+        let invalid = |message: String| ConfigError::Parse {
+            origin: name.to_string(),
+            message,
+        };
+        let data = Value::serialize(table)
+            .map_err(|e| invalid(e.to_string()))?
+            .into_dict()
+            .ok_or_else(|| invalid("not a table".to_string()))?;
+        let metadata = match source {
+            Some(source) => Metadata::from(name.to_string(), source),
+            None => Metadata::named(name.to_string()),
+        };
+        Ok(Layer { metadata, data })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
 }
 
 fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
@@ -70,20 +138,21 @@ fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
     })
 }
 
-/// Sets `path` (matched case-insensitively against existing keys, since
-/// environment names are upper case but `markets.UK` is not) to `value`.
-fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
+/// Sets `path` in `table` to `value`, spelling each key as `known` (the layers so
+/// far) does, matched case-insensitively, since environment names are upper case
+/// but `markets.UK` is not; a key whose known value is a string stays a string.
+fn set_path(table: &mut toml::Table, known: &toml::Table, path: &[&str], value: toml::Value) {
     let Some((first, rest)) = path.split_first() else {
         return;
     };
-    let key = table
+    let key = known
         .keys()
         .find(|k| k.eq_ignore_ascii_case(first))
         .cloned()
         .unwrap_or_else(|| first.to_lowercase());
     if rest.is_empty() {
         // A key whose default is a string stays a string (`SOCKET_GROUP=1000`).
-        let value = match (table.get(&key), value) {
+        let value = match (known.get(&key), value) {
             (Some(toml::Value::String(_)), value) if !value.is_str() => match value {
                 toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
                     toml::Value::String(value.to_string())
@@ -95,15 +164,14 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
         table.insert(key, value);
         return;
     }
-    let entry = table
-        .entry(key)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !entry.is_table() {
-        *entry = toml::Value::Table(toml::Table::new());
-    }
-    if let toml::Value::Table(inner) = entry {
-        set_path(inner, rest, value);
-    }
+    let empty = toml::Table::new();
+    let known = match known.get(&key) {
+        Some(toml::Value::Table(inner)) => inner,
+        _ => &empty,
+    };
+    let mut inner = toml::Table::new();
+    set_path(&mut inner, known, rest, value);
+    table.insert(key, toml::Value::Table(inner));
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -189,6 +257,16 @@ mod tests {
         std::fs::write(&file, "[site\n").unwrap();
         let error = layered::<Settings>(DEFAULTS, Some(&file), env(&[]), "APP__").unwrap_err();
         assert!(error.to_string().contains("bad.toml"), "{error}");
+        let error = layered::<Settings>(DEFAULTS, None, env(&[("APP__SITE__PORT", "lots")]), "APP__").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("APP__SITE__PORT") && message.contains("port"),
+            "{message}"
+        );
+        std::fs::write(&file, "[site]\nport = \"high\"\n").unwrap();
+        let error = layered::<Settings>(DEFAULTS, Some(&file), env(&[]), "APP__").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("bad.toml") && message.contains("port"), "{message}");
         let missing = dir.path().join("missing.toml");
         let error = layered::<Settings>(DEFAULTS, Some(&missing), env(&[]), "APP__").unwrap_err();
         assert!(matches!(error, ConfigError::Read { .. }), "{error}");
