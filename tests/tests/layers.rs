@@ -82,7 +82,14 @@ fn the_car_links_no_aws_sdk_no_broker_and_no_cloud() {
 
 #[test]
 fn no_shipped_binary_links_the_test_kit() {
-    for package in ["edge-agent", "cloud-bridge", "daemon", "models", "knowledge", "protocol"] {
+    for package in [
+        "edge-agent",
+        "cloud-bridge",
+        "daemon",
+        "models",
+        "knowledge",
+        "protocol",
+    ] {
         assert_links_none(package, &[], &["testkit"]);
     }
     let kit = linked("testkit", &[]);
