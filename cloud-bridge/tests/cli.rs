@@ -26,7 +26,7 @@ fn a_user_error_is_one_plain_line_without_a_backtrace() {
         (
             vec!["report"],
             vec![("CLOUD_BRIDGE__LLM__PROVIDER", "oracle")],
-            "unknown variant `oracle`",
+            "environment variable CLOUD_BRIDGE__LLM__PROVIDER: llm.provider: unknown variant: found `oracle`, expected `local` or `bedrock`",
         ),
         (
             vec!["recalls", bad.to_str().unwrap()],

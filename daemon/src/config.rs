@@ -87,13 +87,11 @@ fn bad_value(error: &figment::Error) -> ConfigError {
         None => "the merged settings".to_string(),
     };
     let key = error.path.join(".");
+    // figment quotes a list of expected values twice (``a` or `b``).
+    let what = error.kind.to_string().replace("``", "`");
     ConfigError::Parse {
         origin,
-        message: if key.is_empty() {
-            error.kind.to_string()
-        } else {
-            format!("{key}: {}", error.kind)
-        },
+        message: if key.is_empty() { what } else { format!("{key}: {what}") },
     }
 }
 
