@@ -4,9 +4,20 @@
 
 use std::io::Write;
 
-use crate::store::{DayReport, Stores};
+use crate::store::{DayReport, StoreError, Stores};
 
-pub fn print(stores: &Stores, days: u32, json: bool, out: &mut dyn Write) -> anyhow::Result<Vec<DayReport>> {
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read the analytics: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot write the report: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("cannot write the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Prints the last `days` days (a table, or JSON) and returns them.
+pub fn print(stores: &Stores, days: u32, json: bool, out: &mut dyn Write) -> Result<Vec<DayReport>, ReportError> {
     let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
     let report = stores.analytics.report(days, today)?;
     if json {
