@@ -43,7 +43,7 @@ const CODAS: &[&str] = &[
     "b", "ck", "d", "f", "g", "k", "l", "m", "mp", "n", "nk", "p", "rp", "rk", "rt", "sh", "t", "x", "z", "zz", "",
 ];
 
-/// One kind of noise and how many lines of it [`generate`] draws.
+/// One kind of noise; [`generate`] draws the same number of lines of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Symbols,
@@ -164,7 +164,7 @@ fn emoticon(rng: &mut SplitMix64) -> String {
 /// Neighbouring keys along one row, either way, sometimes typed twice over.
 fn keyboard_run(rng: &mut SplitMix64) -> String {
     let row = KEYBOARD_ROWS[rng.below(KEYBOARD_ROWS.len())].as_bytes();
-    let len = 3 + rng.below(4).min(row.len() - 3);
+    let len = 3 + rng.below(4); // at most 6: every row has 7 keys or more
     let start = rng.below(row.len() - len + 1);
     let mut run: Vec<u8> = row[start..start + len].to_vec();
     if rng.below(2) == 0 {

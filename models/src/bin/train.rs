@@ -200,6 +200,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     if let Some(folds) = &args.folds {
+        let noise = generated_noise(&args, &corpus, &dev, &encoder_dir, &mut progress)?;
         let teacher = match (&transformer, args.tokenlearns(), args.finetunes()) {
             (Some(t), true, false) => Teacher::Pretrained(sentence_targets(
                 &args,
@@ -214,9 +215,7 @@ fn main() -> anyhow::Result<()> {
                 let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
                 let mut merged = corpus.clone();
                 merged.examples.extend(public.examples);
-                merged
-                    .examples
-                    .extend(generated_noise(&args, &corpus, &dev, &encoder_dir, &mut progress)?);
+                merged.examples.extend(noise.iter().cloned());
                 let texts = tokenlearn_texts(&args, &args.leave_out, &corpus, &dev, &recipe)?;
                 Teacher::FineTuned(Box::new(frozen_outputs(
                     &args,
@@ -241,6 +240,7 @@ fn main() -> anyhow::Result<()> {
                 table: &table,
                 teacher: &teacher,
                 encoder_dir: &encoder_dir,
+                noise: &noise,
             },
             &mut progress,
         );
@@ -790,6 +790,8 @@ struct FoldInputs<'a> {
     table: &'a StartingTable,
     teacher: &'a Teacher,
     encoder_dir: &'a std::path::Path,
+    /// Generated noise lines, the same for every fold.
+    noise: &'a [models::corpus::Example],
 }
 
 /// Leave one source out: for each public source, a compact model trained (every
@@ -806,7 +808,6 @@ fn train_folds(
         corpus, dev, recipe, ..
     } = *inputs;
     std::fs::create_dir_all(folds)?;
-    let noise = generated_noise(args, corpus, dev, inputs.encoder_dir, progress)?;
     for source in models::public::source_names(&args.public_data)? {
         if !args.only_fold.is_empty() && !args.only_fold.contains(&source) {
             continue;
@@ -817,7 +818,7 @@ fn train_folds(
         let public = public_data(args, &leave_out, corpus, dev, progress)?;
         let mut fold_corpus = corpus.clone();
         fold_corpus.examples.extend(public.examples);
-        fold_corpus.examples.extend(noise.iter().cloned());
+        fold_corpus.examples.extend(inputs.noise.iter().cloned());
         let fold_table = fold_table(args, inputs, &leave_out, &fold_corpus, &folds.join(&source), progress)?;
         train_compact_folder(
             &folds.join(&source),
@@ -900,18 +901,23 @@ fn generated_noise(
         corpus_words: &corpus_words,
     };
     let mut noise = models::noise::generate(args.seed, args.noise_per_kind, &known);
-    let dev_lines: Vec<models::corpus::Example> = dev.iter().flat_map(|(_, lines)| lines.iter().cloned()).collect();
-    let like_dev: std::collections::HashSet<String> = models::corpus::near_duplicates(&dev_lines, &noise)
-        .into_iter()
-        .map(|(noise_text, _)| noise_text.to_string())
-        .collect();
-    noise.retain(|e| !like_dev.contains(&e.text));
+    let left_out = drop_near_dev(&mut noise, dev);
     progress(&format!(
-        "noise: {} generated lines ({} near-duplicates of a dev line left out)",
-        noise.len(),
-        like_dev.len()
+        "noise: {} generated lines ({left_out} near-duplicates of a dev line left out)",
+        noise.len()
     ));
     Ok(noise)
+}
+
+/// Drops the lines of `lines` that near-duplicate a dev line; how many went.
+fn drop_near_dev(lines: &mut Vec<models::corpus::Example>, dev: &[(String, Vec<models::corpus::Example>)]) -> usize {
+    let dev_lines: Vec<models::corpus::Example> = dev.iter().flat_map(|(_, l)| l.iter().cloned()).collect();
+    let like_dev: std::collections::HashSet<String> = models::corpus::near_duplicates(&dev_lines, lines)
+        .into_iter()
+        .map(|(text, _)| text.to_string())
+        .collect();
+    lines.retain(|e| !like_dev.contains(&e.text));
+    like_dev.len()
 }
 
 /// The public sets' rows training takes (none with --no-public-data).
@@ -939,15 +945,9 @@ fn public_data(
             args.public_data.display()
         )
     })?;
-    let dev_lines: Vec<models::corpus::Example> = dev.iter().flat_map(|(_, lines)| lines.iter().cloned()).collect();
-    let like_dev: std::collections::HashSet<String> = models::corpus::near_duplicates(&dev_lines, &data.examples)
-        .into_iter()
-        .map(|(public_text, _)| public_text.to_string())
-        .collect();
-    data.examples.retain(|e| !like_dev.contains(&e.text));
+    let left_out = drop_near_dev(&mut data.examples, dev);
     progress(&format!(
-        "public: left out {} rows that are near-duplicates of a dev line",
-        like_dev.len()
+        "public: left out {left_out} rows that are near-duplicates of a dev line"
     ));
     for source in &mut data.sources {
         let name = source.file.trim_end_matches(".jsonl");
