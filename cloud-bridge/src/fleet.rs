@@ -504,7 +504,7 @@ pub async fn transport(config: &Config) -> Result<Box<dyn Delivery>, FleetError>
             .await,
         ),
         DeliveryMode::Mqtt => {
-            let mut options = crate::service::mqtt_options(config).map_err(|e| FleetError::Publish(e.to_string()))?;
+            let mut options = crate::broker::mqtt_options(config).map_err(|e| FleetError::Publish(e.to_string()))?;
             let id = format!("{}-fleet-{}", options.client_id(), std::process::id());
             options.set_client_id(id);
             Box::new(OneShotMqtt { options })

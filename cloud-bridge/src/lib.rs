@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod batch;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -18,7 +19,6 @@ pub mod fleet;
 pub mod http;
 pub mod llm;
 pub mod metrics;
-pub mod prompt;
 pub mod report;
 pub mod service;
 pub mod servicing;

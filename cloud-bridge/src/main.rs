@@ -238,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Completions { .. } => unreachable!("completions need no config and return before it is loaded"),
         Command::Validate => {
-            cloud_bridge::service::mqtt_options(&config)?;
+            cloud_bridge::broker::mqtt_options(&config)?;
             cloud_bridge::open_stores(&config)?;
             let pack = daemon::locate::find_pack_dir(&config.knowledge.pack)?;
             eprintln!(

@@ -22,11 +22,12 @@ use std::time::Duration;
 use protocol::{Body, Envelope, Topics};
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batch::GroupCommit;
+use crate::broker::{mqtt_options, CredentialsError};
 use crate::config::{Config, DeliveryMode};
 use crate::delivery::{Delivery, IotDataDelivery, MqttDelivery};
 use crate::metrics::Metrics;
@@ -35,56 +36,14 @@ use crate::supervisor::{wait_phrase, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("mqtt: cannot read the {what} {path}: {error}")]
-    Credentials {
-        what: &'static str,
-        path: String,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     #[error("http: cannot listen on {addr}: {error}")]
     Listen { addr: String, error: std::io::Error },
     #[error(transparent)]
     Protocol(#[from] protocol::ProtocolError),
     #[error("cannot start the store writer: {0}")]
     Writer(#[from] std::io::Error),
-}
-
-/// The MQTT options for a supervisor instance.
-pub fn mqtt_options(config: &Config) -> Result<MqttOptions, ServiceError> {
-    let m = &config.mqtt;
-    let client_id = if m.client_id.is_empty() {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("cloud-bridge-{}-{}", host.trim(), std::process::id())
-    } else {
-        m.client_id.clone()
-    };
-    let mut options = MqttOptions::new(client_id, &m.host, m.port);
-    options
-        .set_keep_alive(Duration::from_secs(m.keep_alive_seconds))
-        .set_clean_start(false)
-        .set_session_expiry_interval(Some(3600))
-        .set_manual_acks(true)
-        .set_receive_maximum(Some(m.receive_maximum))
-        .set_max_packet_size(Some(protocol::MAX_PAYLOAD_BYTES as u32 + 1024));
-    // Small messages that must not wait for Nagle's algorithm.
-    let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    options.set_network_options(network);
-    if m.tls {
-        let read = |path: &str, what: &'static str| {
-            std::fs::read(path).map_err(|error| ServiceError::Credentials {
-                what,
-                path: path.to_string(),
-                error,
-            })
-        };
-        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-            ca: read(&m.ca_file, "CA bundle")?,
-            alpn: None,
-            client_auth: Some((read(&m.cert_file, "certificate")?, read(&m.key_file, "key")?)),
-        }));
-    }
-    Ok(options)
 }
 
 /// What every message task shares.

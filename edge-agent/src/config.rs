@@ -363,6 +363,15 @@ impl Config {
         }
     }
 
+    /// Where the compiled knowledge base lives.
+    pub fn knowledge_db(&self) -> PathBuf {
+        if self.knowledge.db.is_empty() {
+            self.state_dir().join("knowledge.sqlite")
+        } else {
+            PathBuf::from(&self.knowledge.db)
+        }
+    }
+
     /// Where the state lives (history, pending escalations, the compiled pack).
     pub fn state_dir(&self) -> PathBuf {
         if !self.state.dir.is_empty() {

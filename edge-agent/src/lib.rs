@@ -135,7 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(p) => p.clone(),
                 None => locate::find_pack_dir(&config.knowledge.pack)?,
             };
-            let out = args.out.clone().unwrap_or_else(|| knowledge_base::db_path(&config));
+            let out = args.out.clone().unwrap_or_else(|| config.knowledge_db());
             let started = Instant::now();
             let report = knowledge_base::build(&pack, &out, &embedder)?;
             eprintln!(
@@ -187,7 +187,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: KbCommand::Rollback(args),
         } => {
             let config = Config::load(args.config.config.as_deref())?;
-            let files = fleet::KbFiles::beside(&knowledge_base::db_path(&config));
+            let files = fleet::KbFiles::beside(&config.knowledge_db());
             let state = fleet::rollback(&files)?;
             eprintln!(
                 "knowledge rolled back to {} (the high-water mark stays at {:?}); restart edge-agent to serve it",

@@ -199,7 +199,7 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
 
     // A local rollback restores the previous base; the high-water mark stays, so
     // the old version is still refused.
-    let files = fleet::KbFiles::beside(&knowledge_base::db_path(&car.config));
+    let files = fleet::KbFiles::beside(&car.config.knowledge_db());
     let state = fleet::rollback(&files).unwrap();
     assert_eq!((state.current, state.high_water), (None, Some(2)));
     let reopened = car.updater(None);

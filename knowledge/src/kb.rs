@@ -10,12 +10,13 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::article::{Applicability, Article, VehicleFilter};
 use crate::embed::Embedder;
 use crate::error::{KnowledgeError, Result, SqliteContext};
 use crate::schema;
+use crate::vectors::{blob_to_vector, store_vectors, vector_to_blob};
 
 /// How the search signals (BM25, the cosine with the whole article, the cosine
 /// with its closest field) and the intent tag are weighed. The defaults were
@@ -569,32 +570,6 @@ fn reembed(conn: &mut Connection, location: &str, embedder: &dyn Embedder) -> Re
     tx.commit().at(location)
 }
 
-/// Embeds an article whole and field by field, and stores the vectors.
-pub(crate) fn store_vectors(
-    conn: &Connection,
-    location: &str,
-    rowid: i64,
-    article: &Article,
-    embedder: &dyn Embedder,
-) -> Result<()> {
-    let whole = embedder
-        .embed(&article.embedding_text())
-        .map_err(KnowledgeError::Embedding)?;
-    conn.prepare_cached("INSERT INTO embeddings (article_rowid, vector) VALUES (?1, ?2)")
-        .and_then(|mut insert| insert.execute(params![rowid, vector_to_blob(&whole)]))
-        .at(location)?;
-    let mut insert = conn
-        .prepare_cached("INSERT INTO field_embeddings (article_rowid, field, vector) VALUES (?1, ?2, ?3)")
-        .at(location)?;
-    for (field, text) in article.field_texts().into_iter().enumerate() {
-        let v = embedder.embed(text).map_err(KnowledgeError::Embedding)?;
-        insert
-            .execute(params![rowid, field as i64, vector_to_blob(&v)])
-            .at(location)?;
-    }
-    Ok(())
-}
-
 fn empty_article() -> Article {
     Article {
         id: String::new(),
@@ -609,16 +584,6 @@ fn empty_article() -> Article {
         version: 0,
         source: String::new(),
     }
-}
-
-pub(crate) fn vector_to_blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn blob_to_vector(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 /// Words that carry no meaning for retrieval.

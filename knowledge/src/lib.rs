@@ -12,6 +12,7 @@ pub mod error;
 pub mod kb;
 pub mod pack;
 pub mod schema;
+mod vectors;
 
 pub use article::{Applicability, Article, VehicleFilter};
 pub use embed::{cosine, Embedder};

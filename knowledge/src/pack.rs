@@ -426,7 +426,7 @@ fn write(
                 format!("{} {}", a.summary, a.body)
             ])
             .at(location)?;
-            crate::kb::store_vectors(&tx, location, rowid, a, embedder)?;
+            crate::vectors::store_vectors(&tx, location, rowid, a, embedder)?;
         }
     }
     tx.commit().at(location)

@@ -3,9 +3,38 @@
 //! heads, training, evaluation and the product never care which one runs.
 
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{ModelError, Result};
+
+/// Which encoder a model folder is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderKind {
+    Compact,
+    Transformer,
+}
+
+impl std::str::FromStr for EncoderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "compact" => Ok(EncoderKind::Compact),
+            "transformer" => Ok(EncoderKind::Transformer),
+            other => Err(format!("unknown encoder {other:?}: use compact or transformer")),
+        }
+    }
+}
+
+impl std::fmt::Display for EncoderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EncoderKind::Compact => "compact",
+            EncoderKind::Transformer => "transformer",
+        })
+    }
+}
 
 pub trait SentenceEncoder: Send + Sync {
     /// Width of the embeddings.

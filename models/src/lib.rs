@@ -24,6 +24,7 @@ pub mod distill;
 pub mod encoder;
 pub mod error;
 pub mod finetune;
+pub mod gate;
 pub mod heads;
 pub mod labels;
 pub mod manifest;
@@ -37,8 +38,10 @@ pub mod tokenlearn;
 pub mod train;
 pub mod transformer;
 
-pub use classifier::{cpu_features, Classifier, EncoderKind, Gate, Prediction};
+pub use classifier::{cpu_features, Classifier};
+pub use encoder::EncoderKind;
 pub use error::ModelError;
+pub use gate::{Gate, Prediction};
 pub use labels::{Intent, Route, Sentiment};
 
 /// The longest utterance accepted, in bytes. Speech recognisers emit a sentence or

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{EncoderKind, Gate};
 use crate::corpus::sha256_file;
+use crate::encoder::EncoderKind;
 use crate::error::{ModelError, Result};
+use crate::gate::Gate;
 use crate::labels::{Intent, Sentiment};
 
 pub const MANIFEST_FILE: &str = "manifest.json";

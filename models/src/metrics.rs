@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::classifier::{Gate, Prediction};
+use crate::gate::{Gate, Prediction};
 use crate::labels::{Intent, Route, Sentiment};
 
 /// One scored utterance.

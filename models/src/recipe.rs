@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 
-use crate::classifier::{EncoderKind, Gate, COMPACT_WEIGHTS, SPELLING_WORDS, TOKENIZER, TRANSFORMER_HEADS};
+use crate::classifier::{COMPACT_WEIGHTS, SPELLING_WORDS, TOKENIZER, TRANSFORMER_HEADS};
 use crate::compact::CompactEncoder;
 use crate::corpus::{split_by_family, Corpus, Example};
+use crate::encoder::EncoderKind;
 use crate::encoder::SentenceEncoder;
 use crate::error::{ModelError, Result};
+use crate::gate::Gate;
 use crate::heads::Heads;
 use crate::manifest::{write_atomically, Distillation, Manifest, TrainingRecord, FORMAT_VERSION};
 use crate::metrics::{tune_gate, tune_sentiment_bias, Report, Scored};

@@ -8,7 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::messages::Body;
-use crate::size::MAX_PAYLOAD_BYTES;
+
+/// AWS IoT Core's largest PUBLISH payload (128 KiB), enforced by both sides: an
+/// oversize publish is refused by IoT Core, and rumqttc drops the whole
+/// connection over one.
+pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
 
 /// The major version this build speaks; a message with another major is refused.
 pub const SCHEMA_MAJOR: u32 = 1;

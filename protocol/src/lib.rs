@@ -15,11 +15,11 @@ pub mod messages;
 pub mod size;
 pub mod topics;
 
-pub use envelope::{decode, encode, Envelope, ProtocolError, SCHEMA_MAJOR, SCHEMA_VERSION};
+pub use envelope::{decode, encode, Envelope, ProtocolError, MAX_PAYLOAD_BYTES, SCHEMA_MAJOR, SCHEMA_VERSION};
 pub use labels::{Intent, Route, Sentiment, UnknownLabel};
 pub use messages::{
     Ack, Action, AnalyticsBatch, Body, Escalation, Handoff, HandoffStatus, Histogram, KnowledgeManifestNotice,
     Priority, RecentTurn, Response, Rollout, Status,
 };
-pub use size::{encode_escalation, MAX_PAYLOAD_BYTES};
+pub use size::encode_escalation;
 pub use topics::{Acl, Topics};

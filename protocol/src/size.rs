@@ -1,12 +1,7 @@
-//! The payload limit, and trimming an escalation to fit it.
+//! Trimming an escalation to fit the payload limit ([`crate::MAX_PAYLOAD_BYTES`]).
 
 use crate::envelope::{encode, Envelope, ProtocolError};
 use crate::messages::Body;
-
-/// AWS IoT Core's largest PUBLISH payload (128 KiB), enforced by both sides: an
-/// oversize publish is refused by IoT Core, and rumqttc drops the whole
-/// connection over one.
-pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
 
 /// Encodes an escalation, dropping its oldest recent turns until it fits. Returns
 /// the bytes and how many turns were dropped. Only what cannot fit even with no

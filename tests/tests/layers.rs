@@ -1,7 +1,7 @@
 //! The workspace's layers, read from `cargo tree`: which crate may link which.
 //! These are the Architecture Invariants on dependencies (see ARCHITECTURE.md).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -38,6 +38,16 @@ fn linked(package: &str, extra: &[&str]) -> BTreeSet<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The crates that ship in a binary.
+const SHIPPED_CRATES: [&str; 6] = [
+    "edge-agent",
+    "cloud-bridge",
+    "daemon",
+    "models",
+    "knowledge",
+    "protocol",
+];
 
 fn assert_links_none(package: &str, extra: &[&str], forbidden: &[&str]) {
     let links = linked(package, extra);
@@ -82,16 +92,171 @@ fn the_car_links_no_aws_sdk_no_broker_and_no_cloud() {
 
 #[test]
 fn no_shipped_binary_links_the_test_kit() {
-    for package in [
-        "edge-agent",
-        "cloud-bridge",
-        "daemon",
-        "models",
-        "knowledge",
-        "protocol",
-    ] {
+    for package in SHIPPED_CRATES {
         assert_links_none(package, &[], &["testkit"]);
     }
     let kit = linked("testkit", &[]);
     assert!(kit.contains("edge-agent"), "the kit drives the car's daemon: {kit:?}");
+}
+
+/// The crate's top-level modules (`src/x.rs` or `src/x/`) and which others each
+/// imports through a `crate::` path, its submodules' imports included. A file's
+/// `#[cfg(test)]` module and its comments do not count; `super::` paths are not
+/// followed (none reaches a sibling top-level module here).
+fn module_imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    collect_rust_files(src, &mut files);
+    let top = |path: &Path| -> Option<String> {
+        let first = path.strip_prefix(src).ok()?.components().next()?;
+        let name = first.as_os_str().to_str()?.trim_end_matches(".rs").to_string();
+        (!matches!(name.as_str(), "lib" | "main" | "bin")).then_some(name)
+    };
+    let mut imports: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in &files {
+        if let Some(module) = top(path) {
+            imports.entry(module).or_default();
+        }
+    }
+    for path in &files {
+        let Some(module) = top(path) else { continue };
+        let text = std::fs::read_to_string(path).unwrap();
+        let found: BTreeSet<String> = crate_paths(&code_outside_tests(&text))
+            .into_iter()
+            .filter(|name| *name != module && imports.contains_key(name))
+            .collect();
+        imports.get_mut(&module).unwrap().extend(found);
+    }
+    imports
+}
+
+fn collect_rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_rust_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push(path);
+        }
+    }
+}
+
+/// The text before the file's test module, without `//` comments.
+fn code_outside_tests(text: &str) -> String {
+    let mut code = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let next_opens_a_module = lines.peek().is_some_and(|l| l.trim_start().starts_with("mod "));
+        if line.trim() == "#[cfg(test)]" && next_opens_a_module {
+            break;
+        }
+        code.push_str(line.split("//").next().unwrap_or_default());
+        code.push('\n');
+    }
+    code
+}
+
+/// The first segment of every `crate::` path, grouped imports
+/// (`crate::{a::X, b}`) included.
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    let identifier = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut names = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut start = 0;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        names.insert(identifier(&group[start..i]));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        names.insert(identifier(&group[start..i]));
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            names.insert(identifier(rest));
+        }
+    }
+    names.remove("");
+    names
+}
+
+/// The import cycles: each set of two or more modules that reach one another.
+fn module_cycles(imports: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<BTreeSet<String>> {
+    let reach = |from: &String| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.clone()];
+        while let Some(module) = todo.pop() {
+            for next in &imports[&module] {
+                if seen.insert(next.clone()) {
+                    todo.push(next.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reached: BTreeMap<&String, BTreeSet<String>> = imports.keys().map(|m| (m, reach(m))).collect();
+    reached
+        .iter()
+        .map(|(module, from_it)| {
+            let mut cycle: BTreeSet<String> = from_it
+                .iter()
+                .filter(|other| reached[other].contains(*module))
+                .cloned()
+                .collect();
+            cycle.insert((*module).clone());
+            cycle
+        })
+        .filter(|cycle| cycle.len() > 1)
+        .collect()
+}
+
+#[test]
+fn the_cycle_check_finds_a_seeded_cycle_and_nothing_else() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/module-cycle/src");
+    let imports = module_imports(&fixture);
+    assert_eq!(
+        imports.keys().collect::<Vec<_>>(),
+        ["billing", "orders", "report"],
+        "top-level modules, submodules folded in"
+    );
+    assert_eq!(
+        imports["billing"],
+        BTreeSet::from(["orders".to_string()]),
+        "billing/tax.rs's import counts, its comment does not"
+    );
+    assert_eq!(
+        imports["orders"],
+        BTreeSet::from(["billing".to_string()]),
+        "the test module's import does not count"
+    );
+    let cycles = module_cycles(&imports);
+    let expected = BTreeSet::from([BTreeSet::from(["billing".to_string(), "orders".to_string()])]);
+    assert_eq!(cycles, expected);
+}
+
+#[test]
+fn no_crate_has_an_import_cycle_between_its_modules() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in SHIPPED_CRATES.into_iter().chain(["testkit"]) {
+        let imports = module_imports(&workspace.join(krate).join("src"));
+        assert!(imports.len() >= 3, "{krate}: the check found its modules: {imports:?}");
+        let cycles = module_cycles(&imports);
+        assert!(
+            cycles.is_empty(),
+            "{krate} has import cycles between modules: {cycles:?}"
+        );
+    }
 }

@@ -19,9 +19,9 @@ use aws_sdk_bedrockruntime::types::{
 use aws_smithy_types::Document;
 use serde_json::{json, Value};
 
+use super::prompt;
 use super::{Context, LlmError, LlmProvider, Reply, Understanding};
 use crate::metrics::Metrics;
-use crate::prompt;
 use crate::store::Usage;
 use crate::tools::{ToolName, Toolbox};
 

@@ -5,6 +5,7 @@
 
 pub mod bedrock;
 pub mod local;
+pub mod prompt;
 
 use async_trait::async_trait;
 

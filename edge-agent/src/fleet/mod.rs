@@ -654,7 +654,7 @@ pub fn updater_for(config: &crate::config::Config, live: LiveKnowledge) -> Resul
     let embedder = live.load().embedder();
     Updater::new(
         UpdaterConfig {
-            files: KbFiles::beside(&crate::knowledge_base::db_path(config)),
+            files: KbFiles::beside(&config.knowledge_db()),
             identity: Identity {
                 thing: config.uplink.thing_name.clone(),
                 car: Car {

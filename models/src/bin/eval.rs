@@ -267,7 +267,7 @@ fn print_real_use_header() {
 fn print_real_use_row(
     name: &str,
     classifier: &Classifier,
-    (baseline, gate): &(Baseline, models::classifier::Gate),
+    (baseline, gate): &(Baseline, models::Gate),
     rows: &[models::corpus::Example],
 ) -> anyhow::Result<()> {
     let pct = |v: f64| {
@@ -314,7 +314,7 @@ fn train_baseline(
     public: &[models::corpus::Example],
     held_out_percent: u64,
     classifier: &Classifier,
-) -> (Baseline, models::classifier::Gate) {
+) -> (Baseline, models::Gate) {
     let (mut training, mut held) = split_by_family(&corpus.examples, held_out_percent);
     let (public_training, public_held) = split_by_family(public, held_out_percent);
     training.extend(public_training);

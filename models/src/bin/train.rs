@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use models::classifier::{EncoderKind, COMPACT_WEIGHTS};
+use models::classifier::COMPACT_WEIGHTS;
 use models::compact::CompactEncoder;
 use models::corpus::{load_jsonl, sha256_file, Corpus};
 use models::distill::{distill, DistillConfig};
@@ -23,6 +23,7 @@ use models::recipe::{
 };
 use models::transformer::{default_encoder_dir, TransformerEncoder};
 use models::Classifier;
+use models::EncoderKind;
 
 #[derive(Parser)]
 #[command(about = "Train the compact and transformer intent/sentiment models")]

@@ -3,7 +3,7 @@
 //! system prompt: it stays in user turns, quoted as what the driver said. No
 //! secret (keys, tokens, other cars' data) is ever written into a prompt.
 
-use crate::llm::Context;
+use super::Context;
 use crate::store::Role;
 
 /// The rules, before anything that varies.
