@@ -85,60 +85,13 @@ pub enum KnowledgeCommand {
     },
     /// Makes a bundle payload from a knowledge pack (the shipped pack by default):
     /// the whole pack, or with --delta-from only the changes.
-    Build {
-        #[arg(long)]
-        pack: Option<PathBuf>,
-        #[arg(long)]
-        out: PathBuf,
-        /// An earlier full payload: write a delta against it.
-        #[arg(long, requires = "base_version")]
-        delta_from: Option<PathBuf>,
-        /// The version the earlier payload was published as.
-        #[arg(long)]
-        base_version: Option<u64>,
-    },
+    Build(BuildArgs),
     /// Describes a payload in a manifest, signs it, and writes the notice cars receive.
-    Sign {
-        #[arg(long)]
-        bundle: PathBuf,
-        /// The secret key file from `keygen`.
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long)]
-        channel: String,
-        #[arg(long)]
-        version: u64,
-        /// Where cars download the payload (https://; a presigned URL in production).
-        #[arg(long)]
-        url: String,
-        /// How long the manifest is valid; re-sign before a presigned URL expires.
-        #[arg(long, default_value_t = 24)]
-        valid_hours: i64,
-        /// Vehicle models it is for (all when none).
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// Markets it is for (all when none).
-        #[arg(long, value_delimiter = ',')]
-        markets: Vec<String>,
-        #[arg(long, env = "CLOUD_BRIDGE_PUBLISHER")]
-        publisher: String,
-        /// The notice file to write (JSON).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Sign(SignArgs),
     /// Publishes a signed notice, retained on its channel's topic. Without
     /// --notice, re-publishes the channel's newest release with a new stage
     /// (widen a rollout, or resume a paused one).
-    Publish {
-        #[arg(long, required_unless_present = "channel")]
-        notice: Option<PathBuf>,
-        #[arg(long, conflicts_with = "notice")]
-        channel: Option<String>,
-        #[command(flatten)]
-        stage: StageArgs,
-        #[command(flatten)]
-        actor: ActorArgs,
-    },
+    Publish(PublishArgs),
     /// Stops a channel's rollout: cars that have not applied it do not start.
     Pause {
         #[arg(long)]
@@ -147,34 +100,96 @@ pub enum KnowledgeCommand {
         actor: ActorArgs,
     },
     /// Publishes the content of an earlier full release as a new, higher version.
-    Rollback {
-        #[arg(long)]
-        channel: String,
-        /// The version whose content goes back out.
-        #[arg(long)]
-        to: u64,
-        #[arg(long)]
-        key: PathBuf,
-        #[arg(long, default_value_t = 24)]
-        valid_hours: i64,
-        /// A fresh payload URL (a presigned URL expires); default: the old one.
-        #[arg(long)]
-        url: Option<String>,
-        #[command(flatten)]
-        actor: ActorArgs,
-    },
+    Rollback(RollbackArgs),
     /// Each car's knowledge version, when it applied it and its last failure, the
     /// rollout's stage, and the audit log's newest entries.
-    Status {
-        #[arg(long)]
-        channel: String,
-        /// With delivery.mode = "iot_data": first read these cars' named shadows
-        /// (`knowledge`) with GetThingShadow.
-        #[arg(long, value_delimiter = ',')]
-        shadows: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Status(FleetStatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[arg(long)]
+    pub pack: Option<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// An earlier full payload: write a delta against it.
+    #[arg(long, requires = "base_version")]
+    pub delta_from: Option<PathBuf>,
+    /// The version the earlier payload was published as.
+    #[arg(long)]
+    pub base_version: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The secret key file from `keygen`.
+    #[arg(long)]
+    pub key: PathBuf,
+    #[arg(long)]
+    pub channel: String,
+    #[arg(long)]
+    pub version: u64,
+    /// Where cars download the payload (https://; a presigned URL in production).
+    #[arg(long)]
+    pub url: String,
+    /// How long the manifest is valid; re-sign before a presigned URL expires.
+    #[arg(long, default_value_t = 24)]
+    pub valid_hours: i64,
+    /// Vehicle models it is for (all when none).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Markets it is for (all when none).
+    #[arg(long, value_delimiter = ',')]
+    pub markets: Vec<String>,
+    #[arg(long, env = "CLOUD_BRIDGE_PUBLISHER")]
+    pub publisher: String,
+    /// The notice file to write (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    #[arg(long, required_unless_present = "channel")]
+    pub notice: Option<PathBuf>,
+    #[arg(long, conflicts_with = "notice")]
+    pub channel: Option<String>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+    #[command(flatten)]
+    pub actor: ActorArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    #[arg(long)]
+    pub channel: String,
+    /// The version whose content goes back out.
+    #[arg(long)]
+    pub to: u64,
+    #[arg(long)]
+    pub key: PathBuf,
+    #[arg(long, default_value_t = 24)]
+    pub valid_hours: i64,
+    /// A fresh payload URL (a presigned URL expires); default: the old one.
+    #[arg(long)]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub actor: ActorArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FleetStatusArgs {
+    #[arg(long)]
+    pub channel: String,
+    /// With delivery.mode = "iot_data": first read these cars' named shadows
+    /// (`knowledge`) with GetThingShadow.
+    #[arg(long, value_delimiter = ',')]
+    pub shadows: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

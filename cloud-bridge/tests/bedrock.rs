@@ -27,7 +27,7 @@ const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
 async fn bench(deadline: Duration) -> Bench {
     let (config, stores, dir) = common::temp_stores();
-    let knowledge = tokio::task::block_in_place(|| cloud_bridge::open_knowledge(&config)).unwrap();
+    let knowledge = tokio::task::block_in_place(|| cloud_bridge::assemble::open_knowledge(&config)).unwrap();
     let aws = AwsStandIn::start().await;
     let metrics = Metrics::new();
     let provider = BedrockProvider::with_client(

@@ -39,7 +39,7 @@ fn main() {
         config: ConfigArgs { config: None },
         signals: None,
     };
-    let engine = Arc::new(edge_agent::open_engine(&config, &args).unwrap());
+    let engine = Arc::new(edge_agent::assemble::open_engine(&config, &args).unwrap());
     let live = engine.assistant().live_knowledge();
     let updater = Arc::new(edge_agent::fleet::updater_for(&config, live.clone()).unwrap());
 

@@ -101,7 +101,7 @@ pub fn run(
     options: &ChatOptions,
     mut input: Input<impl BufRead>,
     mut output: impl Write,
-) -> anyhow::Result<ChatSummary> {
+) -> std::io::Result<ChatSummary> {
     let mut summary = ChatSummary::default();
     let mut buf = Vec::new();
     let mut events = engine.subscribe();

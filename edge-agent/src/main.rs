@@ -1,6 +1,8 @@
 //! The `edge-agent` binary: parses the command line, sets up logging (the journal
-//! under systemd, else stderr), and hands over to the library. Nothing else lives
+//! under systemd, else stderr), and runs the command ([`cmd`]). Nothing else lives
 //! here.
+
+mod cmd;
 
 use std::process::ExitCode;
 
@@ -10,7 +12,7 @@ use edge_agent::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     daemon::logging::init("EDGE", cli.default_log_filter());
-    match edge_agent::run(cli) {
+    match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("edge-agent: {err:#}");

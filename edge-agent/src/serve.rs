@@ -11,11 +11,10 @@
 //! says `STOPPING=1` when the token fires.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +22,40 @@ use tokio_util::task::TaskTracker;
 use crate::api;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::uplink::UplinkError;
+
+/// Why the daemon could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot {action} {}", path.display())]
+    Socket {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is in use: is another edge-agent running?", .0.display())]
+    InUse(PathBuf),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read /etc/group")]
+    Groups(#[source] std::io::Error),
+    #[error("api.socket_group: no group named `{0}`")]
+    NoGroup(String),
+    #[error(transparent)]
+    Topics(#[from] protocol::ProtocolError),
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
+}
+
+fn socket_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServeError {
+    let path = path.to_path_buf();
+    move |source| ServeError::Socket { action, path, source }
+}
 
 /// Serves the API until `shutdown` is cancelled.
 /// Memory a turn frees goes back to the system soon after, not at glibc's
@@ -42,7 +75,7 @@ pub fn return_freed_memory_promptly() {
     }
 }
 
-pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationToken) -> Result<(), ServeError> {
     let socket = config.socket_path();
     let unix = bind_unix(&socket, &config.api.socket_group)?;
     // Before any loop registers and makes its ticker.
@@ -62,7 +95,10 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     } else {
         let listener = TcpListener::bind(&config.api.tcp)
             .await
-            .with_context(|| format!("cannot listen on {}", config.api.tcp))?;
+            .map_err(|source| ServeError::Listen {
+                addr: config.api.tcp.clone(),
+                source,
+            })?;
         tracing::info!(addr = %config.api.tcp, "API listening on loopback TCP");
         Some(crate::listener::serve(listener, app, limits, refused, shutdown.clone()))
     };
@@ -81,7 +117,7 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
             }
         }
     }
-    .map(|updater| -> anyhow::Result<crate::uplink::FleetLink> {
+    .map(|updater| -> Result<crate::uplink::FleetLink, ServeError> {
         let updater = Arc::new(updater);
         updater.watched_by(engine.heartbeats().register("knowledge"));
         updater.clean_up();
@@ -175,29 +211,28 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
 
 /// Binds the socket with mode 0660 (and the HMI's group, when configured). A stale
 /// socket file from a crashed run is replaced; a live one is an error.
-fn bind_unix(path: &Path, group: &str) -> anyhow::Result<UnixListener> {
+fn bind_unix(path: &Path, group: &str) -> Result<UnixListener, ServeError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(socket_error("create", parent))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!("{} is in use: is another edge-agent running?", path.display());
+            return Err(ServeError::InUse(path.to_path_buf()));
         }
-        std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        std::fs::remove_file(path).map_err(socket_error("remove the stale socket", path))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(socket_error("listen on", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+        .map_err(socket_error("set the mode of", path))?;
     if !group.is_empty() {
         let gid = group_id(group)?;
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(socket_error("give api.socket_group", path))?;
     }
     Ok(listener)
 }
 
 /// `api.socket_group` names a group this system has (empty: none is set).
-pub fn check_socket_group(group: &str) -> anyhow::Result<()> {
+pub fn check_socket_group(group: &str) -> Result<(), ServeError> {
     if !group.is_empty() {
         group_id(group)?;
     }
@@ -205,11 +240,11 @@ pub fn check_socket_group(group: &str) -> anyhow::Result<()> {
 }
 
 /// A group name (or number) to its gid, from /etc/group.
-fn group_id(group: &str) -> anyhow::Result<u32> {
+fn group_id(group: &str) -> Result<u32, ServeError> {
     if let Ok(gid) = group.parse() {
         return Ok(gid);
     }
-    let groups = std::fs::read_to_string("/etc/group").context("cannot read /etc/group")?;
+    let groups = std::fs::read_to_string("/etc/group").map_err(ServeError::Groups)?;
     groups
         .lines()
         .filter_map(|line| {
@@ -219,5 +254,5 @@ fn group_id(group: &str) -> anyhow::Result<u32> {
             (name == group).then_some(gid)
         })
         .next()
-        .with_context(|| format!("api.socket_group: no group named `{group}`"))
+        .ok_or_else(|| ServeError::NoGroup(group.to_string()))
 }

@@ -83,11 +83,11 @@ fn ready_after_load_pings_while_alive_and_stops_when_inference_wedges() {
     let wedged_socket = socket.clone();
     std::thread::spawn(move || {
         let runtime = testkit::runtime();
-        let _ = runtime.block_on(edge_agent::client::ask(
+        let _ = runtime.block_on(edge_agent::client::request(
             &wedged_socket,
-            "what's my tyre pressure",
-            None,
-            true,
+            hyper::Method::POST,
+            "/v1/ask",
+            Some(serde_json::json!({ "text": "what's my tyre pressure" })),
         ));
     });
     let wedged = Instant::now();

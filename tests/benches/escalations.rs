@@ -67,8 +67,8 @@ fn main() {
     let result = runtime.block_on(async {
         let config = Arc::new(config);
         let metrics = Metrics::new();
-        let stores = cloud_bridge::open_stores(&config).unwrap();
-        let knowledge = tokio::task::block_in_place(|| cloud_bridge::open_knowledge(&config)).unwrap();
+        let stores = cloud_bridge::assemble::open_stores(&config).unwrap();
+        let knowledge = tokio::task::block_in_place(|| cloud_bridge::assemble::open_knowledge(&config)).unwrap();
         let supervisor = Arc::new(Supervisor::new(
             stores,
             Arc::new(cloud_bridge::llm::local::LocalProvider),

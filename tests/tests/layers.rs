@@ -260,3 +260,32 @@ fn no_crate_has_an_import_cycle_between_its_modules() {
         );
     }
 }
+
+/// Whether `path` (under a crate's `src/`) is binary code: `main.rs`, `src/cmd/`
+/// (the binary's commands) or `src/bin/`.
+fn is_binary_code(src: &Path, path: &Path) -> bool {
+    let relative = path.strip_prefix(src).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    first == "main.rs" || first == "cmd" || first == "bin"
+}
+
+#[test]
+fn anyhow_stays_in_binaries() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut offenders = Vec::new();
+    for krate in SHIPPED_CRATES {
+        let src = workspace.join(krate).join("src");
+        let mut files = Vec::new();
+        collect_rust_files(&src, &mut files);
+        for path in files.iter().filter(|path| !is_binary_code(&src, path)) {
+            let code = code_outside_tests(&std::fs::read_to_string(path).unwrap());
+            if code.contains("anyhow") {
+                offenders.push(path.strip_prefix(&workspace).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code uses anyhow (return a typed error): {offenders:?}"
+    );
+}

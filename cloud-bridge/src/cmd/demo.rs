@@ -71,7 +71,7 @@ pub fn run() -> anyhow::Result<()> {
     start_broker(v4, v5)?;
     let store = dir.path().join("cloud/cloud-bridge.sqlite");
     let http = format!("127.0.0.1:{}", free_port()?);
-    let config = crate::config::Config::layered(
+    let config = cloud_bridge::config::Config::layered(
         None,
         [
             ("CLOUD_BRIDGE__MQTT__PORT", v5.to_string()),
@@ -94,19 +94,19 @@ pub fn run() -> anyhow::Result<()> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
     )?;
-    seed(&crate::open_stores(&config)?)?;
+    seed(&cloud_bridge::assemble::open_stores(&config)?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         daemon::signals::cancel_on_signals(shutdown.clone())?;
-        let cloud = tokio::spawn(crate::run(config.clone(), shutdown.child_token()));
+        let cloud = tokio::spawn(super::serve::service(config.clone(), shutdown.child_token()));
         let args = edge_agent::cli::RuntimeArgs {
             model: Default::default(),
             config: edge_agent::cli::ConfigArgs { config: None },
             signals: None,
         };
         let engine = Arc::new(
-            tokio::task::block_in_place(|| edge_agent::open_engine(&car_config, &args))
+            tokio::task::block_in_place(|| edge_agent::assemble::open_engine(&car_config, &args))
                 .context("cannot start the car")?,
         );
         let connector = edge_agent::uplink::RumqttcConnector::new(&car_config.uplink)?;
@@ -117,7 +117,7 @@ pub fn run() -> anyhow::Result<()> {
             None,
             shutdown.child_token(),
         ));
-        let stores = crate::open_stores(&config)?;
+        let stores = cloud_bridge::assemble::open_stores(&config)?;
         wait_healthy(&http, Duration::from_secs(60)).await?;
         println!(
             "demo: broker on 127.0.0.1:{v4} (MQTT 3.1.1, the car) and :{v5} (MQTT 5, the cloud); local provider\n"
@@ -151,11 +151,11 @@ pub fn run() -> anyhow::Result<()> {
             if handoff {
                 let open = stores.handoffs.list(false)?;
                 if let Some(h) = open.iter().find(|h| h.conversation_id == conversation) {
-                    crate::agent::take(&stores, &h.handoff_id, "Sam")?;
+                    cloud_bridge::agent::take(&stores, &h.handoff_id, "Sam")?;
                     if let Some((t, by, _)) = wait_response(&mut events, &conversation, Duration::from_secs(10)).await {
                         println!("cloud > {t}   [{}]", by.unwrap_or_default());
                     }
-                    crate::agent::reply(
+                    cloud_bridge::agent::reply(
                         &stores,
                         &h.handoff_id,
                         "Sam",
@@ -178,8 +178,8 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// The demo's fictional owner and recalls.
-fn seed(stores: &crate::store::Stores) -> anyhow::Result<()> {
-    use crate::store::{Profile, Recall};
+fn seed(stores: &cloud_bridge::store::Stores) -> anyhow::Result<()> {
+    use cloud_bridge::store::{Profile, Recall};
     stores.profiles.put(&Profile {
         thing: "demo-car".into(),
         owner_name: "Alex (demo)".into(),
