@@ -150,7 +150,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     }
     let e = engine.clone();
     until("two rows gone", move || e.health().unwrap().pending_escalations == 1).await;
-    let left = engine.outbox_next(10, &Default::default()).unwrap();
+    let left = engine.outbox().next(10, &Default::default()).unwrap();
     assert_eq!(left[0].message_id, Some(first[1].2), "the unacknowledged one stays");
 
     // The connection drops: the next one sends it again, with its own id, and
@@ -194,7 +194,7 @@ fn an_answer_seen_but_never_recorded_is_taken_from_the_clouds_copy() {
     let escalation = other_process.pending_escalations().unwrap()[0]
         .message_id
         .expect("queued with its message id");
-    engine.outbox_acknowledged(&escalation).unwrap();
+    engine.outbox().acknowledged(&escalation).unwrap();
     let envelope = uuid::Uuid::now_v7();
     // What the stopped car got done: the envelope marked seen, nothing else.
     assert!(other_process.first_sight(&envelope, jiff::Timestamp::now()).unwrap());

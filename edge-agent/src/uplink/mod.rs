@@ -269,7 +269,7 @@ impl Uplink {
         let throttled_until = conn.pusher.throttled_until();
         tokio::select! {
             () = shutdown.cancelled() => return Ok(false),
-            () = self.engine.outbox_changed.notified() => conn.pusher.wake(),
+            () = self.engine.outbox().changed() => conn.pusher.wake(),
             () = tokio::time::sleep_until(self.next_analytics), if connected && self.analytics_every.is_some() => {
                 self.send_analytics(conn, link)?;
             }
@@ -355,7 +355,7 @@ impl Uplink {
                 conn.pusher.broker_took(id);
                 self.awaiting.broker_took(id);
                 let engine = self.engine.clone();
-                let marked = tokio::task::spawn_blocking(move || engine.outbox_sent(id)).await;
+                let marked = tokio::task::spawn_blocking(move || engine.outbox().sent(id)).await;
                 if !matches!(marked, Ok(Ok(()))) {
                     tracing::warn!(id, "sent, but its status could not be recorded");
                 }
@@ -397,7 +397,7 @@ async fn on_response_topic(engine: &Arc<Engine>, payload: Vec<u8>, seen: &mut Se
     // The outbox and history are SQLite: off the async workers.
     let engine = engine.clone();
     let handled = tokio::task::spawn_blocking(move || match envelope.body {
-        Body::Ack(ack) => engine.outbox_acknowledged(&ack.acknowledges),
+        Body::Ack(ack) => engine.outbox().acknowledged(&ack.acknowledges),
         Body::Response(response) => {
             Ok(engine.deliver_response(envelope.message_id, envelope.conversation_id, response))
         }

@@ -137,11 +137,11 @@ impl Pusher {
         tokio::task::spawn_blocking(move || {
             if expire {
                 // A database that cannot be written still lets the spool go.
-                if let Err(error) = engine.outbox_expire() {
+                if let Err(error) = engine.outbox().expire() {
                     tracing::warn!(%error, "expired escalations could not be removed");
                 }
             }
-            engine.outbox_next(free, &held)
+            engine.outbox().next(free, &held)
         })
         .await
         .map_err(|e| UplinkError::Request(e.to_string()))?
@@ -158,7 +158,7 @@ async fn encode_or_refuse(engine: &Arc<Engine>, row: &PendingEscalation, thing: 
             tracing::error!(id = row.id, %error, "an escalation can never be sent: dropped, and its driver told");
             let engine = engine.clone();
             let id = row.id;
-            let _ = tokio::task::spawn_blocking(move || engine.outbox_refuse(id)).await;
+            let _ = tokio::task::spawn_blocking(move || engine.outbox().refuse(id)).await;
             None
         }
     }

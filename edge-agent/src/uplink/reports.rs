@@ -96,7 +96,7 @@ impl Uplink {
         let engine = self.engine.clone();
         let wait_ms = self.config.answer_timeout_ms as i64;
         let limit = usize::from(self.config.inflight);
-        let due = tokio::task::spawn_blocking(move || engine.outbox_unanswered(wait_ms, limit)).await;
+        let due = tokio::task::spawn_blocking(move || engine.outbox().unanswered(wait_ms, limit)).await;
         for row in due.ok().and_then(Result::ok).unwrap_or_default() {
             let Ok(bytes) = envelope_for(&row, &self.config.thing_name) else {
                 continue;

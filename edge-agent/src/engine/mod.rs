@@ -19,6 +19,9 @@ use crate::event_log::{EventLog, Numbered, Resumed};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TurnRecord};
 use crate::vehicle::Vehicle;
+pub use outbox::Outbox;
+
+mod outbox;
 use daemon::heartbeat::{Heartbeat, Heartbeats};
 use models::Intent;
 
@@ -118,7 +121,7 @@ pub struct Engine {
     /// Anonymous counters since the last batch went up.
     analytics: Mutex<crate::analytics::Analytics>,
     /// Wakes the uplink when something is queued.
-    pub outbox_changed: tokio::sync::Notify,
+    outbox_changed: tokio::sync::Notify,
     /// The loops' heartbeats, for the systemd watchdog.
     heartbeats: Heartbeats,
     /// Every turn is a task of this loop: one that never finishes makes it stale.
@@ -348,10 +351,13 @@ impl Engine {
         }
         // An answer is also an acknowledgement (a cloud older than 1.3 sends no
         // other, and an `ack` may have been lost).
-        let acknowledged = self.outbox_acknowledged(&response.in_reply_to).unwrap_or_else(|error| {
-            tracing::error!(%error, "an answered escalation could not leave the outbox: it will be sent again");
-            None
-        });
+        let acknowledged = self
+            .outbox()
+            .acknowledged(&response.in_reply_to)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "an answered escalation could not leave the outbox: it will be sent again");
+                None
+            });
         let mut m = self.mutable.lock().expect("engine mutex");
         if let Err(error) = m.store.answered(&response.in_reply_to, now) {
             tracing::warn!(%error, "an answer could not be marked: the cloud may be asked for it again");
@@ -447,71 +453,6 @@ impl Engine {
         }
     }
 
-    /// The outbox, for the uplink (blocking): the next rows to send, skipping
-    /// those in flight, at most `free` of them. Only ids are read until the
-    /// choice is made, so a long queue or a full window costs little.
-    pub fn outbox_next(
-        &self,
-        free: usize,
-        in_flight: &std::collections::HashSet<i64>,
-    ) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
-        let m = self.mutable.lock().expect("engine mutex");
-        let ids: Vec<i64> = m
-            .store
-            .next_pending_ids(free + in_flight.len())?
-            .into_iter()
-            .filter(|id| !in_flight.contains(id))
-            .take(free)
-            .collect();
-        m.store.pending_by_ids(&ids)
-    }
-
-    /// The broker took a row (its PUBACK): the driver's request is `sent`. It
-    /// stays in the outbox until the cloud acknowledges it.
-    pub fn outbox_sent(&self, id: i64) -> Result<(), StoreError> {
-        let row = self
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .mark_sent(id, jiff::Timestamp::now())?;
-        if let Some(row) = row {
-            self.publish_status(row, "sent");
-        }
-        Ok(())
-    }
-
-    /// The cloud acknowledged an escalation: it leaves the outbox, and its driver's
-    /// request is `received`. The row's id, or `None` for a repeated acknowledgement.
-    pub fn outbox_acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<i64>, StoreError> {
-        let row = self
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .acknowledged(message_id)?;
-        Ok(row.map(|row| {
-            let id = row.id;
-            self.publish_status(row, "received");
-            self.outbox_changed.notify_one();
-            id
-        }))
-    }
-
-    /// Acknowledged escalations still without an answer after `wait_ms` (the
-    /// wait doubling each time): the uplink asks for them again (blocking).
-    pub fn outbox_unanswered(
-        &self,
-        wait_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<crate::store::PendingEscalation>, StoreError> {
-        self.mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .unanswered_due(jiff::Timestamp::now(), wait_ms, 12, limit)
-    }
-
     fn publish_status(&self, row: crate::store::Outboxed, status: &str) {
         self.publish(Event::Escalation {
             conversation_id: row.conversation_id,
@@ -521,28 +462,9 @@ impl Engine {
         });
     }
 
-    /// Removes a row that can never be sent, and tells its driver.
-    pub fn outbox_refuse(&self, id: i64) -> Result<(), StoreError> {
-        let dropped = self.mutable.lock().expect("engine mutex").store.refuse(id)?;
-        if let Some(dropped) = dropped {
-            self.publish(Event::Dropped(dropped));
-        }
-        Ok(())
-    }
-
-    /// Drops what has outlived its time to live, and tells the drivers.
-    pub fn outbox_expire(&self) -> Result<usize, StoreError> {
-        let expired = self
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .expire_due(jiff::Timestamp::now())?;
-        for dropped in &expired {
-            tracing::info!(id = dropped.id, intent = %dropped.intent, "expired before it could be sent");
-            self.publish(Event::Dropped(dropped.clone()));
-        }
-        Ok(expired.len())
+    /// The outbox the uplink drains ([`Outbox`]).
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox { engine: self }
     }
 
     /// The state's gauges.
