@@ -99,45 +99,15 @@ pub async fn run(
     let options = mqtt_options(&config)?;
     let owner = options.client_id();
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    let delivery: Arc<dyn Delivery> = match config.delivery.mode {
-        DeliveryMode::Mqtt => Arc::new(MqttDelivery { client: client.clone() }),
-        DeliveryMode::IotData => Arc::new(
-            IotDataDelivery::from_environment(
-                &config.delivery.iot_data_endpoint,
-                Some(config.delivery.region.clone()).filter(|r| !r.is_empty()),
-            )
-            .await,
-        ),
-    };
-    let stores = supervisor.stores().clone();
-    let (dedupe, lease_ms, claimer) = (stores.dedupe.clone(), config.store.lease_ms, owner.clone());
-    // Claims and outcomes are both on the way to the driver's answer (an
-    // outcome is durable before its reply goes): no linger, batches of
-    // whatever is waiting.
-    let claims = GroupCommit::start("store-claims", Duration::ZERO, move |batch: &[NewClaim]| {
-        match dedupe.claim_many(batch, &claimer, lease_ms) {
-            Ok(found) => found.into_iter().map(Ok).collect(),
-            Err(error) => batch.iter().map(|_| Err(error.to_string())).collect(),
-        }
-    })?;
-    let dedupe = stores.dedupe.clone();
-    let completions = GroupCommit::start("store-outcomes", Duration::ZERO, move |batch: &[Completed]| {
-        let result = dedupe.complete_many(batch).map_err(|e| e.to_string());
-        batch.iter().map(|_| result.clone()).collect()
-    })?;
-    let shared = Arc::new(Shared {
-        stores,
+    let shared = Shared::start(
+        &config,
         supervisor,
-        delivery,
-        client: client.clone(),
-        topics: topics.clone(),
-        metrics: metrics.clone(),
-        config: config.clone(),
+        client.clone(),
+        topics.clone(),
+        metrics.clone(),
         owner,
-        claims,
-        completions,
-        in_progress: Arc::default(),
-    });
+    )
+    .await?;
     let tracker = TaskTracker::new();
     tracker.spawn(outbound_loop(shared.clone(), shutdown.clone()));
     tracker.spawn(takeover_loop(shared.clone(), tracker.clone(), shutdown.clone()));
@@ -174,32 +144,9 @@ pub async fn run(
                 subscribe(&client, &filters, Duration::ZERO);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let shared = shared.clone();
-                tracker.spawn(async move {
-                    shared.metrics.in_flight(1);
-                    shared.on_publish(&publish).await;
-                    shared.metrics.in_flight(-1);
-                    if let Err(error) = shared.client.ack(&publish).await {
-                        tracing::warn!(%error, "cannot acknowledge a message; the broker will resend it");
-                    }
-                });
+                tracker.spawn(shared.clone().handle_message(publish));
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let refused: Vec<_> = ack
-                    .return_codes
-                    .iter()
-                    .filter(|code| !matches!(code, SubscribeReasonCode::Success(_)))
-                    .collect();
-                if refused.is_empty() {
-                    metrics.set_subscribed(true);
-                    tracing::info!("subscribed to the cars' topics");
-                } else {
-                    metrics.set_subscribed(false);
-                    metrics.failure("subscription_refused");
-                    tracing::error!(?refused, "the broker refused a subscription; trying again in 5 s");
-                    subscribe(&client, &filters, Duration::from_secs(5));
-                }
-            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => on_suback(&ack.return_codes, &metrics, &client, &filters),
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
                 metrics.set_connected(false);
                 metrics.set_subscribed(false);
@@ -212,24 +159,23 @@ pub async fn run(
                 metrics.failure("broker_connection");
                 let pause = backoff.next_delay();
                 tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "broker connection failed; reconnecting");
-                let wait = async {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => true,
-                        _ = tokio::time::sleep(pause) => false,
-                    }
-                };
-                let stop = match &heartbeat {
-                    Some(heartbeat) => heartbeat.waiting(wait).await,
-                    None => wait.await,
-                };
-                if stop {
+                if stopped_while_pausing(pause, heartbeat.as_ref(), &shutdown).await {
                     break;
                 }
             }
         }
     }
+    finish_in_flight(&tracker, &mut eventloop).await;
+    let _ = client.disconnect().await;
+    metrics.set_connected(false);
+    metrics.set_subscribed(false);
+    Ok(())
+}
+
+/// Lets message tasks finish their publish and ack (polling the connection
+/// meanwhile), for at most 5 s.
+async fn finish_in_flight(tracker: &TaskTracker, eventloop: &mut rumqttc::v5::EventLoop) {
     tracker.close();
-    // Let message tasks finish their publish and ack, polling the connection meanwhile.
     let drain = async {
         loop {
             if eventloop.poll().await.is_err() {
@@ -238,14 +184,98 @@ pub async fn run(
         }
     };
     tokio::select! {
-        _ = tracker.wait() => {}
-        _ = drain => {}
-        _ = tokio::time::sleep(Duration::from_secs(5)) => tracing::warn!("messages still in flight at exit: their leases will expire and another instance takes them"),
+        () = tracker.wait() => {}
+        () = drain => {}
+        () = tokio::time::sleep(Duration::from_secs(5)) => tracing::warn!("messages still in flight at exit: their leases will expire and another instance takes them"),
     }
-    let _ = client.disconnect().await;
-    metrics.set_connected(false);
-    metrics.set_subscribed(false);
-    Ok(())
+}
+
+impl Shared {
+    /// What the message tasks share: the delivery of answers, and the group
+    /// commits of claims and outcomes.
+    async fn start(
+        config: &Arc<Config>,
+        supervisor: Arc<Supervisor>,
+        client: AsyncClient,
+        topics: Topics,
+        metrics: Metrics,
+        owner: String,
+    ) -> Result<Arc<Shared>, ServiceError> {
+        let delivery: Arc<dyn Delivery> = match config.delivery.mode {
+            DeliveryMode::Mqtt => Arc::new(MqttDelivery { client: client.clone() }),
+            DeliveryMode::IotData => Arc::new(
+                IotDataDelivery::from_environment(
+                    &config.delivery.iot_data_endpoint,
+                    Some(config.delivery.region.clone()).filter(|r| !r.is_empty()),
+                )
+                .await,
+            ),
+        };
+        let stores = supervisor.stores().clone();
+        let (dedupe, lease_ms, claimer) = (stores.dedupe.clone(), config.store.lease_ms, owner.clone());
+        // Claims and outcomes are both on the way to the driver's answer (an
+        // outcome is durable before its reply goes): no linger, batches of
+        // whatever is waiting.
+        let claims = GroupCommit::start("store-claims", Duration::ZERO, move |batch: &[NewClaim]| {
+            match dedupe.claim_many(batch, &claimer, lease_ms) {
+                Ok(found) => found.into_iter().map(Ok).collect(),
+                Err(error) => batch.iter().map(|_| Err(error.to_string())).collect(),
+            }
+        })?;
+        let dedupe = stores.dedupe.clone();
+        let completions = GroupCommit::start("store-outcomes", Duration::ZERO, move |batch: &[Completed]| {
+            let result = dedupe.complete_many(batch).map_err(|e| e.to_string());
+            batch.iter().map(|_| result.clone()).collect()
+        })?;
+        Ok(Arc::new(Shared {
+            stores,
+            supervisor,
+            delivery,
+            client,
+            topics,
+            metrics,
+            config: config.clone(),
+            owner,
+            claims,
+            completions,
+            in_progress: Arc::default(),
+        }))
+    }
+}
+
+/// A SUBACK: healthy when every filter was granted, else subscribe again soon.
+fn on_suback(codes: &[SubscribeReasonCode], metrics: &Metrics, client: &AsyncClient, filters: &[String]) {
+    let refused: Vec<_> = codes
+        .iter()
+        .filter(|code| !matches!(code, SubscribeReasonCode::Success(_)))
+        .collect();
+    if refused.is_empty() {
+        metrics.set_subscribed(true);
+        tracing::info!("subscribed to the cars' topics");
+    } else {
+        metrics.set_subscribed(false);
+        metrics.failure("subscription_refused");
+        tracing::error!(?refused, "the broker refused a subscription; trying again in 5 s");
+        subscribe(client, filters, Duration::from_secs(5));
+    }
+}
+
+/// Waits out a reconnect pause, beating; true when `shutdown` came first.
+async fn stopped_while_pausing(
+    pause: Duration,
+    heartbeat: Option<&daemon::heartbeat::Heartbeat>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let wait = async {
+        tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(pause) => false,
+        }
+    };
+    match heartbeat {
+        Some(heartbeat) => heartbeat.waiting(wait).await,
+        None => wait.await,
+    }
 }
 
 /// Subscribes to the cars' topics after `delay`, from a task: subscribing inside
@@ -264,6 +294,16 @@ fn subscribe(client: &AsyncClient, filters: &[String], delay: Duration) {
 }
 
 impl Shared {
+    /// One message's task: handled, then acknowledged to the broker.
+    async fn handle_message(self: Arc<Self>, publish: Publish) {
+        self.metrics.in_flight(1);
+        self.on_publish(&publish).await;
+        self.metrics.in_flight(-1);
+        if let Err(error) = self.client.ack(&publish).await {
+            tracing::warn!(%error, "cannot acknowledge a message; the broker will resend it");
+        }
+    }
+
     async fn on_publish(&self, publish: &Publish) {
         let topic = String::from_utf8_lossy(&publish.topic).to_string();
         let Some((thing, leaf)) = self.topics.parse_car_topic(&topic) else {
@@ -286,76 +326,84 @@ impl Shared {
             return;
         }
         match (&envelope.body, leaf) {
-            (Body::Escalation(_), "escalations") => {
-                let id = envelope.message_id.to_string();
-                let claim = NewClaim {
-                    message_id: id.clone(),
-                    thing: thing.to_string(),
-                    payload: publish.payload.to_vec(),
-                };
-                let claimed = self
-                    .claims
-                    .submit(claim)
-                    .await
-                    .unwrap_or_else(|| Err("the store writer stopped".into()));
-                match claimed {
-                    Ok(Claim::New) => {
-                        crate::failpoint::hit("escalation:claimed");
-                        self.acknowledge(&envelope).await;
-                        crate::failpoint::hit("escalation:acknowledged");
-                        self.handle_escalation(envelope).await;
-                    }
-                    Ok(Claim::Duplicate) => {
-                        // The car sent it again: it missed the acknowledgement,
-                        // or the answer. Both go again; the car drops a repeat.
-                        self.metrics.duplicate();
-                        tracing::debug!(message_id = %id, "a duplicate escalation acknowledged again and dropped");
-                        self.acknowledge(&envelope).await;
-                        self.deliver_again(&envelope).await;
-                    }
-                    Err(error) => {
-                        // Handled without a claim rather than dropped: a duplicate
-                        // answer is better than none while the store is down.
-                        self.metrics.failure("store");
-                        tracing::error!(%error, "cannot claim an escalation; handling it unclaimed");
-                        self.handle_escalation(envelope).await;
-                    }
-                }
-            }
-            (Body::AnalyticsBatch(batch), "analytics") => {
-                let day = batch
-                    .period_end
-                    .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-                    .date()
-                    .to_string();
-                if let Err(error) =
-                    self.stores
-                        .analytics
-                        .record_batch(&envelope.message_id.to_string(), &day, &batch.counters)
-                {
-                    self.metrics.failure("store");
-                    tracing::error!(%error, "cannot record an analytics batch");
-                }
-            }
-            (Body::Status(status), "status") => {
-                tracing::info!(
-                    thing,
-                    agent_version = %status.agent_version,
-                    queued = status.queued_escalations,
-                    knowledge = ?status.knowledge_version,
-                    failure = ?status.knowledge_failure,
-                    "car status"
-                );
-                let car = crate::fleet::car_from_status(thing, status, envelope.sent_at);
-                if let Err(error) = self.stores.fleet.record_car(&car) {
-                    self.metrics.failure("store");
-                    tracing::error!(%error, "cannot record a car's status");
-                }
-            }
+            (Body::Escalation(_), "escalations") => self.claim_and_handle(thing, envelope, &publish.payload).await,
+            (Body::AnalyticsBatch(batch), "analytics") => self.record_analytics(&envelope, batch),
+            (Body::Status(status), "status") => self.record_status(thing, status, envelope.sent_at),
             _ => {
                 self.metrics.rejected("wrong_kind");
                 tracing::warn!(thing, leaf, "a message of the wrong kind for its topic was dropped");
             }
+        }
+    }
+
+    /// An escalation: claimed in the dedupe store first, then acknowledged to the
+    /// car and handled; a duplicate is acknowledged and answered again.
+    async fn claim_and_handle(&self, thing: &str, envelope: Envelope, payload: &[u8]) {
+        let id = envelope.message_id.to_string();
+        let claim = NewClaim {
+            message_id: id.clone(),
+            thing: thing.to_string(),
+            payload: payload.to_vec(),
+        };
+        let claimed = self
+            .claims
+            .submit(claim)
+            .await
+            .unwrap_or_else(|| Err("the store writer stopped".into()));
+        match claimed {
+            Ok(Claim::New) => {
+                crate::failpoint::hit("escalation:claimed");
+                self.acknowledge(&envelope).await;
+                crate::failpoint::hit("escalation:acknowledged");
+                self.handle_escalation(envelope).await;
+            }
+            Ok(Claim::Duplicate) => {
+                // The car sent it again: it missed the acknowledgement,
+                // or the answer. Both go again; the car drops a repeat.
+                self.metrics.duplicate();
+                tracing::debug!(message_id = %id, "a duplicate escalation acknowledged again and dropped");
+                self.acknowledge(&envelope).await;
+                self.deliver_again(&envelope).await;
+            }
+            Err(error) => {
+                // Handled without a claim rather than dropped: a duplicate
+                // answer is better than none while the store is down.
+                self.metrics.failure("store");
+                tracing::error!(%error, "cannot claim an escalation; handling it unclaimed");
+                self.handle_escalation(envelope).await;
+            }
+        }
+    }
+
+    fn record_analytics(&self, envelope: &Envelope, batch: &protocol::AnalyticsBatch) {
+        let day = batch
+            .period_end
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date()
+            .to_string();
+        if let Err(error) = self
+            .stores
+            .analytics
+            .record_batch(&envelope.message_id.to_string(), &day, &batch.counters)
+        {
+            self.metrics.failure("store");
+            tracing::error!(%error, "cannot record an analytics batch");
+        }
+    }
+
+    fn record_status(&self, thing: &str, status: &protocol::Status, sent_at: jiff::Timestamp) {
+        tracing::info!(
+            thing,
+            agent_version = %status.agent_version,
+            queued = status.queued_escalations,
+            knowledge = ?status.knowledge_version,
+            failure = ?status.knowledge_failure,
+            "car status"
+        );
+        let car = crate::fleet::car_from_status(thing, status, sent_at);
+        if let Err(error) = self.stores.fleet.record_car(&car) {
+            self.metrics.failure("store");
+            tracing::error!(%error, "cannot record a car's status");
         }
     }
 

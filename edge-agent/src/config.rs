@@ -227,6 +227,16 @@ impl Config {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_markets()?;
+        self.validate_tuning()?;
+        self.validate_fleet()?;
+        self.validate_api()?;
+        self.validate_uplink()?;
+        self.validate_limits()
+    }
+
+    /// The vehicle's market exists, and every market's emergency number is digits.
+    fn validate_markets(&self) -> Result<(), ConfigError> {
         if !self.markets.contains_key(&self.vehicle.market) {
             return Err(ConfigError::Invalid(format!(
                 "vehicle.market `{}` has no [markets.{}] section (known: {})",
@@ -243,6 +253,11 @@ impl Config {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The dialogue's and retrieval's bars are within their ranges.
+    fn validate_tuning(&self) -> Result<(), ConfigError> {
         if !(-1.0..=1.0).contains(&self.assistant.offer_human_at_or_below) {
             return Err(ConfigError::Invalid(
                 "assistant.offer_human_at_or_below must be within [-1, 1]".to_string(),
@@ -268,6 +283,11 @@ impl Config {
                 "vehicle.recommended_tire_kpa and vehicle.service_interval_km must be positive".to_string(),
             ));
         }
+        Ok(())
+    }
+
+    /// A followed channel is a topic level, and some key is trusted.
+    fn validate_fleet(&self) -> Result<(), ConfigError> {
         if !self.fleet.channel.is_empty() {
             protocol::topics::check_level(&self.fleet.channel)
                 .map_err(|e| ConfigError::Invalid(format!("fleet.channel: {e}")))?;
@@ -279,6 +299,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The API's limits are set, and TCP stays on loopback.
+    fn validate_api(&self) -> Result<(), ConfigError> {
         let api = &self.api;
         if [
             api.rate_per_second as u64,
@@ -309,6 +334,11 @@ impl Config {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// A configured uplink can name its topics and connect.
+    fn validate_uplink(&self) -> Result<(), ConfigError> {
         if !self.uplink.host.is_empty() {
             let u = &self.uplink;
             protocol::topics::check_level(&u.thing_name)
@@ -327,6 +357,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The outbox, privacy and history limits.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         if self.outbox.max_queued == 0 {
             return Err(ConfigError::Invalid("outbox.max_queued must be at least 1".to_string()));
         }

@@ -81,8 +81,48 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
     // Before any loop registers and makes its ticker.
     daemon::systemd::prepare_heartbeats(engine.heartbeats());
     let tracker = TaskTracker::new();
-    let app = api::router(engine.clone(), &config.api, tracker.clone(), shutdown.clone());
+    let served = serve_api(&engine, config, unix, &tracker, &shutdown).await?;
+    let fleet = start_fleet_updates(&engine, config, &tracker, &shutdown)?;
+    let uplink = start_uplink(&engine, config, fleet, &shutdown)?;
+    tracing::info!(socket = %socket.display(), "API listening");
+    eprintln!("edge-agent: serving on {}", socket.display());
+    // The models and the knowledge base were loaded before `run`, and the
+    // socket is bound: requests are answered from here on.
+    let watchdog = crate::watchdog::start(&engine, socket.clone(), &tracker, &shutdown);
+    daemon::systemd::notify_ready(&format!(
+        "answering on {}{}",
+        socket.display(),
+        if watchdog.is_some() { ", watchdog on" } else { "" }
+    ));
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        daemon::systemd::notify_stopping();
+    });
+    drain(served, Duration::from_millis(config.api.shutdown_grace_ms), &shutdown).await;
+    stop_uplink(uplink).await;
+    tracker.close();
+    if tokio::time::timeout(Duration::from_millis(500), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(tasks = tracker.len(), "background answers still running at exit");
+    }
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("API stopped");
+    Ok(())
+}
 
+/// The API on the Unix socket, and on loopback TCP when configured: resolves
+/// when every listener has stopped.
+async fn serve_api(
+    engine: &Arc<Engine>,
+    config: &Config,
+    unix: UnixListener,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<impl std::future::Future<Output = ()>, ServeError> {
+    let app = api::router(engine.clone(), &config.api, tracker.clone(), shutdown.clone());
     let limits = crate::listener::Limits {
         max_connections: config.api.max_connections,
         max_per_client: config.api.max_connections_per_client,
@@ -102,111 +142,105 @@ pub async fn run(engine: Arc<Engine>, config: &Config, shutdown: CancellationTok
         tracing::info!(addr = %config.api.tcp, "API listening on loopback TCP");
         Some(crate::listener::serve(listener, app, limits, refused, shutdown.clone()))
     };
-    let fleet = if config.fleet.channel.is_empty() {
-        None
-    } else if config.uplink.host.is_empty() {
-        tracing::warn!(channel = %config.fleet.channel, "fleet.channel is set but there is no uplink: no fleet updates");
-        None
-    } else {
-        match crate::fleet::updater_for(config, engine.assistant().live_knowledge()) {
-            Ok(updater) => Some(updater),
-            Err(error) => {
-                // The assistant still answers; only updates wait for a fixed config.
-                tracing::error!(%error, "fleet updates are off: the updater cannot start");
-                None
-            }
-        }
-    }
-    .map(|updater| -> Result<crate::uplink::FleetLink, ServeError> {
-        let updater = Arc::new(updater);
-        updater.watched_by(engine.heartbeats().register("knowledge"));
-        updater.clean_up();
-        let (notices, received) = tokio::sync::mpsc::channel(16);
-        let topic = protocol::Topics::new(&config.uplink.topic_prefix)?.fleet_knowledge(&config.fleet.channel)?;
-        let link = crate::uplink::FleetLink {
-            topic,
-            notices,
-            reports: updater.reports(),
-            shadow: config.fleet.report == crate::config::FleetReport::Shadow,
-            report_every: Duration::from_secs(config.fleet.report_interval_seconds.max(1)),
-        };
-        let retry = (
-            Duration::from_millis(config.fleet.retry_initial_ms),
-            Duration::from_millis(config.fleet.retry_max_ms),
-        );
-        tracker.spawn(crate::fleet::run(updater, received, retry, shutdown.clone()));
-        tracing::info!(channel = %config.fleet.channel, "following fleet knowledge updates");
-        Ok(link)
-    })
-    .transpose()?;
-    let uplink = if config.uplink.host.is_empty() {
-        tracing::info!("no uplink configured: escalations wait in the outbox");
-        None
-    } else {
-        let connector = crate::uplink::RumqttcConnector::new(&config.uplink)?;
-        Some(tokio::spawn(crate::uplink::run(
-            connector,
-            engine.clone(),
-            config.uplink.clone(),
-            fleet,
-            shutdown.clone(),
-        )))
-    };
-    tracing::info!(socket = %socket.display(), "API listening");
-    eprintln!("edge-agent: serving on {}", socket.display());
-    // The models and the knowledge base were loaded before `run`, and the
-    // socket is bound: requests are answered from here on.
-    let watchdog = crate::watchdog::start(&engine, socket.clone(), &tracker, &shutdown);
-    daemon::systemd::notify_ready(&format!(
-        "answering on {}{}",
-        socket.display(),
-        if watchdog.is_some() { ", watchdog on" } else { "" }
-    ));
-
-    let grace = Duration::from_millis(config.api.shutdown_grace_ms);
-    let served = async {
+    Ok(async move {
         match tcp_server {
             Some(tcp) => {
                 tokio::join!(unix_server, tcp);
             }
             None => unix_server.await,
         }
-    };
+    })
+}
+
+/// Waits until the listeners stop after `shutdown`, or the grace period ends.
+async fn drain(served: impl std::future::Future<Output = ()>, grace: Duration, shutdown: &CancellationToken) {
     let deadline = async {
         shutdown.cancelled().await;
         let started = Instant::now();
         tokio::time::sleep(grace).await;
         started
     };
-    let stopping = shutdown.clone();
-    tokio::spawn(async move {
-        stopping.cancelled().await;
-        daemon::systemd::notify_stopping();
-    });
     tokio::select! {
         () = served => {}
         started = deadline => {
             tracing::warn!(waited_ms = started.elapsed().as_millis() as u64, "requests still open at the end of the grace period: closing them");
         }
     }
-    if let Some(uplink) = uplink {
-        match tokio::time::timeout(Duration::from_millis(500), uplink).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::error!(%error, "the uplink stopped with an error"),
-            Ok(Err(error)) => tracing::error!(%error, "the uplink task failed"),
-            Err(_) => tracing::warn!("the uplink did not stop in time"),
+}
+
+/// The fleet updater and the uplink's part in it, when a channel is followed
+/// and there is an uplink to hear it on.
+fn start_fleet_updates(
+    engine: &Arc<Engine>,
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Option<crate::uplink::FleetLink>, ServeError> {
+    if config.fleet.channel.is_empty() {
+        return Ok(None);
+    }
+    if config.uplink.host.is_empty() {
+        tracing::warn!(channel = %config.fleet.channel, "fleet.channel is set but there is no uplink: no fleet updates");
+        return Ok(None);
+    }
+    let updater = match crate::fleet::updater_for(config, engine.assistant().live_knowledge()) {
+        Ok(updater) => Arc::new(updater),
+        Err(error) => {
+            // The assistant still answers; only updates wait for a fixed config.
+            tracing::error!(%error, "fleet updates are off: the updater cannot start");
+            return Ok(None);
         }
+    };
+    updater.watched_by(engine.heartbeats().register("knowledge"));
+    updater.clean_up();
+    let (notices, received) = tokio::sync::mpsc::channel(16);
+    let topic = protocol::Topics::new(&config.uplink.topic_prefix)?.fleet_knowledge(&config.fleet.channel)?;
+    let link = crate::uplink::FleetLink {
+        topic,
+        notices,
+        reports: updater.reports(),
+        shadow: config.fleet.report == crate::config::FleetReport::Shadow,
+        report_every: Duration::from_secs(config.fleet.report_interval_seconds.max(1)),
+    };
+    let retry = (
+        Duration::from_millis(config.fleet.retry_initial_ms),
+        Duration::from_millis(config.fleet.retry_max_ms),
+    );
+    tracker.spawn(crate::fleet::run(updater, received, retry, shutdown.clone()));
+    tracing::info!(channel = %config.fleet.channel, "following fleet knowledge updates");
+    Ok(Some(link))
+}
+
+type UplinkTask = tokio::task::JoinHandle<Result<(), UplinkError>>;
+
+fn start_uplink(
+    engine: &Arc<Engine>,
+    config: &Config,
+    fleet: Option<crate::uplink::FleetLink>,
+    shutdown: &CancellationToken,
+) -> Result<Option<UplinkTask>, ServeError> {
+    if config.uplink.host.is_empty() {
+        tracing::info!("no uplink configured: escalations wait in the outbox");
+        return Ok(None);
     }
-    tracker.close();
-    if tokio::time::timeout(Duration::from_millis(500), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(tasks = tracker.len(), "background answers still running at exit");
+    let connector = crate::uplink::RumqttcConnector::new(&config.uplink)?;
+    Ok(Some(tokio::spawn(crate::uplink::run(
+        connector,
+        engine.clone(),
+        config.uplink.clone(),
+        fleet,
+        shutdown.clone(),
+    ))))
+}
+
+async fn stop_uplink(uplink: Option<UplinkTask>) {
+    let Some(uplink) = uplink else { return };
+    match tokio::time::timeout(Duration::from_millis(500), uplink).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::error!(%error, "the uplink stopped with an error"),
+        Ok(Err(error)) => tracing::error!(%error, "the uplink task failed"),
+        Err(_) => tracing::warn!("the uplink did not stop in time"),
     }
-    let _ = std::fs::remove_file(&socket);
-    tracing::info!("API stopped");
-    Ok(())
 }
 
 /// Binds the socket with mode 0660 (and the HMI's group, when configured). A stale

@@ -101,26 +101,34 @@ impl Downloader {
 
     /// Brings `part` up to `size` bytes from `url`, resuming what it already holds.
     pub async fn fetch(&self, url: &str, part: &Path, size: u64) -> Result<Fetched, DownloadError> {
-        let io = |error| DownloadError::Io {
-            path: part.to_path_buf(),
-            error,
-        };
-        let mut have = match tokio::fs::metadata(part).await {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(io(e)),
-        };
-        if have > size {
-            // Not ours to keep: start over.
-            tokio::fs::remove_file(part).await.map_err(io)?;
-            have = 0;
-        }
+        let have = bytes_kept(part, size).await?;
         if have == size {
             return Ok(Fetched {
                 resumed_from: have,
                 received: 0,
             });
         }
+        let (response, driver) = self.get(url, have).await?;
+        let resumed_from = resume_point(&response, have, part).await?;
+        let outcome = self.write_body(response.into_body(), part, resumed_from, size).await;
+        driver.abort();
+        let received = outcome?;
+        if resumed_from + received < size {
+            return Err(DownloadError::Http(format!(
+                "the transfer ended at {} of {size} bytes",
+                resumed_from + received
+            )));
+        }
+        Ok(Fetched { resumed_from, received })
+    }
+
+    /// Sends a GET for `url` (from byte `have` on, when above 0) over a fresh TLS
+    /// connection; the response, and the task driving the connection.
+    async fn get(
+        &self,
+        url: &str,
+        have: u64,
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), DownloadError> {
         let uri: hyper::Uri = url.parse().map_err(|_| DownloadError::NotHttps(redact(url)))?;
         if uri.scheme_str() != Some("https") {
             return Err(DownloadError::NotHttps(redact(url)));
@@ -129,23 +137,7 @@ impl Downloader {
             .host()
             .ok_or_else(|| DownloadError::NotHttps(redact(url)))?
             .to_string();
-        let port = uri.port_u16().unwrap_or(443);
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-
-        let connect = async {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            self.tls.connect(name, tcp).await
-        };
-        let tls = tokio::time::timeout(self.idle, connect)
-            .await
-            .map_err(|_| DownloadError::Idle(self.idle))?
-            .map_err(|e| DownloadError::Connect {
-                host: host.clone(),
-                error: e.to_string(),
-            })?;
+        let tls = self.connect(&host, uri.port_u16().unwrap_or(443)).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tls))
                 .await
@@ -157,6 +149,7 @@ impl Downloader {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut request = hyper::Request::get(path)
             .header(hyper::header::HOST, host_header)
             .header(
@@ -173,25 +166,45 @@ impl Downloader {
             .await
             .map_err(|_| DownloadError::Idle(self.idle))?
             .map_err(|e| DownloadError::Http(e.to_string()))?;
-        let status = response.status().as_u16();
-        let resumed_from = match status {
-            206 if have > 0 && content_range_start(response.headers()) == Some(have) => have,
-            200 => 0,
-            206 => 0, // a range we did not ask for: start over below with a plain GET next time
-            403 => {
-                return Err(DownloadError::Status {
-                    status,
-                    hint: ": the presigned URL may have expired (fleet ops refresh the manifest)",
-                })
-            }
-            _ => return Err(DownloadError::Status { status, hint: "" }),
+        Ok((response, driver))
+    }
+
+    /// TCP, then TLS against the configured roots, within the idle timeout.
+    async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, DownloadError> {
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            self.tls.connect(name, tcp).await
         };
-        if status == 206 && resumed_from == 0 {
-            let _ = tokio::fs::remove_file(part).await;
-            return Err(DownloadError::Http(
-                "the server answered a range that was not asked for: starting over".into(),
-            ));
-        }
+        tokio::time::timeout(self.idle, connect)
+            .await
+            .map_err(|_| DownloadError::Idle(self.idle))?
+            .map_err(|e| DownloadError::Connect {
+                host: host.to_string(),
+                error: e.to_string(),
+            })
+    }
+
+    /// Appends the body to `part` (or writes it anew from 0); how many bytes
+    /// arrived. What arrived is kept for the next attempt, whatever ended this
+    /// one, except a body longer than announced.
+    async fn write_body(
+        &self,
+        mut body: hyper::body::Incoming,
+        part: &Path,
+        resumed_from: u64,
+        size: u64,
+    ) -> Result<u64, DownloadError> {
+        let io = |error| DownloadError::Io {
+            path: part.to_path_buf(),
+            error,
+        };
         if let Some(parent) = part.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(io)?;
         }
@@ -203,7 +216,6 @@ impl Downloader {
             .open(part)
             .await
             .map_err(io)?;
-        let mut body = response.into_body();
         let mut received = 0u64;
         let outcome = loop {
             let frame = match tokio::time::timeout(self.idle, body.frame()).await {
@@ -221,21 +233,57 @@ impl Downloader {
             }
             received += data.len() as u64;
         };
-        // What arrived is kept for the next attempt, whatever ended this one.
         file.flush().await.map_err(io)?;
         file.sync_data().await.map_err(io)?;
-        driver.abort();
         if let Err(DownloadError::TooLong { .. }) = outcome {
             let _ = tokio::fs::remove_file(part).await;
         }
-        outcome?;
-        if resumed_from + received < size {
-            return Err(DownloadError::Http(format!(
-                "the transfer ended at {} of {size} bytes",
-                resumed_from + received
-            )));
+        outcome.map(|()| received)
+    }
+}
+
+/// How much of the download is already in `part`: 0 when there is none, or when
+/// it is longer than the whole (not ours to keep: removed).
+async fn bytes_kept(part: &Path, size: u64) -> Result<u64, DownloadError> {
+    let io = |error| DownloadError::Io {
+        path: part.to_path_buf(),
+        error,
+    };
+    let have = match tokio::fs::metadata(part).await {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io(e)),
+    };
+    if have > size {
+        tokio::fs::remove_file(part).await.map_err(io)?;
+        return Ok(0);
+    }
+    Ok(have)
+}
+
+/// Where the response's body starts: at `have` for the range asked for, at 0 for
+/// a whole body. A range that was not asked for discards `part`.
+async fn resume_point(
+    response: &hyper::Response<hyper::body::Incoming>,
+    have: u64,
+    part: &Path,
+) -> Result<u64, DownloadError> {
+    let status = response.status().as_u16();
+    match status {
+        206 if have > 0 && content_range_start(response.headers()) == Some(have) => Ok(have),
+        200 => Ok(0),
+        206 => {
+            // Start over with a plain GET next time.
+            let _ = tokio::fs::remove_file(part).await;
+            Err(DownloadError::Http(
+                "the server answered a range that was not asked for: starting over".into(),
+            ))
         }
-        Ok(Fetched { resumed_from, received })
+        403 => Err(DownloadError::Status {
+            status,
+            hint: ": the presigned URL may have expired (fleet ops refresh the manifest)",
+        }),
+        _ => Err(DownloadError::Status { status, hint: "" }),
     }
 }
 
