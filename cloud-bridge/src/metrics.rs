@@ -66,102 +66,100 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("cloud_bridge");
-        let inner = Inner {
-            received: Family::default(),
-            duplicates: Counter::default(),
-            rejected: Family::default(),
-            handled: Family::default(),
-            corrections: Family::default(),
-            failures: Family::default(),
-            retries: Counter::default(),
-            delivered: Counter::default(),
-            handling_seconds: Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
-            connected: Gauge::default(),
-            subscribed: Gauge::default(),
-            acknowledged: Counter::default(),
-            in_flight: Gauge::default(),
-            handoffs_queued: Gauge::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "build",
-            "The running build, labelled with its version",
-            Info::new(BuildLabel {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }),
-        );
-        registry.register(
-            "handoffs_queued",
-            "Handoffs waiting for a human agent (read from the store at each scrape)",
-            inner.handoffs_queued.clone(),
-        );
-        registry.register(
-            "messages_received",
-            "Messages read from the broker, by kind",
-            inner.received.clone(),
-        );
-        registry.register(
-            "duplicates",
-            "Escalations already handled (dropped)",
-            inner.duplicates.clone(),
-        );
-        registry.register(
-            "messages_rejected",
-            "Messages refused, by reason",
-            inner.rejected.clone(),
-        );
-        registry.register(
-            "escalations_handled",
-            "Escalations handled, by route and provider",
-            inner.handled.clone(),
-        );
-        registry.register(
-            "intent_corrections",
-            "Edge intents the supervisor corrected",
-            inner.corrections.clone(),
-        );
-        registry.register(
-            "failures",
-            "Failures, by kind (model, tool, store, delivery)",
-            inner.failures.clone(),
-        );
-        registry.register(
-            "llm_retries",
-            "Model calls retried after throttling or 5xx",
-            inner.retries.clone(),
-        );
-        registry.register(
-            "responses_delivered",
-            "Responses published to cars",
-            inner.delivered.clone(),
-        );
-        registry.register(
-            "handling_seconds",
-            "From receipt to the response being published",
-            inner.handling_seconds.clone(),
-        );
-        registry.register(
-            "broker_connected",
-            "1 while connected to the broker (see broker_subscribed)",
-            inner.connected.clone(),
-        );
-        registry.register(
-            "broker_subscribed",
-            "1 while the broker has granted every subscription of this connection",
-            inner.subscribed.clone(),
-        );
-        registry.register(
-            "escalations_acknowledged",
-            "Acknowledgements sent to cars, once an escalation (or a copy of it) is claimed",
-            inner.acknowledged.clone(),
-        );
-        registry.register(
-            "escalations_in_flight",
-            "Escalations being handled now",
-            inner.in_flight.clone(),
-        );
-        Metrics(Arc::new(Inner { registry, ..inner }))
+        use daemon::metrics::registered;
+        let mut r = Registry::with_prefix("cloud_bridge");
+        let build = Info::new(BuildLabel {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
+        r.register("build", "The running build, labelled with its version", build);
+        let handling_seconds = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]);
+        Metrics(Arc::new(Inner {
+            handoffs_queued: registered(
+                &mut r,
+                "handoffs_queued",
+                "Handoffs waiting for a human agent (read from the store at each scrape)",
+                Gauge::default(),
+            ),
+            received: registered(
+                &mut r,
+                "messages_received",
+                "Messages read from the broker, by kind",
+                Family::default(),
+            ),
+            duplicates: registered(
+                &mut r,
+                "duplicates",
+                "Escalations already handled (dropped)",
+                Counter::default(),
+            ),
+            rejected: registered(
+                &mut r,
+                "messages_rejected",
+                "Messages refused, by reason",
+                Family::default(),
+            ),
+            handled: registered(
+                &mut r,
+                "escalations_handled",
+                "Escalations handled, by route and provider",
+                Family::default(),
+            ),
+            corrections: registered(
+                &mut r,
+                "intent_corrections",
+                "Edge intents the supervisor corrected",
+                Family::default(),
+            ),
+            failures: registered(
+                &mut r,
+                "failures",
+                "Failures, by kind (model, tool, store, delivery)",
+                Family::default(),
+            ),
+            retries: registered(
+                &mut r,
+                "llm_retries",
+                "Model calls retried after throttling or 5xx",
+                Counter::default(),
+            ),
+            delivered: registered(
+                &mut r,
+                "responses_delivered",
+                "Responses published to cars",
+                Counter::default(),
+            ),
+            handling_seconds: registered(
+                &mut r,
+                "handling_seconds",
+                "From receipt to the response being published",
+                handling_seconds,
+            ),
+            connected: registered(
+                &mut r,
+                "broker_connected",
+                "1 while connected to the broker (see broker_subscribed)",
+                Gauge::default(),
+            ),
+            subscribed: registered(
+                &mut r,
+                "broker_subscribed",
+                "1 while the broker has granted every subscription of this connection",
+                Gauge::default(),
+            ),
+            acknowledged: registered(
+                &mut r,
+                "escalations_acknowledged",
+                "Acknowledgements sent to cars, once an escalation (or a copy of it) is claimed",
+                Counter::default(),
+            ),
+            in_flight: registered(
+                &mut r,
+                "escalations_in_flight",
+                "Escalations being handled now",
+                Gauge::default(),
+            ),
+            registry: r,
+        }))
     }
 
     pub fn received(&self, kind: &str) {

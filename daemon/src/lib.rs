@@ -13,6 +13,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod locate;
 pub mod logging;
+pub mod metrics;
 pub mod signals;
 pub mod systemd;
 pub mod table;

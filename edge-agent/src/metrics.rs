@@ -85,99 +85,36 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("edge_agent");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let turns = Family::<TurnLabels, Counter>::default();
-        // 50 µs to ~0.8 s.
-        let turn_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.000_05, 2.0, 15,
-        ));
+        use daemon::metrics::registered;
+        let mut r = Registry::with_prefix("edge_agent");
         let build = Info::new(BuildLabels {
             version: env!("CARGO_PKG_VERSION").to_string(),
         });
-        registry.register("build", "The running build, labelled with its version", build);
+        r.register("build", "The running build, labelled with its version", build);
         let outbox_dropped = Family::<DropLabels, Counter>::default();
         // Each reason from the start, at 0, so a rate over it is defined.
         for reason in [DropReason::Expired, DropReason::Evicted, DropReason::TooLarge] {
             drop(outbox_dropped.get_or_create(&DropLabels::of(reason)));
         }
-        registry.register(
-            "outbox_dropped",
-            "Requests for the cloud that left the outbox unsent (expired, evicted from a full queue, too large); each driver was told",
-            outbox_dropped.clone(),
-        );
-        let rate_limited = Counter::default();
-        let connections_refused = Counter::default();
-        registry.register(
-            "connections_refused",
-            "API connections closed at accept: over the total or per-client cap",
-            connections_refused.clone(),
-        );
-        let pending_escalations = Gauge::default();
-        let uplink_connected = Gauge::default();
-        let uplink_subscribed = Gauge::default();
-        let late_answers = Counter::default();
-        let state_write_failures = Counter::default();
-        let state_degraded = Gauge::default();
-        let spooled_escalations = Gauge::default();
-        registry.register(
-            "state_write_failures",
-            "Writes the state database refused (full, read-only, damaged)",
-            state_write_failures.clone(),
-        );
-        registry.register(
-            "state_degraded",
-            "1 while the state database cannot be written (answers go on; escalations use the spool)",
-            state_degraded.clone(),
-        );
-        registry.register(
-            "spooled_escalations",
-            "Escalations waiting in the spool because the state database could not take them",
-            spooled_escalations.clone(),
-        );
-        registry.register("api_requests", "API requests by endpoint and status", requests.clone());
-        registry.register("turns", "Answered turns by intent and route", turns.clone());
-        registry.register("turn_seconds", "Time to answer a turn", turn_seconds.clone());
-        registry.register(
-            "rate_limited",
-            "Requests refused by the per-client rate limit",
-            rate_limited.clone(),
-        );
-        registry.register(
-            "pending_escalations",
-            "Escalations queued for the cloud, not yet delivered",
-            pending_escalations.clone(),
-        );
-        registry.register(
-            "uplink_connected",
-            "1 when the cloud uplink is connected",
-            uplink_connected.clone(),
-        );
-        registry.register(
-            "uplink_subscribed",
-            "1 when the broker granted the uplink's subscriptions (responses, acknowledgements, fleet notices)",
-            uplink_subscribed.clone(),
-        );
-        registry.register(
-            "late_answers",
-            "Answers delivered on /v1/events after a 202",
-            late_answers.clone(),
-        );
+        // 50 µs to ~0.8 s.
+        let turn_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.000_05, 2.0, 15,
+        ));
         Metrics {
-            registry,
-            outbox_dropped,
-            requests,
-            turns,
-            turn_seconds,
-            rate_limited,
-            connections_refused,
-            pending_escalations,
-            uplink_connected,
-            uplink_subscribed,
-            late_answers,
-            state_write_failures,
-            state_degraded,
-            spooled_escalations,
+            outbox_dropped: registered(&mut r, "outbox_dropped", "Requests for the cloud that left the outbox unsent (expired, evicted from a full queue, too large); each driver was told", outbox_dropped),
+            connections_refused: registered(&mut r, "connections_refused", "API connections closed at accept: over the total or per-client cap", Counter::default()),
+            state_write_failures: registered(&mut r, "state_write_failures", "Writes the state database refused (full, read-only, damaged)", Counter::default()),
+            state_degraded: registered(&mut r, "state_degraded", "1 while the state database cannot be written (answers go on; escalations use the spool)", Gauge::default()),
+            spooled_escalations: registered(&mut r, "spooled_escalations", "Escalations waiting in the spool because the state database could not take them", Gauge::default()),
+            requests: registered(&mut r, "api_requests", "API requests by endpoint and status", Family::default()),
+            turns: registered(&mut r, "turns", "Answered turns by intent and route", Family::default()),
+            turn_seconds: registered(&mut r, "turn_seconds", "Time to answer a turn", turn_seconds),
+            rate_limited: registered(&mut r, "rate_limited", "Requests refused by the per-client rate limit", Counter::default()),
+            pending_escalations: registered(&mut r, "pending_escalations", "Escalations queued for the cloud, not yet delivered", Gauge::default()),
+            uplink_connected: registered(&mut r, "uplink_connected", "1 when the cloud uplink is connected", Gauge::default()),
+            uplink_subscribed: registered(&mut r, "uplink_subscribed", "1 when the broker granted the uplink's subscriptions (responses, acknowledgements, fleet notices)", Gauge::default()),
+            late_answers: registered(&mut r, "late_answers", "Answers delivered on /v1/events after a 202", Counter::default()),
+            registry: r,
         }
     }
 

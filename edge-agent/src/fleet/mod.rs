@@ -793,10 +793,10 @@ pub async fn run(
     let mut closed = false;
     // While it waits, and while a download runs (each of its steps is bounded by
     // the idle timeout), the loop beats; an apply is a task of its own.
-    let mut ticker = match updater.heartbeat.get() {
-        Some(heartbeat) => heartbeat.ticker(),
-        None => tokio::time::interval(Duration::from_secs(3600)),
-    };
+    let mut ticker = updater
+        .heartbeat
+        .get()
+        .map_or_else(|| tokio::time::interval(Duration::from_secs(3600)), Heartbeat::ticker);
     let beat = || {
         if let Some(heartbeat) = updater.heartbeat.get() {
             heartbeat.beat();
@@ -840,14 +840,7 @@ pub async fn run(
         };
         let Some(outcome) = outcome else { continue };
         match outcome {
-            Ok(Outcome::Applied(applied)) => {
-                backoff.reset();
-                tracing::info!(version = applied.version, fetched = ?applied.fetched, "knowledge is now version {}", applied.version);
-            }
-            Ok(Outcome::AlreadyApplied(version)) => tracing::debug!(version, "knowledge notice already applied"),
-            Ok(Outcome::NotInRollout(version)) => {
-                tracing::info!(version, "knowledge update not for this car yet (rollout stage)")
-            }
+            Ok(outcome) => log_outcome(&outcome, &mut backoff),
             Err(error) if error.is_transient() => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "knowledge download interrupted: it resumes");
@@ -869,6 +862,19 @@ pub async fn run(
                 }
             }
             Err(_) => {} // recorded and reported by the updater
+        }
+    }
+}
+
+fn log_outcome(outcome: &Outcome, backoff: &mut daemon::backoff::Backoff) {
+    match outcome {
+        Outcome::Applied(applied) => {
+            backoff.reset();
+            tracing::info!(version = applied.version, fetched = ?applied.fetched, "knowledge is now version {}", applied.version);
+        }
+        Outcome::AlreadyApplied(version) => tracing::debug!(version, "knowledge notice already applied"),
+        Outcome::NotInRollout(version) => {
+            tracing::info!(version, "knowledge update not for this car yet (rollout stage)");
         }
     }
 }
