@@ -65,6 +65,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one registration per metric, each with its help text"
+    )]
     pub fn new() -> Metrics {
         use daemon::metrics::registered;
         let mut r = Registry::with_prefix("cloud_bridge");

@@ -162,47 +162,26 @@ pub fn load(dir: &Path, known_intents: &[&str]) -> Result<(PackManifest, Vec<Art
     Ok((manifest, articles))
 }
 
-fn check(
-    source: ArticleSource,
-    manifest: &PackManifest,
-    known_intents: &[&str],
-    path: &Path,
-    text: &str,
-) -> Result<Article> {
-    let at = |offset: usize| line_of(text, offset);
-    let id_line = at(source.id.span().start);
-    let id = source.id.get_ref().trim().to_string();
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(pack_error(
-            path,
-            id_line,
-            &format!("article id `{id}` must be lowercase letters, digits and dashes"),
-        ));
-    }
-    if source.title.trim().is_empty() {
-        return Err(pack_error(path, id_line, &format!("article `{id}` has an empty title")));
-    }
-    let intents_line = at(source.intents.span().start);
+/// An article names at least one intent, and only the contract's.
+fn check_intents(source: &ArticleSource, known_intents: &[&str], path: &Path, line: usize, id: &str) -> Result<()> {
     if source.intents.get_ref().is_empty() {
-        return Err(pack_error(
-            path,
-            intents_line,
-            &format!("article `{id}` lists no intents"),
-        ));
+        return Err(pack_error(path, line, &format!("article `{id}` lists no intents")));
     }
     for intent in source.intents.get_ref() {
         if !known_intents.contains(&intent.as_str()) {
             return Err(pack_error(
                 path,
-                intents_line,
+                line,
                 &format!("article `{id}`: `{intent}` is not an intent of the contract"),
             ));
         }
     }
+    Ok(())
+}
+
+/// The summary is spoken: one or two whole sentences, within the limit; and the
+/// body is not empty.
+fn check_summary(source: &ArticleSource, path: &Path, at: &impl Fn(usize) -> usize, id: &str) -> Result<String> {
     let summary = normalise_space(source.summary.get_ref());
     let summary_line = at(source.summary.span().start);
     let sentences = count_sentences(&summary);
@@ -229,25 +208,55 @@ fn check(
             &format!("article `{id}` has an empty body"),
         ));
     }
-    let inherit = &manifest.applies;
-    let applies = Applicability {
-        models: source
-            .applies
+    Ok(summary)
+}
+
+/// Where an article applies: its own `applies`, each field inherited from the
+/// pack's when the article leaves it out.
+fn applicability(own: &ApplicabilitySource, inherit: &ApplicabilitySource) -> Applicability {
+    Applicability {
+        models: own
             .models
+            .clone()
             .or_else(|| inherit.models.clone())
             .unwrap_or_default(),
-        years: source.applies.years.or(inherit.years).map(|[a, b]| (a, b)),
-        trims: source
-            .applies
-            .trims
-            .or_else(|| inherit.trims.clone())
-            .unwrap_or_default(),
-        markets: source
-            .applies
+        years: own.years.or(inherit.years).map(|[a, b]| (a, b)),
+        trims: own.trims.clone().or_else(|| inherit.trims.clone()).unwrap_or_default(),
+        markets: own
             .markets
+            .clone()
             .or_else(|| inherit.markets.clone())
             .unwrap_or_default(),
-    };
+    }
+}
+
+fn check(
+    source: ArticleSource,
+    manifest: &PackManifest,
+    known_intents: &[&str],
+    path: &Path,
+    text: &str,
+) -> Result<Article> {
+    let at = |offset: usize| line_of(text, offset);
+    let id_line = at(source.id.span().start);
+    let id = source.id.get_ref().trim().to_string();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(pack_error(
+            path,
+            id_line,
+            &format!("article id `{id}` must be lowercase letters, digits and dashes"),
+        ));
+    }
+    if source.title.trim().is_empty() {
+        return Err(pack_error(path, id_line, &format!("article `{id}` has an empty title")));
+    }
+    check_intents(&source, known_intents, path, at(source.intents.span().start), &id)?;
+    let summary = check_summary(&source, path, &at, &id)?;
+    let applies = applicability(&source.applies, &manifest.applies);
     if let Some((from, to)) = applies.years {
         if from > to {
             return Err(pack_error(

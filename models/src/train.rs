@@ -269,6 +269,10 @@ pub struct JointConfig {
 /// (Model2Vec's classifier fine-tuning): the pooled mean is computed inside the
 /// graph, so the rows of the words the corpus uses move towards what separates the
 /// labels, while unseen rows stay as distilled. Returns the new table (f32) and heads.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one optimisation loop whose state (the heads' AdamW, the table's lazy Adam rows, the class weights, the batch order) lives across its epochs"
+)]
 pub fn train_joint(
     embeddings: &Tensor,
     token_ids: &[Vec<u32>],

@@ -69,111 +69,148 @@ pub fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (v4, v5) = (free_port()?, free_port()?);
     start_broker(v4, v5)?;
-    let store = dir.path().join("cloud/cloud-bridge.sqlite");
     let http = format!("127.0.0.1:{}", free_port()?);
-    let config = cloud_bridge::config::Config::layered(
-        None,
-        [
-            ("CLOUD_BRIDGE__MQTT__PORT", v5.to_string()),
-            ("CLOUD_BRIDGE__STORE__PATH", store.display().to_string()),
-            ("CLOUD_BRIDGE__HTTP__LISTEN", http.clone()),
-            ("CLOUD_BRIDGE__LLM__PROVIDER", "local".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v)),
-    )?;
-    let car_config = edge_agent::config::Config::layered(
-        None,
-        [
-            ("EDGE_AGENT__STATE__DIR", dir.path().join("car").display().to_string()),
-            ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1".to_string()),
-            ("EDGE_AGENT__UPLINK__PORT", v4.to_string()),
-            ("EDGE_AGENT__UPLINK__TLS", "false".to_string()),
-            ("EDGE_AGENT__UPLINK__THING_NAME", "demo-car".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v)),
-    )?;
+    let config = cloud_config(&dir.path().join("cloud/cloud-bridge.sqlite"), v5, &http)?;
+    let car_config = car_config(&dir.path().join("car"), v4)?;
     seed(&cloud_bridge::assemble::open_stores(&config)?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         daemon::signals::cancel_on_signals(shutdown.clone())?;
         let cloud = tokio::spawn(super::serve::service(config.clone(), shutdown.child_token()));
-        let args = edge_agent::cli::RuntimeArgs {
-            model: Default::default(),
-            config: edge_agent::cli::ConfigArgs { config: None },
-            signals: None,
-        };
-        let engine = Arc::new(
-            tokio::task::block_in_place(|| edge_agent::assemble::open_engine(&car_config, &args))
-                .context("cannot start the car")?,
-        );
-        let connector = edge_agent::uplink::RumqttcConnector::new(&car_config.uplink)?;
-        let uplink = tokio::spawn(edge_agent::uplink::run(
-            connector,
-            engine.clone(),
-            car_config.uplink.clone(),
-            None,
-            shutdown.child_token(),
-        ));
+        let (engine, uplink) = start_car(&car_config, &shutdown)?;
         let stores = cloud_bridge::assemble::open_stores(&config)?;
         wait_healthy(&http, Duration::from_secs(60)).await?;
         println!(
             "demo: broker on 127.0.0.1:{v4} (MQTT 3.1.1, the car) and :{v5} (MQTT 5, the cloud); local provider\n"
         );
-        let script = [
-            "how do i pair my phone",
-            "book a brake inspection next friday morning",
-            "are there any recalls on my car",
-            "i want to talk to a real person",
-        ];
-        for (i, text) in script.iter().enumerate() {
-            let conversation = format!("demo-{i}");
-            let mut events = engine.subscribe();
-            let asked = engine.ask(uuid::Uuid::now_v7(), &conversation, text)?;
-            println!("driver> {text}");
-            println!(
-                "car   > {}   [intent {}]",
-                asked.turn.answer,
-                asked.turn.understood.intent.as_str()
-            );
-            if asked.turn.escalation.is_none() {
-                println!();
-                continue;
-            }
-            let response = wait_response(&mut events, &conversation, Duration::from_secs(20)).await;
-            let Some((reply, by, handoff)) = response else {
-                println!("cloud > (no answer within 20 s)\n");
-                continue;
-            };
-            println!("cloud > {reply}   [{}]", by.unwrap_or_default());
-            if handoff {
-                let open = stores.handoffs.list(false)?;
-                if let Some(h) = open.iter().find(|h| h.conversation_id == conversation) {
-                    cloud_bridge::agent::take(&stores, &h.handoff_id, "Sam")?;
-                    if let Some((t, by, _)) = wait_response(&mut events, &conversation, Duration::from_secs(10)).await {
-                        println!("cloud > {t}   [{}]", by.unwrap_or_default());
-                    }
-                    cloud_bridge::agent::reply(
-                        &stores,
-                        &h.handoff_id,
-                        "Sam",
-                        "Hi, this is Sam. How can I help you today?",
-                    )?;
-                    if let Some((t, by, _)) = wait_response(&mut events, &conversation, Duration::from_secs(10)).await {
-                        println!("cloud > {t}   [{}]", by.unwrap_or_default());
-                    }
-                }
-            }
-            println!();
+        for (i, text) in SCRIPT.iter().enumerate() {
+            drive_one_turn(&engine, &stores, &format!("demo-{i}"), text).await?;
         }
-        let _ = stores;
         shutdown.cancel();
         let _ = uplink.await;
         cloud.await??;
         anyhow::Ok(())
     })?;
+    Ok(())
+}
+
+/// What the demo driver says, one conversation each.
+const SCRIPT: [&str; 4] = [
+    "how do i pair my phone",
+    "book a brake inspection next friday morning",
+    "are there any recalls on my car",
+    "i want to talk to a real person",
+];
+
+fn cloud_config(store: &std::path::Path, mqtt5_port: u16, http: &str) -> anyhow::Result<cloud_bridge::config::Config> {
+    let vars = [
+        ("CLOUD_BRIDGE__MQTT__PORT", mqtt5_port.to_string()),
+        ("CLOUD_BRIDGE__STORE__PATH", store.display().to_string()),
+        ("CLOUD_BRIDGE__HTTP__LISTEN", http.to_string()),
+        ("CLOUD_BRIDGE__LLM__PROVIDER", "local".to_string()),
+    ];
+    Ok(cloud_bridge::config::Config::layered(
+        None,
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)),
+    )?)
+}
+
+fn car_config(state: &std::path::Path, mqtt4_port: u16) -> anyhow::Result<edge_agent::config::Config> {
+    let vars = [
+        ("EDGE_AGENT__STATE__DIR", state.display().to_string()),
+        ("EDGE_AGENT__UPLINK__HOST", "127.0.0.1".to_string()),
+        ("EDGE_AGENT__UPLINK__PORT", mqtt4_port.to_string()),
+        ("EDGE_AGENT__UPLINK__TLS", "false".to_string()),
+        ("EDGE_AGENT__UPLINK__THING_NAME", "demo-car".to_string()),
+    ];
+    Ok(edge_agent::config::Config::layered(
+        None,
+        vars.into_iter().map(|(k, v)| (k.to_string(), v)),
+    )?)
+}
+
+type UplinkTask = tokio::task::JoinHandle<Result<(), edge_agent::uplink::UplinkError>>;
+
+/// The car in-process: its engine, and its uplink to the broker.
+fn start_car(
+    car_config: &edge_agent::config::Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Arc<edge_agent::engine::Engine>, UplinkTask)> {
+    let args = edge_agent::cli::RuntimeArgs {
+        model: Default::default(),
+        config: edge_agent::cli::ConfigArgs { config: None },
+        signals: None,
+    };
+    let engine = Arc::new(
+        tokio::task::block_in_place(|| edge_agent::assemble::open_engine(car_config, &args))
+            .context("cannot start the car")?,
+    );
+    let connector = edge_agent::uplink::RumqttcConnector::new(&car_config.uplink)?;
+    let uplink = tokio::spawn(edge_agent::uplink::run(
+        connector,
+        engine.clone(),
+        car_config.uplink.clone(),
+        None,
+        shutdown.child_token(),
+    ));
+    Ok((engine, uplink))
+}
+
+/// One turn of the script: the car's answer, the cloud's when it escalated,
+/// and a human agent's when it was handed off.
+async fn drive_one_turn(
+    engine: &edge_agent::engine::Engine,
+    stores: &cloud_bridge::store::Stores,
+    conversation: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    let mut events = engine.subscribe();
+    let asked = engine.ask(uuid::Uuid::now_v7(), conversation, text)?;
+    println!("driver> {text}");
+    println!(
+        "car   > {}   [intent {}]",
+        asked.turn.answer,
+        asked.turn.understood.intent.as_str()
+    );
+    if asked.turn.escalation.is_some() {
+        match wait_response(&mut events, conversation, Duration::from_secs(20)).await {
+            None => println!("cloud > (no answer within 20 s)"),
+            Some((reply, by, handoff)) => {
+                println!("cloud > {reply}   [{}]", by.unwrap_or_default());
+                if handoff {
+                    play_the_agent(stores, &mut events, conversation).await?;
+                }
+            }
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// A human agent, Sam, takes the handoff and says hello.
+async fn play_the_agent(
+    stores: &cloud_bridge::store::Stores,
+    events: &mut Events,
+    conversation: &str,
+) -> anyhow::Result<()> {
+    let open = stores.handoffs.list(false)?;
+    let Some(h) = open.iter().find(|h| h.conversation_id == conversation) else {
+        return Ok(());
+    };
+    cloud_bridge::agent::take(stores, &h.handoff_id, "Sam")?;
+    if let Some((t, by, _)) = wait_response(events, conversation, Duration::from_secs(10)).await {
+        println!("cloud > {t}   [{}]", by.unwrap_or_default());
+    }
+    cloud_bridge::agent::reply(
+        stores,
+        &h.handoff_id,
+        "Sam",
+        "Hi, this is Sam. How can I help you today?",
+    )?;
+    if let Some((t, by, _)) = wait_response(events, conversation, Duration::from_secs(10)).await {
+        println!("cloud > {t}   [{}]", by.unwrap_or_default());
+    }
     Ok(())
 }
 
@@ -241,8 +278,11 @@ async fn wait_healthy(addr: &str, within: Duration) -> anyhow::Result<()> {
     anyhow::bail!("the supervisor did not become healthy within {within:?}")
 }
 
+/// The car's event stream.
+type Events = tokio::sync::broadcast::Receiver<edge_agent::event_log::Numbered<Event>>;
+
 async fn wait_response(
-    events: &mut tokio::sync::broadcast::Receiver<edge_agent::event_log::Numbered<Event>>,
+    events: &mut Events,
     conversation: &str,
     within: Duration,
 ) -> Option<(String, Option<String>, bool)> {

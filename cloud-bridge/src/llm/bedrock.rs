@@ -116,6 +116,25 @@ impl Recorded {
     fn is_valid(&self) -> bool {
         (-1.0..=1.0).contains(&self.sentiment_score)
     }
+
+    /// The understanding the model recorded; a reason only when it corrected
+    /// the car's reading, at most 200 characters.
+    fn into_understanding(self, edge: &Understanding) -> Understanding {
+        let changed = self.intent != edge.intent;
+        Understanding {
+            reason: changed.then(|| {
+                self.reason
+                    .as_deref()
+                    .unwrap_or("the model read it differently")
+                    .chars()
+                    .take(200)
+                    .collect()
+            }),
+            intent: self.intent,
+            sentiment: self.sentiment,
+            sentiment_score: self.sentiment_score as f32,
+        }
+    }
 }
 
 /// The contract's sentiment labels.
@@ -166,6 +185,35 @@ fn classify_error(error: SdkError<ConverseError>) -> LlmError {
 }
 
 impl BedrockProvider {
+    /// Runs one tool call: its result, or the refusal (counted in
+    /// `invalid_calls`), for the model to read.
+    fn run_tool(&self, tools: &Toolbox<'_>, call: &ToolUseBlock, invalid_calls: &mut usize) -> ContentBlock {
+        let input = from_document(call.input());
+        let (status, content) = match tools.call(call.name(), &input) {
+            Ok(value) => (
+                ToolResultStatus::Success,
+                ToolResultContentBlock::Json(to_document(&value)),
+            ),
+            Err(error) => {
+                *invalid_calls += 1;
+                self.metrics.tool_refused(&error);
+                tracing::warn!(tool = call.name(), %error, "a tool call was refused");
+                (
+                    ToolResultStatus::Error,
+                    ToolResultContentBlock::Text(format!("refused: {error}")),
+                )
+            }
+        };
+        ContentBlock::ToolResult(
+            ToolResultBlock::builder()
+                .tool_use_id(call.tool_use_id())
+                .content(content)
+                .status(status)
+                .build()
+                .expect("id and content are set"),
+        )
+    }
+
     /// A client from the AWS default chain (region, credentials), with the
     /// endpoint overridden when `endpoint_url` is set.
     pub async fn from_environment(
@@ -298,6 +346,25 @@ fn text_of(message: &Message) -> String {
         .to_string()
 }
 
+/// The one tool the understanding call must use.
+fn understanding_tools() -> ToolConfiguration {
+    let schema = crate::tools::arguments_schema::<Recorded>();
+    ToolConfiguration::builder()
+        .tools(tool_spec(
+            UNDERSTANDING_TOOL,
+            "Record what the driver wants (one label) and how they feel.",
+            schema,
+        ))
+        .tool_choice(ToolChoice::Tool(
+            SpecificToolChoice::builder()
+                .name(UNDERSTANDING_TOOL)
+                .build()
+                .expect("name is set"),
+        ))
+        .build()
+        .expect("tools are set")
+}
+
 #[async_trait]
 impl LlmProvider for BedrockProvider {
     fn label(&self) -> String {
@@ -306,21 +373,7 @@ impl LlmProvider for BedrockProvider {
 
     async fn understand(&self, context: &Context<'_>) -> Result<(Understanding, Usage), LlmError> {
         let deadline = tokio::time::Instant::now() + self.settings.deadline;
-        let schema = crate::tools::arguments_schema::<Recorded>();
-        let tools = ToolConfiguration::builder()
-            .tools(tool_spec(
-                UNDERSTANDING_TOOL,
-                "Record what the driver wants (one label) and how they feel.",
-                schema,
-            ))
-            .tool_choice(ToolChoice::Tool(
-                SpecificToolChoice::builder()
-                    .name(UNDERSTANDING_TOOL)
-                    .build()
-                    .expect("name is set"),
-            ))
-            .build()
-            .expect("tools are set");
+        let tools = understanding_tools();
         let mut system = prompt::system_blocks(context);
         system.push(format!(
             "Task: classify the driver's last message with {UNDERSTANDING_TOOL}. The car's own reading is `{}` \
@@ -346,24 +399,7 @@ impl LlmProvider for BedrockProvider {
             self.metrics.llm_failure("invalid_understanding");
             return Ok((context.edge.clone(), usage));
         };
-        let changed = recorded.intent != context.edge.intent;
-        Ok((
-            Understanding {
-                reason: changed.then(|| {
-                    recorded
-                        .reason
-                        .as_deref()
-                        .unwrap_or("the model read it differently")
-                        .chars()
-                        .take(200)
-                        .collect()
-                }),
-                intent: recorded.intent,
-                sentiment: recorded.sentiment,
-                sentiment_score: recorded.sentiment_score as f32,
-            },
-            usage,
-        ))
+        Ok((recorded.into_understanding(&context.edge), usage))
     }
 
     async fn respond(&self, context: &Context<'_>, tools: &Toolbox<'_>) -> Result<Reply, LlmError> {
@@ -396,33 +432,10 @@ impl LlmProvider for BedrockProvider {
                     if uses.is_empty() {
                         return Err(LlmError::InvalidToolUse("tool_use with no tool call".into()));
                     }
-                    let mut results = Vec::new();
-                    for call in uses {
-                        let input = from_document(call.input());
-                        let (status, content) = match tools.call(call.name(), &input) {
-                            Ok(value) => (
-                                ToolResultStatus::Success,
-                                ToolResultContentBlock::Json(to_document(&value)),
-                            ),
-                            Err(error) => {
-                                invalid_calls += 1;
-                                self.metrics.tool_refused(&error);
-                                tracing::warn!(tool = call.name(), %error, "a tool call was refused");
-                                (
-                                    ToolResultStatus::Error,
-                                    ToolResultContentBlock::Text(format!("refused: {error}")),
-                                )
-                            }
-                        };
-                        results.push(ContentBlock::ToolResult(
-                            ToolResultBlock::builder()
-                                .tool_use_id(call.tool_use_id())
-                                .content(content)
-                                .status(status)
-                                .build()
-                                .expect("id and content are set"),
-                        ));
-                    }
+                    let results: Vec<ContentBlock> = uses
+                        .iter()
+                        .map(|call| self.run_tool(tools, call, &mut invalid_calls))
+                        .collect();
                     messages.push(reply);
                     messages.push(message(ConversationRole::User, results));
                     if invalid_calls > self.settings.max_tool_rounds {

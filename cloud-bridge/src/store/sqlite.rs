@@ -775,104 +775,128 @@ impl AnalyticsStore for SqliteStore {
 
     fn report(&self, days: u32, today: jiff::civil::Date) -> StoreResult<Vec<DayReport>> {
         let conn = self.conn();
-        let mut out = Vec::new();
-        for back in (0..days).rev() {
-            let day = today
-                .checked_sub(jiff::Span::new().days(back as i64))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                .to_string();
-            let mut report = DayReport {
-                day: day.clone(),
-                ..Default::default()
-            };
-            // The cars count every turn (escalated ones too); the escalations
-            // alone are the fallback when no car's counters arrived that day.
-            let mut escalated_intents: BTreeMap<String, u64> = BTreeMap::new();
-            let mut edge_intents: BTreeMap<String, u64> = BTreeMap::new();
-            let mut sentiment_sum = 0.0;
-            let mut negative = 0u64;
-            {
-                let mut stmt =
-                    conn.prepare_cached("SELECT outcome FROM escalations WHERE day = ?1 AND handled_at IS NOT NULL")?;
-                let rows = stmt.query_map([&day], |r| r.get::<_, String>(0))?;
-                for row in rows {
-                    let outcome: Outcome = json_column(&row?)?;
-                    report.escalations += 1;
-                    *escalated_intents.entry(outcome.intent.clone()).or_default() += 1;
-                    sentiment_sum += f64::from(outcome.sentiment_score);
-                    negative += u64::from(outcome.sentiment == "negative");
-                    report.corrections += u64::from(outcome.correction.is_some());
-                    report.input_tokens += outcome.usage.input_tokens;
-                    report.output_tokens += outcome.usage.output_tokens;
-                    report.cost_usd += outcome.usage.cost_usd;
-                }
-            }
-            let mut edge_sentiment = (0u64, 0u64);
-            {
-                let mut stmt = conn.prepare_cached("SELECT counter, value FROM edge_counters WHERE day = ?1")?;
-                let rows = stmt.query_map([&day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
-                for row in rows {
-                    let (counter, value) = row?;
-                    if let Some(intent) = counter.strip_prefix("intent.") {
-                        *edge_intents.entry(intent.to_string()).or_default() += value;
-                    } else if let Some(handling) = counter.strip_prefix("handling.") {
-                        report.edge_turns += value;
-                        match handling {
-                            "local" => report.edge_local += value,
-                            "escalated" => report.edge_escalated += value,
-                            _ => {}
-                        }
-                    } else if let Some(sentiment) = counter.strip_prefix("sentiment.") {
-                        edge_sentiment.1 += value;
-                        if sentiment == "negative" {
-                            edge_sentiment.0 += value;
-                        }
-                    }
-                }
-            }
-            if report.escalations > 0 {
-                report.mean_sentiment = Some(sentiment_sum / report.escalations as f64);
-            }
-            let (neg, all) = if edge_sentiment.1 > 0 {
-                edge_sentiment
-            } else {
-                (negative, report.escalations)
-            };
-            if all > 0 {
-                report.negative_share = Some(neg as f64 / all as f64);
-            }
-            let intents = if edge_intents.is_empty() {
-                escalated_intents
-            } else {
-                edge_intents
-            };
-            let mut top: Vec<(String, u64)> = intents.into_iter().collect();
-            top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            top.truncate(5);
-            report.top_intents = top;
-            let waits: Vec<f64> = {
-                let mut stmt = conn
-                    .prepare_cached("SELECT created_at, taken_at FROM handoffs WHERE substr(created_at, 1, 10) = ?1")?;
-                let rows = stmt.query_map([&day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
-                let mut waits = Vec::new();
-                for row in rows {
-                    let (created, taken) = row?;
-                    report.handoffs += 1;
-                    if let Some(taken) = taken {
-                        let wait = parse_ts(&taken)?.duration_since(parse_ts(&created)?);
-                        waits.push(wait.as_secs_f64());
-                    }
-                }
-                waits
-            };
-            if !waits.is_empty() {
-                report.mean_wait_seconds = Some(waits.iter().sum::<f64>() / waits.len() as f64);
-                report.max_wait_seconds = waits.iter().cloned().reduce(f64::max);
-            }
-            out.push(report);
-        }
-        Ok(out)
+        (0..days)
+            .rev()
+            .map(|back| {
+                let day = today
+                    .checked_sub(jiff::Span::new().days(i64::from(back)))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                day_report(&conn, &day.to_string())
+            })
+            .collect()
     }
+}
+
+/// One day's report. The cars count every turn (escalated ones too); the
+/// escalations alone are the fallback when no car's counters arrived that day.
+fn day_report(conn: &Connection, day: &str) -> StoreResult<DayReport> {
+    let mut report = DayReport {
+        day: day.to_string(),
+        ..Default::default()
+    };
+    let escalated = tally_escalations(conn, day, &mut report)?;
+    let edge = tally_edge_counters(conn, day, &mut report)?;
+    if report.escalations > 0 {
+        report.mean_sentiment = Some(escalated.sentiment_sum / report.escalations as f64);
+    }
+    let (neg, all) = if edge.sentiments > 0 {
+        (edge.negative, edge.sentiments)
+    } else {
+        (escalated.negative, report.escalations)
+    };
+    if all > 0 {
+        report.negative_share = Some(neg as f64 / all as f64);
+    }
+    let intents = if edge.intents.is_empty() {
+        escalated.intents
+    } else {
+        edge.intents
+    };
+    let mut top: Vec<(String, u64)> = intents.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(5);
+    report.top_intents = top;
+    let waits = handoff_waits(conn, day, &mut report)?;
+    if !waits.is_empty() {
+        report.mean_wait_seconds = Some(waits.iter().sum::<f64>() / waits.len() as f64);
+        report.max_wait_seconds = waits.iter().copied().reduce(f64::max);
+    }
+    Ok(report)
+}
+
+/// Intents and feelings counted over a day.
+#[derive(Default)]
+struct Tally {
+    intents: BTreeMap<String, u64>,
+    sentiment_sum: f64,
+    negative: u64,
+    /// Turns with a sentiment counted (the cars' counters).
+    sentiments: u64,
+}
+
+/// The day's handled escalations: their count, corrections and token use go in
+/// the report; their intents and feelings come back.
+fn tally_escalations(conn: &Connection, day: &str, report: &mut DayReport) -> StoreResult<Tally> {
+    let mut tally = Tally::default();
+    let mut stmt = conn.prepare_cached("SELECT outcome FROM escalations WHERE day = ?1 AND handled_at IS NOT NULL")?;
+    let rows = stmt.query_map([day], |r| r.get::<_, String>(0))?;
+    for row in rows {
+        let outcome: Outcome = json_column(&row?)?;
+        report.escalations += 1;
+        *tally.intents.entry(outcome.intent.clone()).or_default() += 1;
+        tally.sentiment_sum += f64::from(outcome.sentiment_score);
+        tally.negative += u64::from(outcome.sentiment == "negative");
+        report.corrections += u64::from(outcome.correction.is_some());
+        report.input_tokens += outcome.usage.input_tokens;
+        report.output_tokens += outcome.usage.output_tokens;
+        report.cost_usd += outcome.usage.cost_usd;
+    }
+    Ok(tally)
+}
+
+/// The cars' counters for the day: turns by handling go in the report; intents
+/// and feelings come back.
+fn tally_edge_counters(conn: &Connection, day: &str, report: &mut DayReport) -> StoreResult<Tally> {
+    let mut tally = Tally::default();
+    let mut stmt = conn.prepare_cached("SELECT counter, value FROM edge_counters WHERE day = ?1")?;
+    let rows = stmt.query_map([day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    for row in rows {
+        let (counter, value) = row?;
+        if let Some(intent) = counter.strip_prefix("intent.") {
+            *tally.intents.entry(intent.to_string()).or_default() += value;
+        } else if let Some(handling) = counter.strip_prefix("handling.") {
+            report.edge_turns += value;
+            match handling {
+                "local" => report.edge_local += value,
+                "escalated" => report.edge_escalated += value,
+                _ => {}
+            }
+        } else if let Some(sentiment) = counter.strip_prefix("sentiment.") {
+            tally.sentiments += value;
+            if sentiment == "negative" {
+                tally.negative += value;
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// The day's handoffs counted in the report; how long each taken one waited,
+/// in seconds.
+fn handoff_waits(conn: &Connection, day: &str, report: &mut DayReport) -> StoreResult<Vec<f64>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT created_at, taken_at FROM handoffs WHERE substr(created_at, 1, 10) = ?1")?;
+    let rows = stmt.query_map([day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
+    let mut waits = Vec::new();
+    for row in rows {
+        let (created, taken) = row?;
+        report.handoffs += 1;
+        if let Some(taken) = taken {
+            let wait = parse_ts(&taken)?.duration_since(parse_ts(&created)?);
+            waits.push(wait.as_secs_f64());
+        }
+    }
+    Ok(waits)
 }
 
 impl FleetStore for SqliteStore {

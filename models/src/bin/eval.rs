@@ -64,20 +64,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let load_started = Instant::now();
-    let mut classifier = match args.encoder {
-        EncoderKind::Compact => Classifier::load_compact(&args.model.clone().unwrap_or(root.join("compact")))?,
-        EncoderKind::Transformer => Classifier::load_transformer(
-            &args.model.clone().unwrap_or(root.join("transformer")),
-            &args.encoder_dir.clone().unwrap_or_else(default_encoder_dir),
-        )?,
-    };
+    let classifier = load_classifier(&args, &root)?;
     let load_ms = load_started.elapsed().as_secs_f64() * 1e3;
-    if let Some(threshold) = args.gate {
-        classifier.set_gate(models::Gate {
-            threshold,
-            ..classifier.gate()
-        });
-    }
     let corpus = Corpus::load(&args.corpus)?;
     let held_out_percent = classifier.manifest().training.held_out_percent;
     if args.yardstick {
@@ -105,42 +93,8 @@ fn main() -> anyhow::Result<()> {
     let report = Report::compute(&scored);
 
     // The baseline: same training split, gate tuned the same way on the held-out families.
-    let baseline = Baseline::train(&train, 20_261_124);
-    let held_probs: Vec<_> = split_by_family(&corpus.examples, held_out_percent)
-        .1
-        .iter()
-        .map(|e| baseline.probabilities(&e.text))
-        .collect();
-    let held_gold: Vec<_> = split_by_family(&corpus.examples, held_out_percent)
-        .1
-        .iter()
-        .map(|e| e.intent)
-        .collect();
-    let held_sentiments: Vec<_> = split_by_family(&corpus.examples, held_out_percent)
-        .1
-        .iter()
-        .map(|e| e.sentiment)
-        .collect();
-    let baseline_gate = tune_sentiment_bias(
-        &held_probs,
-        &held_sentiments,
-        tune_gate(&held_probs, &held_gold, classifier.gate().emergency_threshold),
-    );
-    let baseline_scored: Vec<Scored> = data
-        .iter()
-        .map(|e| {
-            let started = Instant::now();
-            let (i, s) = baseline.probabilities(&e.text);
-            let prediction = baseline_gate.decide(&i, &s);
-            Scored {
-                gold_intent: e.intent,
-                gold_sentiment: e.sentiment,
-                prediction,
-                latency_us: started.elapsed().as_secs_f64() * 1e6,
-            }
-        })
-        .collect();
-    let baseline_report = Report::compute(&baseline_scored);
+    let baseline = train_baseline(&corpus, &[], held_out_percent, &classifier);
+    let baseline_report = Report::compute(&score_baseline(&baseline, &data));
 
     println!(
         "model {} ({}), load {load_ms:.1} ms, gate {:?}",
@@ -158,24 +112,64 @@ fn main() -> anyhow::Result<()> {
         &[(&args.encoder.to_string(), &report), ("tfidf+lr", &baseline_report)],
     );
     if args.errors {
-        println!("-- errors");
-        for (e, s) in data.iter().zip(&scored) {
-            let p = &s.prediction;
-            if p.intent != e.intent || e.sentiment.is_some_and(|s| s != p.sentiment) {
-                println!(
-                    "  {:?}: {} -> {} (top {} {:.2}) | {} -> {}",
-                    e.text,
-                    e.intent,
-                    p.intent,
-                    p.top_intent,
-                    p.top_confidence,
-                    e.sentiment.map_or("-".to_string(), |s| s.to_string()),
-                    p.sentiment
-                );
-            }
-        }
+        print_errors(&data, &scored);
     }
     Ok(())
+}
+
+/// The model the arguments name (the shipped one by default), with the gate's
+/// threshold overridden when `--gate` is given.
+fn load_classifier(args: &Args, root: &Path) -> anyhow::Result<Classifier> {
+    let mut classifier = match args.encoder {
+        EncoderKind::Compact => Classifier::load_compact(&args.model.clone().unwrap_or(root.join("compact")))?,
+        EncoderKind::Transformer => Classifier::load_transformer(
+            &args.model.clone().unwrap_or(root.join("transformer")),
+            &args.encoder_dir.clone().unwrap_or_else(default_encoder_dir),
+        )?,
+    };
+    if let Some(threshold) = args.gate {
+        classifier.set_gate(models::Gate {
+            threshold,
+            ..classifier.gate()
+        });
+    }
+    Ok(classifier)
+}
+
+/// The baseline's predictions, timed like the model's.
+fn score_baseline((baseline, gate): &(Baseline, models::Gate), data: &[models::corpus::Example]) -> Vec<Scored> {
+    data.iter()
+        .map(|e| {
+            let started = Instant::now();
+            let (i, s) = baseline.probabilities(&e.text);
+            let prediction = gate.decide(&i, &s);
+            Scored {
+                gold_intent: e.intent,
+                gold_sentiment: e.sentiment,
+                prediction,
+                latency_us: started.elapsed().as_secs_f64() * 1e6,
+            }
+        })
+        .collect()
+}
+
+fn print_errors(data: &[models::corpus::Example], scored: &[Scored]) {
+    println!("-- errors");
+    for (e, s) in data.iter().zip(scored) {
+        let p = &s.prediction;
+        if p.intent != e.intent || e.sentiment.is_some_and(|s| s != p.sentiment) {
+            println!(
+                "  {:?}: {} -> {} (top {} {:.2}) | {} -> {}",
+                e.text,
+                e.intent,
+                p.intent,
+                p.top_intent,
+                p.top_confidence,
+                e.sentiment.map_or("-".to_string(), |s| s.to_string()),
+                p.sentiment
+            );
+        }
+    }
 }
 
 /// Per public source: the model and the TF-IDF baseline on the source's held-out

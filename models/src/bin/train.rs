@@ -181,70 +181,21 @@ fn main() -> anyhow::Result<()> {
         corpus.examples.len(),
         corpus.sha256
     ));
-    let mut dev = Vec::new();
-    for path in &args.dev {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
-        dev.push((stem, load_jsonl(path)?));
-    }
+    let dev = load_dev_sets(&args)?;
     let recipe = recipe_of(&args);
     let encoder_dir = args.encoder_dir.clone().unwrap_or_else(default_encoder_dir);
     let trains_compact = args.only != Some(EncoderKind::Transformer);
-    let needs_transformer = (args.only != Some(EncoderKind::Compact) && args.folds.is_none())
-        || !args.reuse_embeddings
-        || args.tokenlearns();
-    let (transformer, encoder_sha) = if needs_transformer {
-        let t = TransformerEncoder::load(&encoder_dir)
-            .with_context(|| "the pretrained encoder is needed: run models/fetch-encoder.sh")?;
-        (Some(t), sha256_file(&encoder_dir.join("model.safetensors"))?)
-    } else {
-        (None, String::new())
-    };
+    let (transformer, encoder_sha) = load_pretrained(&args, &encoder_dir)?;
 
     if let Some(folds) = &args.folds {
-        let noise = generated_noise(&args, &corpus, &dev, &encoder_dir, &mut progress)?;
-        let teacher = match (&transformer, args.tokenlearns(), args.finetunes()) {
-            (Some(t), true, false) => Teacher::Pretrained(sentence_targets(
-                &args,
-                t,
-                &encoder_sha,
-                &corpus,
-                &dev,
-                &recipe,
-                &mut progress,
-            )?),
-            (_, true, true) => {
-                let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
-                let mut merged = corpus.clone();
-                merged.examples.extend(public.examples);
-                merged.examples.extend(noise.iter().cloned());
-                let texts = tokenlearn_texts(&args, &args.leave_out, &corpus, &dev, &recipe)?;
-                Teacher::FineTuned(Box::new(frozen_outputs(
-                    &args,
-                    &encoder_dir,
-                    &encoder_sha,
-                    &merged,
-                    Some(&texts),
-                    &recipe,
-                    &mut progress,
-                )?))
-            }
-            _ => Teacher::None,
+        let loaded = Loaded {
+            corpus: &corpus,
+            dev: &dev,
+            recipe: &recipe,
+            encoder_dir: &encoder_dir,
+            encoder_sha: &encoder_sha,
         };
-        let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
-        return train_folds(
-            &args,
-            folds,
-            &FoldInputs {
-                corpus: &corpus,
-                dev: &dev,
-                recipe: &recipe,
-                table: &table,
-                teacher: &teacher,
-                encoder_dir: &encoder_dir,
-                noise: &noise,
-            },
-            &mut progress,
-        );
+        return cross_validate(&args, folds, &loaded, transformer.as_ref(), &mut progress);
     }
     let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
     let noise = generated_noise(&args, &corpus, &dev, &encoder_dir, &mut progress)?;
@@ -259,34 +210,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let (tuned, targets) = if args.finetunes() {
-        let frozen = frozen_outputs(
-            &args,
-            &encoder_dir,
-            &encoder_sha,
-            &corpus,
-            teacher_texts.as_deref(),
-            &recipe,
-            &mut progress,
-        )?;
-        let overlay = args.cache_dir.join(models::finetune::OVERLAY_FILE);
-        let (tuned, targets) = fine_tuned(
-            &encoder_dir,
-            &frozen,
-            &corpus,
-            teacher_texts.as_deref(),
-            &recipe,
-            overlay,
-            &mut progress,
-        )?;
-        (Some(tuned), targets)
-    } else {
-        let targets = match (&transformer, teacher_texts) {
-            (Some(t), Some(texts)) => Some(teacher_targets(&args, t, &encoder_sha, texts, &mut progress)?),
-            _ => None,
-        };
-        (None, targets)
+    let loaded = Loaded {
+        corpus: &corpus,
+        dev: &dev,
+        recipe: &recipe,
+        encoder_dir: &encoder_dir,
+        encoder_sha: &encoder_sha,
     };
+    let (tuned, targets) = teach(&args, &loaded, transformer.as_ref(), teacher_texts, &mut progress)?;
 
     if trains_compact {
         let table = compact_table(&args, transformer.as_ref(), &encoder_dir, &encoder_sha, &mut progress)?;
@@ -319,35 +250,174 @@ fn main() -> anyhow::Result<()> {
             Some(tuned) => (tuned.encoder, Some(tuned.overlay)),
             None => (transformer.expect("loaded above"), None),
         };
-        let dim = models::encoder::SentenceEncoder::dim(&t);
-        let mut recipe = recipe.clone();
-        // --quick keeps to its ten minutes with a third of the heads' epochs.
-        recipe.heads.epochs = if args.quick {
-            args.transformer_epochs.div_ceil(3)
-        } else {
-            args.transformer_epochs
-        };
-        let trained = train_pooled(&t, &corpus, &recipe, &mut progress)?;
-        print_held_out("transformer", &trained.held_out);
-        let staging = args.transformer_out.with_extension("staging");
-        let _ = std::fs::remove_dir_all(&staging);
-        write_transformer_heads(
-            &staging,
-            dim,
-            &trained,
-            &encoder_sha,
-            &corpus.sha256,
-            overlay.as_deref(),
-        )?;
-        let extra = dev_metrics(
-            &Classifier::load_transformer(&staging, &encoder_dir)?,
-            &dev,
-            "transformer",
-        )?;
-        record_metrics(&staging, &extra, &public)?;
-        swap_in(&staging, &args.transformer_out)?;
-        progress(&format!("wrote {}", args.transformer_out.display()));
+        train_transformer_folder(&args, &t, overlay.as_deref(), &loaded, &public, &mut progress)?;
     }
+    Ok(())
+}
+
+/// The dev sets, each named by its file's stem.
+fn load_dev_sets(args: &Args) -> anyhow::Result<Vec<(String, Vec<models::corpus::Example>)>> {
+    let mut dev = Vec::new();
+    for path in &args.dev {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("dev").to_string();
+        dev.push((stem, load_jsonl(path)?));
+    }
+    Ok(dev)
+}
+
+/// The pretrained encoder and its weights' hash, when a stage needs it.
+fn load_pretrained(args: &Args, encoder_dir: &std::path::Path) -> anyhow::Result<(Option<TransformerEncoder>, String)> {
+    let needs_transformer = (args.only != Some(EncoderKind::Compact) && args.folds.is_none())
+        || !args.reuse_embeddings
+        || args.tokenlearns();
+    if !needs_transformer {
+        return Ok((None, String::new()));
+    }
+    let t = TransformerEncoder::load(encoder_dir)
+        .with_context(|| "the pretrained encoder is needed: run models/fetch-encoder.sh")?;
+    Ok((Some(t), sha256_file(&encoder_dir.join("model.safetensors"))?))
+}
+
+/// The teacher of the compact table: the fine-tuned encoder (and its sentence
+/// vectors), or the pretrained one's vectors over `teacher_texts`, or none.
+fn teach(
+    args: &Args,
+    loaded: &Loaded<'_>,
+    transformer: Option<&TransformerEncoder>,
+    teacher_texts: Option<Vec<String>>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Option<Tuned>, Option<SentenceTargets>)> {
+    if !args.finetunes() {
+        let targets = match (transformer, teacher_texts) {
+            (Some(t), Some(texts)) => Some(teacher_targets(args, t, loaded.encoder_sha, texts, progress)?),
+            _ => None,
+        };
+        return Ok((None, targets));
+    }
+    let frozen = frozen_outputs(
+        args,
+        loaded.encoder_dir,
+        loaded.encoder_sha,
+        loaded.corpus,
+        teacher_texts.as_deref(),
+        loaded.recipe,
+        progress,
+    )?;
+    let overlay = args.cache_dir.join(models::finetune::OVERLAY_FILE);
+    let (tuned, targets) = fine_tuned(
+        loaded.encoder_dir,
+        &frozen,
+        loaded.corpus,
+        teacher_texts.as_deref(),
+        loaded.recipe,
+        overlay,
+        progress,
+    )?;
+    Ok((Some(tuned), targets))
+}
+
+/// What every stage reads: the corpus, the dev sets, the recipe and the
+/// pretrained encoder.
+struct Loaded<'a> {
+    corpus: &'a Corpus,
+    dev: &'a [(String, Vec<models::corpus::Example>)],
+    recipe: &'a Recipe,
+    encoder_dir: &'a std::path::Path,
+    encoder_sha: &'a str,
+}
+
+/// `--folds`: each fold trains without its left-out source and is scored on it.
+fn cross_validate(
+    args: &Args,
+    folds: &std::path::Path,
+    loaded: &Loaded<'_>,
+    transformer: Option<&TransformerEncoder>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let noise = generated_noise(args, loaded.corpus, loaded.dev, loaded.encoder_dir, progress)?;
+    let teacher = match (transformer, args.tokenlearns(), args.finetunes()) {
+        (Some(t), true, false) => Teacher::Pretrained(sentence_targets(
+            args,
+            t,
+            loaded.encoder_sha,
+            loaded.corpus,
+            loaded.dev,
+            loaded.recipe,
+            progress,
+        )?),
+        (_, true, true) => {
+            let public = public_data(args, &args.leave_out, loaded.corpus, loaded.dev, progress)?;
+            let mut merged = loaded.corpus.clone();
+            merged.examples.extend(public.examples);
+            merged.examples.extend(noise.iter().cloned());
+            let texts = tokenlearn_texts(args, &args.leave_out, loaded.corpus, loaded.dev, loaded.recipe)?;
+            Teacher::FineTuned(Box::new(frozen_outputs(
+                args,
+                loaded.encoder_dir,
+                loaded.encoder_sha,
+                &merged,
+                Some(&texts),
+                loaded.recipe,
+                progress,
+            )?))
+        }
+        _ => Teacher::None,
+    };
+    let table = compact_table(args, transformer, loaded.encoder_dir, loaded.encoder_sha, progress)?;
+    train_folds(
+        args,
+        folds,
+        &FoldInputs {
+            corpus: loaded.corpus,
+            dev: loaded.dev,
+            recipe: loaded.recipe,
+            table: &table,
+            teacher: &teacher,
+            encoder_dir: loaded.encoder_dir,
+            noise: &noise,
+        },
+        progress,
+    )
+}
+
+/// The transformer's heads (over the tuned encoder when there is one), checked
+/// on the dev sets in a staging folder, then swapped in.
+fn train_transformer_folder(
+    args: &Args,
+    t: &TransformerEncoder,
+    overlay: Option<&std::path::Path>,
+    loaded: &Loaded<'_>,
+    public: &[models::public::SourceUse],
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let dim = models::encoder::SentenceEncoder::dim(t);
+    let mut recipe = loaded.recipe.clone();
+    // --quick keeps to its ten minutes with a third of the heads' epochs.
+    recipe.heads.epochs = if args.quick {
+        args.transformer_epochs.div_ceil(3)
+    } else {
+        args.transformer_epochs
+    };
+    let trained = train_pooled(t, loaded.corpus, &recipe, progress)?;
+    print_held_out("transformer", &trained.held_out);
+    let staging = args.transformer_out.with_extension("staging");
+    let _ = std::fs::remove_dir_all(&staging);
+    write_transformer_heads(
+        &staging,
+        dim,
+        &trained,
+        loaded.encoder_sha,
+        &loaded.corpus.sha256,
+        overlay,
+    )?;
+    let extra = dev_metrics(
+        &Classifier::load_transformer(&staging, loaded.encoder_dir)?,
+        loaded.dev,
+        "transformer",
+    )?;
+    record_metrics(&staging, &extra, public)?;
+    swap_in(&staging, &args.transformer_out)?;
+    progress(&format!("wrote {}", args.transformer_out.display()));
     Ok(())
 }
 
