@@ -187,35 +187,32 @@ fn main() -> anyhow::Result<()> {
     let trains_compact = args.only != Some(EncoderKind::Transformer);
     let (transformer, encoder_sha) = load_pretrained(&args, &encoder_dir)?;
 
-    if let Some(folds) = &args.folds {
-        let loaded = Loaded {
-            corpus: &corpus,
-            dev: &dev,
-            recipe: &recipe,
-            encoder_dir: &encoder_dir,
-            encoder_sha: &encoder_sha,
-        };
-        return cross_validate(&args, folds, &loaded, transformer.as_ref(), &mut progress);
-    }
-    let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
-    let noise = generated_noise(&args, &corpus, &dev, &encoder_dir, &mut progress)?;
-    let base_corpus = corpus.clone();
-    let mut corpus = corpus;
-    corpus.examples.extend(public.examples);
-    corpus.examples.extend(noise);
-    let public = public.sources;
-
-    let teacher_texts = if args.tokenlearns() {
-        Some(tokenlearn_texts(&args, &args.leave_out, &base_corpus, &dev, &recipe)?)
-    } else {
-        None
-    };
-    let loaded = Loaded {
+    let corpus_only = Loaded {
         corpus: &corpus,
         dev: &dev,
         recipe: &recipe,
         encoder_dir: &encoder_dir,
         encoder_sha: &encoder_sha,
+    };
+    if let Some(folds) = &args.folds {
+        return cross_validate(&args, folds, &corpus_only, transformer.as_ref(), &mut progress);
+    }
+    let public = public_data(&args, &args.leave_out, &corpus, &dev, &mut progress)?;
+    let noise = generated_noise(&args, &corpus, &dev, &encoder_dir, &mut progress)?;
+    // The corpus, the public rows and the generated noise: what the heads learn.
+    let mut merged = corpus.clone();
+    merged.examples.extend(public.examples);
+    merged.examples.extend(noise);
+    let public = public.sources;
+
+    let teacher_texts = if args.tokenlearns() {
+        Some(tokenlearn_texts(&args, &args.leave_out, &corpus, &dev, &recipe)?)
+    } else {
+        None
+    };
+    let loaded = Loaded {
+        corpus: &merged,
+        ..corpus_only
     };
     let (tuned, targets) = teach(&args, &loaded, transformer.as_ref(), teacher_texts, &mut progress)?;
 
@@ -227,7 +224,7 @@ fn main() -> anyhow::Result<()> {
                 &table,
                 targets,
                 &args.leave_out,
-                &base_corpus,
+                &corpus,
                 &dev,
                 &recipe,
                 &mut progress,
@@ -236,7 +233,7 @@ fn main() -> anyhow::Result<()> {
         };
         train_compact_folder(
             &args.compact_out,
-            &corpus,
+            &merged,
             &public,
             &dev,
             &recipe,
