@@ -64,8 +64,6 @@ pub enum UplinkError {
     Request(String),
 }
 
-/// What a publish awaiting its PUBACK was: the broker's packet id comes back
-/// with the PUBACK, and this says what that acknowledges.
 /// The uplink's part in fleet knowledge updates: notices from the channel's
 /// retained topic go to the updater, and what it reports goes up.
 #[derive(Debug)]
