@@ -260,7 +260,7 @@ impl Engine {
     pub fn ask(&self, turn_id: uuid::Uuid, conversation_id: &str, text: &str) -> Result<AskResponse, DialogueError> {
         let started = Instant::now();
         let _task = self.inference.task();
-        let mut guard = self.mutable.lock().expect("engine mutex");
+        let mut guard = self.locked();
         let m = &mut *guard;
         m.vehicle.refresh();
         if !m.sessions.contains_key(conversation_id) && m.sessions.len() >= MAX_OPEN_CONVERSATIONS {
@@ -305,19 +305,19 @@ impl Engine {
     }
 
     pub fn conversation(&self, conversation_id: &str) -> Result<Vec<TurnRecord>, StoreError> {
-        self.mutable.lock().expect("engine mutex").store.turns(conversation_id)
+        self.locked().store.turns(conversation_id)
     }
 
     /// Forgets one conversation; true when there was something to forget.
     pub fn forget(&self, conversation_id: &str) -> Result<bool, StoreError> {
-        let mut m = self.mutable.lock().expect("engine mutex");
+        let mut m = self.locked();
         let in_memory = m.sessions.remove(conversation_id).is_some();
         Ok(m.store.forget(conversation_id)? > 0 || in_memory)
     }
 
     /// A change of owner: all history and every unsent escalation.
     pub fn forget_everything(&self) -> Result<(), StoreError> {
-        let mut m = self.mutable.lock().expect("engine mutex");
+        let mut m = self.locked();
         m.sessions.clear();
         m.store.forget_everything()
     }
@@ -325,7 +325,7 @@ impl Engine {
     /// True when the cloud's message `envelope_id` was seen before and the answer
     /// to `in_reply_to` is recorded (or no delivered row is kept for it).
     fn already_taken(&self, envelope_id: &uuid::Uuid, in_reply_to: &uuid::Uuid, now: jiff::Timestamp) -> bool {
-        let m = self.mutable.lock().expect("engine mutex");
+        let m = self.locked();
         if !matches!(m.store.first_sight(envelope_id, now), Ok(false)) {
             return false;
         }
@@ -358,7 +358,7 @@ impl Engine {
                 tracing::error!(%error, "an answered escalation could not leave the outbox: it will be sent again");
                 None
             });
-        let mut m = self.mutable.lock().expect("engine mutex");
+        let mut m = self.locked();
         if let Err(error) = m.store.answered(&response.in_reply_to, now) {
             tracing::warn!(%error, "an answer could not be marked: the cloud may be asked for it again");
         }
@@ -462,6 +462,11 @@ impl Engine {
         });
     }
 
+    /// The vehicle, the store and the open conversations, under the one lock.
+    fn locked(&self) -> std::sync::MutexGuard<'_, Mutable> {
+        self.mutable.lock().expect("engine mutex")
+    }
+
     /// The outbox the uplink drains ([`Outbox`]).
     pub fn outbox(&self) -> Outbox<'_> {
         Outbox { engine: self }
@@ -474,7 +479,7 @@ impl Engine {
     }
 
     pub fn health(&self) -> Result<Health, StoreError> {
-        let m = self.mutable.lock().expect("engine mutex");
+        let m = self.locked();
         let state = m.store.health();
         self.observe_state(&state);
         let pending = m.store.pending_count().unwrap_or_else(|error| {

@@ -24,7 +24,7 @@ impl<'a> Outbox<'a> {
     /// those in flight, at most `free` of them. Only ids are read until the
     /// choice is made, so a long queue or a full window costs little.
     pub fn next(&self, free: usize, in_flight: &HashSet<i64>) -> Result<Vec<PendingEscalation>, StoreError> {
-        let m = self.engine.mutable.lock().expect("engine mutex");
+        let m = self.engine.locked();
         let ids: Vec<i64> = m
             .store
             .next_pending_ids(free + in_flight.len())?
@@ -38,13 +38,7 @@ impl<'a> Outbox<'a> {
     /// The broker took a row (its PUBACK): the driver's request is `sent`. It
     /// stays in the outbox until the cloud acknowledges it.
     pub fn sent(&self, id: i64) -> Result<(), StoreError> {
-        let row = self
-            .engine
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .mark_sent(id, jiff::Timestamp::now())?;
+        let row = self.engine.locked().store.mark_sent(id, jiff::Timestamp::now())?;
         if let Some(row) = row {
             self.engine.publish_status(row, "sent");
         }
@@ -54,13 +48,7 @@ impl<'a> Outbox<'a> {
     /// The cloud acknowledged an escalation: it leaves the outbox, and its driver's
     /// request is `received`. The row's id, or `None` for a repeated acknowledgement.
     pub fn acknowledged(&self, message_id: &uuid::Uuid) -> Result<Option<i64>, StoreError> {
-        let row = self
-            .engine
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .acknowledged(message_id)?;
+        let row = self.engine.locked().store.acknowledged(message_id)?;
         Ok(row.map(|row| {
             let id = row.id;
             self.engine.publish_status(row, "received");
@@ -72,17 +60,15 @@ impl<'a> Outbox<'a> {
     /// Acknowledged escalations still without an answer after `wait_ms` (the
     /// wait doubling each time): the uplink asks for them again (blocking).
     pub fn unanswered(&self, wait_ms: i64, limit: usize) -> Result<Vec<PendingEscalation>, StoreError> {
-        self.engine.mutable.lock().expect("engine mutex").store.unanswered_due(
-            jiff::Timestamp::now(),
-            wait_ms,
-            12,
-            limit,
-        )
+        self.engine
+            .locked()
+            .store
+            .unanswered_due(jiff::Timestamp::now(), wait_ms, 12, limit)
     }
 
     /// Removes a row that can never be sent, and tells its driver.
     pub fn refuse(&self, id: i64) -> Result<(), StoreError> {
-        let dropped = self.engine.mutable.lock().expect("engine mutex").store.refuse(id)?;
+        let dropped = self.engine.locked().store.refuse(id)?;
         if let Some(dropped) = dropped {
             self.engine.publish(Event::Dropped(dropped));
         }
@@ -91,13 +77,7 @@ impl<'a> Outbox<'a> {
 
     /// Drops what has outlived its time to live, and tells the drivers.
     pub fn expire(&self) -> Result<usize, StoreError> {
-        let expired = self
-            .engine
-            .mutable
-            .lock()
-            .expect("engine mutex")
-            .store
-            .expire_due(jiff::Timestamp::now())?;
+        let expired = self.engine.locked().store.expire_due(jiff::Timestamp::now())?;
         for dropped in &expired {
             tracing::info!(id = dropped.id, intent = %dropped.intent, "expired before it could be sent");
             self.engine.publish(Event::Dropped(dropped.clone()));
