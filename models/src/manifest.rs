@@ -71,6 +71,14 @@ fn one() -> usize {
     1
 }
 
+fn one_f32() -> f32 {
+    1.0
+}
+
+fn three() -> f32 {
+    3.0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingRecord {
     pub seed: u64,
@@ -80,6 +88,13 @@ pub struct TrainingRecord {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub dropout: f32,
+    /// Extra weight on `emergency` lines in the intent loss, on top of class
+    /// balancing (absent in older manifests, which all used 3).
+    #[serde(default = "three")]
+    pub emergency_weight: f32,
+    /// Extra weight on `out_of_scope` lines (absent in older manifests: 1).
+    #[serde(default = "one_f32")]
+    pub out_of_scope_weight: f32,
     /// Augmented copies per line for heads trained on a fixed table: the frozen
     /// table's heads, or the extra heads on a tuned one. Otherwise unused (0).
     pub token_dropout_copies: usize,

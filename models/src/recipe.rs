@@ -158,6 +158,8 @@ fn record(recipe: &Recipe, train: &[Example], held_out: usize, started: Instant,
         learning_rate: recipe.heads.learning_rate,
         weight_decay: recipe.heads.weight_decay,
         dropout: recipe.heads.dropout,
+        emergency_weight: recipe.heads.emergency_weight,
+        out_of_scope_weight: recipe.heads.out_of_scope_weight,
         token_dropout_copies: if tuned_table && recipe.extra_heads == 0 {
             0
         } else {

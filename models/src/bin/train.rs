@@ -61,6 +61,14 @@ struct Args {
     epochs: Option<usize>,
     #[arg(long)]
     hidden: Option<usize>,
+    /// Extra weight on `emergency` lines in the heads' loss, on top of class
+    /// balancing (a missed emergency costs more than a false alarm).
+    #[arg(long)]
+    emergency_weight: Option<f32>,
+    /// Extra weight on `out_of_scope` lines in the heads' loss, on top of class
+    /// balancing.
+    #[arg(long)]
+    out_of_scope_weight: Option<f32>,
     /// Fine-tune the compact table with the heads at this learning rate.
     #[arg(long, default_value_t = 1e-3)]
     tune_embeddings: f64,
@@ -453,6 +461,12 @@ fn recipe_of(args: &Args) -> Recipe {
     }
     if let Some(h) = args.hidden {
         recipe.heads.hidden = h;
+    }
+    if let Some(w) = args.emergency_weight {
+        recipe.heads.emergency_weight = w;
+    }
+    if let Some(w) = args.out_of_scope_weight {
+        recipe.heads.out_of_scope_weight = w;
     }
     recipe.embedding_learning_rate = (!args.frozen).then_some(args.tune_embeddings);
     recipe.extra_heads = args.extra_heads;
@@ -969,6 +983,7 @@ fn generated_noise(
         corpus_words: &corpus_words,
     };
     let mut noise = models::noise::generate(args.seed, args.noise_per_kind, &known);
+
     let left_out = drop_near_dev(&mut noise, dev);
     progress(&format!(
         "noise: {} generated lines ({left_out} near-duplicates of a dev line left out)",
