@@ -6,7 +6,7 @@
 //!
 //! **Architecture Invariant:** this crate holds no dialogue, uplink, store or API
 //! code, and cloud-bridge reaches the car's crate only through its `demo` feature
-//! (`tests/tests/layers.rs` checks both with `cargo tree`).
+//! (`tests/tests/it/layers.rs` checks both with `cargo tree`).
 
 pub mod backoff;
 pub mod config;

@@ -1,7 +1,5 @@
 //! What the end-to-end test binaries share: a `cloud-bridge serve` process.
 
-#![allow(dead_code)] // not every test binary uses every helper
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,11 +1,9 @@
 //! The loader refuses a corrupt or mismatched model folder with an error that says
 //! what is wrong, and never half-loads one.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use models::Classifier;
 
 fn load_error(dir: &Path) -> String {

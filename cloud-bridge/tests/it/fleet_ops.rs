@@ -5,8 +5,6 @@
 //! shadow `knowledge` with GetThingShadow from an in-test server speaking the
 //! shadow REST API.
 
-mod common;
-
 use cloud_bridge::delivery::IotDataDelivery;
 use cloud_bridge::fleet::{self, FleetOps, Release};
 use cloud_bridge::testing::AwsStandIn;
@@ -41,7 +39,7 @@ fn signed(key: &SigningKey, dir: &std::path::Path, version: u64, summary: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
-    let (_config, stores, dir) = common::temp_stores();
+    let (_config, stores, dir) = crate::common::temp_stores();
     let aws = AwsStandIn::start().await;
     let transport = IotDataDelivery::with_client(aws.iot_data_client());
     let ops = FleetOps {
@@ -184,7 +182,7 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refreshed_manifest_republishes_but_other_content_under_a_version_is_refused() {
-    let (_config, stores, dir) = common::temp_stores();
+    let (_config, stores, dir) = crate::common::temp_stores();
     let aws = AwsStandIn::start().await;
     let transport = IotDataDelivery::with_client(aws.iot_data_client());
     let ops = FleetOps {

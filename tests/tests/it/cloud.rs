@@ -3,13 +3,11 @@
 //! the car. The driver's side is the daemon's API: `POST /v1/ask` and the
 //! `/v1/events` stream. Skipped visibly without mosquitto (a failure in CI).
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Bridge;
+use crate::common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_on, traffic_escalation, Mosquitto, Pki};
 use http_body_util::BodyExt;
 use serde_json::Value;

@@ -2,8 +2,6 @@
 //! in-process server that speaks the Converse REST protocol, checks every
 //! request's structure and SigV4 signature, and plays a scripted model.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +24,7 @@ struct Bench {
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
 async fn bench(deadline: Duration) -> Bench {
-    let (config, stores, dir) = common::temp_stores();
+    let (config, stores, dir) = crate::common::temp_stores();
     let knowledge = tokio::task::block_in_place(|| cloud_bridge::assemble::open_knowledge(&config)).unwrap();
     let aws = AwsStandIn::start().await;
     let metrics = Metrics::new();

@@ -4,12 +4,10 @@
 //! conversations, once each, and the cloud handled each once. (Before the
 //! end-to-end acknowledgement, 46 and 24 of 50 were lost.)
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Bridge;
+use crate::common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_with, Pki, Stop};
 use serde_json::Value;
 use testkit::{ask, free_port, Daemon};

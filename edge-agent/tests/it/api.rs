@@ -14,7 +14,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 fn openapi() -> Value {
-    serde_json::from_str(include_str!("../openapi.json")).unwrap()
+    serde_json::from_str(include_str!("../../openapi.json")).unwrap()
 }
 
 /// Where a JSON value breaks the schema of `path`/`method`/`status` in openapi.json.
@@ -339,7 +339,7 @@ fn a_client_over_its_rate_is_refused_and_a_new_process_of_its_user_does_not_rese
         assert!(statuses[3..].contains(&429), "{statuses:?}");
     });
     // Another process of the same user (what a fork is) is the same client.
-    // Another user is still served: `tests/tests/hostile.rs`.
+    // Another user is still served: `tests/tests/it/hostile.rs`.
     let other = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
         .args(["ask", "--json", "--socket"])
         .arg(&daemon.socket)

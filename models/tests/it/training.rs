@@ -1,8 +1,6 @@
 //! Training is reproducible, and a trained folder round-trips through the loader.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use models::compact::CompactEncoder;
 use models::encoder::load_tokenizer;
 use models::recipe::{train_compact, Recipe};

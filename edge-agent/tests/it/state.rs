@@ -3,7 +3,7 @@
 //! header) is moved aside at start, its readable rows carried into a fresh one,
 //! and every emergency is still answered with the market's number. The state
 //! folder is private (0700, files 0600) without systemd. The full disk is in
-//! the end-to-end crate (`tests/tests/disk.rs`): it needs a real small file system.
+//! the end-to-end crate (`tests/tests/it/disk.rs`): it needs a real small file system.
 
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;

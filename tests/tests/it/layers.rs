@@ -317,3 +317,30 @@ fn at_most_five_functions_are_excused_from_the_length_limit() {
     assert!(!excused.is_empty(), "the check finds the exceptions there are");
     assert!(excused.len() <= 5, "{} exceptions: {excused:?}", excused.len());
 }
+
+#[test]
+fn each_crate_links_one_integration_test_binary() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut binaries = 0;
+    for krate in SHIPPED_CRATES.into_iter().chain(["testkit", "tests"]) {
+        let tests = workspace.join(krate).join("tests");
+        let Ok(entries) = std::fs::read_dir(&tests) else {
+            continue;
+        };
+        for entry in entries.map(Result::unwrap) {
+            let path = entry.path();
+            // Cargo makes a test binary of each `tests/*.rs` and `tests/*/main.rs`.
+            let is_binary = path.extension().is_some_and(|e| e == "rs") || path.join("main.rs").is_file();
+            if is_binary {
+                assert_eq!(
+                    path.file_name().unwrap(),
+                    "it",
+                    "{}: integration tests are modules of tests/it/main.rs",
+                    path.display()
+                );
+                binaries += 1;
+            }
+        }
+    }
+    assert!(binaries >= 5, "the check finds the binaries there are ({binaries})");
+}

@@ -2,11 +2,9 @@
 //! encoder fetched by `models/fetch-encoder.sh`: without it the tests report a skip,
 //! and with `EDGE_REQUIRE_EXTERNALS=1` they fail instead.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use models::encoder::SentenceEncoder;
 use models::transformer::{default_encoder_dir, TransformerEncoder};
 use models::{Classifier, Intent, Route};

@@ -18,14 +18,12 @@
 //! both passes). `CHAOS_SOAK=1` runs 100 broker restarts and 50 kills of each.
 //! The seed is printed; `CHAOS_SEED=<n>` replays a run's schedule.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Bridge;
+use crate::common::Bridge;
 use e2e::{require_mosquitto, start_mosquitto_with, Mosquitto, Pki, Stop};
 use testkit::{free_port, Daemon};
 

@@ -24,7 +24,7 @@ use testkit::Daemon;
 const NOBODY: u32 = 65534;
 const HOSTILE_CONNECTIONS: usize = 5000;
 const PER_CLIENT_CAP: usize = 64;
-const HELPER: &str = "hostile_client";
+const HELPER: &str = "hostile::hostile_client";
 
 /// What a hostile connection sends before it stalls.
 const STALLS: [&[u8]; 3] = [

@@ -1,8 +1,6 @@
 //! The supervisor pipeline with the local provider (no model): routing, the
 //! emergency protocol, handoffs, the keyword re-check, and deterministic booking.
 
-mod common;
-
 use std::sync::Arc;
 
 use cloud_bridge::llm::local::LocalProvider;
@@ -12,7 +10,7 @@ use cloud_bridge::supervisor::{Handled, Supervisor};
 use protocol::{Body, Envelope, Escalation, HandoffStatus, Priority};
 
 fn supervisor() -> (Supervisor, Stores, tempfile::TempDir) {
-    let (config, stores, dir) = common::temp_stores();
+    let (config, stores, dir) = crate::common::temp_stores();
     let supervisor = Supervisor::new(
         stores.clone(),
         Arc::new(LocalProvider),

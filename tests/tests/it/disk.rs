@@ -7,14 +7,12 @@
 //! the disk has room again and the cloud is reachable (mosquitto and
 //! cloud-bridge), every queued emergency reaches the cloud, once.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Bridge;
+use crate::common::Bridge;
 use e2e::{require_bwrap, require_mosquitto, start_mosquitto_with, Pki};
 use serde_json::Value;
 use testkit::{ask, free_port, Daemon};

@@ -2,8 +2,6 @@
 //! tokenizer, a tiny random static table and a tiny corpus, so training and loading
 //! can be exercised without the shipped model or the pretrained encoder.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
