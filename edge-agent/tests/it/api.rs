@@ -92,117 +92,139 @@ async fn ask_in(socket: &Path, doc: &Value, text: &str, conversation: &str) -> (
     (status, conforms(doc, "/v1/ask", "post", status, &bytes))
 }
 
+/// Turns in two conversations: an answer, a follow-up read against the last turn,
+/// an offer to ask the cloud, a queued booking.
+async fn turns_answer_follow_ups_offer_and_queue(s: &Path, doc: &Value) {
+    let (status, turn) = ask_in(s, doc, "what are my tyre pressures", "hmi-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(turn["intent"], "tire_pressure");
+    assert_eq!(turn["conversation_id"], "hmi-1");
+
+    // A follow-up is read against the same conversation's last turn.
+    let (_, turn) = ask_in(s, doc, "and the back ones?", "hmi-1").await;
+    assert_eq!(turn["intent"], "tire_pressure");
+    let answer = turn["answer"].as_str().unwrap();
+    assert!(answer.starts_with("Rear left and rear right"), "{answer}");
+    // What the car cannot answer is offered to the cloud, not queued.
+    let (_, turn) = ask_in(s, doc, "what is twelve times seven", "hmi-2").await;
+    assert_eq!(turn["pending_question"], "ask_cloud");
+    assert!(turn.get("escalation").is_none(), "{turn}");
+
+    let (_, turn) = ask_in(s, doc, "book me a service on friday", "hmi-1").await;
+    assert_eq!(turn["escalation"]["status"], "pending");
+}
+
+/// A fresh conversation gets its own id; blank text and a bad id are refused.
+async fn bad_asks_are_refused_as_documented(s: &Path, doc: &Value) {
+    let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "where are we"}))).await;
+    let fresh = conforms(doc, "/v1/ask", "post", status, &body);
+    assert_ne!(fresh["conversation_id"], "hmi-1", "a new conversation gets its own id");
+
+    let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "   "}))).await;
+    assert_eq!(status, 422);
+    conforms(doc, "/v1/ask", "post", status, &body);
+    let (status, body) = call(
+        s,
+        Method::POST,
+        "/v1/ask",
+        Some(json!({"text": "hi", "conversation_id": "../etc"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    conforms(doc, "/v1/ask", "post", status, &body);
+}
+
+/// The conversation, the health and the metrics after those turns.
+async fn conversation_health_and_metrics_report_the_turns(s: &Path, doc: &Value) {
+    let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
+    assert_eq!(status, 200);
+    let conversation = conforms(doc, "/v1/conversations/{id}", "get", status, &body);
+    assert_eq!(
+        conversation["turns"].as_array().unwrap().len(),
+        3,
+        "the tyres, the follow-up, the booking"
+    );
+
+    let (status, body) = call(s, Method::GET, "/v1/health", None).await;
+    assert_eq!(status, 200);
+    let health = conforms(doc, "/v1/health", "get", status, &body);
+    assert_eq!(health["pending_escalations"], 1);
+    assert!(health["knowledge"]["articles"].as_u64().unwrap() >= 120);
+
+    let (status, body) = call(s, Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("edge_agent_turns_total{intent=\"tire_pressure\",route=\"local\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("edge_agent_pending_escalations 1"), "{text}");
+    let build = format!("edge_agent_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    assert!(text.contains(&build), "{text}");
+    assert!(
+        text.contains("edge_agent_outbox_dropped_total{reason=\"evicted\"} 0"),
+        "nothing dropped yet, and each reason there from the start: {text}"
+    );
+}
+
+/// Forgetting one conversation, then everything.
+async fn forgetting_drops_conversations_and_unsent_escalations(s: &Path, doc: &Value) {
+    let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
+    assert_eq!(status, 204);
+    conforms(doc, "/v1/conversations/{id}", "delete", status, &body);
+    let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
+    assert_eq!(status, 404);
+    conforms(doc, "/v1/conversations/{id}", "get", status, &body);
+    let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
+    assert_eq!(status, 404);
+    conforms(doc, "/v1/conversations/{id}", "delete", status, &body);
+
+    let (status, body) = call(s, Method::DELETE, "/v1/conversations", None).await;
+    assert_eq!(status, 204);
+    conforms(doc, "/v1/conversations", "delete", status, &body);
+    let (_, body) = call(s, Method::GET, "/v1/health", None).await;
+    let health: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        health["pending_escalations"], 0,
+        "forget everything drops unsent escalations"
+    );
+    assert_eq!(health["open_conversations"], 0);
+}
+
+/// An unknown path is 404, a wrong method 405, both with a JSON error body.
+async fn unknown_paths_and_wrong_methods_get_a_json_error(s: &Path, doc: &Value) {
+    let (status, body) = call(s, Method::GET, "/v1/nowhere", None).await;
+    assert_eq!(status, 404);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string());
+    // A wrong method is 405 with the same JSON error body, never an empty one.
+    for (method, path, documented) in [
+        (Method::POST, "/v1/health", "get"),
+        (Method::GET, "/v1/ask", "post"),
+        (Method::PUT, "/v1/conversations/hmi-1", "get"),
+    ] {
+        let (status, body) = call(s, method.clone(), path, None).await;
+        assert_eq!(status, 405, "{method} {path}");
+        let template = if path.starts_with("/v1/conversations/") {
+            "/v1/conversations/{id}"
+        } else {
+            path
+        };
+        let error = conforms(doc, template, documented, status, &body);
+        assert!(error["error"].as_str().unwrap().contains(method.as_str()), "{error}");
+    }
+}
+
 #[test]
 fn every_endpoint_answers_as_openapi_json_describes() {
     let daemon = Daemon::start(&[]);
     let doc = openapi();
     let s = &daemon.socket;
     runtime().block_on(async {
-        let (status, turn) = ask_in(s, &doc, "what are my tyre pressures", "hmi-1").await;
-        assert_eq!(status, 200);
-        assert_eq!(turn["intent"], "tire_pressure");
-        assert_eq!(turn["conversation_id"], "hmi-1");
-
-        // A follow-up is read against the same conversation's last turn.
-        let (_, turn) = ask_in(s, &doc, "and the back ones?", "hmi-1").await;
-        assert_eq!(turn["intent"], "tire_pressure");
-        let answer = turn["answer"].as_str().unwrap();
-        assert!(answer.starts_with("Rear left and rear right"), "{answer}");
-        // What the car cannot answer is offered to the cloud, not queued.
-        let (_, turn) = ask_in(s, &doc, "what is twelve times seven", "hmi-2").await;
-        assert_eq!(turn["pending_question"], "ask_cloud");
-        assert!(turn.get("escalation").is_none(), "{turn}");
-
-        let (_, turn) = ask_in(s, &doc, "book me a service on friday", "hmi-1").await;
-        assert_eq!(turn["escalation"]["status"], "pending");
-
-        let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "where are we"}))).await;
-        let fresh = conforms(&doc, "/v1/ask", "post", status, &body);
-        assert_ne!(fresh["conversation_id"], "hmi-1", "a new conversation gets its own id");
-
-        let (status, body) = call(s, Method::POST, "/v1/ask", Some(json!({"text": "   "}))).await;
-        assert_eq!(status, 422);
-        conforms(&doc, "/v1/ask", "post", status, &body);
-        let (status, body) = call(
-            s,
-            Method::POST,
-            "/v1/ask",
-            Some(json!({"text": "hi", "conversation_id": "../etc"})),
-        )
-        .await;
-        assert_eq!(status, 400);
-        conforms(&doc, "/v1/ask", "post", status, &body);
-
-        let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
-        assert_eq!(status, 200);
-        let conversation = conforms(&doc, "/v1/conversations/{id}", "get", status, &body);
-        assert_eq!(
-            conversation["turns"].as_array().unwrap().len(),
-            3,
-            "the tyres, the follow-up, the booking"
-        );
-
-        let (status, body) = call(s, Method::GET, "/v1/health", None).await;
-        assert_eq!(status, 200);
-        let health = conforms(&doc, "/v1/health", "get", status, &body);
-        assert_eq!(health["pending_escalations"], 1);
-        assert!(health["knowledge"]["articles"].as_u64().unwrap() >= 120);
-
-        let (status, body) = call(s, Method::GET, "/metrics", None).await;
-        assert_eq!(status, 200);
-        let text = String::from_utf8(body).unwrap();
-        assert!(
-            text.contains("edge_agent_turns_total{intent=\"tire_pressure\",route=\"local\"} 2"),
-            "{text}"
-        );
-        assert!(text.contains("edge_agent_pending_escalations 1"), "{text}");
-        let build = format!("edge_agent_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-        assert!(text.contains(&build), "{text}");
-        assert!(
-            text.contains("edge_agent_outbox_dropped_total{reason=\"evicted\"} 0"),
-            "nothing dropped yet, and each reason there from the start: {text}"
-        );
-
-        let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
-        assert_eq!(status, 204);
-        conforms(&doc, "/v1/conversations/{id}", "delete", status, &body);
-        let (status, body) = call(s, Method::GET, "/v1/conversations/hmi-1", None).await;
-        assert_eq!(status, 404);
-        conforms(&doc, "/v1/conversations/{id}", "get", status, &body);
-        let (status, body) = call(s, Method::DELETE, "/v1/conversations/hmi-1", None).await;
-        assert_eq!(status, 404);
-        conforms(&doc, "/v1/conversations/{id}", "delete", status, &body);
-
-        let (status, body) = call(s, Method::DELETE, "/v1/conversations", None).await;
-        assert_eq!(status, 204);
-        conforms(&doc, "/v1/conversations", "delete", status, &body);
-        let (_, body) = call(s, Method::GET, "/v1/health", None).await;
-        let health: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            health["pending_escalations"], 0,
-            "forget everything drops unsent escalations"
-        );
-        assert_eq!(health["open_conversations"], 0);
-
-        let (status, body) = call(s, Method::GET, "/v1/nowhere", None).await;
-        assert_eq!(status, 404);
-        assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string());
-        // A wrong method is 405 with the same JSON error body, never an empty one.
-        for (method, path, documented) in [
-            (Method::POST, "/v1/health", "get"),
-            (Method::GET, "/v1/ask", "post"),
-            (Method::PUT, "/v1/conversations/hmi-1", "get"),
-        ] {
-            let (status, body) = call(s, method.clone(), path, None).await;
-            assert_eq!(status, 405, "{method} {path}");
-            let template = if path.starts_with("/v1/conversations/") {
-                "/v1/conversations/{id}"
-            } else {
-                path
-            };
-            let error = conforms(&doc, template, documented, status, &body);
-            assert!(error["error"].as_str().unwrap().contains(method.as_str()), "{error}");
-        }
+        turns_answer_follow_ups_offer_and_queue(s, &doc).await;
+        bad_asks_are_refused_as_documented(s, &doc).await;
+        conversation_health_and_metrics_report_the_turns(s, &doc).await;
+        forgetting_drops_conversations_and_unsent_escalations(s, &doc).await;
+        unknown_paths_and_wrong_methods_get_a_json_error(s, &doc).await;
     });
 }
 

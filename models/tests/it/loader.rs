@@ -26,17 +26,32 @@ fn a_good_folder_loads() {
     assert!(Classifier::load_compact(&dir).is_ok());
 }
 
-#[test]
-fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
-    let tmp = tempfile::tempdir().unwrap();
-    let good = tiny_model_folder(tmp.path());
-    let case = |name: &str, spoil: &dyn Fn(&Path)| -> String {
-        let dir = tmp.path().join(name);
-        copy_folder(&good, &dir);
+/// A good tiny folder, and copies of it spoilt one way each.
+struct Spoilt {
+    tmp: tempfile::TempDir,
+    good: std::path::PathBuf,
+}
+
+impl Spoilt {
+    fn new() -> Spoilt {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = tiny_model_folder(tmp.path());
+        Spoilt { tmp, good }
+    }
+
+    /// The loader's error on a copy of the good folder that `spoil` changed.
+    fn case(&self, name: &str, spoil: &dyn Fn(&Path)) -> String {
+        let dir = self.tmp.path().join(name);
+        copy_folder(&self.good, &dir);
         spoil(&dir);
         load_error(&dir)
-    };
+    }
+}
 
+#[test]
+fn corrupt_files_are_refused_with_a_clear_reason() {
+    let spoilt = Spoilt::new();
+    let case = |name: &str, spoil: &dyn Fn(&Path)| spoilt.case(name, spoil);
     let err = case("flipped-byte", &|d| {
         let path = d.join("model.safetensors");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -67,7 +82,12 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
         edit_json(&d.join("manifest.json"), |m| m["format_version"] = 99.into())
     });
     assert!(err.contains("format version 99 is not supported"), "{err}");
+}
 
+#[test]
+fn labels_that_break_the_contract_are_refused() {
+    let spoilt = Spoilt::new();
+    let case = |name: &str, spoil: &dyn Fn(&Path)| spoilt.case(name, spoil);
     let err = case("missing-label", &|d| {
         edit_json(&d.join("labels.json"), |l| {
             l["intents"].as_array_mut().unwrap().pop();
@@ -79,7 +99,12 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
         edit_json(&d.join("labels.json"), |l| l["intents"][3] = "tyre_pressure".into())
     });
     assert!(err.contains("tyre_pressure"), "{err}");
+}
 
+#[test]
+fn a_missing_tokenizer_or_an_edited_word_list_is_refused() {
+    let spoilt = Spoilt::new();
+    let case = |name: &str, spoil: &dyn Fn(&Path)| spoilt.case(name, spoil);
     let err = case("missing-tokenizer", &|d| {
         std::fs::remove_file(d.join("tokenizer.json")).unwrap()
     });
@@ -96,7 +121,12 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
     assert!(err.contains("words.txt is corrupt"), "{err}");
     let err = case("missing-words", &|d| std::fs::remove_file(d.join("words.txt")).unwrap());
     assert!(err.contains("words.txt listed in the manifest cannot be read"), "{err}");
+}
 
+#[test]
+fn a_folder_of_another_kind_or_from_other_data_is_refused() {
+    let spoilt = Spoilt::new();
+    let case = |name: &str, spoil: &dyn Fn(&Path)| spoilt.case(name, spoil);
     let err = case("wrong-kind", &|d| {
         edit_json(&d.join("manifest.json"), |m| m["encoder"] = "transformer".into())
     });
@@ -104,7 +134,7 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
 
     // The data manifest: what the model learnt from is vouched for by its digest.
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(good.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(spoilt.good.join("manifest.json")).unwrap()).unwrap();
     assert!(
         manifest["data_sha256"].is_string(),
         "the writer records the data digest"
@@ -121,7 +151,12 @@ fn corrupt_and_mismatched_folders_are_refused_with_a_clear_reason() {
         })
     });
     assert!(err.contains("data manifest"), "{err}");
+}
 
+#[test]
+fn heads_that_do_not_fit_the_table_are_refused() {
+    let spoilt = Spoilt::new();
+    let case = |name: &str, spoil: &dyn Fn(&Path)| spoilt.case(name, spoil);
     // Heads that do not fit the table: the manifest vouches for the file, but the
     // shapes do not match the embedding width.
     let err = case("wrong-width", &|d| {
