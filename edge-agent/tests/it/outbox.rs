@@ -13,7 +13,7 @@ use edge_agent::dialogue::Assistant;
 use edge_agent::engine::Engine;
 use edge_agent::knowledge_base;
 use edge_agent::store::{NewEscalation, Priority, QueuePolicy, Retention, Store};
-use edge_agent::uplink::fake::FakeConnector;
+use edge_agent::uplink::fake::{FakeBroker, FakeConnector};
 use edge_agent::vehicle::{Vehicle, VehicleState};
 
 /// The car's store in `dir`, as the engine (or another process) opens it.
@@ -71,23 +71,62 @@ fn message_id(payload: &[u8]) -> uuid::Uuid {
     protocol::decode(payload).unwrap().message_id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_reconnect() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), 3);
-    let (connector, broker) = FakeConnector::new();
+/// The embedded uplink config for the fake link: no publish throttle, and
+/// reconnects after 10 to 20 ms.
+fn fast_uplink_config() -> edge_agent::config::UplinkConfig {
     let mut config = Config::embedded().uplink;
     config.host = "fake".into();
     config.publish_per_second = 0;
     config.backoff_initial_ms = 10;
     config.backoff_max_ms = 20;
+    config
+}
+
+type Events = tokio::sync::broadcast::Receiver<edge_agent::event_log::Numbered<edge_agent::engine::Event>>;
+
+/// The ids of the next `count` escalations the engine reports as sent.
+async fn marked_sent(events: &mut Events, count: usize) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while seen.len() < count {
+        assert!(started.elapsed() < Duration::from_secs(10), "sent: {seen:?}");
+        while let Ok(numbered) = events.try_recv() {
+            if let edge_agent::engine::Event::Escalation {
+                escalation_id, status, ..
+            } = numbered.event
+            {
+                if status == "sent" {
+                    seen.push(escalation_id);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
+}
+
+/// The cloud's end-to-end acknowledgement of message `id`, on the responses topic.
+fn cloud_acknowledges(broker: &FakeBroker, id: uuid::Uuid) {
+    let ack = protocol::Envelope::new(
+        "kestrel-demo-car",
+        None,
+        protocol::Body::Ack(protocol::Ack { acknowledges: id }),
+    );
+    broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 3);
+    let (connector, broker) = FakeConnector::new();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut events = engine.subscribe();
     let started = Instant::now();
     let task = tokio::spawn(edge_agent::uplink::run(
         connector,
         engine.clone(),
-        config,
+        fast_uplink_config(),
         None,
         shutdown.clone(),
     ));
@@ -109,28 +148,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     // sent, and no row leaves the outbox for it.
     broker.ack(3);
     broker.ack(1);
-    type Events = tokio::sync::broadcast::Receiver<edge_agent::event_log::Numbered<edge_agent::engine::Event>>;
-    let sent = |events: &mut Events| {
-        let mut sent = Vec::new();
-        while let Ok(numbered) = events.try_recv() {
-            if let edge_agent::engine::Event::Escalation {
-                escalation_id, status, ..
-            } = numbered.event
-            {
-                if status == "sent" {
-                    sent.push(escalation_id);
-                }
-            }
-        }
-        sent
-    };
-    let mut seen = Vec::new();
-    let started_waiting = Instant::now();
-    while seen.len() < 2 {
-        assert!(started_waiting.elapsed() < Duration::from_secs(10), "sent: {seen:?}");
-        seen.extend(sent(&mut events));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut seen = marked_sent(&mut events, 2).await;
     seen.sort_unstable();
     assert_eq!(seen, [1, 3], "each PUBACK marks its own row");
     assert_eq!(
@@ -141,12 +159,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
 
     // The cloud acknowledges the first and the third.
     for (_, _, id) in [first[2], first[0]] {
-        let ack = protocol::Envelope::new(
-            "kestrel-demo-car",
-            None,
-            protocol::Body::Ack(protocol::Ack { acknowledges: id }),
-        );
-        broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
+        cloud_acknowledges(&broker, id);
     }
     let e = engine.clone();
     until("two rows gone", move || e.health().unwrap().pending_escalations == 1).await;
@@ -167,14 +180,7 @@ async fn acks_in_any_order_remove_their_own_rows_and_the_rest_go_again_after_a_r
     let (connection, pkid, _, payload) = published.lock().unwrap()[3].clone();
     assert_eq!((connection, pkid), (2, 1));
     assert_eq!(message_id(&payload), first[1].2);
-    let ack = protocol::Envelope::new(
-        "kestrel-demo-car",
-        None,
-        protocol::Body::Ack(protocol::Ack {
-            acknowledges: first[1].2,
-        }),
-    );
-    broker.deliver(RESPONSES, protocol::encode(&ack).unwrap());
+    cloud_acknowledges(&broker, first[1].2);
     let e = engine.clone();
     until("an empty outbox", move || e.health().unwrap().pending_escalations == 0).await;
     assert_eq!(published.lock().unwrap().len(), 4, "nothing acknowledged went again");

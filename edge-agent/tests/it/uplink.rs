@@ -91,6 +91,114 @@ fn uplink_env<'a>(port: &'a str, thing: &'a str, extra: &[(&'a str, &'a str)]) -
     env
 }
 
+/// The first escalation as the cloud got it: the protocol's envelope, from car-7,
+/// a booking with a coarse location.
+fn assert_a_booking_from_car_7(message: &rumqttc::Publish) -> protocol::Envelope {
+    assert_eq!(message.topic, "kestrel/v1/cars/car-7/escalations");
+    let envelope = protocol::decode(&message.payload).unwrap();
+    assert_eq!(envelope.thing_name, "car-7");
+    assert_eq!(envelope.conversation_id.as_deref(), Some("drive-1"));
+    let protocol::Body::Escalation(escalation) = &envelope.body else {
+        panic!("{envelope:?}")
+    };
+    assert_eq!(escalation.intent, models::Intent::BookService);
+    assert_eq!(escalation.utterance, "book a service for friday");
+    assert_eq!(escalation.priority, protocol::Priority::Normal);
+    assert_eq!(
+        escalation.vehicle["location"]["latitude"], 37.78,
+        "coarse location for a booking"
+    );
+    envelope
+}
+
+/// What leaves the car has been through the privacy rules: read it off the broker.
+async fn assert_redacted_on_the_wire(daemon: &Daemon, published: std::sync::mpsc::Receiver<rumqttc::Publish>) {
+    let (_, turn) = ask(
+        &daemon.socket,
+        "please schedule a service appointment and text me on 07700 900123",
+        "drive-2",
+    )
+    .await;
+    assert_eq!(turn["intent"], "book_service");
+    let published = tokio::task::spawn_blocking(move || {
+        let message = published
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the second escalation");
+        (message, published)
+    });
+    let (message, _published) = published.await.unwrap();
+    let redacted = protocol::decode(&message.payload).unwrap();
+    let protocol::Body::Escalation(redacted) = redacted.body else {
+        panic!()
+    };
+    assert!(
+        redacted.utterance.contains("[phone]") && !redacted.utterance.contains("900123"),
+        "{}",
+        redacted.utterance
+    );
+    assert!(
+        !String::from_utf8_lossy(&message.payload).contains("07700"),
+        "nowhere in the payload, recent turns included"
+    );
+}
+
+/// The cloud's answer to `message_id`, published twice (delivery is at least once).
+fn answer_twice(cloud: &rumqttc::Client, message_id: uuid::Uuid) {
+    let reply = protocol::Envelope::new(
+        "car-7",
+        Some("drive-1"),
+        protocol::Body::Response(protocol::Response {
+            in_reply_to: message_id,
+            text: "You're booked in for Friday at 9.".into(),
+            actions: vec![],
+            handoff: None,
+            more_to_come: false,
+            answered_by: None,
+        }),
+    );
+    let bytes = protocol::encode(&reply).unwrap();
+    for _ in 0..2 {
+        cloud
+            .publish(
+                "kestrel/v1/cars/car-7/responses",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                bytes.clone(),
+            )
+            .unwrap();
+    }
+}
+
+/// The HMI hears the answer once, and the conversation keeps it once, after the
+/// question it answers.
+async fn assert_heard_once(daemon: &Daemon, stream: &mut hyper::body::Incoming) {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, http_body_util::BodyExt::frame(stream)).await {
+        if let Some(data) = frame.data_ref() {
+            text.push_str(&String::from_utf8_lossy(data));
+        }
+    }
+    assert_eq!(text.matches("event: response").count(), 1, "{text}");
+    assert!(text.contains("booked in for Friday"), "{text}");
+    // And into the conversation's history, after the question it answers.
+    let (status, body) = request(&daemon.socket, Method::GET, "/v1/conversations/drive-1", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let conversation: Value = serde_json::from_slice(&body).unwrap();
+    let turns = conversation["turns"].as_array().unwrap();
+    let last = turns.last().unwrap();
+    assert_eq!(last["from_cloud"], true, "{conversation}");
+    assert_eq!(last["answer"], "You're booked in for Friday at 9.");
+    assert_eq!(last["intent"], "book_service");
+    assert_eq!(
+        turns.iter().filter(|t| t["from_cloud"] == true).count(),
+        1,
+        "once, duplicates dropped"
+    );
+}
+
 #[test]
 fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() {
     // The car reaches the broker through the test's network, which starts closed.
@@ -125,104 +233,15 @@ fn escalations_wait_offline_then_reach_the_cloud_and_responses_come_back_once() 
             tokio::task::spawn_blocking(move || (published.recv_timeout(Duration::from_secs(10)), published))
                 .await
                 .unwrap();
-        let message = message.expect("the escalation reached the cloud");
-        assert_eq!(message.topic, "kestrel/v1/cars/car-7/escalations");
-        let envelope = protocol::decode(&message.payload).unwrap();
-        assert_eq!(envelope.thing_name, "car-7");
-        assert_eq!(envelope.conversation_id.as_deref(), Some("drive-1"));
-        let protocol::Body::Escalation(escalation) = &envelope.body else {
-            panic!("{envelope:?}")
-        };
-        assert_eq!(escalation.intent, models::Intent::BookService);
-        assert_eq!(escalation.utterance, "book a service for friday");
-        assert_eq!(escalation.priority, protocol::Priority::Normal);
-        assert_eq!(
-            escalation.vehicle["location"]["latitude"], 37.78,
-            "coarse location for a booking"
-        );
+        let envelope = assert_a_booking_from_car_7(&message.expect("the escalation reached the cloud"));
 
-        // What leaves the car has been through the privacy rules: read it off the broker.
-        let (_, turn) = ask(
-            &daemon.socket,
-            "please schedule a service appointment and text me on 07700 900123",
-            "drive-2",
-        )
-        .await;
-        assert_eq!(turn["intent"], "book_service");
-        let published = tokio::task::spawn_blocking(move || {
-            let message = published
-                .recv_timeout(Duration::from_secs(10))
-                .expect("the second escalation");
-            (message, published)
-        });
-        let (message, _published) = published.await.unwrap();
-        let redacted = protocol::decode(&message.payload).unwrap();
-        let protocol::Body::Escalation(redacted) = redacted.body else {
-            panic!()
-        };
-        assert!(
-            redacted.utterance.contains("[phone]") && !redacted.utterance.contains("900123"),
-            "{}",
-            redacted.utterance
-        );
-        assert!(
-            !String::from_utf8_lossy(&message.payload).contains("07700"),
-            "nowhere in the payload, recent turns included"
-        );
+        assert_redacted_on_the_wire(&daemon, published).await;
 
         // The answer comes back, twice (at least once): the HMI sees it once.
         let response = testkit::open_events(&daemon.socket, "drive-1").await;
         let mut stream = response.into_body();
-        let reply = protocol::Envelope::new(
-            "car-7",
-            Some("drive-1"),
-            protocol::Body::Response(protocol::Response {
-                in_reply_to: envelope.message_id,
-                text: "You're booked in for Friday at 9.".into(),
-                actions: vec![],
-                handoff: None,
-                more_to_come: false,
-                answered_by: None,
-            }),
-        );
-        let bytes = protocol::encode(&reply).unwrap();
-        for _ in 0..2 {
-            cloud
-                .publish(
-                    "kestrel/v1/cars/car-7/responses",
-                    rumqttc::QoS::AtLeastOnce,
-                    false,
-                    bytes.clone(),
-                )
-                .unwrap();
-        }
-        let mut text = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while let Ok(Some(Ok(frame))) =
-            tokio::time::timeout_at(deadline, http_body_util::BodyExt::frame(&mut stream)).await
-        {
-            if let Some(data) = frame.data_ref() {
-                text.push_str(&String::from_utf8_lossy(data));
-            }
-        }
-        assert_eq!(text.matches("event: response").count(), 1, "{text}");
-        assert!(text.contains("booked in for Friday"), "{text}");
-        // And into the conversation's history, after the question it answers.
-        let (status, body) = request(&daemon.socket, Method::GET, "/v1/conversations/drive-1", None)
-            .await
-            .unwrap();
-        assert_eq!(status, 200);
-        let conversation: Value = serde_json::from_slice(&body).unwrap();
-        let turns = conversation["turns"].as_array().unwrap();
-        let last = turns.last().unwrap();
-        assert_eq!(last["from_cloud"], true, "{conversation}");
-        assert_eq!(last["answer"], "You're booked in for Friday at 9.");
-        assert_eq!(last["intent"], "book_service");
-        assert_eq!(
-            turns.iter().filter(|t| t["from_cloud"] == true).count(),
-            1,
-            "once, duplicates dropped"
-        );
+        answer_twice(&cloud, envelope.message_id);
+        assert_heard_once(&daemon, &mut stream).await;
     });
 }
 
