@@ -107,6 +107,30 @@ fn keys() -> (SigningKey, SigningKey, SigningKey) {
     )
 }
 
+/// `notice` with `bytes` is refused, for a reason that says `expect`; the failure
+/// is recorded and reported, and the knowledge is still `before`.
+fn assert_refused_and_unchanged(
+    updater: &fleet::Updater,
+    before: &str,
+    notice: &protocol::KnowledgeManifestNotice,
+    bytes: &[u8],
+    expect: &str,
+) {
+    let error = updater.apply_local(notice, bytes).unwrap_err();
+    assert!(matches!(error, UpdateError::Refused(_)), "{error}");
+    assert!(error.to_string().contains(expect), "{expect:?} not in {error}");
+    let state = updater.state();
+    let failure = state.last_failure.expect("the failure is recorded");
+    assert_eq!(failure.reason, error.to_string());
+    assert_eq!(
+        updater.reports().borrow().failure.as_ref().map(|f| &f.reason),
+        Some(&failure.reason)
+    );
+    let kb = updater.live().load_full();
+    assert_eq!(kb.content_hash().unwrap(), before, "{expect}: the knowledge changed");
+    assert_eq!((state.current, state.high_water), (None, None), "{expect}");
+}
+
 #[test]
 fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
     let (key, revoked, stranger) = keys();
@@ -119,19 +143,7 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
     let good = bundle(2, &payload, "https://bundles.example/stable/2");
 
     let refused = |notice: protocol::KnowledgeManifestNotice, bytes: &[u8], expect: &str| {
-        let error = updater.apply_local(&notice, bytes).unwrap_err();
-        assert!(matches!(error, UpdateError::Refused(_)), "{error}");
-        assert!(error.to_string().contains(expect), "{expect:?} not in {error}");
-        let state = updater.state();
-        let failure = state.last_failure.expect("the failure is recorded");
-        assert_eq!(failure.reason, error.to_string());
-        assert_eq!(
-            updater.reports().borrow().failure.as_ref().map(|f| &f.reason),
-            Some(&failure.reason)
-        );
-        let kb = updater.live().load_full();
-        assert_eq!(kb.content_hash().unwrap(), before, "{expect}: the knowledge changed");
-        assert_eq!((state.current, state.high_water), (None, None), "{expect}");
+        assert_refused_and_unchanged(&updater, &before, &notice, bytes, expect);
     };
 
     // A tampered payload.
@@ -174,8 +186,20 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
         ..good.manifest.clone()
     };
     refused(notice(&key, &expired), &good.payload, "expired");
+}
 
-    // The good one applies; then the same content as an older version is a replay.
+#[test]
+fn a_good_bundle_applies_an_older_one_is_a_replay_and_a_rollback_keeps_the_high_water_mark() {
+    let (key, revoked, _) = keys();
+    let car = car(&key, &revoked);
+    let updater = car.updater(None);
+    let live = updater.live().load_full();
+    let shipped = live.articles().unwrap();
+    let before = live.content_hash().unwrap();
+    let payload = Payload::full(live.meta(), next_content(&shipped));
+    let good = bundle(2, &payload, "https://bundles.example/stable/2");
+
+    // It applies; then the same content as an older version is a replay.
     let applied = updater
         .apply_local(&notice(&key, &good.manifest), &good.payload)
         .unwrap();
@@ -381,13 +405,62 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Waits for `child` to say it reached `point`, then kills it (SIGKILL); when.
+fn kill_at_failpoint(mut child: std::process::Child, point: &str) -> Instant {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("failpoint") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let reached = rx.recv_timeout(Duration::from_secs(60));
+    let killed_at = Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        reached.as_deref().ok(),
+        Some(format!("failpoint {point} reached").as_str()),
+        "the apply never reached {point} (is the binary built with test-util?)"
+    );
+    killed_at
+}
+
+/// Whether the knowledge `after` a kill at `point` is the `old` or the `new`
+/// (`kb status` of each); anything else fails.
+fn old_or_new(
+    after: &serde_json::Value,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    point: &str,
+) -> &'static str {
+    let outcome = if after["content_hash"] == old["content_hash"] {
+        assert_eq!(after["bundle_version"], serde_json::Value::Null, "{point}");
+        "old"
+    } else {
+        assert_eq!(
+            after["content_hash"], new["content_hash"],
+            "{point}: a base that is neither the old nor the new"
+        );
+        assert_eq!(after["bundle_version"], 2, "{point}");
+        // The mark follows the base even when the crash came before the state's write.
+        assert_eq!(after["high_water"], 2, "{point}");
+        "new"
+    };
+    let expected = if outcome == "old" { old } else { new };
+    assert_eq!(after["articles"], expected["articles"], "{point}");
+    outcome
+}
+
 #[test]
 fn a_kill_at_every_step_of_the_apply_leaves_the_old_or_the_new_knowledge() {
     let (key, revoked, _) = keys();
     let car = car(&key, &revoked);
     // The shipped base, built once, is the starting point of every run.
     let old = status_of(&car);
-    let old_hash = old["content_hash"].as_str().unwrap().to_string();
     let state = PathBuf::from(&car.config.state.dir);
     let pristine = car.dir.path().join("pristine");
     copy_dir(&state, &pristine);
@@ -424,52 +497,14 @@ fn a_kill_at_every_step_of_the_apply_leaves_the_old_or_the_new_knowledge() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let new = status_of(&car);
     let new_hash = new["content_hash"].as_str().unwrap().to_string();
-    assert_ne!(old_hash, new_hash);
+    assert_ne!(old["content_hash"], new["content_hash"]);
 
     let mut outcomes = Vec::new();
     for point in fleet::FAILPOINTS {
         std::fs::remove_dir_all(&state).unwrap();
         copy_dir(&pristine, &state);
-        let mut child = apply(Some(point));
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("failpoint") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let reached = rx.recv_timeout(Duration::from_secs(60));
-        let killed_at = Instant::now();
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        assert_eq!(
-            reached.as_deref().ok(),
-            Some(format!("failpoint {point} reached").as_str()),
-            "the apply never reached {point} (is the binary built with test-util?)"
-        );
-        let after = status_of(&car);
-        let hash = after["content_hash"].as_str().unwrap();
-        let outcome = if hash == old_hash {
-            assert_eq!(after["bundle_version"], serde_json::Value::Null, "{point}");
-            "old"
-        } else {
-            assert_eq!(hash, new_hash, "{point}: a base that is neither the old nor the new");
-            assert_eq!(after["bundle_version"], 2, "{point}");
-            // The mark follows the base even when the crash came before the state's write.
-            assert_eq!(after["high_water"], 2, "{point}");
-            "new"
-        };
-        assert_eq!(
-            after["articles"],
-            if outcome == "old" {
-                old["articles"].clone()
-            } else {
-                new["articles"].clone()
-            }
-        );
+        let killed_at = kill_at_failpoint(apply(Some(point)), point);
+        let outcome = old_or_new(&status_of(&car), &old, &new, point);
         // The next apply finishes the job (or finds it done), and leaves no staging file.
         let again = apply(None).wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&again.stderr);
