@@ -100,52 +100,44 @@ fn next_friday() -> jiff::civil::Date {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_booking_runs_through_tool_use_and_stores_what_the_driver_asked_for() {
-    let b = bench(Duration::from_secs(10)).await;
-    let friday = next_friday().to_string();
-    let asked = friday.clone();
-    b.aws
-        .then(move |_| {
-            Step::Reply(tool_reply(
-                "tu-1",
-                "list_service_slots",
-                json!({"date": asked, "part_of_day": "morning", "service": "brake inspection"}),
-            ))
-        })
-        .then(|request| {
-            let slots = last_tool_result(request);
-            let slot = slots["slots"][0]["starts_at"].as_str().unwrap_or("none").to_string();
-            Step::Reply(tool_reply(
-                "tu-2",
-                "book_service_slot",
-                json!({"slot": slot, "service": "brake inspection"}),
-            ))
-        })
-        .then(|request| {
-            let held = last_tool_result(request);
-            let id = held["appointment_id"].as_str().unwrap_or("none").to_string();
-            Step::Reply(tool_reply("tu-3", "confirm_appointment", json!({"appointment_id": id})))
-        })
-        .then(|request| {
-            let confirmed = last_tool_result(request);
-            Step::Reply(text_reply(&format!(
-                "You're booked for a brake inspection on {}.",
-                confirmed["local_time"].as_str().unwrap_or("?")
-            )))
-        });
-    let (envelope, escalation) = escalation("book a brake inspection next friday morning", "book_service", 0.97);
-    let handled = b.supervisor.handle(&envelope, &escalation).await;
+/// The model's side of a booking: list the slots for `friday` morning, hold the
+/// first, confirm it, then say so.
+fn script_a_booking(aws: &AwsStandIn, friday: &str) {
+    let asked = friday.to_string();
+    aws.then(move |_| {
+        Step::Reply(tool_reply(
+            "tu-1",
+            "list_service_slots",
+            json!({"date": asked, "part_of_day": "morning", "service": "brake inspection"}),
+        ))
+    })
+    .then(|request| {
+        let slots = last_tool_result(request);
+        let slot = slots["slots"][0]["starts_at"].as_str().unwrap_or("none").to_string();
+        Step::Reply(tool_reply(
+            "tu-2",
+            "book_service_slot",
+            json!({"slot": slot, "service": "brake inspection"}),
+        ))
+    })
+    .then(|request| {
+        let held = last_tool_result(request);
+        let id = held["appointment_id"].as_str().unwrap_or("none").to_string();
+        Step::Reply(tool_reply("tu-3", "confirm_appointment", json!({"appointment_id": id})))
+    })
+    .then(|request| {
+        let confirmed = last_tool_result(request);
+        Step::Reply(text_reply(&format!(
+            "You're booked for a brake inspection on {}.",
+            confirmed["local_time"].as_str().unwrap_or("?")
+        )))
+    });
+}
 
-    assert_eq!(b.aws.violations(), Vec::<String>::new());
-    assert_eq!(b.aws.unused_steps(), 0);
-    let seen = b.aws.seen();
-    assert_eq!(seen.len(), 4, "no re-check at 0.97: four Converse calls");
-    assert!(seen
-        .iter()
-        .all(|s| s.signature_ok && s.target == MODEL && s.path.contains("%3A")));
-
-    let booked = b.stores.appointments.by_thing("car-7").unwrap();
+/// One confirmed brake inspection on `friday` morning, New York time, and the
+/// answer says so.
+fn assert_booked_on(stores: &Stores, friday: &str, handled: &cloud_bridge::supervisor::Handled) {
+    let booked = stores.appointments.by_thing("car-7").unwrap();
     assert_eq!(booked.len(), 1);
     let appointment = &booked[0];
     let local = appointment
@@ -167,18 +159,12 @@ async fn a_booking_runs_through_tool_use_and_stores_what_the_driver_asked_for() 
         handled.response.answered_by.as_deref(),
         Some(&*format!("bedrock:{MODEL}"))
     );
+}
 
-    // Usage is summed over the calls and costed.
-    assert_eq!(handled.outcome.usage.input_tokens, 3 * 150 + 120);
-    assert_eq!(handled.outcome.usage.output_tokens, 3 * 30 + 20);
-    assert!(handled.outcome.usage.cost_usd > 0.0);
-    b.stores.dedupe.complete(&handled.outcome, &handled.turns).unwrap();
-    let spent = b.stores.conversations.usage("conv-1").unwrap();
-    assert_eq!(spent.input_tokens, handled.outcome.usage.input_tokens);
-
-    // The grounding: every retrieved article is in a system block by id; the
-    // guardrail and the whitelisted tools are sent.
-    let first = &requests(&b.aws)[0];
+/// The grounding: every retrieved article is in a system block by id; the
+/// guardrail and the whitelisted tools are sent.
+fn assert_grounded_with_its_tools(aws: &AwsStandIn, handled: &cloud_bridge::supervisor::Handled) {
+    let first = &requests(aws)[0];
     let system: Vec<&str> = first["system"]
         .as_array()
         .unwrap()
@@ -208,6 +194,34 @@ async fn a_booking_runs_through_tool_use_and_stores_what_the_driver_asked_for() 
             "lookup_recalls_warranty"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_runs_through_tool_use_and_stores_what_the_driver_asked_for() {
+    let b = bench(Duration::from_secs(10)).await;
+    let friday = next_friday().to_string();
+    script_a_booking(&b.aws, &friday);
+    let (envelope, escalation) = escalation("book a brake inspection next friday morning", "book_service", 0.97);
+    let handled = b.supervisor.handle(&envelope, &escalation).await;
+
+    assert_eq!(b.aws.violations(), Vec::<String>::new());
+    assert_eq!(b.aws.unused_steps(), 0);
+    let seen = b.aws.seen();
+    assert_eq!(seen.len(), 4, "no re-check at 0.97: four Converse calls");
+    assert!(seen
+        .iter()
+        .all(|s| s.signature_ok && s.target == MODEL && s.path.contains("%3A")));
+    assert_booked_on(&b.stores, &friday, &handled);
+
+    // Usage is summed over the calls and costed.
+    assert_eq!(handled.outcome.usage.input_tokens, 3 * 150 + 120);
+    assert_eq!(handled.outcome.usage.output_tokens, 3 * 30 + 20);
+    assert!(handled.outcome.usage.cost_usd > 0.0);
+    b.stores.dedupe.complete(&handled.outcome, &handled.turns).unwrap();
+    let spent = b.stores.conversations.usage("conv-1").unwrap();
+    assert_eq!(spent.input_tokens, handled.outcome.usage.input_tokens);
+
+    assert_grounded_with_its_tools(&b.aws, &handled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

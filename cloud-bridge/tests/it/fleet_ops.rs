@@ -37,37 +37,13 @@ fn signed(key: &SigningKey, dir: &std::path::Path, version: u64, summary: &str) 
     fleet::sign(&path, key, &release).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
-    let (_config, stores, dir) = crate::common::temp_stores();
-    let aws = AwsStandIn::start().await;
-    let transport = IotDataDelivery::with_client(aws.iot_data_client());
-    let ops = FleetOps {
-        stores: &stores,
-        topics: protocol::Topics::default(),
-        transport: &transport,
-        actor: "alice@ops".into(),
-    };
-    let key = SigningKey::generate().unwrap();
-    let v3 = signed(&key, dir.path(), 3, "Three.");
-    let v4 = signed(&key, dir.path(), 4, "Four.");
-
-    ops.publish(v3.clone(), protocol::Rollout::default(), "publish")
-        .await
-        .unwrap();
-    let cohort = protocol::Rollout {
-        percent: 10,
-        cars: vec!["car-1".into()],
-        paused: false,
-    };
-    ops.publish(v4.clone(), cohort.clone(), "publish").await.unwrap();
-    // An older version cannot be published over a newer one.
-    let refused = ops
-        .publish(v3.clone(), protocol::Rollout::default(), "publish")
-        .await
-        .unwrap_err();
-    assert!(refused.to_string().contains("use `rollback`"), "{refused}");
-
+/// The second publish as IoT Data got it: retained, on the channel's topic, the
+/// signed bytes untouched and the cohort's rollout beside them.
+fn assert_the_notice_went_retained_and_untouched(
+    aws: &AwsStandIn,
+    cohort: &protocol::Rollout,
+    v4: &protocol::KnowledgeManifestNotice,
+) {
     let published: Vec<_> = aws
         .seen()
         .into_iter()
@@ -85,21 +61,24 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     let protocol::Body::KnowledgeManifest(sent) = sent.body else {
         panic!("not a notice")
     };
-    assert_eq!(sent.rollout, cohort);
+    assert_eq!(&sent.rollout, cohort);
     assert_eq!(sent.manifest, v4.manifest, "the signed bytes travel untouched");
+}
 
-    // Roll back to the content of 3: a new version 5, signed, that a car at 4 takes.
-    let back = ops
-        .rollback("stable", 3, &key, jiff::SignedDuration::from_hours(1), None)
-        .await
-        .unwrap();
+/// A rollback to the content of 3 is a new version 5, signed, that a car at 4 takes.
+fn assert_a_newer_signed_version_of_3_a_car_at_4_takes(
+    stores: &cloud_bridge::store::Stores,
+    back: &knowledge::bundle::Manifest,
+    v3: &protocol::KnowledgeManifestNotice,
+    key: &SigningKey,
+) {
     assert_eq!(back.version, 5);
     assert_eq!(back.payload, PayloadKind::Full);
-    let v3_manifest = fleet::manifest_of(&v3).unwrap();
+    let v3_manifest = fleet::manifest_of(v3).unwrap();
     assert_eq!(back.payload_sha256, v3_manifest.payload_sha256);
     let released = stores.fleet.latest_release("stable").unwrap().unwrap();
     assert_eq!(released.version, 5);
-    let trusted = TrustedKeys::default().with_key(&key, false);
+    let trusted = TrustedKeys::default().with_key(key, false);
     let manifest = trusted
         .verify(&SignedManifest {
             manifest: released.notice.manifest.clone(),
@@ -113,10 +92,11 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
         market: "US".into(),
     };
     knowledge::bundle::check_applicable(&manifest, &car, Some(4), Some(4), jiff::Timestamp::now()).unwrap();
-    ops.pause("stable").await.unwrap();
+}
 
-    // Two cars reported through their named shadows; a third never did.
-    let applied_at = jiff::Timestamp::now();
+/// car-1 reports version 5 and car-2 a refused 4 through their named shadows;
+/// cloud-bridge reads both (and finds no shadow for car-3) and records them.
+async fn record_shadow_reports(aws: &AwsStandIn, stores: &cloud_bridge::store::Stores, applied_at: jiff::Timestamp) {
     let reports = [
         (
             "car-1",
@@ -149,6 +129,52 @@ async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
     }
     assert!(fleet::car_from_shadow(&client, "car-3").await.unwrap().is_none());
     assert!(aws.violations().is_empty(), "{:?}", aws.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_rollback_and_status_through_iot_data_and_named_shadows() {
+    let (_config, stores, dir) = crate::common::temp_stores();
+    let aws = AwsStandIn::start().await;
+    let transport = IotDataDelivery::with_client(aws.iot_data_client());
+    let ops = FleetOps {
+        stores: &stores,
+        topics: protocol::Topics::default(),
+        transport: &transport,
+        actor: "alice@ops".into(),
+    };
+    let key = SigningKey::generate().unwrap();
+    let v3 = signed(&key, dir.path(), 3, "Three.");
+    let v4 = signed(&key, dir.path(), 4, "Four.");
+
+    ops.publish(v3.clone(), protocol::Rollout::default(), "publish")
+        .await
+        .unwrap();
+    let cohort = protocol::Rollout {
+        percent: 10,
+        cars: vec!["car-1".into()],
+        paused: false,
+    };
+    ops.publish(v4.clone(), cohort.clone(), "publish").await.unwrap();
+    // An older version cannot be published over a newer one.
+    let refused = ops
+        .publish(v3.clone(), protocol::Rollout::default(), "publish")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("use `rollback`"), "{refused}");
+
+    assert_the_notice_went_retained_and_untouched(&aws, &cohort, &v4);
+
+    // Roll back to the content of 3: a new version 5, signed, that a car at 4 takes.
+    let back = ops
+        .rollback("stable", 3, &key, jiff::SignedDuration::from_hours(1), None)
+        .await
+        .unwrap();
+    assert_a_newer_signed_version_of_3_a_car_at_4_takes(&stores, &back, &v3, &key);
+    ops.pause("stable").await.unwrap();
+
+    // Two cars reported through their named shadows; a third never did.
+    let applied_at = jiff::Timestamp::now();
+    record_shadow_reports(&aws, &stores, applied_at).await;
 
     let status = fleet::status(&stores, "stable").unwrap();
     assert_eq!(status.latest.as_ref().map(|(v, r)| (*v, r.paused)), Some((5, true)));
