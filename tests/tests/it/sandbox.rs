@@ -54,6 +54,62 @@ fn sandboxed(bwrap: &Path, dirs: &[&Path; 3], args: &[&str]) -> Command {
     cmd
 }
 
+/// Waits up to 30 s for the daemon's socket; the log on failure.
+fn wait_for_socket(socket: &Path, log_path: &Path) {
+    let started = Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no socket in the runtime directory; log:\n{}",
+            std::fs::read_to_string(log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A warning-light question is answered on the car; an emergency is queued in the
+/// state directory's outbox (no uplink here).
+fn answers_a_light_and_queues_an_emergency(socket: &Path) {
+    let runtime_rt = testkit::runtime();
+    let ask = |text: &str| {
+        let (status, body) = runtime_rt
+            .block_on(edge_agent::client::request(
+                socket,
+                hyper::Method::POST,
+                "/v1/ask",
+                Some(serde_json::json!({ "text": text })),
+            ))
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let oil = ask("what does the red oil can light mean");
+    assert_eq!(oil["intent"], "warning_light", "{oil}");
+    assert!(oil["answer"].as_str().unwrap().to_lowercase().contains("oil"), "{oil}");
+    // An escalation goes to the outbox.
+    let emergency = ask("there has been a crash and my passenger is hurt");
+    assert_eq!(emergency["intent"], "emergency", "{emergency}");
+}
+
+/// SIGTERM to the daemon (bubblewrap's child), and its exit status within 15 s.
+fn stop_the_daemon_inside(sandbox: &mut std::process::Child, sandbox_pid: u32) -> std::process::ExitStatus {
+    let children = std::fs::read_to_string(format!("/proc/{sandbox_pid}/task/{sandbox_pid}/children")).unwrap();
+    let daemon = children.split_whitespace().next().expect("the daemon's pid");
+    assert!(Command::new("kill").args(["-TERM", daemon]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = sandbox.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandboxed daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn the_daemon_answers_under_a_read_only_root_and_writes_only_its_own_directories() {
     let Some(bwrap) = e2e::require_bwrap() else { return };
@@ -86,52 +142,11 @@ fn the_daemon_answers_under_a_read_only_root_and_writes_only_its_own_directories
     let sandbox_pid = child.id();
     let reap = testkit::KillOnDrop(&mut child);
     let socket = runtime.join("api.sock");
-    let started = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no socket in the runtime directory; log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket, &log_path);
 
-    let runtime_rt = testkit::runtime();
-    let ask = |text: &str| {
-        let (status, body) = runtime_rt
-            .block_on(edge_agent::client::request(
-                &socket,
-                hyper::Method::POST,
-                "/v1/ask",
-                Some(serde_json::json!({ "text": text })),
-            ))
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(status, 200, "{body}");
-        body
-    };
-    let oil = ask("what does the red oil can light mean");
-    assert_eq!(oil["intent"], "warning_light", "{oil}");
-    assert!(oil["answer"].as_str().unwrap().to_lowercase().contains("oil"), "{oil}");
-    // An escalation goes to the outbox in the state directory (no uplink here).
-    let emergency = ask("there has been a crash and my passenger is hurt");
-    assert_eq!(emergency["intent"], "emergency", "{emergency}");
+    answers_a_light_and_queues_an_emergency(&socket);
 
-    // A clean stop: SIGTERM to the daemon (bubblewrap's child).
-    let children = std::fs::read_to_string(format!("/proc/{sandbox_pid}/task/{sandbox_pid}/children")).unwrap();
-    let daemon = children.split_whitespace().next().expect("the daemon's pid");
-    assert!(Command::new("kill").args(["-TERM", daemon]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = reap.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sandboxed daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = stop_the_daemon_inside(reap.0, sandbox_pid);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "exit {status}; log:\n{log}");
 
