@@ -142,6 +142,53 @@ fn over_mutual_tls_a_car_reaches_the_cloud_and_never_another_cars_topics() {
     assert_eq!(envelope.conversation_id.as_deref(), Some("tls-1"));
 }
 
+/// car-5 through the test's network on `car_port`, one publish in flight at four
+/// a second: a trickle, so that a restart falls in the middle of the traffic.
+fn start_trickling_car(pki: &Pki, car_port: u16) -> Daemon {
+    let (cert, key) = pki.issue("car-5", &[]);
+    let (port, ca_file) = (car_port.to_string(), pki.ca_file());
+    let env = [
+        ("EDGE_AGENT__UPLINK__HOST", "localhost"),
+        ("EDGE_AGENT__UPLINK__PORT", port.as_str()),
+        ("EDGE_AGENT__UPLINK__THING_NAME", "car-5"),
+        ("EDGE_AGENT__UPLINK__CA_FILE", ca_file.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__CERT_FILE", cert.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
+        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
+        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
+        ("EDGE_AGENT__UPLINK__INFLIGHT", "1"),
+        ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "4"),
+    ];
+    Daemon::start(&env)
+}
+
+/// The car's unacknowledged escalations, from its health.
+fn pending_escalations(runtime: &tokio::runtime::Runtime, daemon: &Daemon) -> u64 {
+    runtime.block_on(async {
+        let (_, body) = edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None)
+            .await
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["pending_escalations"]
+            .as_u64()
+            .unwrap()
+    })
+}
+
+/// The cloud's end-to-end acknowledgement of each of `ids`.
+fn acknowledge(cloud: &rumqttc::Client, ids: &std::collections::HashSet<uuid::Uuid>) {
+    for id in ids {
+        let ack = protocol::Envelope::new("car-5", None, protocol::Body::Ack(protocol::Ack { acknowledges: *id }));
+        cloud
+            .publish(
+                "kestrel/v1/cars/car-5/responses",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                protocol::encode(&ack).unwrap(),
+            )
+            .unwrap();
+    }
+}
+
 #[test]
 fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() {
     let Some(binary) = require_mosquitto() else { return };
@@ -159,22 +206,7 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
     let car_port = free_port();
     let network = runtime.block_on(Network::start(car_port, broker.port, false));
 
-    let (cert, key) = pki.issue("car-5", &[]);
-    let (port, ca_file) = (car_port.to_string(), pki.ca_file());
-    let env = [
-        ("EDGE_AGENT__UPLINK__HOST", "localhost"),
-        ("EDGE_AGENT__UPLINK__PORT", port.as_str()),
-        ("EDGE_AGENT__UPLINK__THING_NAME", "car-5"),
-        ("EDGE_AGENT__UPLINK__CA_FILE", ca_file.to_str().unwrap()),
-        ("EDGE_AGENT__UPLINK__CERT_FILE", cert.to_str().unwrap()),
-        ("EDGE_AGENT__UPLINK__KEY_FILE", key.to_str().unwrap()),
-        ("EDGE_AGENT__UPLINK__BACKOFF_INITIAL_MS", "50"),
-        ("EDGE_AGENT__UPLINK__BACKOFF_MAX_MS", "200"),
-        // A trickle, so that the restart falls in the middle of the traffic.
-        ("EDGE_AGENT__UPLINK__INFLIGHT", "1"),
-        ("EDGE_AGENT__UPLINK__PUBLISH_PER_SECOND", "4"),
-    ];
-    let daemon = Daemon::start(&env);
+    let daemon = start_trickling_car(&pki, car_port);
     runtime.block_on(async {
         for i in 0..8 {
             let (_, turn) = ask(&daemon.socket, "book a service for friday", &format!("r-{i}")).await;
@@ -229,39 +261,15 @@ fn a_broker_restart_during_traffic_loses_nothing_and_the_emergency_goes_first() 
         ids.insert(protocol::decode(&message.payload).unwrap().message_id);
     }
     // The broker's PUBACKs empty nothing: the outbox waits for the cloud.
-    let pending = runtime.block_on(async {
-        let (_, body) = edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None)
-            .await
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["pending_escalations"].clone()
-    });
-    assert_eq!(pending, 9, "every escalation waits for the cloud's acknowledgement");
-    for id in &ids {
-        let ack = protocol::Envelope::new("car-5", None, protocol::Body::Ack(protocol::Ack { acknowledges: *id }));
-        cloud
-            .publish(
-                "kestrel/v1/cars/car-5/responses",
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                protocol::encode(&ack).unwrap(),
-            )
-            .unwrap();
+    assert_eq!(
+        pending_escalations(&runtime, &daemon),
+        9,
+        "every escalation waits for the cloud's acknowledgement"
+    );
+    acknowledge(&cloud, &ids);
+    let started = Instant::now();
+    while pending_escalations(&runtime, &daemon) != 0 {
+        assert!(started.elapsed() < Duration::from_secs(15), "the outbox never emptied");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    runtime.block_on(async {
-        let started = Instant::now();
-        loop {
-            let (_, body) = edge_agent::client::request(&daemon.socket, hyper::Method::GET, "/v1/health", None)
-                .await
-                .unwrap();
-            let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            if health["pending_escalations"] == 0 {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "the outbox never emptied: {health}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
 }
