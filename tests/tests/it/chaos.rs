@@ -451,48 +451,43 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// One pass: the world, warm traffic without faults, the faults, then the count.
-fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
-    let name = if persistence { "persisted" } else { "volatile" };
-    let started = Instant::now();
-    let mut world = World::start(binary, persistence);
-    let drivers = Drivers::start(&world, budget.asks_per_second, name);
-    std::thread::sleep(Duration::from_secs(3));
-    drivers.faulting.store(true, std::sync::atomic::Ordering::Relaxed);
-    let faults = schedule(budget, rng);
-    let mut backlogs = Vec::new();
-    for fault in &faults {
-        std::thread::sleep(rng.millis(200, 800));
-        let backlog = world.build_backlog(10, Duration::from_secs(5));
-        backlogs.push(backlog);
-        world.inflict(*fault);
-        world.signal_bridge(libc::SIGCONT);
-    }
-    let (asked, refused) = drivers.stop();
-    let faults_took = started.elapsed();
-
-    // Settle: every escalation acknowledged and answered, within a bound.
+/// Waits until every escalation is acknowledged and answered, or 90 s.
+fn wait_until_settled(world: &World, asked: &[Asked]) {
     let settle = Instant::now();
-    loop {
+    while settle.elapsed() < Duration::from_secs(90) {
         let records: Vec<CarRecord> = (0..CARS).map(|car| read_car(&world.car_state(car))).collect();
         let unanswered = asked
             .iter()
             .filter(|a| !records[a.car].answers.contains_key(&a.conversation))
             .count();
         if world.unacknowledged() == 0 && unanswered == 0 {
-            break;
-        }
-        if settle.elapsed() > Duration::from_secs(90) {
-            break;
+            return;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let records: Vec<CarRecord> = (0..CARS).map(|car| read_car(&world.car_state(car))).collect();
-    let (outcomes, cloud_answers) = read_cloud(&world.bridge_store());
+}
 
+/// What became of each escalation a driver was told is queued.
+struct Tally {
+    /// Never acknowledged, or never answered on the car, or with no outcome at the cloud.
+    lost: Vec<String>,
+    /// Answered more than once on the car or at the cloud.
+    twice: Vec<String>,
+    unacknowledged: usize,
+    /// Ask-to-acknowledgement times, sorted, of asks outside and during the faults.
+    calm_ms: Vec<i64>,
+    faulty_ms: Vec<i64>,
+}
+
+fn tally(
+    asked: &[Asked],
+    records: &[CarRecord],
+    outcomes: &HashMap<String, bool>,
+    cloud_answers: &HashMap<String, usize>,
+) -> Tally {
     let (mut lost, mut twice, mut unacknowledged) = (Vec::new(), Vec::new(), 0);
     let (mut calm_ms, mut faulty_ms) = (Vec::new(), Vec::new());
-    for a in &asked {
+    for a in asked {
         let record = &records[a.car];
         let Some((message_id, ms)) = record.acknowledged.get(&a.conversation) else {
             unacknowledged += 1;
@@ -518,6 +513,48 @@ fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
     }
     calm_ms.sort_unstable();
     faulty_ms.sort_unstable();
+    Tally {
+        lost,
+        twice,
+        unacknowledged,
+        calm_ms,
+        faulty_ms,
+    }
+}
+
+/// One pass: the world, warm traffic without faults, the faults, then the count.
+fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
+    let name = if persistence { "persisted" } else { "volatile" };
+    let started = Instant::now();
+    let mut world = World::start(binary, persistence);
+    let drivers = Drivers::start(&world, budget.asks_per_second, name);
+    std::thread::sleep(Duration::from_secs(3));
+    drivers.faulting.store(true, std::sync::atomic::Ordering::Relaxed);
+    let faults = schedule(budget, rng);
+    let mut backlogs = Vec::new();
+    for fault in &faults {
+        std::thread::sleep(rng.millis(200, 800));
+        let backlog = world.build_backlog(10, Duration::from_secs(5));
+        backlogs.push(backlog);
+        world.inflict(*fault);
+        world.signal_bridge(libc::SIGCONT);
+    }
+    let (asked, refused) = drivers.stop();
+    let faults_took = started.elapsed();
+
+    // Settle: every escalation acknowledged and answered, within a bound.
+    let settle = Instant::now();
+    wait_until_settled(&world, &asked);
+    let records: Vec<CarRecord> = (0..CARS).map(|car| read_car(&world.car_state(car))).collect();
+    let (outcomes, cloud_answers) = read_cloud(&world.bridge_store());
+
+    let Tally {
+        lost,
+        twice,
+        unacknowledged,
+        calm_ms,
+        faulty_ms,
+    } = tally(&asked, &records, &outcomes, &cloud_answers);
     let still_queued: usize = records.iter().map(|r| r.still_queued).sum();
     eprintln!(
         "chaos pass {name}: {} faults ({:?}) in {:.0} s, backlog at each fault min {} max {}; \
