@@ -25,18 +25,33 @@ fn main() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let (mut broker, port) = start_fast_broker(&binary, dir.path());
+    let config = bridge_config(port, dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(load_the_bridge(config, port, rate, seconds));
+    broker.kill().ok();
+    broker.wait().ok();
+    report(rate, seconds, result);
+}
+
+/// mosquitto on a free loopback port, tuned for throughput (no persistence,
+/// deep queues, no Nagle); the process and its port.
+fn start_fast_broker(binary: &std::path::Path, dir: &std::path::Path) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let conf = dir.path().join("mosquitto.conf");
+    let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"),
     )
     .unwrap();
-    let mut broker = std::process::Command::new(binary)
+    let broker = std::process::Command::new(binary)
         .arg("-c")
         .arg(&conf)
         .stderr(std::process::Stdio::null())
@@ -45,80 +60,82 @@ fn main() {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    (broker, port)
+}
 
-    let config = Config::layered(
+/// cloud-bridge's config on the broker at `port`, its store in `dir`.
+fn bridge_config(port: u16, dir: &std::path::Path) -> Config {
+    Config::layered(
         None,
         [
             ("CLOUD_BRIDGE__MQTT__PORT", port.to_string()),
-            (
-                "CLOUD_BRIDGE__STORE__PATH",
-                dir.path().join("cb.sqlite").display().to_string(),
-            ),
+            ("CLOUD_BRIDGE__STORE__PATH", dir.join("cb.sqlite").display().to_string()),
             ("CLOUD_BRIDGE__HTTP__LISTEN", "127.0.0.1:0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
     )
-    .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let result = runtime.block_on(async {
-        let config = Arc::new(config);
-        let metrics = Metrics::new();
-        let stores = cloud_bridge::assemble::open_stores(&config).unwrap();
-        let knowledge = tokio::task::block_in_place(|| cloud_bridge::assemble::open_knowledge(&config)).unwrap();
-        let supervisor = Arc::new(Supervisor::new(
-            stores,
-            Arc::new(cloud_bridge::llm::local::LocalProvider),
-            Some(knowledge),
-            config.clone(),
-            metrics.clone(),
-        ));
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let service = tokio::spawn(cloud_bridge::service::run(
-            config,
-            supervisor,
-            metrics.clone(),
-            None,
-            shutdown.clone(),
-        ));
-        while !metrics.connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // The cars run on their own runtime and threads, as they would elsewhere.
-        let cars = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(load(port, rate, seconds))
-        });
-        let result = tokio::task::spawn_blocking(move || cars.join().unwrap()).await.unwrap();
-        let text = metrics.encode();
-        let read = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let (sum, count) = (
-            read("cloud_bridge_handling_seconds_sum"),
-            read("cloud_bridge_handling_seconds_count"),
-        );
-        println!(
-            "inside cloud-bridge: {count:.0} handled, mean {:.3} ms from claim to response ready",
-            sum / count.max(1.0) * 1e3
-        );
-        shutdown.cancel();
-        let _ = service.await;
-        result
+    .unwrap()
+}
+
+/// cloud-bridge's service with the local provider, loaded by the cars; their
+/// figures, after printing the bridge's own handling time.
+async fn load_the_bridge(config: Config, port: u16, rate: u64, seconds: u64) -> (usize, Vec<Duration>, Duration) {
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let stores = cloud_bridge::assemble::open_stores(&config).unwrap();
+    let knowledge = tokio::task::block_in_place(|| cloud_bridge::assemble::open_knowledge(&config)).unwrap();
+    let supervisor = Arc::new(Supervisor::new(
+        stores,
+        Arc::new(cloud_bridge::llm::local::LocalProvider),
+        Some(knowledge),
+        config.clone(),
+        metrics.clone(),
+    ));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let service = tokio::spawn(cloud_bridge::service::run(
+        config,
+        supervisor,
+        metrics.clone(),
+        None,
+        shutdown.clone(),
+    ));
+    while !metrics.connected() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The cars run on their own runtime and threads, as they would elsewhere.
+    let cars = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(load(port, rate, seconds))
     });
-    broker.kill().ok();
-    broker.wait().ok();
+    let result = tokio::task::spawn_blocking(move || cars.join().unwrap()).await.unwrap();
+    let text = metrics.encode();
+    let read = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (sum, count) = (
+        read("cloud_bridge_handling_seconds_sum"),
+        read("cloud_bridge_handling_seconds_count"),
+    );
+    println!(
+        "inside cloud-bridge: {count:.0} handled, mean {:.3} ms from claim to response ready",
+        sum / count.max(1.0) * 1e3
+    );
+    shutdown.cancel();
+    let _ = service.await;
+    result
+}
+
+/// The throughput and latency figures of a run.
+fn report(rate: u64, seconds: u64, result: (usize, Vec<Duration>, Duration)) {
     let (sent, mut latencies, wall) = result;
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
