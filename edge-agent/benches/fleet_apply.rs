@@ -9,6 +9,7 @@
 //! sent every 10 ms, each on its own connection. Prints the apply time and the
 //! answer latencies before and during the apply.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,13 +28,7 @@ fn main() {
     let articles: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::generate().unwrap();
-    let mut config = Config::embedded();
-    config.state.dir = dir.path().display().to_string();
-    config.api.socket = dir.path().join("api.sock").display().to_string();
-    config.api.rate_per_second = 100_000;
-    config.api.rate_burst = 100_000;
-    config.fleet.channel = "stable".into();
-    config.fleet.keys = TrustedKeys::default().with_key(&key, false);
+    let config = bench_config(dir.path(), &key);
     let args = RuntimeArgs {
         model: ModelArgs::default(),
         config: ConfigArgs { config: None },
@@ -42,18 +37,8 @@ fn main() {
     let engine = Arc::new(edge_agent::assemble::open_engine(&config, &args).unwrap());
     let live = engine.assistant().live_knowledge();
     let updater = Arc::new(edge_agent::fleet::updater_for(&config, live.clone()).unwrap());
-
-    // The bundle: the shipped articles, then generated ones, each distinct.
-    let shipped = live.load().articles().unwrap();
-    let mut all = shipped.clone();
-    for i in 0..articles.saturating_sub(shipped.len()) {
-        let mut a = shipped[i % shipped.len()].clone();
-        a.id = format!("generated-{i:05}");
-        a.title = format!("{} (variant {i})", a.title);
-        a.summary = format!("{} Reference {i}.", a.summary);
-        all.push(a);
-    }
-    let payload = Payload::full(live.load().meta(), all);
+    let shipped = live.load().articles().unwrap().len();
+    let payload = payload_of(&live.load(), articles);
     let bytes = payload.to_bytes();
     let manifest = testkit::bundle::manifest(
         2,
@@ -76,50 +61,18 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
-    // Answers, one every 10 ms, until told to stop.
-    let ask = |stop: Arc<std::sync::atomic::AtomicBool>| {
-        let socket = socket.clone();
-        runtime.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let started = Instant::now();
-                let body = serde_json::json!({"text": QUESTIONS[i % QUESTIONS.len()], "conversation_id": format!("bench-{i}")});
-                match edge_agent::client::request(&socket, hyper::Method::POST, "/v1/ask", Some(body)).await {
-                    Ok((200, _)) => latencies.push(started.elapsed().as_secs_f64() * 1000.0),
-                    _ => errors += 1,
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(10).saturating_sub(started.elapsed())).await;
-            }
-            (latencies, errors)
-        })
-    };
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let idle = ask(stop.clone());
-    std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (before, _) = runtime.block_on(idle).unwrap();
+    let (before, _) = runtime.block_on(Asking::start(&runtime, &socket).after(Duration::from_secs(2)));
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let during = ask(stop.clone());
+    let during = Asking::start(&runtime, &socket);
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     let applied = updater.apply_local(&notice, &bytes).unwrap();
     let apply = started.elapsed();
-    std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (latencies, errors) = runtime.block_on(during).unwrap();
+    let (latencies, errors) = runtime.block_on(during.after(Duration::from_millis(200)));
     shutdown.cancel();
     let _ = runtime.block_on(server);
 
-    assert_eq!(live.load().info().articles, articles.max(shipped.len()));
-    let pct = |v: &[f64], p: f64| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-    };
+    assert_eq!(live.load().info().articles, articles.max(shipped));
     println!(
         "apply of {} articles ({:.1} MB payload, compact encoder): {:.2} s (verify, embed, write, swap: {} ms in the updater)",
         applied.articles,
@@ -130,15 +83,85 @@ fn main() {
     println!(
         "/v1/ask before: {} answers, p50 {:.1} ms, p99 {:.1} ms",
         before.len(),
-        pct(&before, 0.5),
-        pct(&before, 0.99)
+        percentile(&before, 0.5),
+        percentile(&before, 0.99)
     );
     println!(
         "/v1/ask during the apply: {} answers, {} errors, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         latencies.len(),
         errors,
-        pct(&latencies, 0.5),
-        pct(&latencies, 0.99),
-        pct(&latencies, 1.0)
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
     );
+}
+
+/// The embedded config with its state and socket in `dir`, no rate limit, and
+/// `key` trusted on the `stable` channel.
+fn bench_config(dir: &std::path::Path, key: &SigningKey) -> Config {
+    let mut config = Config::embedded();
+    config.state.dir = dir.display().to_string();
+    config.api.socket = dir.join("api.sock").display().to_string();
+    config.api.rate_per_second = 100_000;
+    config.api.rate_burst = 100_000;
+    config.fleet.channel = "stable".into();
+    config.fleet.keys = TrustedKeys::default().with_key(key, false);
+    config
+}
+
+/// The shipped articles, then generated ones, each distinct, up to `articles`.
+fn payload_of(kb: &knowledge::KnowledgeBase, articles: usize) -> Payload {
+    let shipped = kb.articles().unwrap();
+    let mut all = shipped.clone();
+    for i in 0..articles.saturating_sub(shipped.len()) {
+        let mut a = shipped[i % shipped.len()].clone();
+        a.id = format!("generated-{i:05}");
+        a.title = format!("{} (variant {i})", a.title);
+        a.summary = format!("{} Reference {i}.", a.summary);
+        all.push(a);
+    }
+    Payload::full(kb.meta(), all)
+}
+
+/// A driver asking one of [`QUESTIONS`] every 10 ms, each on its own connection.
+struct Asking {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<f64>, usize)>,
+}
+
+impl Asking {
+    fn start(runtime: &tokio::runtime::Runtime, socket: &std::path::Path) -> Asking {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (until, socket) = (stop.clone(), socket.to_path_buf());
+        let task = runtime.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut i = 0;
+            while !until.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let body = serde_json::json!({"text": QUESTIONS[i % QUESTIONS.len()], "conversation_id": format!("bench-{i}")});
+                match edge_agent::client::request(&socket, hyper::Method::POST, "/v1/ask", Some(body)).await {
+                    Ok((200, _)) => latencies.push(started.elapsed().as_secs_f64() * 1000.0),
+                    _ => errors += 1,
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(10).saturating_sub(started.elapsed())).await;
+            }
+            (latencies, errors)
+        });
+        Asking { stop, task }
+    }
+
+    /// Stops asking after `wait`: the answer latencies in ms, and the errors.
+    async fn after(self, wait: Duration) -> (Vec<f64>, usize) {
+        tokio::time::sleep(wait).await;
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }

@@ -121,7 +121,14 @@ fn main() {
     );
 
     let runtime = testkit::runtime();
-    let drain = root.path().join("drain");
+    measure_drain(root.path(), &runtime);
+    measure_rss_with_a_big_queue(root.path(), &runtime);
+}
+
+/// Drains 5,000 queued escalations to a loopback broker and an acknowledging
+/// cloud, throttle off, 50 in flight; prints the rate.
+fn measure_drain(root: &std::path::Path, runtime: &tokio::runtime::Runtime) {
+    let drain = root.join("drain");
     const DRAIN: usize = 5_000;
     fill(&drain, DRAIN);
     let broker_port = testkit::free_port();
@@ -160,8 +167,11 @@ fn main() {
         DRAIN as f64 / seconds
     );
     drop(daemon);
+}
 
-    let big = root.path().join("big");
+/// The daemon's peak RSS with 100,000 escalations queued and no broker.
+fn measure_rss_with_a_big_queue(root: &std::path::Path, runtime: &tokio::runtime::Runtime) {
+    let big = root.join("big");
     const QUEUED: usize = 100_000;
     let filled = Instant::now();
     fill(&big, QUEUED);
