@@ -556,7 +556,7 @@ fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
         faulty_ms,
     } = tally(&asked, &records, &outcomes, &cloud_answers);
     let still_queued: usize = records.iter().map(|r| r.still_queued).sum();
-    eprintln!(
+    say!(
         "chaos pass {name}: {} faults ({:?}) in {:.0} s, backlog at each fault min {} max {}; \
          asked {} (refused while a car was down: {refused}), acknowledged {}, answered {}, \
          lost {}, answered twice {}, still queued {still_queued}; \
@@ -580,7 +580,7 @@ fn pass(binary: &Path, persistence: bool, budget: Budget, rng: &mut Rng) {
         settle.elapsed().as_secs_f64(),
     );
     if !twice.is_empty() || !lost.is_empty() {
-        eprintln!("chaos: the run's folder is kept for diagnosis: {}", world.dir.display());
+        say!("chaos: the run's folder is kept for diagnosis: {}", world.dir.display());
         std::mem::forget(world);
     }
     assert!(
@@ -623,7 +623,7 @@ fn under_broker_restarts_and_kills_nothing_is_lost_and_nothing_answered_twice() 
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| jiff::Timestamp::now().as_nanosecond() as u64);
     let budget = Budget::for_this_run();
-    eprintln!("chaos: seed {seed} (replay with CHAOS_SEED={seed}), {budget:?} per pass");
+    say!("chaos: seed {seed} (replay with CHAOS_SEED={seed}), {budget:?} per pass");
     let mut rng = Rng(seed);
     pass(&binary, true, budget, &mut rng);
     pass(&binary, false, budget, &mut rng);

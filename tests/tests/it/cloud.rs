@@ -415,7 +415,7 @@ fn two_instances_on_one_shared_subscription_split_a_thousand_escalations_and_non
     for share in [ha, hb] {
         assert!((N * 3 / 10..=N * 7 / 10).contains(&share), "a split of {ha}/{hb}");
     }
-    eprintln!("split: {ha} / {hb} in {:?}", started.elapsed());
+    say!("split: {ha} / {hb} in {:?}", started.elapsed());
 }
 
 #[test]

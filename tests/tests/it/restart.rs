@@ -100,7 +100,7 @@ fn reproduction(persistence: bool) {
         std::thread::sleep(Duration::from_millis(250));
     };
     let once = answered.iter().filter(|&&a| a == 1).count();
-    eprintln!("persistence {persistence}: {once} of {ESCALATIONS} answered once ({answered:?})");
+    say!("persistence {persistence}: {once} of {ESCALATIONS} answered once ({answered:?})");
     assert_eq!(once, ESCALATIONS, "answered per conversation: {answered:?}");
     assert_eq!(bridge.handled(), ESCALATIONS as u64, "the cloud handled each once");
     assert_eq!(get(&daemon, "/v1/health").1["pending_escalations"], 0);
