@@ -983,7 +983,6 @@ fn generated_noise(
         corpus_words: &corpus_words,
     };
     let mut noise = models::noise::generate(args.seed, args.noise_per_kind, &known);
-
     let left_out = drop_near_dev(&mut noise, dev);
     progress(&format!(
         "noise: {} generated lines ({left_out} near-duplicates of a dev line left out)",
