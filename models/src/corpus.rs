@@ -396,6 +396,7 @@ mod tests {
             "real_car.jsonl",
             "assistant.jsonl",
             "noise.jsonl",
+            "noise_select.jsonl",
         ] {
             let lines = load_jsonl(&root.join("eval").join(dev)).unwrap();
             let shared = near_duplicates(&corpus.examples, &lines);

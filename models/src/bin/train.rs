@@ -111,6 +111,7 @@ struct Args {
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/real_car.jsonl"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/assistant.jsonl"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/eval/noise.jsonl"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/eval/noise_select.jsonl"),
     ])]
     dev: Vec<PathBuf>,
     /// The public utterance sets (`shared/data`, never copied here); training
