@@ -107,6 +107,32 @@ fn keys() -> (SigningKey, SigningKey, SigningKey) {
     )
 }
 
+/// A car's updater, its shipped knowledge (the articles and their hash), and
+/// version 2: the shipped articles plus one, as a payload and a signed bundle.
+struct Release2 {
+    updater: Arc<fleet::Updater>,
+    shipped: Vec<Article>,
+    before: String,
+    payload: Payload,
+    good: Bundle,
+}
+
+fn release_2(car: &Car) -> Release2 {
+    let updater = car.updater(None);
+    let live = updater.live().load_full();
+    let shipped = live.articles().unwrap();
+    let before = live.content_hash().unwrap();
+    let payload = Payload::full(live.meta(), next_content(&shipped));
+    let good = bundle(2, &payload, "https://bundles.example/stable/2");
+    Release2 {
+        updater,
+        shipped,
+        before,
+        payload,
+        good,
+    }
+}
+
 /// `notice` with `bytes` is refused, for a reason that says `expect`; the failure
 /// is recorded and reported, and the knowledge is still `before`.
 fn assert_refused_and_unchanged(
@@ -135,12 +161,9 @@ fn assert_refused_and_unchanged(
 fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
     let (key, revoked, stranger) = keys();
     let car = car(&key, &revoked);
-    let updater = car.updater(None);
-    let live = updater.live().load_full();
-    let shipped = live.articles().unwrap();
-    let before = live.content_hash().unwrap();
-    let payload = Payload::full(live.meta(), next_content(&shipped));
-    let good = bundle(2, &payload, "https://bundles.example/stable/2");
+    let Release2 {
+        updater, before, good, ..
+    } = release_2(&car);
 
     let refused = |notice: protocol::KnowledgeManifestNotice, bytes: &[u8], expect: &str| {
         assert_refused_and_unchanged(&updater, &before, &notice, bytes, expect);
@@ -192,12 +215,13 @@ fn every_bad_bundle_is_refused_with_its_reason_and_nothing_changes() {
 fn a_good_bundle_applies_an_older_one_is_a_replay_and_a_rollback_keeps_the_high_water_mark() {
     let (key, revoked, _) = keys();
     let car = car(&key, &revoked);
-    let updater = car.updater(None);
-    let live = updater.live().load_full();
-    let shipped = live.articles().unwrap();
-    let before = live.content_hash().unwrap();
-    let payload = Payload::full(live.meta(), next_content(&shipped));
-    let good = bundle(2, &payload, "https://bundles.example/stable/2");
+    let Release2 {
+        updater,
+        shipped,
+        before,
+        payload,
+        good,
+    } = release_2(&car);
 
     // It applies; then the same content as an older version is a replay.
     let applied = updater
